@@ -1,0 +1,62 @@
+# teleconsult: the entry point for people and CI alike.
+#   make run    set up .venv, migrate, seed demo data, serve http://127.0.0.1:8000
+#   make test   set up .venv, lint, check migrations, run the whole suite
+#   make bench  run the benchmarks under bench/ and print their figures
+#   make lint   ruff lint and format check only
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: run test bench lint format install install-dev serve clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $(VENV)/.installed $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+run: export DEBUG ?= 1
+run: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py seed_demo
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	$(MAKE) --no-print-directory serve
+
+# daphne alone, or with REDIS_URL also a Celery worker and beat; Ctrl-C stops all of them.
+serve:
+	@bash -c 'trap "trap - TERM; kill 0" INT TERM EXIT; \
+	  if [ -n "$$REDIS_URL" ]; then \
+	    $(BIN)/celery -A teleconsult worker --beat --loglevel INFO --concurrency 2 & \
+	  fi; \
+	  echo "teleconsult is at http://$(HOST):$(PORT)/ (Ctrl-C stops it)"; \
+	  $(BIN)/daphne -b $(HOST) -p $(PORT) teleconsult.asgi:application'
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install-dev
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: install-dev lint
+	DEBUG=1 $(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: install-dev
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) var/test

@@ -1,0 +1,30 @@
+"""Sign-up adds a display name and a role; only patients and physicians sign themselves up."""
+
+from __future__ import annotations
+
+from django import forms
+
+from .models import PhysicianProfile, Role
+
+SIGNUP_ROLES = [(Role.PATIENT.value, "Patient"), (Role.PHYSICIAN.value, "Physician (referring)")]
+
+
+class SignupForm(forms.Form):
+    name = forms.CharField(label="Your name", max_length=150)
+    role = forms.ChoiceField(label="I am a", choices=SIGNUP_ROLES, initial=Role.PATIENT)
+    institution = forms.CharField(
+        label="Institution (physicians)", max_length=200, required=False, help_text="Hospital or practice"
+    )
+
+    def clean(self):
+        data = super().clean()
+        if data.get("role") == Role.PHYSICIAN and not data.get("institution"):
+            self.add_error("institution", "Physicians give the hospital or practice they work for.")
+        return data
+
+    def signup(self, request, user) -> None:
+        user.name = self.cleaned_data["name"]
+        user.role = self.cleaned_data["role"]
+        user.save(update_fields=["name", "role"])
+        if user.role == Role.PHYSICIAN:
+            PhysicianProfile.objects.create(user=user, institution=self.cleaned_data["institution"])

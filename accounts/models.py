@@ -1,0 +1,212 @@
+"""Users, roles and professional profiles."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+
+from django.contrib.auth.base_user import BaseUserManager
+from django.contrib.auth.models import AbstractUser
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+
+
+class Role(models.TextChoices):
+    PHYSICIAN = "physician", "Physician"
+    SPECIALIST = "specialist", "Specialist"
+    PATIENT = "patient", "Patient"
+    ADMIN = "admin", "Administrator"
+
+
+# Roles that handle other people's data and so must use a second factor when MFA is required.
+MFA_ROLES = frozenset({Role.PHYSICIAN, Role.SPECIALIST, Role.ADMIN})
+
+
+class Specialty(models.TextChoices):
+    NEURORADIOLOGY = "neuroradiology", "Neuroradiology"
+    CHEST = "chest", "Chest"
+    ABDOMINAL = "abdominal", "Abdominal"
+    MUSCULOSKELETAL = "musculoskeletal", "Musculoskeletal"
+    BREAST = "breast", "Breast"
+    CARDIAC = "cardiac", "Cardiac"
+    PAEDIATRIC = "paediatric", "Paediatric"
+    NUCLEAR_MEDICINE = "nuclear_medicine", "Nuclear medicine"
+    DERMATOLOGY = "dermatology", "Dermatology"
+    GENERAL_RADIOLOGY = "general_radiology", "General radiology"
+
+
+class UserManager(BaseUserManager):
+    use_in_migrations = True
+
+    def _create_user(self, email: str, password: str | None, **extra) -> User:
+        if not email:
+            raise ValueError("An email address is required.")
+        user = self.model(email=self.normalize_email(email).lower(), **extra)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_user(self, email: str, password: str | None = None, **extra) -> User:
+        extra.setdefault("is_staff", False)
+        extra.setdefault("is_superuser", False)
+        return self._create_user(email, password, **extra)
+
+    def create_superuser(self, email: str, password: str | None = None, **extra) -> User:
+        extra.update(is_staff=True, is_superuser=True, role=Role.ADMIN)
+        return self._create_user(email, password, **extra)
+
+
+class User(AbstractUser):
+    """A person who signs in with their email address."""
+
+    username = None
+    first_name = None
+    last_name = None
+    email = models.EmailField("email address", unique=True)
+    name = models.CharField("display name", max_length=150, blank=True)
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.PATIENT)
+
+    USERNAME_FIELD = "email"
+    REQUIRED_FIELDS: list[str] = []
+    objects = UserManager()
+
+    class Meta:
+        ordering = ["email"]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.email
+
+    def get_full_name(self) -> str:
+        return self.display_name
+
+    def get_short_name(self) -> str:
+        return self.display_name
+
+    @property
+    def is_physician(self) -> bool:
+        return self.role == Role.PHYSICIAN
+
+    @property
+    def is_specialist(self) -> bool:
+        return self.role == Role.SPECIALIST
+
+    @property
+    def is_patient(self) -> bool:
+        return self.role == Role.PATIENT
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.ADMIN or self.is_superuser
+
+    @property
+    def needs_mfa(self) -> bool:
+        return self.role in MFA_ROLES or self.is_superuser
+
+    @property
+    def may_take_consults(self) -> bool:
+        profile = getattr(self, "specialist_profile", None)
+        return self.is_specialist and self.is_active and profile is not None and profile.is_approved
+
+
+def validate_jurisdiction(value: str) -> None:
+    """ISO 3166-1 alpha-2 (``DE``) or ISO 3166-2 (``US-CA``) code."""
+    country, _, region = value.partition("-")
+    if not (len(country) == 2 and country.isalpha() and country.isupper()):
+        raise ValidationError(f"{value!r} is not an ISO 3166 code such as 'DE' or 'US-CA'.")
+    if region and not (1 <= len(region) <= 3 and region.isalnum() and region.upper() == region):
+        raise ValidationError(f"{value!r} is not an ISO 3166-2 code such as 'US-CA'.")
+
+
+def validate_time_zone(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(f"{value!r} is not a known time zone such as 'Europe/Berlin'.")
+
+
+def validate_on_call(value: object) -> None:
+    """On-call windows: ``[{"day": 0-6 (Monday=0), "start": "HH:MM", "end": "HH:MM"}, ...]``.
+
+    An ``end`` earlier than ``start`` runs past midnight into the next day.
+    """
+    if not isinstance(value, list):
+        raise ValidationError("On-call windows must be a list.")
+    for window in value:
+        if not isinstance(window, dict) or set(window) != {"day", "start", "end"}:
+            raise ValidationError("Each on-call window needs exactly day, start and end.")
+        if not isinstance(window["day"], int) or not 0 <= window["day"] <= 6:
+            raise ValidationError("An on-call day is 0 (Monday) to 6 (Sunday).")
+        for key in ("start", "end"):
+            try:
+                dt.time.fromisoformat(window[key])
+            except (TypeError, ValueError):
+                raise ValidationError(f"On-call {key} must be a time such as '08:00'.") from None
+
+
+class SpecialistProfile(models.Model):
+    user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="specialist_profile")
+    specialties = models.JSONField(default=list, blank=True, help_text="Specialty codes")
+    jurisdictions = models.JSONField(default=list, blank=True, help_text="ISO 3166 codes, e.g. US-CA, DE")
+    accepting_consults = models.BooleanField(default=True)
+    time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
+    on_call = models.JSONField(default=list, blank=True, validators=[validate_on_call])
+    approved_at = models.DateTimeField(null=True, blank=True)
+    approved_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    def __str__(self) -> str:
+        return f"Specialist profile of {self.user}"
+
+    @property
+    def is_approved(self) -> bool:
+        return self.approved_at is not None
+
+    def clean(self) -> None:
+        valid = set(Specialty.values)
+        unknown = [s for s in self.specialties if s not in valid]
+        if unknown:
+            raise ValidationError({"specialties": f"Unknown specialties: {', '.join(map(str, unknown))}."})
+        for code in self.jurisdictions:
+            try:
+                validate_jurisdiction(code)
+            except ValidationError as exc:
+                raise ValidationError({"jurisdictions": exc.messages}) from None
+
+    def approve(self, *, by: User | None) -> None:
+        if self.approved_at is None:
+            self.approved_at = timezone.now()
+            self.approved_by = by
+            self.save(update_fields=["approved_at", "approved_by"])
+
+    def licensed_in(self, jurisdiction: str) -> bool:
+        """Licensed for ``US-CA`` when licensed for ``US-CA`` or the whole of ``US``."""
+        country = jurisdiction.split("-")[0]
+        return jurisdiction in self.jurisdictions or country in self.jurisdictions
+
+    def is_on_call(self, at: dt.datetime | None = None) -> bool:
+        local = (at or timezone.now()).astimezone(zoneinfo.ZoneInfo(self.time_zone))
+        now_t = local.time()
+        for window in self.on_call:
+            start, end = dt.time.fromisoformat(window["start"]), dt.time.fromisoformat(window["end"])
+            if start <= end:
+                if window["day"] == local.weekday() and start <= now_t < end:
+                    return True
+            else:  # past midnight
+                if window["day"] == local.weekday() and now_t >= start:
+                    return True
+                if (window["day"] + 1) % 7 == local.weekday() and now_t < end:
+                    return True
+        return False
+
+
+class PhysicianProfile(models.Model):
+    user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="physician_profile")
+    institution = models.CharField(max_length=200, blank=True)
+    jurisdiction = models.CharField(
+        max_length=10, blank=True, validators=[validate_jurisdiction], help_text="Where the institution is (ISO 3166)"
+    )
+
+    def __str__(self) -> str:
+        return f"Physician profile of {self.user}"

@@ -1,0 +1,75 @@
+"""The one place that answers "may this user see this study?" for every route.
+
+Anything a user may not see is a 404 for them, so existence does not leak.
+"""
+
+from __future__ import annotations
+
+from django.http import Http404
+
+from .models import AccessGrant, Instance, Patient, Series, Study
+
+
+def visible_studies(user):
+    return Study.objects.visible_to(user)
+
+
+def can_view_study(user, study: Study) -> bool:
+    return visible_studies(user).filter(pk=study.pk).exists()
+
+
+def get_study_for_user(user, study_uid: str) -> Study:
+    try:
+        return visible_studies(user).select_related("patient").get(study_instance_uid=study_uid)
+    except Study.DoesNotExist:
+        raise Http404("No such study.") from None
+
+
+def get_series_for_user(user, study_uid: str, series_uid: str) -> Series:
+    study = get_study_for_user(user, study_uid)
+    try:
+        return study.series.get(series_instance_uid=series_uid)
+    except Series.DoesNotExist:
+        raise Http404("No such series.") from None
+
+
+def get_instance_for_user(user, study_uid: str, series_uid: str, instance_uid: str) -> Instance:
+    series = get_series_for_user(user, study_uid, series_uid)
+    try:
+        return series.instances.select_related("series__study").get(sop_instance_uid=instance_uid)
+    except Instance.DoesNotExist:
+        raise Http404("No such instance.") from None
+
+
+def visible_patients(user):
+    if not user or not user.is_authenticated:
+        return Patient.objects.none()
+    if user.is_admin:
+        return Patient.objects.all()
+    return Patient.objects.filter(studies__in=visible_studies(user)).distinct()
+
+
+def get_patient_for_user(user, pk: int) -> Patient:
+    try:
+        return visible_patients(user).get(pk=pk)
+    except Patient.DoesNotExist:
+        raise Http404("No such patient.") from None
+
+
+def grant_access(*, user, study: Study, reason: str, granted_by=None, source: str = "", until=None) -> AccessGrant:
+    """Give ``user`` access to ``study`` for ``reason`` (idempotent per user, study, reason, source)."""
+    grant = AccessGrant.objects.active().filter(user=user, study=study, reason=reason, source=source).first()
+    if grant is None:
+        grant = AccessGrant.objects.create(
+            user=user, study=study, reason=reason, source=source, granted_by=granted_by, until=until
+        )
+    return grant
+
+
+def revoke_access(*, user, study: Study, reason: str, source: str = "", by=None) -> int:
+    grants = AccessGrant.objects.active().filter(user=user, study=study, reason=reason, source=source)
+    count = 0
+    for grant in grants:
+        grant.revoke(by=by)
+        count += 1
+    return count

@@ -1,0 +1,20 @@
+"""Shared REST API pieces: the error shape every endpoint answers with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]):
+    """DRF's handler, plus a top-level ``detail`` on validation errors so clients read one key.
+
+    Field errors stay keyed by field name (``{"email": ["This field is required."]}``), so the
+    body names the field at fault.
+    """
+    response = drf_exception_handler(exc, context)
+    if response is not None and isinstance(response.data, dict) and "detail" not in response.data:
+        fields = ", ".join(str(key) for key in response.data)
+        response.data["detail"] = f"Invalid input: {fields}."
+    return response

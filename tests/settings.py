@@ -1,0 +1,22 @@
+"""Test settings: the real settings module, with a development environment and fast hashing."""
+
+import os
+
+os.environ.setdefault("DEBUG", "1")
+os.environ.setdefault("TELECONSULT_MFA_REQUIRED", "0")
+os.environ.setdefault("TELECONSULT_DATA_DIR", os.path.join(os.path.dirname(__file__), "..", "var", "test"))
+
+from teleconsult.settings import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405
+
+# Unit tests run background work in-process and keep throttling counters and channel groups per
+# test process; tests/integration starts real workers and daphne processes on REDIS_URL instead.
+CELERY_TASK_ALWAYS_EAGER = True
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405
