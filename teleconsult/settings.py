@@ -123,7 +123,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "accounts.context_processors.navigation",
+                "teleconsult.context_processors.navigation",
             ],
         },
     },
@@ -303,3 +303,10 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL") or "INFO"},
     "loggers": {"daphne": {"level": "WARNING"}, "django.channels.server": {"level": "WARNING"}},
 }
+
+# Ingest limits (bytes and counts); a file or request over a limit is refused with the reason.
+TELECONSULT_MAX_FILE_SIZE = env_int("TELECONSULT_MAX_FILE_SIZE", 2 * 1024**3)
+TELECONSULT_MAX_REQUEST_SIZE = env_int("TELECONSULT_MAX_REQUEST_SIZE", 4 * 1024**3)
+TELECONSULT_ZIP_MAX_ENTRIES = env_int("TELECONSULT_ZIP_MAX_ENTRIES", 20000)
+TELECONSULT_ZIP_MAX_UNCOMPRESSED = env_int("TELECONSULT_ZIP_MAX_UNCOMPRESSED", 8 * 1024**3)
+TELECONSULT_ZIP_MAX_RATIO = env_int("TELECONSULT_ZIP_MAX_RATIO", 200)

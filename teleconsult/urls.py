@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
@@ -6,6 +7,8 @@ from accounts import views as account_views
 
 api_v1 = [
     path("", include("accounts.api_urls")),
+    path("", include("studies.api_urls")),
+    path("", include("consultations.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
@@ -16,4 +19,12 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
+    path("dicomweb/", include("studies.dicomweb_urls")),
+    path("", include("studies.urls")),
+    path("", include("consultations.urls")),
 ]
+
+admin.site.site_header = "teleconsult administration"
+admin.site.site_title = "teleconsult"
+if settings.DEBUG:
+    admin.site.site_header += " (development)"

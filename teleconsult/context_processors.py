@@ -1,15 +1,21 @@
-"""Navigation entries for the signed-in user's role; later apps add their counts here."""
+"""Navigation entries for the signed-in user's role, gathered from each app."""
 
 from __future__ import annotations
 
 from django.urls import reverse
 
+from consultations.navigation import nav_items as consultation_items
+from studies.navigation import nav_items as study_items
+
 
 def navigation(request) -> dict:
+    """``nav_items``: dicts with label, url and optionally key and count (badge)."""
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {"nav_items": []}
     items = [{"label": "Home", "url": reverse("home")}]
+    items += study_items(user)
+    items += consultation_items(user)
     if user.is_admin:
         items.append({"label": "Admin", "url": reverse("admin:index")})
     items.append({"label": "Security", "url": reverse("mfa_index")})
