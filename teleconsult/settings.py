@@ -202,8 +202,10 @@ if EMAIL_HOST:
     EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD") or ""
     EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
 else:
-    # Development and demo: emails are printed to the console of the server.
-    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+    # Development and demo: emails are printed to the console of the server (or go where
+    # EMAIL_BACKEND says, e.g. the file backend the end-to-end tests read).
+    EMAIL_BACKEND = env_str("EMAIL_BACKEND") or "django.core.mail.backends.console.EmailBackend"
+EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH") or str(DATA_DIR / "mail")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
