@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from allauth.account.models import EmailAddress
+from django.conf import settings
 from django.contrib.auth import authenticate
-from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers, status
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import exceptions, serializers, status
 from rest_framework.authtoken.models import Token
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import throttle
+from .authentication import BearerlessTokenAuthentication
 from .mfa import has_code_mfa, has_mfa, verify_code
 
 
@@ -30,13 +33,29 @@ class MeSerializer(serializers.Serializer):
 TokenResponse = inline_serializer("TokenResponse", {"token": serializers.CharField()})
 
 
+def _error(field: str, message: str, http_status: int = status.HTTP_400_BAD_REQUEST) -> Response:
+    """The error shape of the API: a top-level ``detail`` and the field at fault."""
+    return Response({"detail": message, field: [message]}, status=http_status)
+
+
 class TokenView(APIView):
-    """Exchange email, password (and a second-factor code when the account has MFA) for an API token."""
+    """Exchange email, password (and a second-factor code when the account has MFA) for an API token.
+
+    ``DELETE`` revokes the token sent in the ``Authorization: Token <key>`` header.
+    """
 
     permission_classes = [AllowAny]
     authentication_classes: list = []
 
-    @extend_schema(request=TokenRequestSerializer, responses={200: TokenResponse})
+    @extend_schema(
+        request=TokenRequestSerializer,
+        responses={
+            200: TokenResponse,
+            400: OpenApiResponse(description="Missing field, wrong credentials, or missing/wrong code"),
+            403: OpenApiResponse(description="The account must set up two-factor authentication first"),
+            429: OpenApiResponse(description="Too many failures for this account or address"),
+        },
+    )
     def post(self, request):
         serializer = TokenRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -50,40 +69,44 @@ class TokenView(APIView):
         user = authenticate(request, email=email, password=serializer.validated_data["password"])
         if user is None:
             throttle.record_failure(email, ip)
-            return Response(
-                {"detail": "Email or password is wrong.", "password": ["Email or password is wrong."]},
-                status=status.HTTP_400_BAD_REQUEST,
-            )
+            return _error("password", "Email or password is wrong.")
+        if not EmailAddress.objects.filter(user=user, email__iexact=user.email, verified=True).exists():
+            return _error("email", "Confirm your email address first (see the message we sent you).")
         if has_mfa(user) or has_code_mfa(user):
             code = serializer.validated_data.get("code", "")
             if not code:
-                return Response(
-                    {
-                        "detail": 'This account uses two-factor authentication: send "code".',
-                        "code": ["A TOTP or recovery code is required for this account."],
-                    },
-                    status=status.HTTP_400_BAD_REQUEST,
+                return _error(
+                    "code", 'This account uses two-factor authentication: send "code" (TOTP or recovery code).'
                 )
             if not verify_code(user, code):
                 throttle.record_failure(email, ip)
-                return Response(
-                    {
-                        "detail": "The code is wrong or was already used.",
-                        "code": ["The code is wrong or was already used."],
-                    },
-                    status=status.HTTP_400_BAD_REQUEST,
-                )
+                return _error("code", "The code is wrong or was already used.")
+        elif settings.TELECONSULT_MFA_REQUIRED and user.needs_mfa:
+            return _error(
+                "code",
+                "This account must set up two-factor authentication in the browser before using the API.",
+                status.HTTP_403_FORBIDDEN,
+            )
         token, _ = Token.objects.get_or_create(user=user)
         return Response({"token": token.key})
 
-    @extend_schema(request=None, responses={204: None})
+    @extend_schema(
+        request=None,
+        responses={204: None, 401: OpenApiResponse(description="No valid token in the Authorization header")},
+    )
     def delete(self, request):
         """Revoke the token sent in the Authorization header."""
-        from .authentication import BearerlessTokenAuthentication
-
-        result = BearerlessTokenAuthentication().authenticate(request)
+        authenticator = BearerlessTokenAuthentication()
+        try:
+            result = authenticator.authenticate(request)
+        except exceptions.AuthenticationFailed as exc:
+            result, reason = None, str(exc.detail)
+        else:
+            reason = "Send the token to revoke in the Authorization header: Token <key>."
         if result is None:
-            return Response({"detail": "Send the token to revoke in the Authorization header."}, status=401)
+            response = Response({"detail": reason}, status=status.HTTP_401_UNAUTHORIZED)
+            response["WWW-Authenticate"] = authenticator.authenticate_header(request)
+            return response
         result[1].delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
 

@@ -3,29 +3,52 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.http import JsonResponse
 from django.shortcuts import redirect
-from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from .mfa import has_mfa
 
-# Paths a user without MFA may still reach: MFA setup itself, signing out, static files, the API
-# (token auth has its own check) and the account pages allauth needs to finish a login.
-ALLOWED_PREFIXES = ("/accounts/", "/static/", "/api/", "/dicomweb/", "/favicon.ico")
+# Paths a user without MFA may still reach: allauth's pages (MFA setup itself, reauthentication,
+# email confirmation, signing out), static files, and the token endpoint (it checks MFA itself).
+ALLOWED_PREFIXES = ("/accounts/", "/static/", "/favicon.ico", "/api/v1/auth/token/")
+# Machine-facing paths answer with JSON instead of a redirect to an HTML page.
+API_PREFIXES = ("/api/", "/dicomweb/")
+# Where the user was going when sent to set up MFA; the recovery-codes page links back to it.
+SESSION_NEXT_KEY = "mfa_setup_next"
+SETUP_MESSAGE = "Set up two-factor authentication on the Security page before using the portal."
+
+
+def must_set_up_mfa(user) -> bool:
+    """True when policy requires a second factor for this signed-in user and they have none yet."""
+    return bool(
+        settings.TELECONSULT_MFA_REQUIRED
+        and user is not None
+        and user.is_authenticated
+        and user.needs_mfa
+        and not has_mfa(user)
+    )
 
 
 class RequireMFAMiddleware:
+    """Redirects (or, for API paths, refuses with 403) until the user has a second factor.
+
+    Sets ``request.mfa_setup_required`` so the MFA pages can explain why the user is there.
+    """
+
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        user = getattr(request, "user", None)
-        if (
-            settings.TELECONSULT_MFA_REQUIRED
-            and user is not None
-            and user.is_authenticated
-            and user.needs_mfa
-            and not request.path.startswith(ALLOWED_PREFIXES)
-            and not has_mfa(user)
-        ):
-            return redirect(f"{reverse('mfa_activate_totp')}?next={request.path}")
-        return self.get_response(request)
+        required = must_set_up_mfa(getattr(request, "user", None))
+        request.mfa_setup_required = required
+        path = request.path
+        if not required or path.startswith(ALLOWED_PREFIXES):
+            return self.get_response(request)
+        if path.startswith(API_PREFIXES):
+            return JsonResponse({"detail": SETUP_MESSAGE, "code": "mfa_setup_required"}, status=403)
+        if request.method == "GET":
+            target = request.get_full_path()
+            if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+                request.session[SESSION_NEXT_KEY] = target
+        return redirect("mfa_activate_totp")
