@@ -243,6 +243,8 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "global_keyprefix": env_str("CELERY_KEY_PREFIX") or ""}
 CELERY_BEAT_SCHEDULE: dict = {}
+# Safety net for thumbnails whose render message was lost: queue what waits too long.
+CELERY_BEAT_SCHEDULE["render-pending-thumbnails"] = {"task": "studies.tasks.render_pending", "schedule": 300.0}
 
 LANGUAGE_CODE = "en"
 TIME_ZONE = "UTC"
@@ -312,3 +314,19 @@ TELECONSULT_MAX_REQUEST_SIZE = env_int("TELECONSULT_MAX_REQUEST_SIZE", 4 * 1024*
 TELECONSULT_ZIP_MAX_ENTRIES = env_int("TELECONSULT_ZIP_MAX_ENTRIES", 20000)
 TELECONSULT_ZIP_MAX_UNCOMPRESSED = env_int("TELECONSULT_ZIP_MAX_UNCOMPRESSED", 8 * 1024**3)
 TELECONSULT_ZIP_MAX_RATIO = env_int("TELECONSULT_ZIP_MAX_RATIO", 200)
+
+# Consult SLA: minutes from submission to the due time per priority, the share of the window
+# after which the assignee (or the pool) is warned, and the beat task that checks every minute.
+TELECONSULT_SLA_MINUTES = {
+    "stat": env_int("TELECONSULT_SLA_STAT_MINUTES", 60),
+    "urgent": env_int("TELECONSULT_SLA_URGENT_MINUTES", 4 * 60),
+    "routine": env_int("TELECONSULT_SLA_ROUTINE_MINUTES", 48 * 60),
+}
+TELECONSULT_SLA_WARNING_FRACTION = 0.75
+CELERY_BEAT_SCHEDULE["consult-sla"] = {"task": "consultations.tasks.check_sla", "schedule": 60.0}
+# Consult attachments (PDF, PNG, JPEG), checked by content.
+TELECONSULT_ATTACHMENT_MAX_SIZE = env_int("TELECONSULT_ATTACHMENT_MAX_SIZE", 20 * 1024**2)
+
+# No "remember me": a sign-in never outlives the browser session (allauth would otherwise set a
+# persistent cookie when the box is ticked).
+ACCOUNT_SESSION_REMEMBER = False
