@@ -1,13 +1,32 @@
+import time
+
+from allauth.account import app_settings as account_settings
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.account.authentication import get_authentication_records
 from allauth.core import context as allauth_context
 from django.contrib.sites.shortcuts import get_current_site
 
+from .mfa import has_mfa
 from .tasks import deliver_email
 
 
 class AccountAdapter(DefaultAccountAdapter):
     def is_open_for_signup(self, request) -> bool:
         return True
+
+    def is_reauthentication_required(self, *, app: str, **kwargs) -> bool:
+        """Adding a first second factor right after signing in does not ask for the password again.
+
+        People sent to set up MFA at sign-in would otherwise type their password twice in a row.
+        Once a factor exists, changing or removing it still needs a fresh reauthentication.
+        """
+        request = allauth_context.request
+        user = getattr(request, "user", None)
+        if app == "allauth.mfa" and user is not None and user.is_authenticated and not has_mfa(user):
+            records = get_authentication_records(request, user)
+            if records and time.time() - records[-1]["at"] < account_settings.REAUTHENTICATION_TIMEOUT:
+                return False
+        return super().is_reauthentication_required(app=app, **kwargs)
 
     def send_mail(self, template_prefix: str, email: str, context: dict) -> None:
         """Render in the request, deliver through Celery so a slow mail server never delays a page."""
