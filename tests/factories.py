@@ -47,3 +47,46 @@ class SpecialistFactory(UserFactory):
             }
             defaults.update(kwargs)
             SpecialistProfile.objects.get_or_create(user=self, defaults=defaults)
+
+
+# -- consultations -----------------------------------------------------------------------------
+
+
+def make_study(*, uploader=None, patient_account=None, modalities="CT", uid=None):
+    """A patient with one study and one series, made directly (no DICOM files); the uploader
+    gets an access grant as ingest would give."""
+    import uuid
+
+    from studies.models import AccessGrant, Patient, Series, Study
+    from studies.permissions import grant_access
+
+    suffix = uuid.uuid4().int % 10**12
+    patient = Patient.objects.create(
+        patient_id=f"P{suffix}", name="Doe^Jane", account=patient_account, uploaded_by=uploader
+    )
+    study = Study.objects.create(
+        study_instance_uid=uid or f"1.2.826.0.1.3680043.10.{suffix}",
+        patient=patient,
+        description="CT head",
+        modalities=modalities,
+        uploaded_by=uploader,
+    )
+    Series.objects.create(series_instance_uid=f"{study.study_instance_uid}.1", study=study, modality=modalities)
+    if uploader is not None:
+        grant_access(user=uploader, study=study, reason=AccessGrant.Reason.UPLOADER, granted_by=uploader)
+    return study
+
+
+class ConsultFactory(factory.django.DjangoModelFactory):
+    """A draft consult; call ``consultations.actions.submit_consult`` to send it out."""
+
+    class Meta:
+        model = "consultations.ConsultRequest"
+
+    requester = factory.SubFactory(UserFactory, role="physician")
+    study = factory.LazyAttribute(lambda o: make_study(uploader=o.requester))
+    question = "Is there an acute intracranial haemorrhage?"
+    clinical_history = "Fall from standing height, on anticoagulants."
+    priority = "routine"
+    specialty = "neuroradiology"
+    jurisdiction = "US-CA"

@@ -1,0 +1,79 @@
+"""Routing: which specialists a consult is offered to.
+
+A consult addressed to a named specialist is offered to them alone. A pool consult is offered to
+approved, active specialists who accept consults, practise the specialty and are licensed where
+the patient is, and who are on call now in their own time zone; when none of them is on call, to
+all who otherwise match. Escalation offers it to every match regardless of on-call.
+"""
+
+from __future__ import annotations
+
+from django.utils import timezone
+
+from accounts.models import Role, SpecialistProfile
+
+from .models import ConsultEvent, ConsultOffer, ConsultRequest
+
+
+def matching_profiles(consult: ConsultRequest) -> list[SpecialistProfile]:
+    profiles = SpecialistProfile.objects.filter(
+        approved_at__isnull=False,
+        accepting_consults=True,
+        user__is_active=True,
+        user__role=Role.SPECIALIST,
+    ).select_related("user")
+    return [
+        profile
+        for profile in profiles
+        if consult.specialty in profile.specialties
+        and profile.licensed_in(consult.jurisdiction)
+        and profile.user_id != consult.requester_id
+    ]
+
+
+def _offer(consult: ConsultRequest, users, reason: str) -> list[ConsultOffer]:
+    """Create offers for users who have none yet; return the new ones."""
+    already = set(consult.offers.values_list("specialist_id", flat=True))
+    now = timezone.now()
+    created = [
+        ConsultOffer.objects.create(consult=consult, specialist=user, reason=reason, offered_at=now)
+        for user in users
+        if user.pk not in already
+    ]
+    return created
+
+
+def route(consult: ConsultRequest, at=None) -> list[ConsultOffer]:
+    """Offer a just-submitted consult; records who it went to on the timeline."""
+    at = at or timezone.now()
+    if consult.target_specialist_id:
+        target = consult.target_specialist
+        # A specialist who declined before and is named again gets a fresh offer.
+        consult.offers.filter(specialist=target).update(declined_at=None, decline_reason="")
+        offers = _offer(consult, [target], ConsultOffer.Reason.TARGET)
+        consult._log(ConsultEvent.Kind.OFFERED, None, f"Offered to {target.display_name}.", to=[target.pk])
+        return offers
+    profiles = matching_profiles(consult)
+    on_call = [p for p in profiles if p.is_on_call(at)]
+    chosen, reason = (on_call, ConsultOffer.Reason.ON_CALL) if on_call else (profiles, ConsultOffer.Reason.MATCHING)
+    offers = _offer(consult, [p.user for p in chosen], reason)
+    if not profiles:
+        message = "No specialist matches this specialty and jurisdiction yet."
+    elif on_call:
+        message = f"Offered to {len(chosen)} on-call specialist(s)."
+    else:
+        message = f"Nobody is on call: offered to all {len(chosen)} matching specialist(s)."
+    consult._log(ConsultEvent.Kind.OFFERED, None, message, to=[p.user_id for p in chosen])
+    return offers
+
+
+def offer_to_every_match(consult: ConsultRequest) -> list[ConsultOffer]:
+    """Escalation: every matching specialist, on call or not (declined offers stay declined)."""
+    if not consult.specialty:
+        return []
+    return _offer(consult, [p.user for p in matching_profiles(consult)], ConsultOffer.Reason.ESCALATION)
+
+
+def pool_users(consult: ConsultRequest) -> list:
+    """Specialists who currently hold an open offer."""
+    return [offer.specialist for offer in consult.offers.filter(declined_at__isnull=True).select_related("specialist")]

@@ -1,0 +1,59 @@
+"""The one place that answers "may this user see this consult?".
+
+A consult the user may not see is a 404 for them, so its existence does not leak.
+"""
+
+from __future__ import annotations
+
+from django.db.models import Q
+from django.http import Http404
+
+from .models import ConsultRequest, Report, State
+
+
+def visible_consults(user):
+    """Requester, colleagues on the consult, the assignee, the named specialist, specialists it
+    was offered to, the patient (once submitted) and administrators."""
+    if not user or not user.is_authenticated or not user.is_active:
+        return ConsultRequest.objects.none()
+    if user.is_admin:
+        return ConsultRequest.objects.all()
+    if user.is_patient:
+        return ConsultRequest.objects.filter(study__patient__account=user).exclude(state=State.DRAFT)
+    return ConsultRequest.objects.filter(
+        Q(requester=user)
+        | Q(participants__user=user, participants__removed_at__isnull=True)
+        | Q(assignee=user)
+        | (Q(target_specialist=user) & ~Q(state=State.DRAFT))
+        | (Q(offers__specialist=user) & ~Q(state=State.DRAFT))
+    ).distinct()
+
+
+def get_consult_for_user(user, pk) -> ConsultRequest:
+    try:
+        return visible_consults(user).select_related("study__patient", "requester", "assignee").get(pk=int(pk))
+    except (ConsultRequest.DoesNotExist, ValueError, TypeError):
+        raise Http404("No such consult.") from None
+
+
+def visible_reports(user, consult: ConsultRequest):
+    """Report versions this user may read: patients and the referring side see signed ones only;
+    the assignee also sees their draft."""
+    reports = consult.reports.select_related("signed_by", "author").order_by("version")
+    if user.pk == consult.assignee_id or user.is_admin:
+        return reports
+    return reports.filter(signed_at__isnull=False)
+
+
+def report_for_user(user, consult: ConsultRequest) -> Report | None:
+    """The newest version this user may read."""
+    return visible_reports(user, consult).order_by("-version").first()
+
+
+def may_write_report(user, consult: ConsultRequest) -> bool:
+    return user.pk == consult.assignee_id and consult.state in (
+        State.ACCEPTED,
+        State.INFO_REQUESTED,
+        State.REPORTED,
+        State.CLOSED,
+    )
