@@ -1,0 +1,60 @@
+// Text overlay in the four corners of the viewport, and a scale bar from pixel spacing.
+// Plain DOM (text is crisper and selectable); the viewer calls update() after each render.
+
+import { formatNumber, scaleBar } from "./measure.js";
+
+function formatDate(da) {
+  if (!da || da.length !== 8) return da || "";
+  return `${da.slice(0, 4)}-${da.slice(4, 6)}-${da.slice(6, 8)}`;
+}
+
+export class Overlay {
+  constructor(root) {
+    this.root = root;
+    this.corners = {};
+    for (const name of ["tl", "tr", "bl", "br"]) {
+      this.corners[name] = root.querySelector(`[data-overlay="${name}"]`);
+    }
+    this.bar = root.querySelector("[data-scale-bar]");
+    this.barLabel = root.querySelector("[data-scale-label]");
+    this.last = {};
+  }
+
+  setLines(name, lines) {
+    const el = this.corners[name];
+    const text = lines.filter(Boolean).join("\n");
+    if (el && this.last[name] !== text) {
+      el.textContent = text;
+      this.last[name] = text;
+    }
+  }
+
+  /** `m`: {patient, study, series, index, total, frame, frames, window, zoom, spacing, scale, viewportWidth, keyImage} */
+  update(m) {
+    this.setLines("tl", [m.patientName, m.patientId ? `ID ${m.patientId}` : "", m.studyDescription, formatDate(m.studyDate)]);
+    this.setLines("tr", [m.seriesLabel, m.keyImage ? "★ Key image" : "", m.readOnly ? "Read only" : ""]);
+    const slice = m.total ? `Im ${m.index + 1} / ${m.total}` : "";
+    const frame = m.frames > 1 ? `Fr ${m.frame} / ${m.frames}` : "";
+    const windowText = m.window ? `W ${formatNumber(m.window.width, 0)}  L ${formatNumber(m.window.center, 0)}` : "";
+    const zoom = m.scale ? `Zoom ${Math.round(m.scale * 100)}%` : "";
+    this.setLines("bl", [slice, frame, windowText, zoom, m.inverted ? "Inverted" : "", m.status || ""]);
+    this.setLines("br", [m.spacing ? "" : "No pixel spacing: lengths in px"]);
+    this.updateScaleBar(m);
+  }
+
+  updateScaleBar(m) {
+    if (!this.bar) return;
+    const bar = m.spacing && m.scale ? scaleBar(m.scale / m.spacing.col, Math.max(40, m.viewportWidth * 0.25)) : null;
+    if (!bar) {
+      this.bar.hidden = true;
+      if (this.barLabel) this.barLabel.hidden = true;
+      return;
+    }
+    this.bar.hidden = false;
+    this.bar.style.width = `${Math.round(bar.px)}px`;
+    if (this.barLabel) {
+      this.barLabel.hidden = false;
+      this.barLabel.textContent = bar.label;
+    }
+  }
+}

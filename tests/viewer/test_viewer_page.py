@@ -1,0 +1,87 @@
+"""The study viewer page: who may open it and what it hands to the browser."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.urls import reverse
+
+pytestmark = pytest.mark.django_db
+
+
+def viewer_url(study) -> str:
+    return reverse("studies:viewer", args=[study.study_instance_uid])
+
+
+def viewer_attrs(html: str) -> dict[str, str]:
+    match = re.search(r"<section class=\"viewer\" data-viewer(.*?)>", html, re.S)
+    assert match, "no viewer element on the page"
+    return dict(re.findall(r'data-([a-z-]+)="([^"]*)"', match.group(1)))
+
+
+def test_viewer_url_is_under_the_study():
+    assert reverse("studies:viewer", args=["1.2.3"]) == "/studies/1.2.3/view/"
+
+
+def test_anonymous_user_is_sent_to_sign_in(client, study):
+    response = client.get(viewer_url(study))
+    assert response.status_code == 302
+    assert reverse("account_login") in response["Location"]
+
+
+def test_outsider_gets_404_for_viewer(client, study, outsider):
+    client.force_login(outsider)
+    assert client.get(viewer_url(study)).status_code == 404
+
+
+def test_unknown_study_is_404(client, physician):
+    client.force_login(physician)
+    assert client.get(reverse("studies:viewer", args=["9.9.9.9"])).status_code == 404
+
+
+def test_owner_gets_editable_viewer_with_study_data_attributes(client, study, physician):
+    client.force_login(physician)
+    response = client.get(viewer_url(study))
+    assert response.status_code == 200
+    html = response.content.decode()
+    attrs = viewer_attrs(html)
+    assert attrs["study-uid"] == study.study_instance_uid
+    assert attrs["read-only"] == "false"
+    assert attrs["dicomweb-root"] == "/dicomweb"
+    assert attrs["patient-name"] == "Doe Jane"
+    assert 'data-tool="length"' in html
+    assert 'data-tool="ellipse"' in html
+    assert "js/viewer/main.js" in html
+    assert 'type="module"' in html
+
+
+def test_linked_patient_gets_read_only_viewer_without_editing_tools(client, study, patient_user):
+    client.force_login(patient_user)
+    response = client.get(viewer_url(study))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert viewer_attrs(html)["read-only"] == "true"
+    assert 'data-tool="length"' not in html
+    assert 'data-action="key-image"' not in html
+    assert 'data-tool="wl"' in html
+
+
+def test_series_to_open_first_comes_from_the_query(client, study, physician):
+    client.force_login(physician)
+    series_uid = study.series.get().series_instance_uid
+    response = client.get(viewer_url(study), {"series": series_uid})
+    assert viewer_attrs(response.content.decode())["series-uid"] == series_uid
+
+
+def test_viewer_page_has_no_inline_script(client, study, physician):
+    client.force_login(physician)
+    html = client.get(viewer_url(study)).content.decode()
+    for tag in re.findall(r"<script[^>]*>", html):
+        assert "src=" in tag, f"inline script: {tag}"
+    assert " style=" not in html
+
+
+def test_viewer_post_is_refused(client, study, physician):
+    client.force_login(physician)
+    assert client.post(viewer_url(study)).status_code == 405
