@@ -53,6 +53,8 @@ _DEFER_SIZE = "1 MB"
 _AUTO_WINDOW_PERCENTILES = (0.5, 99.5)
 # The percentiles are taken over at most this many samples (a strided subset of the frame).
 _AUTO_WINDOW_SAMPLES = 1_000_000
+# Frames larger than this many pixels are refused before anything is decoded (about 8000 x 8000).
+_MAX_FRAME_PIXELS = 64 * 1024 * 1024
 # A file that the frame-by-frame decoder refuses is read whole for repair only up to this size.
 _REPAIR_MAX_BYTES = 512 * 1024 * 1024
 
@@ -113,6 +115,10 @@ def load_frame(source: Source, *, frame: int = 1) -> tuple[np.ndarray, Dataset]:
     when the pixel data cannot be decoded.
     """
     ds = read_header(source)
+    if not has_pixels(ds) and not isinstance(source, Dataset):
+        closed = _read_unterminated(source)
+        if closed is not None:
+            ds = source = closed
     if not has_pixels(ds):
         raise NotAnImage("The object has no pixel data")
     frames = number_of_frames(ds)
@@ -121,6 +127,8 @@ def load_frame(source: Source, *, frame: int = 1) -> tuple[np.ndarray, Dataset]:
     for keyword in ("Rows", "Columns"):
         if not ds.get(keyword):
             raise RenderError(f"{keyword} is missing or zero")
+    if int(ds.Rows) * int(ds.Columns) > _MAX_FRAME_PIXELS:
+        raise RenderError(f"The frame is too large to render: {ds.Columns} x {ds.Rows} pixels")
     if isinstance(source, str | os.PathLike | Dataset):
         decode_from = source
     else:
@@ -317,6 +325,64 @@ _STREAM_REPAIRS: dict[str, Callable[[bytes, int, int], bytes]] = {
     HTJ2KLossless: _repair_j2k_size,
     HTJ2KLosslessRPCL: _repair_j2k_size,
 }
+
+
+_PIXEL_DATA_UNDEFINED_LENGTH = (
+    b"\xe0\x7f\x10\x00OB\x00\x00\xff\xff\xff\xff",  # explicit VR little endian
+    b"\xe0\x7f\x10\x00OW\x00\x00\xff\xff\xff\xff",
+    b"\xe0\x7f\x10\x00\xff\xff\xff\xff",  # implicit VR little endian
+)
+_ITEM_TAG = b"\xfe\xff\x00\xe0"
+_SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+
+
+def _read_unterminated(source: Source) -> Dataset | None:
+    """Re-read a file whose encapsulated pixel data runs to the end of the file unterminated.
+
+    pydicom gives up on such a file (missing sequence delimiter, or a last fragment cut short) and
+    returns no pixel data. Closing the sequence where the bytes end keeps every complete frame and
+    whatever is left of the last one; returns None when the file is not of that kind.
+    """
+    if isinstance(source, str | os.PathLike):
+        if os.path.getsize(source) > _REPAIR_MAX_BYTES:
+            return None
+        with open(source, "rb") as handle:
+            data = handle.read()
+    else:
+        if source.seek(0, os.SEEK_END) > _REPAIR_MAX_BYTES:
+            return None
+        source.seek(0)
+        data = source.read()
+    for header in _PIXEL_DATA_UNDEFINED_LENGTH:
+        start = data.rfind(header)
+        if start >= 0:
+            break
+    else:
+        return None
+    patched = bytearray(data)
+    position = start + len(header)
+    while position + 8 <= len(patched) and patched[position : position + 4] == _ITEM_TAG:
+        (length,) = struct.unpack_from("<I", patched, position + 4)
+        remaining = len(patched) - position - 8
+        if length > remaining:
+            struct.pack_into("<I", patched, position + 4, remaining - remaining % 2)
+            del patched[position + 8 + remaining - remaining % 2 :]
+            length = remaining - remaining % 2
+        position += 8 + length
+    if patched[position : position + 4] == _SEQUENCE_DELIMITER[:4]:
+        return None  # properly terminated: not the defect this repairs
+    del patched[position:]
+    patched += _SEQUENCE_DELIMITER
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(io.BytesIO(bytes(patched)))
+    except Exception:
+        return None
+    if not has_pixels(ds):
+        return None
+    logger.info("Pixel data ran to the end of the file unterminated; closed it after %d bytes", position)
+    return ds
 
 
 def _describe_decode_error(ds: Dataset, frame: int, error: Exception) -> str:
