@@ -1,12 +1,13 @@
+import datetime as dt
 import time
 
 from allauth.account import app_settings as account_settings
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.account.authentication import get_authentication_records
 from allauth.core import context as allauth_context
+from allauth.mfa.models import Authenticator
 from django.contrib.sites.shortcuts import get_current_site
 
-from .mfa import has_mfa
 from .tasks import deliver_email
 
 
@@ -15,17 +16,21 @@ class AccountAdapter(DefaultAccountAdapter):
         return True
 
     def is_reauthentication_required(self, *, app: str, **kwargs) -> bool:
-        """Adding a first second factor right after signing in does not ask for the password again.
+        """Setting up second factors right after signing in does not ask for the password again.
 
-        People sent to set up MFA at sign-in would otherwise type their password twice in a row.
-        Once a factor exists, changing or removing it still needs a fresh reauthentication.
+        People sent to set up MFA at sign-in would otherwise type their password twice in a row, and
+        again to see the recovery codes just made. This holds only within the reauthentication timeout
+        of the last sign-in step and while every factor of the account was added in this session:
+        changing or removing a factor that existed before still needs a fresh reauthentication.
         """
         request = allauth_context.request
         user = getattr(request, "user", None)
-        if app == "allauth.mfa" and user is not None and user.is_authenticated and not has_mfa(user):
+        if app == "allauth.mfa" and user is not None and user.is_authenticated:
             records = get_authentication_records(request, user)
             if records and time.time() - records[-1]["at"] < account_settings.REAUTHENTICATION_TIMEOUT:
-                return False
+                signed_in_at = dt.datetime.fromtimestamp(records[0]["at"], tz=dt.UTC)
+                if not Authenticator.objects.filter(user=user, created_at__lt=signed_in_at).exists():
+                    return False
         return super().is_reauthentication_required(app=app, **kwargs)
 
     def send_mail(self, template_prefix: str, email: str, context: dict) -> None:

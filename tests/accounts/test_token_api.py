@@ -1,0 +1,226 @@
+"""POST/DELETE /api/v1/auth/token/ and GET /api/v1/me/."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import time_machine
+from allauth.account.models import EmailAddress
+
+from tests.accounts.conftest import recovery_codes, totp_code
+from tests.factories import UserFactory
+
+TOKEN_URL = "/api/v1/auth/token/"
+ME_URL = "/api/v1/me/"
+
+
+def post_token(client, ip="10.0.0.1", **body):
+    return client.post(TOKEN_URL, body, format="json", REMOTE_ADDR=ip)
+
+
+def test_good_login_returns_token_that_me_accepts(api_client, physician, password):
+    response = post_token(api_client, email=physician.email, password=password)
+    assert response.status_code == 200
+    me = api_client.get(ME_URL, HTTP_AUTHORIZATION=f"Token {response.json()['token']}")
+    assert me.status_code == 200
+    assert me.json() == {"id": physician.pk, "email": physician.email, "name": "Dr Owner", "role": "physician"}
+
+
+def test_email_is_case_insensitive(api_client, physician, password):
+    assert post_token(api_client, email="OWNER@Example.com", password=password).status_code == 200
+
+
+def test_wrong_password_is_400_naming_password(api_client, physician):
+    response = post_token(api_client, email=physician.email, password="not-the-password")
+    assert response.status_code == 400
+    assert "password" in response.json()
+    assert "token" not in response.json()
+
+
+def test_unknown_email_is_the_same_400_as_a_wrong_password(api_client, db):
+    response = post_token(api_client, email="nobody@example.com", password="whatever-password")
+    assert response.status_code == 400
+    assert response.json()["detail"] == "Email or password is wrong."
+
+
+@pytest.mark.parametrize("missing", ["email", "password"])
+def test_missing_field_is_400_naming_the_field(api_client, physician, password, missing):
+    body = {"email": physician.email, "password": password}
+    del body[missing]
+    response = post_token(api_client, **body)
+    assert response.status_code == 400
+    assert missing in response.json()
+    assert missing in response.json()["detail"]
+
+
+def test_malformed_json_is_400(api_client, db):
+    response = api_client.post(TOKEN_URL, data='{"email": "a@b.c", ', content_type="application/json")
+    assert response.status_code == 400
+    assert "JSON" in response.json()["detail"]
+
+
+def test_invalid_email_is_400_naming_email(api_client, db):
+    response = post_token(api_client, email="not-an-email", password="x")
+    assert response.status_code == 400
+    assert "email" in response.json()
+
+
+def test_unverified_email_gets_no_token(api_client, physician, password):
+    EmailAddress.objects.filter(user=physician).update(verified=False)
+    response = post_token(api_client, email=physician.email, password=password)
+    assert response.status_code == 400
+    assert "email" in response.json()
+
+
+def test_inactive_user_gets_no_token(api_client, physician, password):
+    physician.is_active = False
+    physician.save()
+    assert post_token(api_client, email=physician.email, password=password).status_code == 400
+
+
+def test_mfa_user_without_code_is_400_naming_code(api_client, mfa_physician, password):
+    response = post_token(api_client, email=mfa_physician.email, password=password)
+    assert response.status_code == 400
+    assert "code" in response.json()
+    assert '"code"' in response.json()["detail"]
+
+
+def test_mfa_user_with_totp_code_gets_token(api_client, mfa_physician, password):
+    code = totp_code(mfa_physician.totp_secret)
+    response = post_token(api_client, email=mfa_physician.email, password=password, code=code)
+    assert response.status_code == 200, response.json()
+
+
+def test_totp_code_with_spaces_is_accepted(api_client, mfa_physician, password):
+    code = totp_code(mfa_physician.totp_secret)
+    response = post_token(api_client, email=mfa_physician.email, password=password, code=f"{code[:3]} {code[3:]}")
+    assert response.status_code == 200
+
+
+def test_wrong_totp_code_is_400_naming_code(api_client, mfa_physician, password):
+    code = totp_code(mfa_physician.totp_secret)
+    wrong = f"{(int(code) + 1) % 1000000:06d}"
+    response = post_token(api_client, email=mfa_physician.email, password=password, code=wrong)
+    assert response.status_code == 400
+    assert "code" in response.json()
+
+
+def test_reused_totp_code_is_refused(api_client, mfa_physician, password):
+    code = totp_code(mfa_physician.totp_secret)
+    assert post_token(api_client, email=mfa_physician.email, password=password, code=code).status_code == 200
+    again = post_token(api_client, email=mfa_physician.email, password=password, code=code)
+    assert again.status_code == 400
+    assert "already used" in again.json()["code"][0]
+
+
+def test_recovery_code_works_once(api_client, mfa_physician, password):
+    code = recovery_codes(mfa_physician)[0]
+    assert post_token(api_client, email=mfa_physician.email, password=password, code=code).status_code == 200
+    again = post_token(api_client, email=mfa_physician.email, password=password, code=code)
+    assert again.status_code == 400
+    assert "code" in again.json()
+    assert code not in recovery_codes(mfa_physician)
+
+
+def test_mfa_required_user_without_mfa_is_told_to_set_it_up(api_client, physician, password, settings):
+    settings.TELECONSULT_MFA_REQUIRED = True
+    response = post_token(api_client, email=physician.email, password=password)
+    assert response.status_code == 403
+    assert "two-factor" in response.json()["detail"]
+
+
+def test_patient_gets_token_without_mfa_even_when_required(api_client, patient_user, password, settings):
+    settings.TELECONSULT_MFA_REQUIRED = True
+    assert post_token(api_client, email=patient_user.email, password=password).status_code == 200
+
+
+def test_ten_failures_lock_the_account_for_15_minutes_from_any_address(api_client, physician, password):
+    start = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
+    with time_machine.travel(start, tick=False) as traveller:
+        for attempt in range(10):
+            response = post_token(api_client, ip=f"10.1.0.{attempt}", email=physician.email, password="wrong-password")
+            assert response.status_code == 400
+        # The right password from a fresh address is refused too: the account is locked.
+        assert post_token(api_client, ip="10.9.9.9", email=physician.email, password=password).status_code == 429
+        traveller.shift(dt.timedelta(minutes=14))
+        assert post_token(api_client, ip="10.9.9.9", email=physician.email, password=password).status_code == 429
+        traveller.shift(dt.timedelta(minutes=2))
+        assert post_token(api_client, ip="10.9.9.9", email=physician.email, password=password).status_code == 200
+
+
+def test_ten_failures_lock_the_address_for_every_account(api_client, physician, colleague, password):
+    start = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
+    with time_machine.travel(start, tick=False) as traveller:
+        for attempt in range(10):
+            post_token(api_client, ip="10.2.0.1", email=f"guess{attempt}@example.com", password="wrong-password")
+        locked = post_token(api_client, ip="10.2.0.1", email=colleague.email, password=password)
+        assert locked.status_code == 429
+        assert "Too many" in locked.json()["detail"]
+        # Another address is not affected.
+        assert post_token(api_client, ip="10.2.0.2", email=colleague.email, password=password).status_code == 200
+        traveller.shift(dt.timedelta(minutes=16))
+        assert post_token(api_client, ip="10.2.0.1", email=colleague.email, password=password).status_code == 200
+
+
+def test_nine_failures_do_not_lock(api_client, physician, password):
+    for _ in range(9):
+        post_token(api_client, email=physician.email, password="wrong-password")
+    assert post_token(api_client, email=physician.email, password=password).status_code == 200
+
+
+def test_wrong_mfa_codes_count_as_failures(api_client, mfa_physician, password):
+    for _ in range(10):
+        post_token(api_client, email=mfa_physician.email, password=password, code="000000")
+    code = totp_code(mfa_physician.totp_secret)
+    assert post_token(api_client, email=mfa_physician.email, password=password, code=code).status_code == 429
+
+
+def test_delete_revokes_the_token(api_client, physician, password):
+    token = post_token(api_client, email=physician.email, password=password).json()["token"]
+    response = api_client.delete(TOKEN_URL, HTTP_AUTHORIZATION=f"Token {token}")
+    assert response.status_code == 204
+    assert api_client.get(ME_URL, HTTP_AUTHORIZATION=f"Token {token}").status_code == 401
+
+
+def test_delete_revokes_only_the_callers_token(api_client, physician, colleague, password):
+    mine = post_token(api_client, email=physician.email, password=password).json()["token"]
+    theirs = post_token(api_client, email=colleague.email, password=password).json()["token"]
+    api_client.delete(TOKEN_URL, HTTP_AUTHORIZATION=f"Token {mine}")
+    assert api_client.get(ME_URL, HTTP_AUTHORIZATION=f"Token {theirs}").status_code == 200
+
+
+def test_delete_without_token_is_401(api_client, db):
+    response = api_client.delete(TOKEN_URL)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Token"
+
+
+def test_delete_with_unknown_token_is_401(api_client, db):
+    response = api_client.delete(TOKEN_URL, HTTP_AUTHORIZATION="Token 0123456789abcdef")
+    assert response.status_code == 401
+
+
+def test_unauthenticated_me_is_401(api_client, db):
+    assert api_client.get(ME_URL).status_code == 401
+
+
+def test_me_with_garbage_token_is_401(api_client, db):
+    assert api_client.get(ME_URL, HTTP_AUTHORIZATION="Token nope").status_code == 401
+
+
+def test_createuser_account_gets_token_and_me_answers_role(api_client, db):
+    from django.core.management import call_command
+
+    call_command("createuser", "new-spec@example.com", "--role", "specialist", "--password", "a-long-new-password")
+    response = post_token(api_client, email="new-spec@example.com", password="a-long-new-password")
+    assert response.status_code == 200
+    me = api_client.get(ME_URL, HTTP_AUTHORIZATION=f"Token {response.json()['token']}")
+    assert me.json()["role"] == "specialist"
+
+
+def test_me_for_user_without_name_shows_email(api_client, db, password):
+    user = UserFactory(role="patient", email="nameless@example.com", name="")
+    response = post_token(api_client, email=user.email, password=password)
+    me = api_client.get(ME_URL, HTTP_AUTHORIZATION=f"Token {response.json()['token']}")
+    assert me.json()["name"] == "nameless@example.com"
