@@ -1,0 +1,890 @@
+"""Ingest DICOM files: validate, store, and record Patient/Study/Series/Instance.
+
+Every way in (browser page, REST upload, STOW-RS, ``import_dicom``) calls ``ingest_file`` or
+``ingest_files``. A file is checked in this order, each failure refused with a code and a reason
+that names the problem: size, the PS3.10 "DICM" prefix, the file meta information, the structure
+of the whole file (walked element by element without reading values, so truncation, absurd
+nesting and pixel data shorter than declared are caught without loading the file), then pydicom
+reads the header (``stop_before_pixels``, large values deferred). Files pydicom reads with
+warnings are kept and marked ``coerced``.
+
+Storage: the file is staged with its preamble zeroed and hashed, then moved into the default
+storage; the database rows are written in one transaction, and the thumbnail is queued after
+commit. Re-sending an instance with the same bytes is "already_stored"; different bytes under a
+stored SOPInstanceUID are a "conflict" and the original is kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import importlib.util
+import logging
+import os
+import re
+import stat
+import struct
+import tempfile
+import warnings
+import zipfile
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any, BinaryIO
+
+import pydicom
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.pixels.utils import get_expected_length
+from pydicom.uid import UID
+from pydicom.valuerep import VR
+
+from . import storage
+from .models import AccessGrant, Instance, Patient, Series, Study
+from .permissions import grant_access
+
+logger = logging.getLogger(__name__)
+
+STORED = "stored"
+ALREADY_STORED = "already_stored"
+REFUSED = "refused"
+
+# Deeper nesting than this is refused; real objects (SR trees, enhanced multi-frame) stay far below.
+MAX_SEQUENCE_DEPTH = 48
+# Values larger than this in binary VRs are kept out of Instance.metadata (bulk data).
+BULK_DATA_THRESHOLD = 1024
+BULK_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "UN"}
+PIXEL_DATA_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+DEFLATED = "1.2.840.10008.1.2.1.99"
+UID_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+# Non-conforming UIDs seen in the wild (hex digests, letters) are kept if they are safe in a URL path.
+LENIENT_UID_PATTERN = re.compile(r"^[0-9A-Za-z._-]+$")
+UNDEFINED_LENGTH = 0xFFFFFFFF
+_LONG_LENGTH_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UR", b"UT", b"UN", b"SV", b"UV"}
+SUPPORTED_ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+_KNOWN_VRS = {vr.value.encode() for vr in VR}
+_ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+
+
+@dataclass
+class IngestResult:
+    filename: str
+    status: str  # "stored" | "already_stored" | "refused"
+    code: str = ""
+    reason: str = ""
+    sop_class_uid: str = ""
+    sop_instance_uid: str = ""
+    study_instance_uid: str = ""
+    series_instance_uid: str = ""
+    instance_id: int | None = None
+    coerced: bool = False
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class IngestRefusedError(Exception):
+    """A file that will not be stored, with a code for programs and a reason for people."""
+
+    def __init__(self, code: str, reason: str, **uids: str):
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+        self.uids = uids
+
+
+# ---------------------------------------------------------------------------------------------
+# Public entry points
+
+
+def ingest_file(source, *, filename: str, user, study_uid: str | None = None) -> IngestResult:
+    """Ingest one file (a path or a seekable binary file object). Never raises for bad data."""
+    try:
+        with _opened(source) as fp:
+            return _ingest(fp, filename=filename, user=user, study_uid=study_uid)
+    except IngestRefusedError as exc:
+        return IngestResult(filename=filename, status=REFUSED, code=exc.code, reason=exc.reason, **exc.uids)
+    except OSError as exc:
+        return IngestResult(
+            filename=filename, status=REFUSED, code="unreadable", reason=f"The file could not be read: {exc}"
+        )
+
+
+def ingest_files(files: Iterable[tuple[str, Any]], *, user, study_uid: str | None = None) -> list[IngestResult]:
+    """Ingest many files; zip archives are checked, then expanded entry by entry. One result per file."""
+    return list(iter_ingest(files, user=user, study_uid=study_uid))
+
+
+def iter_ingest(files: Iterable[tuple[str, Any]], *, user, study_uid: str | None = None) -> Iterator[IngestResult]:
+    """``ingest_files`` as a generator, for callers that show progress."""
+    budget = settings.TELECONSULT_MAX_REQUEST_SIZE
+    total = 0
+    for filename, source in files:
+        try:
+            with _opened(source) as fp:
+                size = _size_of(fp)
+                total += size
+                if total > budget:
+                    yield IngestResult(
+                        filename=filename,
+                        status=REFUSED,
+                        code="too_large",
+                        reason=f"This upload is over the limit of {_human(budget)} in total; send the rest separately.",
+                    )
+                    continue
+                if _is_zip(fp):
+                    yield from _ingest_zip(fp, filename=filename, user=user, study_uid=study_uid)
+                    continue
+        except OSError as exc:
+            yield IngestResult(
+                filename=filename, status=REFUSED, code="unreadable", reason=f"The file could not be read: {exc}"
+            )
+            continue
+        yield ingest_file(source, filename=filename, user=user, study_uid=study_uid)
+
+
+# ---------------------------------------------------------------------------------------------
+# One file
+
+
+@contextlib.contextmanager
+def _opened(source) -> Iterator[BinaryIO]:
+    if isinstance(source, str | os.PathLike):
+        with open(source, "rb") as fp:
+            yield fp
+    else:
+        source.seek(0)
+        yield source
+
+
+def _size_of(fp: BinaryIO) -> int:
+    fp.seek(0, os.SEEK_END)
+    size = fp.tell()
+    fp.seek(0)
+    return size
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
+def _ingest(fp: BinaryIO, *, filename: str, user, study_uid: str | None) -> IngestResult:
+    size = _size_of(fp)
+    if size == 0:
+        raise IngestRefusedError("empty", "The file is empty (0 bytes).")
+    if size > settings.TELECONSULT_MAX_FILE_SIZE:
+        raise IngestRefusedError(
+            "too_large", f"The file is {_human(size)}, over the limit of {_human(settings.TELECONSULT_MAX_FILE_SIZE)}."
+        )
+    if os.path.basename(filename.replace("\\", "/")).upper() == "DICOMDIR":
+        raise IngestRefusedError(
+            "dicomdir", "DICOMDIR is a media index, not an image: skipped (the files it lists are imported)."
+        )
+    head = fp.read(132)
+    if len(head) < 132 or head[128:132] != b"DICM":
+        raise IngestRefusedError(
+            "not_dicom",
+            "Not a DICOM file: there is no 'DICM' marker after the 128-byte preamble (DICOM PS3.10 file format).",
+        )
+    transfer_syntax, meta_sop_class, dataset_start = _read_file_meta(fp, size)
+    if transfer_syntax != DEFLATED:
+        layout = _walk(fp, dataset_start, size, transfer_syntax)
+    else:
+        layout = _Layout()
+
+    ds, read_warnings = _read_header(fp)
+    if str(meta_sop_class) == MEDIA_STORAGE_DIRECTORY or "DirectoryRecordSequence" in ds:
+        raise IngestRefusedError(
+            "dicomdir", "DICOMDIR is a media index, not an image: skipped (the files it lists are imported)."
+        )
+
+    uids = _uids(ds, meta_sop_class)
+    read_warnings += [
+        f"{key} {value} is not a conforming UID"
+        for key, value in uids.items()
+        if key != "sop_class_uid" and not UID_PATTERN.match(value)
+    ]
+    if study_uid is not None and uids["study_instance_uid"] != study_uid:
+        raise IngestRefusedError(
+            "wrong_study",
+            f"The file belongs to study {uids['study_instance_uid']}, not to study {study_uid} it was sent to.",
+            **uids,
+        )
+    _check_pixel_data(ds, layout, uids)
+    metadata = _metadata(ds, layout, uids)
+    fields = _instance_fields(ds, layout, transfer_syntax)
+
+    existing = _existing(uids["sop_instance_uid"])
+    staged = storage.stage_with_zeroed_preamble(fp)
+    if existing is not None:
+        staged.discard()
+        return _resend_result(existing, staged.sha256, filename, uids)
+
+    stored = storage.store(staged)
+    try:
+        instance = _record(ds, uids, fields, metadata, stored, user)
+    except IntegrityError:
+        # Another upload of the same instance won the race: ours is a re-send of theirs.
+        storage.delete(stored.name)
+        existing = _existing(uids["sop_instance_uid"])
+        if existing is None:
+            raise
+        return _resend_result(existing, stored.sha256, filename, uids)
+    except BaseException:
+        storage.delete(stored.name)
+        raise
+    _queue_render(instance.pk)
+    result = IngestResult(filename=filename, status=STORED, instance_id=instance.pk, **uids)
+    if read_warnings:
+        result.coerced = True
+        result.reason = "Stored; the file does not fully conform: " + "; ".join(read_warnings)
+    return result
+
+
+def _existing(sop_instance_uid: str) -> Instance | None:
+    return Instance.objects.filter(sop_instance_uid=sop_instance_uid).only("pk", "sha256").first()
+
+
+def _resend_result(existing: Instance, sha256: str, filename: str, uids: dict[str, str]) -> IngestResult:
+    if existing.sha256 == sha256:
+        return IngestResult(filename=filename, status=ALREADY_STORED, instance_id=existing.pk, **uids)
+    raise IngestRefusedError(
+        "conflict",
+        f"An instance with SOPInstanceUID {uids['sop_instance_uid']} is already stored with different content; "
+        "the stored one is kept.",
+        **uids,
+    )
+
+
+def _queue_render(instance_pk: int) -> None:
+    def queue() -> None:
+        if importlib.util.find_spec("studies.tasks") is None:
+            return
+        from studies import tasks
+
+        tasks.render_instance.delay(instance_pk=instance_pk)
+
+    transaction.on_commit(queue)
+
+
+# ---------------------------------------------------------------------------------------------
+# File structure
+
+
+def _read_file_meta(fp: BinaryIO, size: int) -> tuple[str, str, int]:
+    """Read group 0002 after the DICM marker: (transfer syntax, media storage SOP class, dataset start)."""
+    pos = 132
+    values: dict[int, str] = {}
+    while pos + 8 <= size:
+        fp.seek(pos)
+        head = fp.read(8)
+        group, element = struct.unpack("<HH", head[:4])
+        if group != 0x0002:
+            break
+        vr = head[4:6]
+        if vr in _LONG_LENGTH_VRS:
+            extra = fp.read(4)
+            if len(extra) < 4:
+                break
+            (length,) = struct.unpack("<I", extra)
+            header = 12
+        elif vr.isalpha() and vr.isupper():
+            (length,) = struct.unpack("<H", head[6:8])
+            header = 8
+        else:
+            # Some writers encode the meta group in implicit VR.
+            (length,) = struct.unpack("<I", head[4:8])
+            header = 8
+        if length == UNDEFINED_LENGTH or pos + header + length > size:
+            raise IngestRefusedError("truncated", "The file ends inside its file meta information (group 0002).")
+        if length <= 256:
+            values[element] = fp.read(length).decode("ascii", "replace").strip("\x00 ")
+        pos += header + length
+    transfer_syntax = values.get(0x0010, "")
+    if not transfer_syntax:
+        raise IngestRefusedError(
+            "bad_file_meta",
+            "The bytes after the 'DICM' marker are not valid DICOM file meta information "
+            "(no Transfer Syntax UID in group 0002).",
+        )
+    return transfer_syntax, values.get(0x0002, ""), pos
+
+
+@dataclass
+class _Layout:
+    pixel_tag: int | None = None
+    pixel_vr: str = ""
+    pixel_length: int | None = None  # None when encapsulated (compressed)
+    fragments: int = 0  # encapsulated fragments, the basic offset table excluded
+    max_depth: int = 0
+
+
+def _encoding(transfer_syntax: str) -> tuple[bool, bool]:
+    """(implicit VR, little endian) of a transfer syntax; private ones are read as explicit little endian."""
+    uid = UID(transfer_syntax)
+    try:
+        return uid.is_implicit_VR, uid.is_little_endian
+    except ValueError:
+        return False, True
+
+
+def _tag_name(tag: int) -> str:
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+def _walk(fp: BinaryIO, start: int, size: int, transfer_syntax: str) -> _Layout:
+    """Walk every element of the data set without reading values (seek past them).
+
+    Refuses truncated files, malformed sequences and absurd nesting before pydicom (which
+    recurses) reads anything, and finds where the pixel data is and how long it is.
+    """
+    implicit, little = _encoding(transfer_syntax)
+    if start + 8 <= size:
+        # Like pydicom, trust the encoding of the first element over the transfer syntax.
+        fp.seek(start + 4)
+        implicit = fp.read(2) not in _KNOWN_VRS
+    layout = _Layout()
+    # Each open sequence or item: [kind, end offset or None when undefined, implicit, byte order]
+    stack: list[list] = []
+    pos = start
+    while True:
+        while stack and stack[-1][1] is not None and pos >= stack[-1][1]:
+            if pos > stack[-1][1]:
+                raise IngestRefusedError(
+                    "corrupt", "An element runs past the end of the sequence or item that holds it."
+                )
+            stack.pop()
+        if pos >= size:
+            if stack:
+                raise IngestRefusedError("truncated", "The file ends inside a sequence (its end marker is missing).")
+            return layout
+        if pos + 8 > size:
+            raise IngestRefusedError("truncated", f"The file ends in the middle of an element header at byte {pos}.")
+        here_implicit, order = (stack[-1][2], stack[-1][3]) if stack else (implicit, "<" if little else ">")
+        fp.seek(pos)
+        head = fp.read(8)
+        group, element = struct.unpack(order + "HH", head[:4])
+        tag = group << 16 | element
+        if group == 0xFFFE:
+            (length,) = struct.unpack(order + "I", head[4:])
+            pos += 8
+            if tag == _ITEM:
+                if not stack or stack[-1][0] != "seq":
+                    raise IngestRefusedError("corrupt", "A sequence item appears outside any sequence.")
+                end = None if length == UNDEFINED_LENGTH else pos + length
+                if end is not None and end > size:
+                    raise IngestRefusedError("truncated", "The file ends inside a sequence item.")
+                stack.append(["item", end, here_implicit, order])
+            elif tag == _ITEM_END:
+                if not stack or stack[-1][0] != "item" or stack[-1][1] is not None:
+                    raise IngestRefusedError("corrupt", "An item end marker appears where no item is open.")
+                stack.pop()
+            elif tag == _SEQUENCE_END:
+                if not stack or stack[-1][0] != "seq" or stack[-1][1] is not None:
+                    raise IngestRefusedError("corrupt", "A sequence end marker appears where no sequence is open.")
+                stack.pop()
+            else:
+                raise IngestRefusedError("corrupt", f"Unknown delimiter tag {_tag_name(tag)}.")
+            continue
+        if stack and stack[-1][0] == "seq":
+            raise IngestRefusedError(
+                "corrupt", f"Element {_tag_name(tag)} sits directly in a sequence, outside any item."
+            )
+        if here_implicit:
+            (length,) = struct.unpack(order + "I", head[4:])
+            header, vr = 8, b""
+        else:
+            vr = head[4:6]
+            if vr in _LONG_LENGTH_VRS:
+                if pos + 12 > size:
+                    raise IngestRefusedError(
+                        "truncated", f"The file ends in the middle of element {_tag_name(tag)}'s header."
+                    )
+                (length,) = struct.unpack(order + "I", fp.read(4))
+                header = 12
+            elif vr in _KNOWN_VRS:
+                (length,) = struct.unpack(order + "H", head[6:])
+                header = 8
+            else:
+                raise IngestRefusedError(
+                    "corrupt", f"Element {_tag_name(tag)} at byte {pos} has no valid value representation."
+                )
+        value_start = pos + header
+        if tag in PIXEL_DATA_TAGS and (length == UNDEFINED_LENGTH or not stack):
+            if length == UNDEFINED_LENGTH:
+                pos, fragments = _scan_fragments(fp, value_start, size, order)
+            else:
+                pos, fragments = value_start + length, 0
+                if pos > size:
+                    raise IngestRefusedError(
+                        "truncated",
+                        f"The file is truncated: its pixel data declares {length} bytes but only "
+                        f"{size - value_start} remain in the file.",
+                    )
+            if not stack:
+                layout.pixel_tag = tag
+                layout.pixel_vr = vr.decode("ascii") if vr else ("OB" if tag == 0x7FE00010 and fragments else "OW")
+                layout.pixel_length = None if length == UNDEFINED_LENGTH else length
+                layout.fragments = max(fragments - 1, 0)
+            continue
+        is_sequence = (
+            vr == b"SQ"
+            or length == UNDEFINED_LENGTH
+            or (here_implicit and group % 2 == 0 and _dictionary_vr(tag) == "SQ")
+        )
+        if is_sequence:
+            end = None if length == UNDEFINED_LENGTH else value_start + length
+            if end is not None and end > size:
+                raise IngestRefusedError("truncated", f"The file ends inside sequence {_tag_name(tag)}.")
+            # An undefined-length UN holds a sequence encoded in implicit VR little endian.
+            nested_implicit, nested_order = (True, "<") if vr == b"UN" else (here_implicit, order)
+            stack.append(["seq", end, nested_implicit, nested_order])
+            depth = sum(1 for entry in stack if entry[0] == "seq")
+            layout.max_depth = max(layout.max_depth, depth)
+            if depth > MAX_SEQUENCE_DEPTH:
+                raise IngestRefusedError(
+                    "too_deep", f"Sequences are nested more than {MAX_SEQUENCE_DEPTH} levels deep; this is refused."
+                )
+            pos = value_start
+            continue
+        pos = value_start + length
+        if pos > size:
+            raise IngestRefusedError(
+                "truncated",
+                f"The file is truncated: element {_tag_name(tag)} declares {length} bytes but only "
+                f"{size - value_start} remain.",
+            )
+
+
+def _dictionary_vr(tag: int) -> str:
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return ""
+
+
+def _scan_fragments(fp: BinaryIO, pos: int, size: int, order: str) -> tuple[int, int]:
+    """Skip the items of encapsulated pixel data; (position after the end marker, number of items)."""
+    count = 0
+    while True:
+        if pos + 8 > size:
+            raise IngestRefusedError(
+                "truncated",
+                f"The file is truncated inside its compressed pixel data (after {max(count - 1, 0)} fragments).",
+            )
+        fp.seek(pos)
+        group, element, length = struct.unpack(order + "HHI", fp.read(8))
+        tag = group << 16 | element
+        if tag == _SEQUENCE_END:
+            return pos + 8, count
+        if tag != _ITEM or length == UNDEFINED_LENGTH:
+            raise IngestRefusedError("corrupt", "The compressed pixel data holds something other than fragment items.")
+        pos += 8 + length
+        if pos > size:
+            raise IngestRefusedError(
+                "truncated", f"The file is truncated inside its compressed pixel data (fragment {count} is cut short)."
+            )
+        count += 1
+
+
+def _read_header(fp: BinaryIO) -> tuple[Dataset, list[str]]:
+    fp.seek(0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            ds = pydicom.dcmread(fp, stop_before_pixels=True, defer_size=BULK_DATA_THRESHOLD)
+        except RecursionError:
+            raise IngestRefusedError("too_deep", "Sequences are nested too deeply to read; this is refused.") from None
+        except Exception as exc:
+            raise IngestRefusedError("corrupt", f"The DICOM header could not be read: {exc}") from None
+    messages = list(dict.fromkeys(str(w.message).strip() for w in caught))
+    return ds, [message[:200] for message in messages[:3]]
+
+
+def _text(ds: Dataset, keyword: str, max_length: int) -> str:
+    try:
+        value = ds.get(keyword)
+    except Exception:
+        return ""
+    if value is None:
+        return ""
+    if isinstance(value, MultiValue | list | tuple):
+        value = "\\".join(str(v) for v in value)
+    return str(value).replace("\x00", "").strip()[:max_length]
+
+
+def _uids(ds: Dataset, meta_sop_class: str) -> dict[str, str]:
+    uids = {
+        "study_instance_uid": _text(ds, "StudyInstanceUID", 200),
+        "series_instance_uid": _text(ds, "SeriesInstanceUID", 200),
+        "sop_instance_uid": _text(ds, "SOPInstanceUID", 200),
+    }
+    names = {
+        "study_instance_uid": "StudyInstanceUID",
+        "series_instance_uid": "SeriesInstanceUID",
+        "sop_instance_uid": "SOPInstanceUID",
+    }
+    sop_class = _text(ds, "SOPClassUID", 200) or meta_sop_class
+    missing = [names[key] for key, value in uids.items() if not value]
+    if missing:
+        raise IngestRefusedError(
+            "missing_uid",
+            f"The file has no {' and no '.join(missing)}; every instance needs Study, Series and SOP Instance UIDs.",
+            **{key: value for key, value in uids.items() if value and len(value) <= 64},
+        )
+    for key, value in uids.items():
+        if len(value) > 64 or not LENIENT_UID_PATTERN.match(value):
+            raise IngestRefusedError(
+                "invalid_uid", f"{names[key]} {value[:80]!r} is not a valid UID (digits and dots, at most 64)."
+            )
+    uids["sop_class_uid"] = sop_class[:64]
+    return uids
+
+
+def _check_pixel_data(ds: Dataset, layout: _Layout, uids: dict[str, str]) -> None:
+    if layout.pixel_tag is None or "Rows" not in ds or "Columns" not in ds:
+        return
+    frames = _int(ds, "NumberOfFrames", 1) or 1
+    if layout.pixel_length is None:
+        if layout.fragments < frames:
+            raise IngestRefusedError(
+                "dimensions_mismatch",
+                f"The file declares {frames} frame(s) but its compressed pixel data holds only "
+                f"{layout.fragments} fragment(s).",
+                **uids,
+            )
+        return
+    try:
+        expected = get_expected_length(ds, unit="bytes") if layout.pixel_tag == 0x7FE00010 else None
+    except Exception:
+        expected = None
+    if not isinstance(expected, int):
+        bits = _int(ds, "BitsAllocated", 0) or (32 if layout.pixel_tag == 0x7FE00008 else 64)
+        samples = _int(ds, "SamplesPerPixel", 1) or 1
+        expected = (_int(ds, "Rows", 0) or 0) * (_int(ds, "Columns", 0) or 0) * frames * samples * bits // 8
+    if layout.pixel_length < expected:
+        raise IngestRefusedError(
+            "dimensions_mismatch",
+            f"The pixel data is {layout.pixel_length} bytes but {_int(ds, 'Rows', 0)} rows x "
+            f"{_int(ds, 'Columns', 0)} columns x {frames} frame(s) declared need {expected} bytes.",
+            **uids,
+        )
+
+
+def _int(ds: Dataset, keyword: str, default: int | None, low: int = 0, high: int = 2**31 - 1) -> int | None:
+    try:
+        value = ds.get(keyword)
+        if isinstance(value, MultiValue | list):
+            value = value[0] if value else None
+        number = int(float(value)) if value not in (None, "") else None
+    except Exception:
+        return default
+    if number is None or not low <= number <= high:
+        return default
+    return number
+
+
+# ---------------------------------------------------------------------------------------------
+# Metadata and fields
+
+
+_BULK_MARK = "teleconsult:bulk"
+
+
+def _strip_bulk_marks(node: Any) -> Any:
+    if isinstance(node, dict):
+        if node.get("BulkDataURI") == _BULK_MARK:
+            return {"vr": node.get("vr", "UN")}
+        return {key: _strip_bulk_marks(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_strip_bulk_marks(value) for value in node]
+    return node
+
+
+def _metadata(ds: Dataset, layout: _Layout, uids: dict[str, str]) -> dict:
+    """The header as DICOM JSON. Bulk data (pixel data, large binary values) keeps only its VR,
+    so DICOMweb can answer with a BulkDataURI for it."""
+    header = Dataset()
+    bulk: dict[str, dict] = {}
+    try:
+        for tag in list(ds.keys()):
+            raw = ds.get_item(tag, keep_deferred=True)
+            if isinstance(raw, RawDataElement) and raw.value is None and raw.length > BULK_DATA_THRESHOLD:
+                vr = raw.VR or _dictionary_vr(int(tag)) or "UN"
+                if vr in BULK_VRS:
+                    bulk[f"{int(tag):08X}"] = {"vr": vr}
+                    continue
+            header.add(ds[tag])
+        document = header.to_json_dict(
+            bulk_data_threshold=BULK_DATA_THRESHOLD,
+            bulk_data_element_handler=lambda element: _BULK_MARK,
+            suppress_invalid_tags=True,
+        )
+    except RecursionError:
+        raise IngestRefusedError(
+            "too_deep", "Sequences are nested too deeply to read; this is refused.", **uids
+        ) from None
+    except IngestRefusedError:
+        raise
+    except Exception as exc:
+        raise IngestRefusedError("corrupt", f"The DICOM header could not be converted: {exc}", **uids) from None
+    document = _strip_bulk_marks(document)
+    document.update(bulk)
+    if layout.pixel_tag is not None:
+        document[f"{layout.pixel_tag:08X}"] = {"vr": layout.pixel_vr or "OW"}
+    return dict(sorted(document.items()))
+
+
+def _instance_fields(ds: Dataset, layout: _Layout, transfer_syntax: str) -> dict:
+    return {
+        "transfer_syntax_uid": transfer_syntax[:64],
+        "instance_number": _int(ds, "InstanceNumber", None, low=-(2**31)),
+        "rows": _int(ds, "Rows", None),
+        "columns": _int(ds, "Columns", None),
+        "number_of_frames": _int(ds, "NumberOfFrames", 1, low=1) or 1,
+        "bits_allocated": _int(ds, "BitsAllocated", None, high=32767),
+        "photometric_interpretation": _text(ds, "PhotometricInterpretation", 32),
+        "has_pixel_data": layout.pixel_tag is not None,
+    }
+
+
+def _date(value: str) -> dt.date | None:
+    digits = value.replace(".", "").replace("-", "").strip()[:8]
+    try:
+        return dt.datetime.strptime(digits, "%Y%m%d").date()
+    except ValueError:
+        return None
+
+
+def _time(value: str) -> dt.time | None:
+    text = value.replace(":", "").strip().split(".")[0]
+    if not text.isdigit() or len(text) < 2:
+        return None
+    parts = [int(text[i : i + 2]) for i in range(0, min(len(text), 6), 2)]
+    hour, minute, second = (parts + [0, 0])[:3]
+    try:
+        return dt.time(hour, minute, min(second, 59))
+    except ValueError:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Database
+
+
+def _patient_key(ds: Dataset, study_uid: str) -> tuple[str, str]:
+    patient_id = _text(ds, "PatientID", 64)
+    issuer = _text(ds, "IssuerOfPatientID", 64)
+    if not patient_id:
+        # Without an ID, studies are never merged into one "unknown" patient: one record per study.
+        issuer = "teleconsult:no-id:" + hashlib.sha256(study_uid.encode()).hexdigest()[:32]
+    return patient_id, issuer
+
+
+def _record(ds: Dataset, uids: dict[str, str], fields: dict, metadata: dict, stored: storage.Stored, user) -> Instance:
+    uploader = user if user is not None and user.is_authenticated else None
+    with transaction.atomic():
+        patient_id, issuer = _patient_key(ds, uids["study_instance_uid"])
+        patient, _ = Patient.objects.get_or_create(
+            patient_id=patient_id,
+            issuer=issuer,
+            defaults={
+                "name": _text(ds, "PatientName", 324),
+                "birth_date": _date(_text(ds, "PatientBirthDate", 16)),
+                "sex": _text(ds, "PatientSex", 16),
+                "uploaded_by": uploader,
+            },
+        )
+        study, _ = Study.objects.get_or_create(
+            study_instance_uid=uids["study_instance_uid"],
+            defaults={
+                "patient": patient,
+                "study_date": _date(_text(ds, "StudyDate", 16)),
+                "study_time": _time(_text(ds, "StudyTime", 32)),
+                "description": _text(ds, "StudyDescription", 256),
+                "accession_number": _text(ds, "AccessionNumber", 64),
+                "study_id": _text(ds, "StudyID", 32),
+                "referring_physician": _text(ds, "ReferringPhysicianName", 324),
+                "uploaded_by": uploader,
+            },
+        )
+        # One ingest at a time per study, so the counts below are exact under concurrency.
+        study = Study.objects.select_for_update().get(pk=study.pk)
+        series, _ = Series.objects.get_or_create(
+            series_instance_uid=uids["series_instance_uid"],
+            defaults={
+                "study": study,
+                "modality": _text(ds, "Modality", 16),
+                "series_number": _int(ds, "SeriesNumber", None, low=-(2**31)),
+                "description": _text(ds, "SeriesDescription", 256),
+                "body_part": _text(ds, "BodyPartExamined", 64),
+            },
+        )
+        if series.study_id != study.pk:
+            raise IngestRefusedError(
+                "conflict",
+                f"Series {uids['series_instance_uid']} is already stored in another study; the stored one is kept.",
+                **uids,
+            )
+        with transaction.atomic():
+            instance = Instance.objects.create(
+                sop_instance_uid=uids["sop_instance_uid"],
+                sop_class_uid=uids["sop_class_uid"],
+                series=series,
+                file=stored.name,
+                size=stored.size,
+                sha256=stored.sha256,
+                metadata=metadata,
+                uploaded_by=uploader,
+                **fields,
+            )
+        series.num_instances = series.instances.count()
+        series.save(update_fields=["num_instances"])
+        study.num_series = study.series.count()
+        study.num_instances = Instance.objects.filter(series__study=study).count()
+        modalities = study.series.exclude(modality="").values_list("modality", flat=True).distinct()
+        study.modalities = "\\".join(sorted(set(modalities)))[:128]
+        study.save(update_fields=["num_series", "num_instances", "modalities", "updated_at"])
+        if uploader is not None:
+            grant_access(user=uploader, study=study, reason=AccessGrant.Reason.UPLOADER, granted_by=uploader)
+    return instance
+
+
+# ---------------------------------------------------------------------------------------------
+# Zip archives
+
+
+def _is_zip(fp: BinaryIO) -> bool:
+    fp.seek(0)
+    head = fp.read(132)
+    fp.seek(0)
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return False  # a DICOM file whose preamble also looks like a zip is handled as DICOM
+    return head[:4] in (b"PK\x03\x04", b"PK\x05\x06") and zipfile.is_zipfile(fp)
+
+
+def _unsafe_name(name: str) -> bool:
+    normalized = name.replace("\\", "/")
+    if normalized.startswith("/") or re.match(r"^[A-Za-z]:", normalized):
+        return True
+    return any(part == ".." for part in normalized.split("/"))
+
+
+def _skipped_entry(info: zipfile.ZipInfo) -> bool:
+    parts = info.filename.replace("\\", "/").split("/")
+    is_symlink = stat.S_ISLNK(info.external_attr >> 16)
+    return info.is_dir() or is_symlink or "__MACOSX" in parts or parts[-1] in {".DS_Store", "Thumbs.db"}
+
+
+def _check_zip(archive: zipfile.ZipFile, filename: str) -> list[zipfile.ZipInfo]:
+    """Every check on the archive's directory, before a single entry is extracted."""
+    entries = archive.infolist()
+    if len(entries) > settings.TELECONSULT_ZIP_MAX_ENTRIES:
+        raise IngestRefusedError(
+            "zip_too_many_entries",
+            f"The archive has {len(entries)} entries, over the limit of {settings.TELECONSULT_ZIP_MAX_ENTRIES}.",
+        )
+    for info in entries:
+        if _unsafe_name(info.filename):
+            raise IngestRefusedError(
+                "zip_unsafe",
+                f"The archive entry {info.filename!r} has an absolute or '..' path; the archive is refused.",
+            )
+        if info.compress_type not in SUPPORTED_ZIP_METHODS:
+            raise IngestRefusedError(
+                "zip_unsupported",
+                f"The archive entry {info.filename!r} uses a compression method this server does not read "
+                "(use stored or deflate).",
+            )
+        if info.flag_bits & 0x1:
+            raise IngestRefusedError(
+                "zip_encrypted", f"The archive entry {info.filename!r} is encrypted; send it unencrypted."
+            )
+    files = [info for info in entries if not _skipped_entry(info)]
+    total = sum(info.file_size for info in files)
+    if total > settings.TELECONSULT_ZIP_MAX_UNCOMPRESSED:
+        raise IngestRefusedError(
+            "zip_too_large",
+            f"The archive expands to {_human(total)}, over the limit of "
+            f"{_human(settings.TELECONSULT_ZIP_MAX_UNCOMPRESSED)}.",
+        )
+    ratio_limit = settings.TELECONSULT_ZIP_MAX_RATIO
+    for info in files:
+        if info.file_size > ratio_limit * max(info.compress_size, 1) and info.file_size > 1024 * 1024:
+            raise IngestRefusedError(
+                "zip_bomb",
+                f"The archive entry {info.filename!r} expands {info.file_size // max(info.compress_size, 1)} times "
+                f"(limit {ratio_limit}); it looks like a zip bomb and the archive is refused.",
+            )
+    compressed = sum(info.compress_size for info in files)
+    if total > 1024 * 1024 and total > ratio_limit * max(compressed, 1):
+        raise IngestRefusedError(
+            "zip_bomb",
+            f"The archive expands {total // max(compressed, 1)} times (limit {ratio_limit}); "
+            "it looks like a zip bomb and is refused.",
+        )
+    return files
+
+
+def _extract(archive: zipfile.ZipFile, info: zipfile.ZipInfo, out: BinaryIO) -> None:
+    """Stream one entry, never writing more than its declared size or the per-file limit."""
+    limit = min(info.file_size, settings.TELECONSULT_MAX_FILE_SIZE)
+    written = 0
+    with archive.open(info) as entry:
+        while chunk := entry.read(storage.CHUNK_SIZE):
+            written += len(chunk)
+            if written > limit:
+                raise IngestRefusedError(
+                    "zip_bomb", f"The archive entry {info.filename!r} expands beyond its declared size."
+                )
+            out.write(chunk)
+
+
+def _ingest_zip(fp: BinaryIO, *, filename: str, user, study_uid: str | None) -> Iterator[IngestResult]:
+    try:
+        with zipfile.ZipFile(fp) as archive:
+            entries = _check_zip(archive, filename)
+            if not entries:
+                raise IngestRefusedError("empty", "The archive holds no files.")
+            for info in entries:
+                entry_name = f"{filename}/{info.filename}"
+                if info.file_size > settings.TELECONSULT_MAX_FILE_SIZE:
+                    yield IngestResult(
+                        filename=entry_name,
+                        status=REFUSED,
+                        code="too_large",
+                        reason=f"The file is {_human(info.file_size)}, over the limit of "
+                        f"{_human(settings.TELECONSULT_MAX_FILE_SIZE)}.",
+                    )
+                    continue
+                with tempfile.TemporaryFile() as out:
+                    try:
+                        _extract(archive, info, out)
+                    except IngestRefusedError as exc:
+                        yield IngestResult(filename=entry_name, status=REFUSED, code=exc.code, reason=exc.reason)
+                        continue
+                    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+                        yield IngestResult(
+                            filename=entry_name,
+                            status=REFUSED,
+                            code="zip_corrupt",
+                            reason=f"The archive entry could not be extracted: {exc}",
+                        )
+                        continue
+                    yield ingest_file(out, filename=entry_name, user=user, study_uid=study_uid)
+    except IngestRefusedError as exc:
+        yield IngestResult(filename=filename, status=REFUSED, code=exc.code, reason=exc.reason)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError) as exc:
+        yield IngestResult(
+            filename=filename, status=REFUSED, code="zip_corrupt", reason=f"The zip archive could not be read: {exc}"
+        )

@@ -1,0 +1,245 @@
+"""studies.ingest: what is stored, what is refused and why, and what the database says afterwards."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import pytest
+from django.core.files.storage import default_storage
+from pydicom.uid import generate_uid
+
+from studies import ingest
+from studies.ingest import IngestResult, ingest_file, ingest_files
+from studies.models import AccessGrant, Instance, Patient, Series, Study
+from studies.permissions import can_view_study, get_study_for_user, visible_patients
+from tests.studies import dicom_factory as f
+
+
+@pytest.fixture(autouse=True)
+def media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+def stored_bytes(instance: Instance) -> bytes:
+    with default_storage.open(instance.file.name, "rb") as fp:
+        return fp.read()
+
+
+def test_ct_is_stored_with_its_fields_counts_and_uploader_grant(physician):
+    data = f.make_ct(PatientID="P-1", PatientName="Doe^Jane", StudyDescription="Head CT")
+    result = ingest_file(io.BytesIO(data), filename="ct.dcm", user=physician)
+
+    assert result.status == "stored", result
+    instance = Instance.objects.get(pk=result.instance_id)
+    assert instance.sop_instance_uid == result.sop_instance_uid
+    assert (instance.rows, instance.columns, instance.number_of_frames, instance.bits_allocated) == (16, 16, 1, 16)
+    assert instance.photometric_interpretation == "MONOCHROME2"
+    assert instance.has_pixel_data is True
+    assert instance.transfer_syntax_uid == "1.2.840.10008.1.2.1"
+    assert instance.uploaded_by == physician
+    study = instance.series.study
+    assert (study.num_series, study.num_instances, study.modalities) == (1, 1, "CT")
+    assert study.description == "Head CT"
+    assert str(study.study_date) == "2024-01-02"
+    assert study.patient.patient_id == "P-1"
+    assert study.patient.name == "Doe^Jane"
+    assert AccessGrant.objects.filter(user=physician, study=study, reason=AccessGrant.Reason.UPLOADER).exists()
+
+
+def test_stored_file_has_zeroed_preamble_and_its_hash_recorded(physician):
+    data = f.to_bytes(f.dataset(), preamble=b"MZ" + b"\x90" * 126)
+    result = ingest_file(io.BytesIO(data), filename="ct.dcm", user=physician)
+
+    instance = Instance.objects.get(pk=result.instance_id)
+    kept = stored_bytes(instance)
+    assert kept[:128] == bytes(128)
+    assert kept[128:] == data[128:]
+    assert instance.sha256 == hashlib.sha256(kept).hexdigest()
+    assert instance.size == len(data)
+
+
+def test_metadata_is_dicom_json_without_bulk_pixel_data(physician):
+    result = ingest_file(io.BytesIO(f.make_ct(PatientID="P-2")), filename="ct.dcm", user=physician)
+
+    metadata = Instance.objects.get(pk=result.instance_id).metadata
+    assert metadata["00100020"] == {"vr": "LO", "Value": ["P-2"]}
+    assert metadata["00080018"]["Value"] == [result.sop_instance_uid]
+    assert metadata["7FE00010"] == {"vr": "OW"}
+
+
+def test_large_binary_values_are_left_out_of_metadata(physician):
+    ds = f.dataset()
+    ds.add_new(0x00091010, "OB", b"\x01" * 5000)
+    ds.add_new(0x00091002, "LO", "PRIVATE CREATOR")
+    result = ingest_file(io.BytesIO(f.to_bytes(ds)), filename="ct.dcm", user=physician)
+
+    metadata = Instance.objects.get(pk=result.instance_id).metadata
+    assert metadata["00091010"] == {"vr": "OB"}
+
+
+def test_resending_the_same_instance_is_already_stored_and_changes_nothing(physician):
+    data = f.make_ct()
+    first = ingest_file(io.BytesIO(data), filename="a.dcm", user=physician)
+    again = ingest_file(io.BytesIO(data), filename="a.dcm", user=physician)
+
+    assert again.status == "already_stored"
+    assert again.instance_id == first.instance_id
+    assert Instance.objects.count() == 1
+    assert Study.objects.get().num_instances == 1
+
+
+def test_resend_with_another_preamble_is_already_stored(physician):
+    ds = f.dataset()
+    ingest_file(io.BytesIO(f.to_bytes(ds)), filename="a.dcm", user=physician)
+    again = ingest_file(io.BytesIO(f.to_bytes(ds, preamble=b"\xff" * 128)), filename="a.dcm", user=physician)
+
+    assert again.status == "already_stored"
+
+
+def test_same_sop_instance_uid_with_other_content_is_a_conflict_and_the_original_is_kept(physician):
+    uid = generate_uid()
+    first = ingest_file(io.BytesIO(f.make_ct(SOPInstanceUID=uid)), filename="a.dcm", user=physician)
+    original = stored_bytes(Instance.objects.get())
+    other = ingest_file(
+        io.BytesIO(f.make_ct(SOPInstanceUID=uid, PatientID="SOMEONE-ELSE")), filename="b.dcm", user=physician
+    )
+
+    assert other.status == "refused"
+    assert other.code == "conflict"
+    assert uid in other.reason
+    instance = Instance.objects.get()
+    assert instance.pk == first.instance_id
+    assert stored_bytes(instance) == original
+
+
+def test_counts_and_modalities_follow_series_and_instances(physician):
+    study_uid, ct_series, mr_series = generate_uid(), generate_uid(), generate_uid()
+    files = [
+        ("1.dcm", io.BytesIO(f.make_ct(StudyInstanceUID=study_uid, SeriesInstanceUID=ct_series))),
+        ("2.dcm", io.BytesIO(f.make_ct(StudyInstanceUID=study_uid, SeriesInstanceUID=ct_series))),
+        ("3.dcm", io.BytesIO(f.make_mr(StudyInstanceUID=study_uid, SeriesInstanceUID=mr_series))),
+    ]
+    results = ingest_files(files, user=physician)
+
+    assert [r.status for r in results] == ["stored"] * 3
+    study = Study.objects.get(study_instance_uid=study_uid)
+    assert (study.num_series, study.num_instances, study.modalities) == (2, 3, "CT\\MR")
+    assert Series.objects.get(series_instance_uid=ct_series).num_instances == 2
+    assert Series.objects.get(series_instance_uid=mr_series).num_instances == 1
+
+
+def test_patient_is_upserted_on_patient_id_and_issuer(physician):
+    ingest_file(io.BytesIO(f.make_ct(PatientID="P-9")), filename="a.dcm", user=physician)
+    ingest_file(io.BytesIO(f.make_ct(PatientID="P-9")), filename="b.dcm", user=physician)
+    ingest_file(io.BytesIO(f.make_ct(PatientID="P-9", IssuerOfPatientID="OTHER")), filename="c.dcm", user=physician)
+
+    assert Patient.objects.filter(patient_id="P-9").count() == 2
+    assert Study.objects.filter(patient__patient_id="P-9", patient__issuer="").count() == 2
+
+
+def test_studies_without_patient_id_are_not_merged_into_one_patient(physician):
+    ingest_file(io.BytesIO(f.make_ct(PatientID=None)), filename="a.dcm", user=physician)
+    ingest_file(io.BytesIO(f.make_ct(PatientID=None)), filename="b.dcm", user=physician)
+
+    assert Patient.objects.count() == 2
+
+
+def test_outsider_cannot_see_the_uploaded_study_or_its_patient(physician, outsider, patient_user):
+    result = ingest_file(io.BytesIO(f.make_ct()), filename="a.dcm", user=physician)
+    study = Study.objects.get(study_instance_uid=result.study_instance_uid)
+
+    assert can_view_study(physician, study)
+    assert get_study_for_user(physician, study.study_instance_uid) == study
+    assert not can_view_study(outsider, study)
+    assert not can_view_study(patient_user, study)
+    assert not visible_patients(outsider).exists()
+
+
+def test_resend_by_an_outsider_does_not_grant_access(physician, outsider):
+    data = f.make_ct()
+    ingest_file(io.BytesIO(data), filename="a.dcm", user=physician)
+    again = ingest_file(io.BytesIO(data), filename="a.dcm", user=outsider)
+
+    assert again.status == "already_stored"
+    assert not can_view_study(outsider, Study.objects.get())
+
+
+def test_file_paths_are_accepted_as_sources(physician, tmp_path):
+    path = tmp_path / "ct.dcm"
+    f.make_ct(path)
+
+    assert ingest_file(path, filename="ct.dcm", user=physician).status == "stored"
+    assert ingest_file(str(path), filename="ct.dcm", user=physician).status == "already_stored"
+
+
+def test_multiframe_and_documents_without_pixels_are_stored(physician):
+    multi = ingest_file(io.BytesIO(f.make_multiframe(frames=4)), filename="mf.dcm", user=physician)
+    sr = ingest_file(io.BytesIO(f.make_sr()), filename="sr.dcm", user=physician)
+
+    assert Instance.objects.get(pk=multi.instance_id).number_of_frames == 4
+    assert Instance.objects.get(pk=sr.instance_id).has_pixel_data is False
+
+
+def test_sending_to_a_given_study_refuses_a_file_of_another_study(physician):
+    result = ingest_file(io.BytesIO(f.make_ct()), filename="a.dcm", user=physician, study_uid="1.2.3.4")
+
+    assert result.status == "refused"
+    assert result.code == "wrong_study"
+    assert "1.2.3.4" in result.reason
+    assert not Instance.objects.exists()
+
+
+def test_render_task_is_queued_after_commit(physician, django_capture_on_commit_callbacks, monkeypatch):
+    queued = []
+    monkeypatch.setattr(ingest, "_queue_render", lambda pk: queued.append(pk))
+    result = ingest_file(io.BytesIO(f.make_ct()), filename="a.dcm", user=physician)
+
+    assert queued == [result.instance_id]
+
+
+def test_on_commit_callback_calls_the_render_task(physician, django_capture_on_commit_callbacks, monkeypatch):
+    tasks = pytest.importorskip("studies.tasks")
+    calls = []
+    monkeypatch.setattr(tasks.render_instance, "delay", lambda **kwargs: calls.append(kwargs))
+    with django_capture_on_commit_callbacks(execute=True):
+        result = ingest_file(io.BytesIO(f.make_ct()), filename="a.dcm", user=physician)
+
+    assert calls == [{"instance_pk": result.instance_id}]
+
+
+def test_lost_race_for_the_same_instance_is_already_stored_without_a_duplicate(physician, monkeypatch, media):
+    data = f.make_ct()
+    first = ingest_file(io.BytesIO(data), filename="a.dcm", user=physician)
+    real_existing = ingest._existing
+    calls = []
+
+    def missed_while_the_other_upload_was_in_flight(uid):
+        calls.append(uid)
+        return None if len(calls) == 1 else real_existing(uid)
+
+    monkeypatch.setattr(ingest, "_existing", missed_while_the_other_upload_was_in_flight)
+    again = ingest_file(io.BytesIO(data), filename="a.dcm", user=physician)
+
+    assert again.status == "already_stored"
+    assert again.instance_id == first.instance_id
+    assert Instance.objects.count() == 1
+    assert len(list(media.rglob("*.dcm"))) == 1
+
+
+def test_as_dict_has_every_field():
+    result = IngestResult(filename="a.dcm", status="refused", code="empty", reason="The file is empty (0 bytes).")
+
+    assert result.as_dict() == {
+        "filename": "a.dcm",
+        "status": "refused",
+        "code": "empty",
+        "reason": "The file is empty (0 bytes).",
+        "sop_class_uid": "",
+        "sop_instance_uid": "",
+        "study_instance_uid": "",
+        "series_instance_uid": "",
+        "instance_id": None,
+        "coerced": False,
+    }
