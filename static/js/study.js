@@ -59,7 +59,7 @@ function redraw(li, item) {
   const view = (VIEWS[item.status] || VIEWS.pending)(item);
   li.querySelector(".thumb-image").replaceChildren(view.image);
   li.querySelector(".thumb-state").replaceChildren(...view.state);
-  li.className = `thumb thumb-${item.status}`;
+  li.className = `thumb is-${item.status}`;
   li.dataset.status = item.status;
 }
 

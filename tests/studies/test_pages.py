@@ -542,3 +542,22 @@ def test_recent_studies_include_has_an_empty_state(db):
     user = UserFactory(role="physician", email="fresh@example.com")
     html = Template('{% include "studies/_recent_studies.html" %}').render(Context({"user": user}))
     assert "No studies yet." in html
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("House^Gregory", "House Gregory"),
+        ("Yamada^Tarou=山田^太郎=やまだ^たろう", "Yamada Tarou"),
+        ("=山田^太郎", "山田 太郎"),
+        ("", ""),
+    ],
+)
+def test_person_name_filter_shows_dicom_names_as_words(raw, shown):
+    assert Template("{% load study_browse %}{{ name|person_name }}").render(Context({"name": raw})) == shown
+
+
+def test_study_page_shows_referring_physician_as_words(signed_in, physician):
+    study = make_study(physician)
+    Study.objects.filter(pk=study.pk).update(referring_physician="House^Gregory")
+    assert "House Gregory" in signed_in(physician).get(study_url(study)).content.decode()
