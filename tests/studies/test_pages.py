@@ -345,7 +345,7 @@ def test_study_page_shows_patient_attributes_series_strips_and_counts(signed_in,
     for text in ("Doe Jane", "MRN-1", "6 May 1970", "MR brain", study.accession_number, "Series 1", "Series 2"):
         assert text in html
     assert reverse("studies:thumbnail", args=[study.study_instance_uid, ready.sop_instance_uid]) in html
-    assert "img/document.svg" in html
+    assert "img/no-image.svg" in html
     assert response.context["counts"] == {"pending": 2, "ready": 2, "no_image": 2, "failed": 0}
     assert 'data-pending="2"' in html
     assert "/media/" not in html
