@@ -18,6 +18,11 @@ class SignupForm(forms.Form):
 
     def clean(self):
         data = super().clean()
+        # allauth's enumeration protection would silently mail the owner instead; the sign-up form
+        # says plainly that the address is taken (password reset stays silent about addresses).
+        if getattr(self, "account_already_exists", False):
+            self.add_error("email", "An account with this email address already exists. Sign in or reset the password.")
+            self.account_already_exists = False
         if data.get("role") == Role.PHYSICIAN and not data.get("institution"):
             self.add_error("institution", "Physicians give the hospital or practice they work for.")
         return data
