@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
-import importlib.util
 import logging
 import os
 import re
@@ -268,8 +267,6 @@ def _resend_result(existing: Instance, sha256: str, filename: str, uids: dict[st
 
 def _queue_render(instance_pk: int) -> None:
     def queue() -> None:
-        if importlib.util.find_spec("studies.tasks") is None:
-            return
         from studies import tasks
 
         tasks.render_instance.delay(instance_pk=instance_pk)

@@ -200,7 +200,8 @@ def test_render_task_is_queued_after_commit(physician, django_capture_on_commit_
 
 
 def test_on_commit_callback_calls_the_render_task(physician, django_capture_on_commit_callbacks, monkeypatch):
-    tasks = pytest.importorskip("studies.tasks")
+    from studies import tasks
+
     calls = []
     monkeypatch.setattr(tasks.render_instance, "delay", lambda **kwargs: calls.append(kwargs))
     with django_capture_on_commit_callbacks(execute=True):
