@@ -705,3 +705,42 @@ class NotificationPreference(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user}: {self.kind} email {'on' if self.email else 'off'}"
+
+
+class ChatMessage(models.Model):
+    """A message in a consult's room. ``client_id`` (chosen by the sending client) is stored once
+    per author and consult, so a resend after a reconnect is never a duplicate."""
+
+    consult = models.ForeignKey(ConsultRequest, on_delete=models.CASCADE, related_name="messages")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    text = models.TextField()
+    client_id = models.CharField(max_length=64, blank=True)
+    sent_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["consult", "author", "client_id"],
+                condition=~models.Q(client_id=""),
+                name="chat_client_id_once",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.author}: {self.text[:40]}"
+
+
+class ChatReadMark(models.Model):
+    """How far one user has read a consult's chat (a read receipt)."""
+
+    consult = models.ForeignKey(ConsultRequest, on_delete=models.CASCADE, related_name="read_marks")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    up_to_id = models.BigIntegerField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["consult", "user"], name="one_read_mark_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user} read consult {self.consult_id} up to {self.up_to_id}"
