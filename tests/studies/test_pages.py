@@ -561,3 +561,12 @@ def test_study_page_shows_referring_physician_as_words(signed_in, physician):
     study = make_study(physician)
     Study.objects.filter(pk=study.pk).update(referring_physician="House^Gregory")
     assert "House Gregory" in signed_in(physician).get(study_url(study)).content.decode()
+
+
+def test_study_page_links_to_the_viewer_for_the_study_and_each_series(signed_in, physician):
+    study = make_study(physician, series_count=2)
+    html = signed_in(physician).get(study_url(study)).content.decode()
+    viewer = reverse("studies:viewer", args=[study.study_instance_uid])
+    assert f'href="{viewer}"' in html
+    for series in study.series.all():
+        assert f"{viewer}?series={series.series_instance_uid}" in html
