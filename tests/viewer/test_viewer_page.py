@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -78,10 +79,29 @@ def test_viewer_page_has_no_inline_script(client, study, physician):
     client.force_login(physician)
     html = client.get(viewer_url(study)).content.decode()
     for tag in re.findall(r"<script[^>]*>", html):
-        assert "src=" in tag, f"inline script: {tag}"
+        assert "src=" in tag or 'type="application/json"' in tag, f"inline script: {tag}"
     assert " style=" not in html
 
 
 def test_viewer_post_is_refused(client, study, physician):
     client.force_login(physician)
     assert client.post(viewer_url(study)).status_code == 405
+
+
+def test_series_list_is_embedded_as_escaped_json(client, physician):
+    from tests.viewer.conftest import create_study
+
+    study = create_study(uploader=physician)
+    series = study.series.get()
+    series.description = "</script><b>x</b>"
+    series.series_number = 3
+    series.save()
+    client.force_login(physician)
+    html = client.get(viewer_url(study)).content.decode()
+    match = re.search(r'<script type="application/json" data-series-list>(.*?)</script>', html, re.S)
+    assert match
+    assert "<b>" not in match.group(1)
+    [row] = json.loads(match.group(1))
+    assert row["0020000E"]["Value"] == [series.series_instance_uid]
+    assert row["0008103E"]["Value"] == ["</script><b>x</b>"]
+    assert row["00200011"]["Value"] == [3]

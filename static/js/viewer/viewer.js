@@ -161,7 +161,9 @@ export class Viewer {
   async open() {
     this.setStatus("Loading series…");
     try {
-      const found = await this.client.searchSeries(this.studyUid);
+      // The page may embed the series list (saves a round trip); otherwise ask QIDO-RS.
+      const embedded = this.root.querySelector('script[type="application/json"][data-series-list]');
+      const found = embedded ? JSON.parse(embedded.textContent) : await this.client.searchSeries(this.studyUid);
       this.seriesList = found
         .map((ds) => ({
           uid: ds["0020000E"]?.Value?.[0] || "",
@@ -217,6 +219,7 @@ export class Viewer {
     };
     this.queue = [];
     this.index = 0;
+    this.seriesReady = false;
     this.shown = null;
     this.imageKey = "";
     this.lutKey = "";
@@ -289,7 +292,14 @@ export class Viewer {
         // Raw decoding may have fallen back to rendered: store under the key the frame has now.
         this.cache.set(this.frameKey(item), entry);
         if (key !== this.frameKey(item)) this.cache.set(key, entry);
-        if (this.series && this.series.uid === seriesUid && this.current() === item) this.requestRender(true);
+        if (this.series && this.series.uid === seriesUid && this.current() === item) {
+          this.requestRender(true);
+          if (!this.seriesReady) {
+            // The first image gets the connection to itself; the neighbours follow.
+            this.seriesReady = true;
+            this.schedulePrefetch();
+          }
+        }
       })
       .catch((error) => {
         this.failed.add(key);
@@ -316,7 +326,7 @@ export class Viewer {
     const item = this.current();
     const radius = item && !item.info.raw ? RENDERED_PREFETCH_RADIUS : PREFETCH_RADIUS;
     const order = [this.index];
-    for (let d = 1; d <= radius && d < n; d++) {
+    for (let d = 1; this.seriesReady && d <= radius && d < n; d++) {
       const ahead = this.index + d * (this.direction || 1);
       const behind = this.index - d * (this.direction || 1);
       if (ahead >= 0 && ahead < n) order.push(ahead);
@@ -876,7 +886,7 @@ export class Viewer {
       img.alt = "";
       img.loading = "lazy";
       img.decoding = "async";
-      img.src = this.client.thumbnailUrl(this.studyUid, s.uid);
+      img.dataset.src = this.client.thumbnailUrl(this.studyUid, s.uid);
       img.addEventListener("error", () => img.classList.add("viewer-thumb-missing"), { once: true });
       const label = document.createElement("span");
       label.textContent = [s.modality, s.number !== null ? `#${s.number}` : "", s.description].filter(Boolean).join(" ");
@@ -887,6 +897,18 @@ export class Viewer {
       strip.append(button);
     }
     strip.hidden = this.seriesList.length === 0;
+    // Thumbnails wait for the first image, so they do not compete with it.
+    const loadThumbnails = () => {
+      for (const img of strip.querySelectorAll("img[data-src]")) {
+        img.src = img.dataset.src;
+        img.removeAttribute("data-src");
+      }
+    };
+    const off = this.on("first-image", () => {
+      off();
+      loadThumbnails();
+    });
+    setTimeout(loadThumbnails, 3000);
   }
 
   updateStripSelection() {
