@@ -1,0 +1,201 @@
+"""Studies REST API: uploads, and the patients and studies the user may see."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import TooManyFilesSent
+from django.db.models import Count, Q
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
+from rest_framework import generics, serializers, status
+from rest_framework.parsers import MultiPartParser
+from rest_framework.permissions import BasePermission
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .ingest import ALREADY_STORED, STORED, ingest_files
+from .models import Patient, Study
+from .permissions import get_patient_for_user, visible_patients, visible_studies
+
+PATIENT_UPLOAD_MESSAGE = (
+    "Patients cannot upload images here: ask your physician to upload them, or share them with a physician who can."
+)
+
+
+def may_upload(user) -> bool:
+    """Physicians, specialists and admins upload studies; patients do not."""
+    return bool(user and user.is_authenticated and user.is_active and not user.is_patient)
+
+
+class MayUpload(BasePermission):
+    message = PATIENT_UPLOAD_MESSAGE
+
+    def has_permission(self, request, view) -> bool:
+        return may_upload(request.user)
+
+
+class IngestResultSerializer(serializers.Serializer):
+    filename = serializers.CharField()
+    status = serializers.ChoiceField(choices=["stored", "already_stored", "refused"])
+    code = serializers.CharField(help_text="Why a file was refused: not_dicom, missing_uid, truncated, ...")
+    reason = serializers.CharField(help_text="What is wrong with a refused file, in words")
+    sop_class_uid = serializers.CharField()
+    sop_instance_uid = serializers.CharField()
+    study_instance_uid = serializers.CharField()
+    series_instance_uid = serializers.CharField()
+    instance_id = serializers.IntegerField(allow_null=True)
+    coerced = serializers.BooleanField(help_text="Stored, but pydicom read it with warnings (see reason)")
+
+
+UploadResponse = inline_serializer(
+    "UploadResponse",
+    {
+        "results": IngestResultSerializer(many=True),
+        "stored": serializers.IntegerField(),
+        "already_stored": serializers.IntegerField(),
+        "refused": serializers.IntegerField(),
+        "detail": serializers.CharField(required=False),
+    },
+)
+UploadRequest = inline_serializer(
+    "UploadRequest",
+    {"files": serializers.ListField(child=serializers.FileField(), help_text="DICOM files or zip archives")},
+)
+
+
+def upload_response(results) -> tuple[dict, int]:
+    """The body and status of an upload: 201 when something was stored, 200 when nothing new but
+    something already there, 400 when everything was refused or nothing was sent."""
+    counts = {
+        "stored": sum(r.status == STORED for r in results),
+        "already_stored": sum(r.status == ALREADY_STORED for r in results),
+    }
+    counts["refused"] = len(results) - counts["stored"] - counts["already_stored"]
+    body = {"results": [r.as_dict() for r in results], **counts}
+    if not results:
+        body["detail"] = "No files were sent: attach DICOM files or zip archives in the multipart field 'files'."
+        return body, status.HTTP_400_BAD_REQUEST
+    if counts["stored"]:
+        return body, status.HTTP_201_CREATED
+    if counts["already_stored"]:
+        return body, status.HTTP_200_OK
+    body["detail"] = (
+        f"None of the {len(results)} file(s) was stored: each result says why it was refused."
+        if len(results) > 1
+        else f"The file was refused: {results[0].reason}"
+    )
+    return body, status.HTTP_400_BAD_REQUEST
+
+
+def request_too_large(request) -> str | None:
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
+    limit = settings.TELECONSULT_MAX_REQUEST_SIZE
+    if length > limit:
+        return f"The upload is {length} bytes, over the limit of {limit} bytes per request; send fewer files at a time."
+    return None
+
+
+class UploadView(APIView):
+    """Upload DICOM files (or zip archives of them); each file gets its own result."""
+
+    permission_classes = [MayUpload]
+    parser_classes = [MultiPartParser]
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        self.too_large = request_too_large(request)
+
+    @extend_schema(request={"multipart/form-data": UploadRequest}, responses={201: UploadResponse, 400: UploadResponse})
+    def post(self, request):
+        if self.too_large:
+            return Response({"detail": self.too_large, "results": []}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+        try:
+            uploads = request.FILES.getlist("files")
+        except TooManyFilesSent:
+            return Response(
+                {
+                    "detail": f"Too many files in one request (at most {settings.DATA_UPLOAD_MAX_NUMBER_FILES}); "
+                    "send them in several requests or as a zip archive.",
+                    "results": [],
+                },
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        results = ingest_files([(upload.name, upload) for upload in uploads], user=request.user)
+        body, code = upload_response(results)
+        return Response(body, status=code)
+
+
+class StudySummarySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Study
+        fields = [
+            "id",
+            "study_instance_uid",
+            "study_date",
+            "study_time",
+            "description",
+            "accession_number",
+            "modalities",
+            "referring_physician",
+            "num_series",
+            "num_instances",
+            "patient",
+            "created_at",
+        ]
+
+
+class PatientSerializer(serializers.ModelSerializer):
+    display_name = serializers.CharField(read_only=True)
+    num_studies = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Patient
+        fields = ["id", "patient_id", "issuer", "name", "display_name", "birth_date", "sex", "num_studies"]
+
+
+class PatientDetailSerializer(PatientSerializer):
+    studies = serializers.SerializerMethodField()
+
+    class Meta(PatientSerializer.Meta):
+        fields = [*PatientSerializer.Meta.fields, "studies"]
+
+    @extend_schema_field(StudySummarySerializer(many=True))
+    def get_studies(self, patient: Patient) -> list[dict]:
+        studies = visible_studies(self.context["request"].user).filter(patient=patient)
+        return StudySummarySerializer(studies, many=True).data
+
+
+def _patients_with_counts(user):
+    visible = visible_studies(user).values("pk")
+    return visible_patients(user).annotate(num_studies=Count("studies", filter=Q(studies__in=visible), distinct=True))
+
+
+class PatientListView(generics.ListAPIView):
+    """Patients with at least one study the user may see."""
+
+    serializer_class = PatientSerializer
+
+    def get_queryset(self):
+        return _patients_with_counts(self.request.user).order_by("name", "patient_id", "pk")
+
+
+class PatientDetailView(generics.RetrieveAPIView):
+    """One patient and the studies of theirs the user may see; 404 for anyone else."""
+
+    serializer_class = PatientDetailSerializer
+
+    def get_object(self):
+        patient = get_patient_for_user(self.request.user, self.kwargs["pk"])
+        patient.num_studies = visible_studies(self.request.user).filter(patient=patient).count()
+        return patient
+
+
+class StudyListView(generics.ListAPIView):
+    """Studies the user may see, newest first."""
+
+    serializer_class = StudySummarySerializer
+
+    def get_queryset(self):
+        return visible_studies(self.request.user).order_by("-study_date", "-created_at", "pk")
