@@ -8,11 +8,13 @@ a path or file object, so a 1 GB multi-frame object never sits whole in memory.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import os
 import struct
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import BinaryIO
 
@@ -114,6 +116,12 @@ def load_frame(source: Source, *, frame: int = 1) -> tuple[np.ndarray, Dataset]:
     any Modality or VOI transform. Raises NotAnImage when there is no pixel data and RenderError
     when the pixel data cannot be decoded.
     """
+    ds, source = _open(source)
+    return _decode(ds, source, frame), ds
+
+
+def _open(source: Source) -> tuple[Dataset, Source]:
+    """The header, and the source to decode from (a repaired in-memory copy for some defects)."""
     ds = read_header(source)
     if not has_pixels(ds) and not isinstance(source, Dataset):
         closed = _read_unterminated(source)
@@ -121,6 +129,12 @@ def load_frame(source: Source, *, frame: int = 1) -> tuple[np.ndarray, Dataset]:
             ds = source = closed
     if not has_pixels(ds):
         raise NotAnImage("The object has no pixel data")
+    return ds, source
+
+
+def _decode(ds: Dataset, source: Source, frame: int, fit: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode one frame; with ``fit``, JPEG 2000 may be decoded at a lower resolution that still
+    covers a (width, height) box, which is many times faster for thumbnails."""
     frames = number_of_frames(ds)
     if not 1 <= frame <= frames:
         raise RenderError(f"Frame {frame} does not exist: the object has {frames} frame(s)")
@@ -129,20 +143,99 @@ def load_frame(source: Source, *, frame: int = 1) -> tuple[np.ndarray, Dataset]:
             raise RenderError(f"{keyword} is missing or zero")
     if int(ds.Rows) * int(ds.Columns) > _MAX_FRAME_PIXELS:
         raise RenderError(f"The frame is too large to render: {ds.Columns} x {ds.Rows} pixels")
-    if isinstance(source, str | os.PathLike | Dataset):
-        decode_from = source
-    else:
+    if fit is not None and _transfer_syntax(ds) in _J2K_SYNTAXES:
+        arr = _decode_j2k_reduced(ds, source, frame, fit)
+        if arr is not None:
+            return arr
+    if not isinstance(source, str | os.PathLike | Dataset):
         source.seek(0)
-        decode_from = source
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            arr = pixel_array(decode_from, index=frame - 1)
+            return pixel_array(source, index=frame - 1)
     except MemoryError:
         raise RenderError(f"Not enough memory to decode frame {frame}")
     except Exception as exc:
-        arr = _decode_repaired(ds, source, frame, exc)
-    return arr, ds
+        return _decode_repaired(ds, source, frame, exc)
+
+
+def _encapsulated_frame(ds: Dataset, source: Source, frame: int) -> bytes:
+    """The compressed bytes of one frame, read from the file without loading the other frames."""
+    element = ds.get_item("PixelData", keep_deferred=True)
+    offsets = None
+    if "ExtendedOffsetTable" in ds and "ExtendedOffsetTableLengths" in ds:
+        offsets = (ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths)
+    frames = number_of_frames(ds)
+    if element.value is not None:
+        return get_frame(element.value, frame - 1, number_of_frames=frames, extended_offsets=offsets)
+    if isinstance(source, str | os.PathLike):
+        with open(source, "rb") as handle:
+            handle.seek(element.value_tell)
+            return get_frame(handle, frame - 1, number_of_frames=frames, extended_offsets=offsets)
+    source.seek(element.value_tell)
+    return get_frame(source, frame - 1, number_of_frames=frames, extended_offsets=offsets)
+
+
+def _decode_j2k_reduced(ds: Dataset, source: Source, frame: int, fit: tuple[int, int]) -> np.ndarray | None:
+    """Decode a JPEG 2000 frame at the lowest resolution level that still covers ``fit``.
+
+    Returns None whenever this shortcut does not apply or does not work (the full decoder then
+    runs): no useful reduction, signedness that disagrees with the header, colour other than RGB
+    or the reversible/irreversible colour transforms, or any decoder complaint.
+    """
+    rows, columns = int(ds.Rows), int(ds.Columns)
+    scale = min(max(fit[0], 1) / columns, max(fit[1], 1) / rows)
+    if scale > 0.5:
+        return None
+    samples = int(ds.get("SamplesPerPixel") or 1)
+    photometric = str(ds.get("PhotometricInterpretation") or "").strip().upper()
+    if samples == 3 and photometric not in ("RGB", "YBR_ICT", "YBR_RCT"):
+        return None
+    if samples not in (1, 3) or (samples == 1 and photometric not in ("MONOCHROME1", "MONOCHROME2")):
+        return None
+    try:
+        stream = _encapsulated_frame(ds, source, frame)
+        size_at = stream.find(b"\xff\x51")
+        coding_at = stream.find(b"\xff\x52")
+        if size_at < 0 or coding_at < 0:
+            return None
+        component = stream[size_at + 40]  # Ssiz of the first component: signed bit + precision - 1
+        precision, signed = (component & 0x7F) + 1, bool(component & 0x80)
+        levels = stream[coding_at + 9]  # SPcod: number of decomposition levels
+        if signed != bool(int(ds.get("PixelRepresentation") or 0)) or precision > 16:
+            return None
+        if samples == 3 and precision != 8:
+            return None
+        image = None
+        # Some streams refuse the deepest levels their header announces: try shallower ones.
+        for reduce in range(min(int(np.floor(np.log2(1 / scale))), levels), 0, -1):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    image = Image.open(io.BytesIO(stream), formats=("JPEG2000",))
+                    image.reduce = reduce
+                    image.load()
+                break
+            except OSError:
+                image = None
+        if image is None:
+            return None
+    except Exception:
+        logger.debug("Reduced JPEG 2000 decoding did not apply; decoding in full", exc_info=True)
+        return None
+    arr = np.asarray(image)
+    if samples == 3:
+        return arr if image.mode == "RGB" else None
+    if image.mode not in ("L", "I;16"):
+        return None
+    # The decoder widened the samples to 8 or 16 bits and offset signed ones; undo both.
+    values = arr.astype(np.int32) >> (arr.dtype.itemsize * 8 - precision)
+    if signed:
+        values -= 1 << (precision - 1)
+    return values
+
+
+_J2K_SYNTAXES = frozenset({JPEG2000, JPEG2000Lossless, HTJ2K, HTJ2KLossless, HTJ2KLosslessRPCL})
 
 
 def _decode_repaired(ds: Dataset, source: Source, frame: int, error: Exception) -> np.ndarray:
@@ -531,16 +624,52 @@ def _to_uint8(values: np.ndarray, bits: int) -> np.ndarray:
     return np.clip(np.round(values.astype(np.float32) * (255.0 / top)), 0, 255).astype(np.uint8)
 
 
-def _palette(arr: np.ndarray, ds: Dataset, frame: int) -> np.ndarray:
+_PALETTE_ELEMENTS = tuple(
+    f"{prefix}{colour}PaletteColorLookupTable{part}"
+    for colour in ("Red", "Green", "Blue")
+    for prefix, part in (("", "Descriptor"), ("", "Data"), ("Segmented", "Data"))
+)
+# Expanded palettes by content: a cine loop of a palette ultrasound expands its (often segmented)
+# tables once, not for every frame shown.
+_PALETTE_CACHE: OrderedDict[str, tuple[np.ndarray, int]] = OrderedDict()
+_PALETTE_CACHE_SIZE = 32
+
+
+def _palette_table(ds: Dataset, dtype: np.dtype) -> tuple[np.ndarray, int]:
+    """The palette as an (entries, 3) table of 8-bit RGB, and the first value it maps."""
+    digest = hashlib.sha256()
+    for keyword in _PALETTE_ELEMENTS:
+        value = ds.get(keyword)
+        digest.update(keyword.encode())
+        digest.update(value if isinstance(value, bytes) else repr(value).encode())
+    key = digest.hexdigest()
+    if key in _PALETTE_CACHE:
+        _PALETTE_CACHE.move_to_end(key)
+        return _PALETTE_CACHE[key]
+    descriptor = ds.get("RedPaletteColorLookupTableDescriptor")
+    if not descriptor or len(descriptor) < 3:
+        raise RenderError("Palette colour lookup table descriptor is missing")
+    entries, first = int(descriptor[0]) or 65536, int(descriptor[1])
+    indices = np.arange(first, first + entries)
+    if np.issubdtype(dtype, np.integer) and np.iinfo(dtype).min <= first and first + entries - 1 <= np.iinfo(dtype).max:
+        indices = indices.astype(dtype)
     try:
-        rgb = apply_color_lut(arr, ds)
+        table = apply_color_lut(indices, ds)
     except Exception as exc:
         raise RenderError(f"Palette colour lookup tables are unusable: {exc}") from exc
-    descriptor = ds.get("RedPaletteColorLookupTableDescriptor") or [0, 0, 16]
-    bits = int(descriptor[2]) if len(descriptor) > 2 else 16
-    if bits > 8 and int(rgb.max(initial=0)) <= 255:
+    bits = int(descriptor[2])
+    if bits > 8 and int(table.max(initial=0)) <= 255:
         bits = 8  # some writers declare 16-bit entries but fill them with 8-bit values
-    return _to_uint8(rgb, bits)
+    result = (_to_uint8(table, bits), first)
+    _PALETTE_CACHE[key] = result
+    if len(_PALETTE_CACHE) > _PALETTE_CACHE_SIZE:
+        _PALETTE_CACHE.popitem(last=False)
+    return result
+
+
+def _palette(arr: np.ndarray, ds: Dataset, frame: int) -> np.ndarray:
+    table, first = _palette_table(ds, arr.dtype)
+    return table[np.clip(arr.astype(np.int64) - first, 0, len(table) - 1)]
 
 
 def _colour(arr: np.ndarray, ds: Dataset, frame: int) -> np.ndarray:
@@ -585,7 +714,22 @@ def render_frame(
     """
     if window is not None and not window[1] > 0:
         raise ValueError("Window width must be positive")
-    arr, ds = load_frame(source, frame=frame)
+    ds, source = _open(source)
+    return _render(ds, source, frame, window=window, viewport=viewport, invert=invert)
+
+
+def _render(
+    ds: Dataset,
+    source: Source,
+    frame: int,
+    *,
+    window: tuple[float, float] | None = None,
+    viewport: tuple[int, int] | None = None,
+    invert: bool = False,
+) -> Image.Image:
+    arr = _decode(ds, source, frame, fit=viewport)
+    if viewport is not None:
+        arr = _subsample(arr, viewport)
     try:
         image = _to_image(arr, ds, frame, window)
     except (NotAnImage, RenderError):
@@ -597,6 +741,15 @@ def render_frame(
     if viewport is not None:
         image = fit_within(image, viewport)
     return image
+
+
+def _subsample(arr: np.ndarray, viewport: tuple[int, int]) -> np.ndarray:
+    """Every k-th pixel of a frame far larger than the viewport, keeping at least twice the
+    viewport's resolution for the final resampling; the value transforms then touch far fewer
+    pixels."""
+    rows, columns = arr.shape[:2]
+    step = int(min(columns / max(viewport[0], 1), rows / max(viewport[1], 1)) // 2)
+    return arr[::step, ::step] if step >= 2 else arr
 
 
 def _to_image(arr: np.ndarray, ds: Dataset, frame: int, window: tuple[float, float] | None) -> Image.Image:
@@ -648,12 +801,8 @@ def encode(image: Image.Image, *, format: str = "JPEG", quality: int = THUMBNAIL
 
 def render_thumbnail(source: Source) -> bytes:
     """JPEG bytes of the middle frame, longest side THUMBNAIL_SIZE."""
-    ds = read_header(source)
-    if not has_pixels(ds):
-        raise NotAnImage("The object has no pixel data")
-    frame = middle_frame(ds)
-    image = render_frame(ds if isinstance(source, Dataset) else source, frame=frame)
-    image = fit_within(image, (THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+    ds, source = _open(source)
+    image = _render(ds, source, middle_frame(ds), viewport=(THUMBNAIL_SIZE, THUMBNAIL_SIZE))
     return encode(image)
 
 

@@ -425,3 +425,44 @@ def test_encapsulated_pixel_data_cut_off_at_the_end_still_renders_complete_frame
     values = grey(render_frame(cut, frame=1))
 
     assert abs(values[8, 8] - 10) <= 1
+
+
+@pytest.mark.parametrize(("dtype", "bits_stored"), [(np.uint16, 12), (np.int16, 16), (np.uint8, 8)])
+def test_large_jpeg2000_thumbnail_decodes_at_reduced_resolution_with_the_same_picture(dtype, bits_stored):
+    from studies import rendering
+
+    y, x = np.mgrid[0:1024, 0:768]
+    info = np.iinfo(dtype)
+    top = min(info.max, 2 ** (bits_stored - (1 if info.min < 0 else 0)) - 1)
+    bottom = max(info.min, -top - 1)
+    pixels = (bottom + (x + y) * ((top - bottom) / (1024 + 768))).astype(dtype)
+    pixels[100:200, 100:400] = bottom  # a dark block the thumbnail must show
+    ds = image_dataset(pixels, bits_stored=bits_stored)
+    ds.compress("1.2.840.10008.1.2.4.90", pixels)  # JPEG 2000 lossless
+    source = as_file(ds)
+
+    header = rendering.read_header(source)
+    reduced = rendering._decode_j2k_reduced(header, source, 1, (256, 256))
+    assert reduced is not None and reduced.shape == (256, 192)
+    assert abs(int(reduced[-1, -1]) - int(pixels[-1, -1])) <= (top - bottom) // 100
+
+    fast = grey(render_frame(source, viewport=(256, 256)))
+    slow = grey(fit_within(render_frame(source), (256, 256)))
+    assert fast.shape == slow.shape == (256, 192)
+    assert np.abs(fast - slow).mean() < 3
+
+
+def test_palette_tables_are_reused_between_frames():
+    from studies import rendering
+
+    frames = np.stack([np.full((4, 4), value, dtype=np.uint8) for value in (0, 1, 2)])
+    ds = image_dataset(frames, photometric="PALETTE COLOR")
+    for colour, values in (("Red", [255, 0, 0]), ("Green", [0, 255, 0]), ("Blue", [0, 0, 255])):
+        setattr(ds, f"{colour}PaletteColorLookupTableDescriptor", [3, 0, 8])
+        setattr(ds, f"{colour}PaletteColorLookupTableData", np.array(values, dtype="<u2").tobytes())
+    rendering._PALETTE_CACHE.clear()
+
+    colours = [np.asarray(render_frame(ds, frame=n))[0, 0].tolist() for n in (1, 2, 3)]
+
+    assert colours == [[255, 0, 0], [0, 255, 0], [0, 0, 255]]
+    assert len(rendering._PALETTE_CACHE) == 1
