@@ -570,3 +570,30 @@ def test_study_page_links_to_the_viewer_for_the_study_and_each_series(signed_in,
     assert f'href="{viewer}"' in html
     for series in study.series.all():
         assert f"{viewer}?series={series.series_instance_uid}" in html
+
+
+@pytest.fixture
+def upload_page_exists(monkeypatch):
+    """Pretend the upload page's route is there, whichever order the apps' work lands in."""
+    import studies.navigation
+    import studies.views
+
+    def fake_reverse(name, *args, **kwargs):
+        return "/studies/upload/" if name == "studies:upload" else reverse(name, *args, **kwargs)
+
+    monkeypatch.setattr(studies.navigation, "reverse", fake_reverse)
+    monkeypatch.setattr(studies.views, "reverse", fake_reverse)
+
+
+def test_clinicians_get_an_upload_entry_and_empty_state_link(signed_in, physician, upload_page_exists):
+    assert {"label": "Upload", "url": "/studies/upload/", "key": "upload"} in nav_items(physician)
+    html = signed_in(physician).get(reverse("studies:list")).content.decode()
+    assert "No studies yet." in html
+    assert 'href="/studies/upload/"' in html
+
+
+def test_patients_get_no_upload_entry_or_link(signed_in, patient_user, upload_page_exists):
+    assert [item["label"] for item in nav_items(patient_user)] == ["My images"]
+    html = signed_in(patient_user).get(reverse("studies:list")).content.decode()
+    assert "/studies/upload/" not in html
+    assert "Your images appear here" in html
