@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
@@ -95,5 +96,123 @@ def auth_client(api_client):
         client = APIClient()
         client.force_authenticate(user=user)
         return client
+
+    return make
+
+
+# --- Real processes: daphne servers and Celery workers on the test database (tests/servers.py) ---
+
+
+@pytest.fixture(scope="session")
+def test_database_url(django_db_setup, django_db_blocker) -> str:
+    """DATABASE_URL of the database pytest-django created, for processes the tests start."""
+    from django.db import connection
+
+    from tests.servers import database_url
+
+    with django_db_blocker.unblock():
+        return database_url(connection.settings_dict)
+
+
+@pytest.fixture(scope="session")
+def server_outbox(tmp_path_factory):
+    """Emails sent by the session's live servers (Django's file backend)."""
+    from tests.servers import Outbox
+
+    return Outbox(tmp_path_factory.mktemp("outbox"))
+
+
+def _session_server(request, test_database_url, server_outbox, *, mfa_required: bool, label: str):
+    from django.conf import settings
+
+    from tests.servers import ProcessFactory, ServiceEnvironment
+
+    environment = ServiceEnvironment(
+        database_url=test_database_url, data_dir=settings.DATA_DIR, outbox=server_outbox, mfa_required=mfa_required
+    )
+    factory = ProcessFactory(environment, label=f"{label}-{os.getpid()}")
+    request.addfinalizer(factory.stop_all)
+    server = factory.daphne()
+    server.outbox = server_outbox
+    return server
+
+
+@pytest.fixture(scope="session")
+def live_server_process(request, test_database_url, server_outbox):
+    """One real daphne for the whole session: DEBUG on, MFA not required, mail to ``server_outbox``.
+
+    Rows a test creates are visible to it only once committed: use ``transactional_db``.
+    """
+    return _session_server(request, test_database_url, server_outbox, mfa_required=False, label="live")
+
+
+@pytest.fixture(scope="session")
+def live_server_url(live_server_process) -> str:
+    return live_server_process.url
+
+
+@pytest.fixture(scope="session")
+def live_server_mfa_process(request, test_database_url, server_outbox):
+    """Like ``live_server_process`` but with TELECONSULT_MFA_REQUIRED on."""
+    return _session_server(request, test_database_url, server_outbox, mfa_required=True, label="live-mfa")
+
+
+@pytest.fixture(scope="session")
+def live_server_mfa_url(live_server_mfa_process) -> str:
+    return live_server_mfa_process.url
+
+
+@pytest.fixture
+def service_environment(request, test_database_url, tmp_path):
+    """The environment for this test's own processes; shares Redis (own key prefix) when REDIS_URL is set."""
+    from django.conf import settings
+
+    from tests.servers import Outbox, ServiceEnvironment
+
+    redis = request.getfixturevalue("redis_url") if "redis_url" in request.fixturenames else None
+    return ServiceEnvironment(
+        database_url=test_database_url, data_dir=settings.DATA_DIR, outbox=Outbox(tmp_path / "outbox"), redis_url=redis
+    )
+
+
+@pytest.fixture
+def daphne_factory(request, service_environment):
+    """Start real daphne processes: ``daphne_factory(port=None, **env)`` -> DaphneProcess (url, stop, kill, restart).
+
+    Request ``redis_url`` too and every server (and ``celery_worker_factory`` worker) shares that
+    Redis with this test's own prefix. All of them stop when the test ends.
+    """
+    from tests.servers import ProcessFactory, unique_prefix
+
+    factory = ProcessFactory(service_environment, label=unique_prefix(re.sub(r"\W+", "-", request.node.name)[:40]))
+    request.addfinalizer(factory.stop_all)
+    return factory.daphne
+
+
+@pytest.fixture
+def celery_worker_factory(request, service_environment):
+    """Start real Celery workers: ``celery_worker_factory(queue="celery", beat=False, **env)``."""
+    from tests.servers import ProcessFactory, unique_prefix
+
+    factory = ProcessFactory(service_environment, label=unique_prefix(re.sub(r"\W+", "-", request.node.name)[:40]))
+    request.addfinalizer(factory.stop_all)
+    return factory.worker
+
+
+@pytest.fixture
+def live_user(transactional_db):
+    """``live_user(role="physician", email=..., **fields)``: a verified user who can sign in on the real servers.
+
+    Their password is ``PASSWORD``, hashed with a hasher the servers know.
+    """
+    from tests.factories import SpecialistFactory
+    from tests.servers import server_password_hash
+
+    def make(role: str = "physician", **fields):
+        factory = SpecialistFactory if role == "specialist" else UserFactory
+        user = factory(role=role, **fields) if role != "specialist" else factory(**fields)
+        user.password = server_password_hash(PASSWORD)
+        user.save(update_fields=["password"])
+        return user
 
     return make

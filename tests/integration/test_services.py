@@ -1,0 +1,103 @@
+"""The real services: Redis channel layer, daphne on the test database, a Celery worker delivering mail."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+import requests
+from asgiref.sync import async_to_sync
+
+pytestmark = pytest.mark.integration
+
+
+def test_channel_layer_round_trips_a_group_message_through_redis(redis_url):
+    from channels_redis.pubsub import RedisPubSubChannelLayer
+
+    prefix = f"test-{uuid.uuid4().hex}"
+    # Two layers on one Redis, as two daphne processes would have.
+    receiver_layer = RedisPubSubChannelLayer(hosts=[redis_url], prefix=prefix)
+    sender_layer = RedisPubSubChannelLayer(hosts=[redis_url], prefix=prefix)
+
+    async def round_trip():
+        try:
+            channel = await receiver_layer.new_channel()
+            await receiver_layer.group_add("consult-1", channel)
+            await sender_layer.group_send("consult-1", {"type": "chat.message", "text": "Bonjour"})
+            received = await receiver_layer.receive(channel)
+            await receiver_layer.group_discard("consult-1", channel)
+            return received
+        finally:
+            await receiver_layer.flush()
+            await sender_layer.flush()
+
+    assert async_to_sync(round_trip)() == {"type": "chat.message", "text": "Bonjour"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_live_server_sees_rows_the_test_committed(live_server_url, live_user, password):
+    user = live_user("specialist", email="live@example.com")
+
+    response = requests.post(
+        f"{live_server_url}/api/v1/auth/token/", json={"email": user.email, "password": password}, timeout=30
+    )
+
+    assert response.status_code == 200, response.text
+    me = requests.get(
+        f"{live_server_url}/api/v1/me/", headers={"Authorization": f"Token {response.json()['token']}"}, timeout=30
+    )
+    assert me.json()["role"] == "specialist"
+
+
+def sign_up(base_url: str, email: str) -> requests.Response:
+    session = requests.Session()
+    form = session.get(f"{base_url}/accounts/signup/", timeout=30)
+    assert form.status_code == 200, form.text[:500]
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text).group(1)
+    return session.post(
+        f"{base_url}/accounts/signup/",
+        data={
+            "csrfmiddlewaretoken": token,
+            "email": email,
+            "name": "Robin Patient",
+            "role": "patient",
+            "password1": "a-long-unusual-passphrase-42",
+            "password2": "a-long-unusual-passphrase-42",
+        },
+        headers={"Referer": f"{base_url}/accounts/signup/"},
+        timeout=30,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_confirmation_email_queued_by_daphne_is_sent_by_a_real_celery_worker(
+    redis_url, daphne_factory, celery_worker_factory, service_environment
+):
+    server = daphne_factory()
+    worker = celery_worker_factory()
+
+    response = sign_up(server.url, "robin@example.com")
+
+    assert response.status_code == 200, response.text[:500]
+    message = service_environment.outbox.wait_for("robin@example.com", subject="confirm", timeout=60)
+    assert any("/accounts/confirm-email/" in link for link in service_environment.outbox.links(message))
+    assert worker.stop() == 0
+    assert "accounts.tasks.deliver_email" in worker.log()
+    assert "succeeded" in worker.log()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_daphnes_share_redis_and_one_restarts(redis_url, daphne_factory, live_user, password):
+    first, second = daphne_factory(), daphne_factory()
+    user = live_user(email="shared@example.com")
+
+    token = requests.post(
+        f"{first.url}/api/v1/auth/token/", json={"email": user.email, "password": password}, timeout=30
+    ).json()["token"]
+    second.restart()
+
+    me = requests.get(f"{second.url}/api/v1/me/", headers={"Authorization": f"Token {token}"}, timeout=30)
+    assert me.status_code == 200
+    assert me.json()["email"] == "shared@example.com"
+    assert first.running and second.running
