@@ -2,7 +2,7 @@
 
 from django.urls import path, register_converter
 
-from . import media_views, viewer_views, views
+from . import media_views, upload_views, viewer_views, views
 
 app_name = "studies"
 
@@ -38,4 +38,5 @@ urlpatterns = [
     ),
     path("patients/<int:pk>/", views.patient_detail, name="patient"),
     path("studies/<study_page_uid:study_uid>/view/", viewer_views.study_viewer, name="viewer"),
+    path("studies/upload/", upload_views.upload_page, name="upload"),
 ]

@@ -1,0 +1,31 @@
+"""The browser upload page: files, folders and zip archives, each sent to the upload API with progress."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.csrf import ensure_csrf_cookie
+from django.views.decorators.http import require_safe
+
+from .api import PATIENT_UPLOAD_MESSAGE, may_upload
+
+
+@require_safe
+@login_required
+@ensure_csrf_cookie
+def upload_page(request: HttpRequest) -> HttpResponse:
+    if not may_upload(request.user):
+        return render(request, "studies/upload.html", {"refusal": PATIENT_UPLOAD_MESSAGE}, status=403)
+    return render(
+        request,
+        "studies/upload.html",
+        {
+            "api_url": reverse("api-uploads"),
+            "studies_url": reverse("studies:list"),
+            "max_file_size": settings.TELECONSULT_MAX_FILE_SIZE,
+            "max_request_size": settings.TELECONSULT_MAX_REQUEST_SIZE,
+        },
+    )
