@@ -6,6 +6,8 @@ correlated subqueries, so a page of studies costs the same number of queries wha
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django import forms
 from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
@@ -125,9 +127,9 @@ def recent_studies(user, limit: int = 5) -> list[Study]:
     return list(with_summary(visible_studies(user).order_by("-created_at", "-pk"))[:limit])
 
 
-def status_counts(instances) -> dict[str, int]:
-    """How many of ``instances`` are in each processing status (every status present, zero or not)."""
-    counts = {status: 0 for status in Instance.Status.values}
-    for instance in instances:
-        counts[instance.status] = counts.get(instance.status, 0) + 1
+def status_counts(statuses: Iterable[str]) -> dict[str, int]:
+    """How many instances are in each processing status (every status present, zero or not)."""
+    counts = dict.fromkeys(Instance.Status.values, 0)
+    for status in statuses:
+        counts[status] = counts.get(status, 0) + 1
     return counts

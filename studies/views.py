@@ -69,7 +69,7 @@ def study_detail(request: HttpRequest, study_uid: str) -> HttpResponse:
         "study": study,
         "patient": study.patient,
         "series_list": series,
-        "counts": status_counts(instances),
+        "counts": status_counts(instance.status for instance in instances),
         "instance_total": len(instances),
         "upload_url": upload_url(request.user),
     }
@@ -87,10 +87,9 @@ def study_status(request: HttpRequest, study_uid: str) -> JsonResponse:
         .order_by("pk")
         .values_list("sop_instance_uid", "status", "failure_reason", "thumbnail")
     )
-    counts = {status: 0 for status in Instance.Status.values}
+    counts = status_counts(status for _, status, _, _ in instances)
     rows = []
     for sop_uid, status, reason, thumbnail in instances:
-        counts[status] = counts.get(status, 0) + 1
         ready = status == Instance.Status.READY and bool(thumbnail)
         rows.append(
             {
