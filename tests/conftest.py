@@ -216,3 +216,19 @@ def live_user(transactional_db):
         return user
 
     return make
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Say how many integration and end-to-end tests really ran: CI output must show they did."""
+    counts: dict[str, dict[str, int]] = {marker: {} for marker in ("integration", "e2e")}
+    for status in ("passed", "failed", "skipped", "error"):
+        for report in terminalreporter.stats.get(status, []):
+            if status == "passed" and report.when != "call":
+                continue
+            for marker, by_status in counts.items():
+                if marker in getattr(report, "keywords", {}):
+                    by_status[status] = by_status.get(status, 0) + 1
+    terminalreporter.section("real services and browser")
+    for marker, by_status in counts.items():
+        summary = ", ".join(f"{count} {status}" for status, count in by_status.items()) or "none collected"
+        terminalreporter.write_line(f"{marker} tests: {summary}")
