@@ -1,0 +1,83 @@
+"""``manage.py import_dicom PATH ...``: import DICOM files, folders (recursively) and zip archives."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from studies.api import may_upload
+from studies.ingest import ALREADY_STORED, STORED, ingest_files
+
+
+class Command(BaseCommand):
+    help = (
+        "Import DICOM files, folders (recursively) and zip archives through the same checks as uploads, "
+        "with a progress bar and a summary of what was stored, already there, or refused and why."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("paths", nargs="+", help="Files or folders to import")
+        parser.add_argument(
+            "--user",
+            metavar="EMAIL",
+            help="Import as this physician, specialist or admin (they are granted access to the studies); "
+            "without it only admins see the imported studies",
+        )
+
+    def handle(self, *args, paths: list[str], user: str | None = None, **options):
+        uploader = self._uploader(user)
+        files = self._files(paths)
+        verbosity = options.get("verbosity", 1)
+        results = []
+        with tqdm(total=len(files), unit="file", desc="Importing", disable=verbosity == 0 or None) as bar:
+            for name, path in files:
+                results.extend(ingest_files([(name, path)], user=uploader))
+                bar.update(1)
+        self._summary(results, verbosity)
+
+    def _uploader(self, email: str | None):
+        if not email:
+            return None
+        user = get_user_model().objects.filter(email__iexact=email).first()
+        if user is None:
+            raise CommandError(f"No user with email {email}.")
+        if not may_upload(user):
+            raise CommandError(f"{email} may not upload studies (patients cannot); use a physician's email.")
+        return user
+
+    def _files(self, paths: list[str]) -> list[tuple[str, Path]]:
+        files = []
+        for raw in paths:
+            path = Path(raw)
+            if path.is_dir():
+                files.extend(
+                    (str(child.relative_to(path.parent)), child) for child in sorted(path.rglob("*")) if child.is_file()
+                )
+            elif path.is_file():
+                files.append((path.name, path))
+            else:
+                raise CommandError(f"{raw} is neither a file nor a folder.")
+        return files
+
+    def _summary(self, results, verbosity: int) -> None:
+        statuses = Counter(result.status for result in results)
+        refused = [result for result in results if result.status not in (STORED, ALREADY_STORED)]
+        self.stdout.write(
+            f"{len(results)} file(s): {statuses[STORED]} stored, {statuses[ALREADY_STORED]} already stored, "
+            f"{len(refused)} refused."
+        )
+        if refused:
+            codes = Counter(result.code for result in refused)
+            self.stdout.write("Refused: " + ", ".join(f"{count} {code}" for code, count in codes.most_common()))
+            if verbosity >= 1:
+                for result in refused:
+                    self.stdout.write(f"  {result.filename}: {result.reason}")
+        coerced = [result for result in results if result.coerced]
+        if coerced and verbosity >= 2:
+            self.stdout.write(f"Stored with warnings: {len(coerced)}")
+            for result in coerced:
+                self.stdout.write(f"  {result.filename}: {result.reason}")
