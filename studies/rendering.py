@@ -96,7 +96,9 @@ def has_pixels(ds: Dataset) -> bool:
 
 def number_of_frames(ds: Dataset) -> int:
     """NumberOfFrames as an integer: it is an IS string, sometimes empty, zero or malformed."""
-    value = ds.get("NumberOfFrames")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a malformed IS value warns on access
+        value = ds.get("NumberOfFrames")
     try:
         frames = int(float(str(value).strip())) if value not in (None, "") else 1
     except (TypeError, ValueError):
@@ -123,7 +125,10 @@ def load_frame(source: Source, *, frame: int = 1) -> tuple[np.ndarray, Dataset]:
 def _open(source: Source) -> tuple[Dataset, Source]:
     """The header, and the source to decode from (a repaired in-memory copy for some defects)."""
     ds = read_header(source)
-    if not has_pixels(ds) and not isinstance(source, Dataset):
+    # An image header (or none at all) without pixel data may be pixel data that pydicom dropped
+    # because it runs to the end of the file; documents and reports are not read twice.
+    looks_like_image = "Rows" in ds or "SOPInstanceUID" not in ds
+    if not has_pixels(ds) and looks_like_image and not isinstance(source, Dataset):
         closed = _read_unterminated(source)
         if closed is not None:
             ds = source = closed

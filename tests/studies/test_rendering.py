@@ -466,3 +466,83 @@ def test_palette_tables_are_reused_between_frames():
 
     assert colours == [[255, 0, 0], [0, 255, 0], [0, 0, 255]]
     assert len(rendering._PALETTE_CACHE) == 1
+
+
+def test_double_float_pixel_data_from_a_file():
+    ds = image_dataset(np.zeros((2, 3), dtype=np.uint8))
+    del ds.PixelData
+    del ds.PixelRepresentation, ds.BitsStored, ds.HighBit
+    ds.BitsAllocated = 64
+    ds.DoubleFloatPixelData = np.array([[0.0, 0.5, 1.0], [np.nan, 0.25, 0.75]], dtype=np.float64).tobytes()
+
+    values = grey(render_frame(as_file(ds)))
+
+    assert values[0].tolist() == [0, 128, 255]
+
+
+def test_rt_dose_window_is_given_in_gray():
+    dose = np.array([[[0, 1000, 2000, 4000]]], dtype=np.uint32)
+    ds = image_dataset(dose[0], Modality="RTDOSE", DoseGridScaling=0.001)  # stored 1000 = 1 Gy
+
+    # DICOM's LINEAR window: 0.5 ... 3.5 Gy maps to black ... white
+    values = grey(render_frame(as_file(ds), window=(2.5, 4.0)))[0]
+
+    assert values.tolist()[0] == 0 and values.tolist()[3] == 255
+    assert abs(values[2] - 128) <= 1
+
+
+def test_enhanced_multi_frame_uses_the_frame_rescale_and_window():
+    frames = np.stack([np.full((4, 4), 100, dtype=np.uint16), np.full((4, 4), 100, dtype=np.uint16)])
+    frames[:, 0, 0] = 0
+    ds = image_dataset(frames)
+
+    def group(slope, center, width):
+        item = Dataset()
+        transformation = Dataset()
+        transformation.RescaleSlope, transformation.RescaleIntercept, transformation.RescaleType = slope, 0, "US"
+        voi = Dataset()
+        voi.WindowCenter, voi.WindowWidth = center, width
+        item.PixelValueTransformationSequence = [transformation]
+        item.FrameVOILUTSequence = [voi]
+        return item
+
+    ds.PerFrameFunctionalGroupsSequence = [group(1, 100.5, 21), group(2, 100.5, 21)]  # 90 ... 110
+
+    first = grey(render_frame(ds, frame=1))
+    second = grey(render_frame(ds, frame=2))
+
+    assert abs(first[1, 1] - 128) <= 2  # 100 sits at the centre of the first frame's window
+    assert second[1, 1] == 255  # rescaled to 200, above the window
+
+
+def test_odd_sized_eight_bit_frame():
+    pixels = np.arange(35, dtype=np.uint8).reshape(5, 7)
+
+    image = render_frame(as_file(image_dataset(pixels)))
+
+    assert image.size == (7, 5)
+
+
+def test_deflated_file_renders():
+    pixels = np.tile(np.arange(0, 250, 10, dtype=np.uint8), (10, 1))
+    ds = image_dataset(pixels, transfer_syntax="1.2.840.10008.1.2.1.99")
+
+    values = grey(render_frame(as_file(ds)))
+
+    assert values[0, 0] == 0 and values[0, -1] == 255
+
+
+def test_document_without_image_attributes_is_not_read_a_second_time(tmp_path):
+    from unittest import mock
+
+    from studies import rendering
+
+    ds = image_dataset(np.zeros((2, 2), dtype=np.uint8))
+    for keyword in ("PixelData", "Rows", "Columns"):
+        delattr(ds, keyword)
+    path = tmp_path / "report.dcm"
+    ds.save_as(path, enforce_file_format=True)
+
+    with mock.patch.object(rendering, "_read_unterminated") as reread, pytest.raises(NotAnImage):
+        render_frame(path)
+    reread.assert_not_called()
