@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
@@ -824,6 +825,24 @@ def read_multipart(
         parts.append(Part(path=path, headers=headers, size=size))
         if closed:
             return parts
+
+
+def add_missing_preamble(path: str) -> bool:
+    """Give a part that starts with its file meta group the PS3.10 preamble and "DICM" marker.
+
+    dicomweb-client writes data sets built in memory without a preamble; the bytes are otherwise
+    a complete file, so the part is stored rather than refused as "not DICOM".
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(132)
+    if head[128:132] == b"DICM" or not head.startswith(b"\x02\x00") or not head[4:6].isalpha():
+        return False
+    fixed = f"{path}.p10"
+    with open(path, "rb") as source, open(fixed, "wb") as out:
+        out.write(b"\0" * 128 + b"DICM")
+        shutil.copyfileobj(source, out, 1 << 20)
+    os.replace(fixed, path)
+    return True
 
 
 # --- Frames ------------------------------------------------------------------------------------

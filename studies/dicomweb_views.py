@@ -512,6 +512,7 @@ def _store(request: HttpRequest, user, study_uid: str | None = None) -> HttpResp
                 reason = f"Part media type {part_media_type} is not accepted; send application/dicom."
                 results.append(dw.RefusedPart(filename=name, reason=reason))
                 continue
+            dw.add_missing_preamble(part.path)
             results.append(ingest_file(part.path, filename=name, user=user, study_uid=study_uid))
     status, dataset = dw.stow_response(results, urls.instance, urls.study)
     return HttpResponse(json.dumps(dataset, separators=(",", ":")), status=status, content_type=dw.DICOM_JSON)
