@@ -1,0 +1,106 @@
+"""Simultaneous uploads (real PostgreSQL) and memory use on large files."""
+
+from __future__ import annotations
+
+import io
+import struct
+import threading
+import tracemalloc
+
+import pytest
+from django.db import connection
+from pydicom.uid import generate_uid
+
+from studies.ingest import ingest_file
+from studies.models import Instance, Series, Study
+from tests.studies import dicom_factory as f
+
+
+@pytest.fixture(autouse=True)
+def media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+def run_together(jobs) -> list:
+    """Run the callables in threads released at the same moment; their results in order."""
+    barrier = threading.Barrier(len(jobs))
+    results: list = [None] * len(jobs)
+    errors: list = []
+
+    def worker(index, job):
+        try:
+            barrier.wait()
+            results[index] = job()
+        except Exception as exc:  # surfaced by the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(i, job)) for i, job in enumerate(jobs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    return results
+
+
+@pytest.mark.django_db(transaction=True)
+def test_simultaneous_uploads_of_one_instance_store_it_once(postgres, physician, media):
+    data = f.make_ct()
+    results = run_together([lambda: ingest_file(io.BytesIO(data), filename="a.dcm", user=physician) for _ in range(4)])
+
+    assert sorted(r.status for r in results) == ["already_stored"] * 3 + ["stored"]
+    assert len({r.instance_id for r in results}) == 1
+    assert Instance.objects.count() == 1
+    assert Study.objects.get().num_instances == 1
+    assert len(list(media.rglob("*.dcm"))) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_simultaneous_uploads_into_one_study_keep_its_counts_exact(postgres, physician):
+    study_uid, series_uid = generate_uid(), generate_uid()
+    files = [f.make_ct(StudyInstanceUID=study_uid, SeriesInstanceUID=series_uid) for _ in range(3)]
+    files += [f.make_mr(StudyInstanceUID=study_uid) for _ in range(3)]
+    results = run_together(
+        [lambda data=data: ingest_file(io.BytesIO(data), filename="x.dcm", user=physician) for data in files]
+    )
+
+    assert [r.status for r in results] == ["stored"] * 6
+    study = Study.objects.get(study_instance_uid=study_uid)
+    assert (study.num_series, study.num_instances, study.modalities) == (4, 6, "CT\\MR")
+    assert Series.objects.get(series_instance_uid=series_uid).num_instances == 3
+
+
+def write_large_multiframe(path, *, frames: int, rows: int = 512, columns: int = 512) -> int:
+    """A multi-frame file of frames x rows x columns 16-bit pixels, written without holding it in memory."""
+    ds = f.dataset(sop_class="1.2.840.10008.5.1.4.1.1.7", modality="OT", rows=rows, columns=columns)
+    ds.NumberOfFrames = frames
+    del ds.PixelData
+    header = f.to_bytes(ds)
+    length = frames * rows * columns * 2
+    frame = bytes(range(256)) * (rows * columns * 2 // 256)
+    with open(path, "wb") as out:
+        out.write(header)
+        out.write(struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OW", 0, length))
+        for _ in range(frames):
+            out.write(frame)
+    return length
+
+
+def test_large_multiframe_file_ingests_with_bounded_memory(physician, tmp_path):
+    path = tmp_path / "large.dcm"
+    size = write_large_multiframe(path, frames=400)  # about 200 MB of pixel data
+    tracemalloc.start()
+    try:
+        result = ingest_file(path, filename="large.dcm", user=physician)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert result.status == "stored", result
+    instance = Instance.objects.get(pk=result.instance_id)
+    assert instance.number_of_frames == 400
+    assert instance.size > size
+    assert peak < 16 * 1024 * 1024, f"peak Python allocation {peak} bytes"
