@@ -1,3 +1,4 @@
+from allauth.account.models import EmailAddress
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
@@ -31,6 +32,14 @@ class UserAdmin(BaseUserAdmin):
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "name", "role", "password1", "password2")}),)
     actions = ["approve_specialists"]
+
+    def save_model(self, request, obj, form, change):
+        """An account made by an administrator is trusted: its email counts as verified."""
+        super().save_model(request, obj, form, change)
+        if not change:
+            EmailAddress.objects.update_or_create(
+                user=obj, email=obj.email, defaults={"verified": True, "primary": True}
+            )
 
     @admin.display(boolean=True, description="Approved specialist")
     def specialist_approved(self, user: User) -> bool | None:
