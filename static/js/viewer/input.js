@@ -190,9 +190,16 @@ export function bindInput(viewer, canvas, keyTarget) {
     { passive: false },
   );
 
-  keyTarget.addEventListener("keydown", (event) => {
+  // Shortcuts work while focus is in the viewer, or nowhere in particular (the page body), so a
+  // chat box or form field elsewhere on the page keeps its keys.
+  document.addEventListener("keydown", (event) => {
+    if (event.defaultPrevented) return;
     const target = event.target;
-    if (target !== keyTarget && target.matches && target.matches("input, select, textarea")) return;
+    const inViewer = viewer.root.contains(target);
+    const onBody = target === document.body || target === document.documentElement;
+    if (!inViewer && !(onBody && document.querySelector("[data-viewer]") === viewer.root)) return;
+    if (target !== keyTarget && target.matches && target.matches("input, select, textarea, [contenteditable]")) return;
+    if (target.closest && target.closest("dialog")) return;
     const found = actionForKey(event);
     if (!found) return;
     if (viewer.perform(found.action, found)) event.preventDefault();

@@ -1,0 +1,121 @@
+"""Synthetic DICOM with known geometry for the viewer's browser tests (pydicom, no files in git)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import (
+    CTImageStorage,
+    DigitalXRayImageStorageForPresentation,
+    ExplicitVRLittleEndian,
+    UltrasoundMultiFrameImageStorage,
+    generate_uid,
+)
+
+BAR = {"x0": 28, "x1": 228, "y": 32}  # 200 px long
+DISC = {"cx": 128, "cy": 128, "r": 40, "hu": 60}
+CT_SPACING = 0.5  # mm: the bar is 100 mm, the disc 20 mm in radius
+DX_IMAGER_SPACING = 0.2
+
+
+def _base(sop_class: str, modality: str, study_uid: str, series_number: int, description: str) -> Dataset:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = generate_uid()
+    ds.PatientID = "VIEWER-1"
+    ds.PatientName = "Viewer^Test"
+    ds.StudyDate = "20250102"
+    ds.StudyTime = "101500"
+    ds.StudyDescription = "Viewer geometry"
+    ds.AccessionNumber = "V1"
+    ds.Modality = modality
+    ds.SeriesNumber = series_number
+    ds.SeriesDescription = description
+    ds.InstanceNumber = 1
+    return ds
+
+
+def ct_slices(study_uid: str, count: int = 3, size: int = 256) -> list[Dataset]:
+    """CT slices at 0.5 mm: -1000 HU air, a 60 HU disc of radius 40 px, a bright bar 200 px long."""
+    y, x = np.mgrid[0:size, 0:size]
+    hu = np.full((size, size), -1000, dtype=np.int16)
+    disc = (x + 0.5 - DISC["cx"]) ** 2 + (y + 0.5 - DISC["cy"]) ** 2 <= DISC["r"] ** 2
+    hu[disc] = DISC["hu"]
+    hu[BAR["y"] - 2 : BAR["y"] + 2, BAR["x0"] : BAR["x1"]] = 1000
+    series_uid = generate_uid()
+    slices = []
+    for i in range(count):
+        ds = _base(CTImageStorage, "CT", study_uid, 1, "Geometry CT")
+        ds.SeriesInstanceUID = series_uid
+        ds.InstanceNumber = i + 1
+        ds.ImagePositionPatient = [0, 0, float(i)]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.PixelSpacing = [CT_SPACING, CT_SPACING]
+        ds.Rows = ds.Columns = size
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.BitsAllocated = ds.BitsStored = 16
+        ds.HighBit = 15
+        ds.PixelRepresentation = 1
+        ds.RescaleIntercept = -1024
+        ds.RescaleSlope = 1
+        ds.WindowCenter = 40
+        ds.WindowWidth = 400
+        ds.PixelData = (hu + 1024).astype(np.int16).tobytes()
+        slices.append(ds)
+    return slices
+
+
+def dx_monochrome1(study_uid: str, size: int = 128) -> Dataset:
+    """An X-ray with only ImagerPixelSpacing, MONOCHROME1 (low values shown bright)."""
+    ds = _base(DigitalXRayImageStorageForPresentation, "DX", study_uid, 2, "Chest PA")
+    ds.ImagerPixelSpacing = [DX_IMAGER_SPACING, DX_IMAGER_SPACING]
+    ds.Rows = ds.Columns = size
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME1"
+    ds.BitsAllocated = 16
+    ds.BitsStored = 12
+    ds.HighBit = 11
+    ds.PixelRepresentation = 0
+    ds.PresentationLUTShape = "INVERSE"
+    pixels = np.zeros((size, size), dtype=np.uint16)
+    pixels[:, size // 2 :] = 4000
+    ds.PixelData = pixels.tobytes()
+    return ds
+
+
+def us_rgb_clip(study_uid: str, frames: int = 4, size: int = 64) -> Dataset:
+    """A colour ultrasound clip: RGB, several frames, a red square moving right."""
+    ds = _base(UltrasoundMultiFrameImageStorage, "US", study_uid, 3, "Cardiac clip")
+    ds.Rows = ds.Columns = size
+    ds.SamplesPerPixel = 3
+    ds.PlanarConfiguration = 0
+    ds.PhotometricInterpretation = "RGB"
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    ds.NumberOfFrames = frames
+    ds.FrameTime = 40
+    data = np.zeros((frames, size, size, 3), dtype=np.uint8)
+    for f in range(frames):
+        data[f, 20:40, 5 + f * 8 : 25 + f * 8, 0] = 255
+    ds.PixelData = data.tobytes()
+    return ds
+
+
+def write(datasets: list[Dataset], directory: Path) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for n, ds in enumerate(datasets):
+        path = directory / f"{n:03d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths

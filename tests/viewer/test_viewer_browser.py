@@ -1,0 +1,276 @@
+"""The viewer in headless Chromium against the live server: measurements on images of known
+geometry, window/level, scrolling, view state, annotations API, read-only mode, colour and
+MONOCHROME1 images."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from django.test import Client
+
+from studies.ingest import ingest_file
+from tests.conftest import require_service
+from tests.viewer import dicom
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+VIEWER = "document.querySelector('[data-viewer]').viewer"
+
+
+def chromium_path() -> str | None:
+    for candidate in (os.environ.get("TELECONSULT_CHROMIUM"), shutil.which("chromium"), "/usr/bin/chromium"):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = chromium_path()
+    if executable is None:
+        require_service("chromium", "install Debian's chromium or set TELECONSULT_CHROMIUM")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop in this thread; the ORM work between browser
+    # steps is still plain synchronous code.
+    with pytest.MonkeyPatch.context() as mp, sync_playwright() as pw:
+        mp.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def study_uid(browser, physician, patient_user, tmp_path, settings):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    uid = "1.2.826.0.1.3680043.10.543.4242"
+    datasets = [*dicom.ct_slices(uid), dicom.dx_monochrome1(uid), dicom.us_rgb_clip(uid)]
+    for path in dicom.write(datasets, tmp_path / "in"):
+        result = ingest_file(path, filename=path.name, user=physician)
+        assert result.status == "stored", result.reason
+    from studies.models import Patient
+
+    Patient.objects.update(account=patient_user)
+    return uid
+
+
+@pytest.fixture
+def open_viewer(browser, live_server):
+    contexts = []
+
+    def open_as(user, study_uid: str):
+        client = Client()
+        client.force_login(user)
+        context = browser.new_context(viewport={"width": 1100, "height": 800})
+        context.set_default_timeout(20_000)
+        contexts.append(context)
+        context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}])
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(f"{live_server.url}/studies/{study_uid}/view/")
+        page.wait_for_selector("[data-viewer][data-state=ready]")
+        page.evaluate(
+            f"""() => {{ window.changes = []; window.views = [];
+                {VIEWER}.on('annotation:change', (e) => window.changes.push(e));
+                {VIEWER}.on('view:change', (s) => window.views.push(s)); }}"""
+        )
+        page.errors = errors
+        return page
+
+    yield open_as
+    for context in contexts:
+        context.close()
+
+
+def screen(page, x: float, y: float) -> tuple[float, float]:
+    box = page.locator("[data-canvas]").bounding_box()
+    sx, sy = page.evaluate(f"{VIEWER}.toScreen([{x}, {y}])")
+    return box["x"] + sx, box["y"] + sy
+
+
+def drag(page, start, end) -> None:
+    page.mouse.move(*screen(page, *start))
+    page.mouse.down()
+    page.mouse.move(*screen(page, *end), steps=6)
+    page.mouse.up()
+
+
+def overlay(page, corner: str) -> str:
+    return page.locator(f"[data-overlay={corner}]").inner_text()
+
+
+def within(actual: float, expected: float, fraction: float = 0.01) -> bool:
+    return abs(actual - expected) <= abs(expected) * fraction
+
+
+def test_length_and_ellipse_measure_known_geometry_within_one_percent(open_viewer, physician, study_uid):
+    page = open_viewer(physician, study_uid)
+    assert "Im 1 / 3" in overlay(page, "bl")
+    assert "Viewer Test" in overlay(page, "tl")
+
+    page.keyboard.press("l")
+    drag(page, (dicom.BAR["x0"], dicom.BAR["y"]), (dicom.BAR["x1"], dicom.BAR["y"]))
+    page.keyboard.press("e")
+    r = 20
+    drag(page, (dicom.DISC["cx"] - r, dicom.DISC["cy"] - r), (dicom.DISC["cx"] + r, dicom.DISC["cy"] + r))
+
+    changes = page.evaluate("window.changes")
+    assert [c["action"] for c in changes] == ["created", "created"]
+    length, ellipse = (c["annotation"] for c in changes)
+    assert length["tool"] == "length"
+    assert length["values"]["unit"] == "mm"
+    assert within(length["values"]["length"], 100.0)
+    assert length["frame"] == 1
+    assert length["sop_instance_uid"] == page.evaluate(f"{VIEWER}.getViewState().instance_uid")
+    assert set(length) == {"id", "sop_instance_uid", "frame", "tool", "geometry", "values", "label"}
+    assert ellipse["values"]["unit"] == "HU"
+    assert within(ellipse["values"]["mean"], dicom.DISC["hu"])
+    assert ellipse["values"]["sd"] < 0.01
+    assert ellipse["values"]["area_unit"] == "mm²"
+    assert within(ellipse["values"]["area"], 3.14159 * (r * dicom.CT_SPACING) ** 2)
+
+    # Select the length, move it, delete it.
+    page.keyboard.press("v")
+    mid = ((dicom.BAR["x0"] + dicom.BAR["x1"]) / 2, dicom.BAR["y"])
+    drag(page, mid, (mid[0], mid[1] + 20))
+    page.keyboard.press("Delete")
+    actions = [(c["action"], c["annotation"]["tool"]) for c in page.evaluate("window.changes")[2:]]
+    assert actions == [("updated", "length"), ("deleted", "length")]
+    moved = page.evaluate("window.changes")[2]["annotation"]
+    assert within(moved["geometry"]["points"][0][1], dicom.BAR["y"] + 20, 0.05)
+    assert within(moved["values"]["length"], 100.0)
+    assert page.errors == []
+
+
+def test_scroll_window_zoom_and_view_state(open_viewer, physician, study_uid):
+    page = open_viewer(physician, study_uid)
+    page.locator("[data-viewport]").focus()
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    page.wait_for_function(f"() => {VIEWER}.index === 2")
+    page.mouse.move(*screen(page, 128, 128))
+    page.mouse.wheel(0, -120)
+    page.wait_for_function(f"() => {VIEWER}.index === 1")
+    assert "Im 2 / 3" in overlay(page, "bl")
+
+    page.keyboard.press("1")  # CT brain preset
+    page.wait_for_function(f"() => {VIEWER}.window.width === 80")
+    assert "W 80  L 40" in overlay(page, "bl")
+    page.keyboard.press("w")
+    drag(page, (60, 200), (100, 180))
+    state = page.evaluate(f"{VIEWER}.getViewState()")
+    assert state["window_width"] > 80
+    assert set(state) == {
+        "study_uid",
+        "series_uid",
+        "instance_uid",
+        "frame",
+        "window_center",
+        "window_width",
+        "zoom",
+        "pan",
+    }
+    page.keyboard.down("Control")
+    page.mouse.wheel(0, -400)
+    page.keyboard.up("Control")
+    page.wait_for_function(f"() => {VIEWER}.zoom > 1.5")
+    page.wait_for_function("() => window.views.length > 0")
+    last = page.evaluate("window.views[window.views.length - 1]")
+    assert last["zoom"] > 1.5
+
+    # A state from another participant lands exactly, and is not echoed back.
+    sent = page.evaluate("window.views.length")
+    target = dict(state, frame=1, window_center=-600, window_width=1500, zoom=2, pan=[10, -5])
+    target["instance_uid"] = page.evaluate(f"{VIEWER}.series.stack[0].info.sopInstanceUid")
+    page.evaluate(f"(s) => {VIEWER}.applyViewState(s)", target)
+    page.wait_for_function(f"() => {VIEWER}.index === 0")
+    got = page.evaluate(f"{VIEWER}.getViewState()")
+    assert (got["window_center"], got["window_width"], got["zoom"], got["pan"]) == (-600, 1500, 2, [10, -5])
+    page.wait_for_timeout(100)
+    assert page.evaluate("window.views.length") == sent
+    assert page.errors == []
+
+
+def test_annotations_from_elsewhere_are_shown_and_not_echoed(open_viewer, physician, study_uid):
+    page = open_viewer(physician, study_uid)
+    sop = page.evaluate(f"{VIEWER}.getViewState().instance_uid")
+    saved = {
+        "id": "a1",
+        "sop_instance_uid": sop,
+        "frame": 1,
+        "tool": "length",
+        "geometry": {"points": [[10, 10], [110, 10]]},
+        "values": {"length": 50, "unit": "mm"},
+        "label": "saved",
+    }
+    page.evaluate(f"(a) => {VIEWER}.setAnnotations([a])", saved)
+    assert page.evaluate(f"{VIEWER}.getAnnotations()") == [saved]
+    page.evaluate(f"(a) => {VIEWER}.upsertAnnotation(Object.assign({{}}, a, {{label: 'live'}}))", saved)
+    assert page.evaluate(f"{VIEWER}.getAnnotations()[0].label") == "live"
+    page.evaluate(f"{VIEWER}.removeAnnotation('a1')")
+    assert page.evaluate(f"{VIEWER}.getAnnotations()") == []
+    assert page.evaluate("window.changes") == []
+
+    page.keyboard.press("m")  # key image flag
+    change = page.evaluate("window.changes[0]")
+    assert change["action"] == "created"
+    assert change["annotation"]["tool"] == "key_image"
+    assert "Key image" in overlay(page, "tr")
+
+
+def test_patient_gets_read_only_viewer(open_viewer, patient_user, study_uid):
+    page = open_viewer(patient_user, study_uid)
+    assert page.locator("[data-tool=length]").count() == 0
+    assert "Read only" in overlay(page, "tr")
+    page.keyboard.press("l")
+    page.keyboard.press("m")
+    drag(page, (20, 20), (200, 200))
+    assert page.evaluate("window.changes") == []
+    assert page.evaluate(f"{VIEWER}.tool") != "length"
+
+
+def test_xray_uses_imager_spacing_and_colour_clip_uses_rendered_frames(open_viewer, physician, study_uid):
+    page = open_viewer(physician, study_uid)
+    series = page.evaluate(f"{VIEWER}.seriesList.map((s) => [s.modality, s.uid])")
+    assert [m for m, _ in series] == ["CT", "DX", "US"]
+
+    page.click(f"[data-series='{series[1][1]}']")
+    page.wait_for_function(
+        f"() => {VIEWER}.series.modality === 'DX' && {VIEWER}.shown && {VIEWER}.shown.info.modality === 'DX'"
+    )
+    # MONOCHROME1: the low (left) half is bright, the high (right) half dark.
+    left, right = page.evaluate(
+        f"""() => {{ const v = {VIEWER}; const c = v.imageCanvas.getContext('2d');
+            return [c.getImageData(10, 64, 1, 1).data[0], c.getImageData(110, 64, 1, 1).data[0]]; }}"""
+    )
+    assert left > 200 and right < 50
+    page.keyboard.press("l")
+    drag(page, (10, 100), (110, 100))
+    length = page.evaluate("window.changes[0].annotation.values")
+    assert length["unit"] == "mm"
+    assert within(length["length"], 100 * dicom.DX_IMAGER_SPACING)
+
+    page.click(f"[data-series='{series[2][1]}']")
+    page.wait_for_function(f"() => {VIEWER}.series.modality === 'US' && {VIEWER}.shown && {VIEWER}.shown.bitmap")
+    assert page.evaluate(f"{VIEWER}.series.stack.length") == 4
+    assert "Fr 1 / 4" in overlay(page, "bl")
+    page.keyboard.press("End")
+    page.wait_for_function(f"() => {VIEWER}.shown.frame === 4")
+    red = page.evaluate(f"{VIEWER}.imageCanvas.getContext('2d').getImageData(45, 30, 1, 1).data[0]")
+    assert red > 200
+    page.keyboard.press(" ")
+    page.wait_for_function(f"() => {VIEWER}.index !== 3")
+    page.keyboard.press(" ")
+    assert page.errors == []
