@@ -337,3 +337,12 @@ TELECONSULT_ATTACHMENT_MAX_SIZE = env_int("TELECONSULT_ATTACHMENT_MAX_SIZE", 20 
 # No "remember me": a sign-in never outlives the browser session (allauth would otherwise set a
 # persistent cookie when the box is ticked).
 ACCOUNT_SESSION_REMEMBER = False
+
+# Live consult room: frames per second per connection (laser-pointer frames have their own
+# budget), presence expiry (a dead server's connections vanish after this many seconds), and how
+# long the last shared view is kept for late joiners.
+TELECONSULT_ROOM_FRAMES_PER_SECOND = env_int("TELECONSULT_ROOM_FRAMES_PER_SECOND", 20)
+TELECONSULT_ROOM_POINTER_PER_SECOND = env_int("TELECONSULT_ROOM_POINTER_PER_SECOND", 40)
+TELECONSULT_PRESENCE_TTL = env_int("TELECONSULT_PRESENCE_TTL_SECONDS", 30)
+TELECONSULT_ROOM_STATE_TTL = env_int("TELECONSULT_ROOM_STATE_TTL_SECONDS", 7 * 24 * 3600)
+TELECONSULT_REDIS_PREFIX = env_str("TELECONSULT_REDIS_PREFIX") or "teleconsult"
