@@ -27,6 +27,7 @@ import struct
 import tempfile
 import warnings
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, BinaryIO
@@ -60,6 +61,9 @@ BULK_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "UN"}
 PIXEL_DATA_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 DEFLATED = "1.2.840.10008.1.2.1.99"
+EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
+# pydicom inflates a deflated data set in memory; larger ones are refused (a deflate bomb).
+MAX_INFLATED_SIZE = 512 * 1024 * 1024
 UID_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 # Non-conforming UIDs seen in the wild (hex digests, letters) are kept if they are safe in a URL path.
 LENIENT_UID_PATTERN = re.compile(r"^[0-9A-Za-z._-]+$")
@@ -196,10 +200,12 @@ def _ingest(fp: BinaryIO, *, filename: str, user, study_uid: str | None) -> Inge
             "Not a DICOM file: there is no 'DICM' marker after the 128-byte preamble (DICOM PS3.10 file format).",
         )
     transfer_syntax, meta_sop_class, dataset_start = _read_file_meta(fp, size)
-    if transfer_syntax != DEFLATED:
-        layout = _walk(fp, dataset_start, size, transfer_syntax)
+    if transfer_syntax == DEFLATED:
+        with tempfile.TemporaryFile() as inflated:
+            inflated_size = _inflate(fp, dataset_start, size, inflated)
+            layout = _walk(inflated, 0, inflated_size, EXPLICIT_VR_LITTLE_ENDIAN)
     else:
-        layout = _Layout()
+        layout = _walk(fp, dataset_start, size, transfer_syntax)
 
     ds, read_warnings = _read_header(fp)
     if str(meta_sop_class) == MEDIA_STORAGE_DIRECTORY or "DirectoryRecordSequence" in ds:
@@ -315,6 +321,31 @@ def _read_file_meta(fp: BinaryIO, size: int) -> tuple[str, str, int]:
             "(no Transfer Syntax UID in group 0002).",
         )
     return transfer_syntax, values.get(0x0002, ""), pos
+
+
+def _inflate(fp: BinaryIO, start: int, size: int, out: BinaryIO) -> int:
+    """Inflate a deflated data set into ``out`` chunk by chunk, refusing it past MAX_INFLATED_SIZE."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    total = 0
+    fp.seek(start)
+    try:
+        while chunk := fp.read(storage.CHUNK_SIZE):
+            while chunk:
+                piece = inflater.decompress(chunk, storage.CHUNK_SIZE)
+                total += len(piece)
+                if total > MAX_INFLATED_SIZE:
+                    raise IngestRefusedError(
+                        "too_large",
+                        f"The deflated data set expands beyond {_human(MAX_INFLATED_SIZE)}; this is refused.",
+                    )
+                out.write(piece)
+                chunk = inflater.unconsumed_tail
+        tail = inflater.flush()
+    except zlib.error as exc:
+        raise IngestRefusedError("corrupt", f"The deflated data set could not be inflated: {exc}") from None
+    out.write(tail)
+    out.flush()
+    return total + len(tail)
 
 
 @dataclass

@@ -283,3 +283,39 @@ def test_every_bad_input_in_one_upload_keeps_the_good_files_and_changes_nothing_
     ] == before
     with default_storage.open(Instance.objects.get(pk=first.instance_id).file.name, "rb") as fp:
         assert fp.read() == original_bytes
+
+
+def deflated(ds) -> bytes:
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    return f.to_bytes(ds)
+
+
+def test_deflated_image_is_stored_with_its_pixel_data_found(physician):
+    from pydicom.data import get_testdata_file
+
+    result = ingest_file(get_testdata_file("image_dfl.dcm"), filename="image_dfl.dcm", user=physician)
+
+    assert result.status == "stored", result
+    assert Instance.objects.get().has_pixel_data is True
+
+
+def test_deflate_bomb_is_refused(physician, monkeypatch):
+    from studies import ingest
+
+    monkeypatch.setattr(ingest, "MAX_INFLATED_SIZE", 1024 * 1024)
+    ds = f.dataset()
+    ds.add_new(0x00091002, "LO", "PRIVATE CREATOR")
+    ds.add_new(0x00091010, "OB", bytes(4 * 1024 * 1024))
+    result = refuse(deflated(ds), physician)
+
+    assert result.code == "too_large"
+    assert "deflated" in result.reason
+
+
+def test_truncated_deflated_file_is_refused(physician):
+    data = deflated(f.dataset(rows=64, columns=64))
+    result = refuse(data[: len(data) - 200], physician)
+
+    assert result.code in {"truncated", "corrupt"}
