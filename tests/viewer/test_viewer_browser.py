@@ -274,3 +274,38 @@ def test_xray_uses_imager_spacing_and_colour_clip_uses_rendered_frames(open_view
     page.wait_for_function(f"() => {VIEWER}.index !== 3")
     page.keyboard.press(" ")
     assert page.errors == []
+
+
+def test_phone_swipe_scrolls_and_pinch_zooms(browser, live_server, physician, study_uid):
+    client = Client()
+    client.force_login(physician)
+    context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+    try:
+        context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}])
+        page = context.new_page()
+        page.goto(f"{live_server.url}/studies/{study_uid}/view/")
+        page.wait_for_selector("[data-viewer][data-state=ready]")
+        box = page.locator("[data-canvas]").bounding_box()
+        cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        cdp = context.new_cdp_session(page)
+
+        def touch(kind, points):
+            cdp.send(
+                "Input.dispatchTouchEvent",
+                {"type": kind, "touchPoints": [{"x": x, "y": y, "id": i} for i, (x, y) in enumerate(points)]},
+            )
+
+        touch("touchStart", [(cx, cy)])
+        for k in range(1, 6):
+            touch("touchMove", [(cx, cy + k * 4)])
+        touch("touchEnd", [])
+        page.wait_for_function(f"() => {VIEWER}.index === 2")
+
+        touch("touchStart", [(cx - 30, cy), (cx + 30, cy)])
+        for k in range(1, 11):
+            touch("touchMove", [(cx - 30 - k * 6, cy), (cx + 30 + k * 6, cy)])
+        touch("touchEnd", [])
+        page.wait_for_function(f"() => {VIEWER}.zoom > 2.5")
+        assert page.evaluate(f"{VIEWER}.index") == 2
+    finally:
+        context.close()
