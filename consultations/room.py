@@ -233,7 +233,7 @@ class Presence:
             self._redis = redis.Redis.from_url(settings.REDIS_URL)
 
     def _keys(self, consult_id: int) -> tuple[str, str]:
-        base = f"{settings.TELECONSULT_REDIS_PREFIX}:presence:{int(consult_id)}"
+        base = f"{settings.REDIS_PREFIX}:presence:{int(consult_id)}"
         return f"{base}:expiry", f"{base}:users"
 
     def touch(self, consult_id: int, channel_name: str, user: dict) -> None:

@@ -69,6 +69,8 @@ else:
 DATA_DIR = Path(env_str("TELECONSULT_DATA_DIR") or BASE_DIR / "var").resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 REDIS_URL = env_str("REDIS_URL") or ""
+# Keys of this deployment in a shared Redis start with this (cache, channel layer, Celery, presence).
+REDIS_PREFIX = env_str("TELECONSULT_REDIS_PREFIX") or "teleconsult"
 
 INSTALLED_APPS = [
     "daphne",
@@ -146,7 +148,7 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             # Deployments (or test runs) sharing one Redis database keep their keys apart.
-            "KEY_PREFIX": env_str("CACHE_KEY_PREFIX") or "",
+            "KEY_PREFIX": env_str("CACHE_KEY_PREFIX") or REDIS_PREFIX,
         }
     }
     CHANNEL_LAYERS = {
@@ -154,7 +156,7 @@ if REDIS_URL:
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
                 "hosts": [REDIS_URL],
-                "prefix": env_str("CHANNELS_PREFIX") or "teleconsult",
+                "prefix": env_str("CHANNELS_PREFIX") or REDIS_PREFIX,
             },
         }
     }
@@ -248,7 +250,10 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "global_keyprefix": env_str("CELERY_KEY_PREFIX") or ""}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 3600,
+    "global_keyprefix": env_str("CELERY_KEY_PREFIX") or f"{REDIS_PREFIX}:",
+}
 CELERY_BEAT_SCHEDULE: dict = {}
 # Safety net for thumbnails whose render message was lost: queue what waits too long.
 CELERY_BEAT_SCHEDULE["render-pending-thumbnails"] = {"task": "studies.tasks.render_pending", "schedule": 300.0}
@@ -345,4 +350,3 @@ TELECONSULT_ROOM_FRAMES_PER_SECOND = env_int("TELECONSULT_ROOM_FRAMES_PER_SECOND
 TELECONSULT_ROOM_POINTER_PER_SECOND = env_int("TELECONSULT_ROOM_POINTER_PER_SECOND", 40)
 TELECONSULT_PRESENCE_TTL = env_int("TELECONSULT_PRESENCE_TTL_SECONDS", 30)
 TELECONSULT_ROOM_STATE_TTL = env_int("TELECONSULT_ROOM_STATE_TTL_SECONDS", 7 * 24 * 3600)
-TELECONSULT_REDIS_PREFIX = env_str("TELECONSULT_REDIS_PREFIX") or "teleconsult"

@@ -264,7 +264,14 @@ class ServiceEnvironment:
 
     def env(self, **overrides: str | None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "DJANGO_ALLOW_ASYNC"))}
-        for name in ("REDIS_URL", "CHANNELS_PREFIX", "CELERY_KEY_PREFIX", "CACHE_KEY_PREFIX", "EMAIL_HOST"):
+        for name in (
+            "REDIS_URL",
+            "CHANNELS_PREFIX",
+            "CELERY_KEY_PREFIX",
+            "CACHE_KEY_PREFIX",
+            "TELECONSULT_REDIS_PREFIX",
+            "EMAIL_HOST",
+        ):
             env.pop(name, None)
         env.update(
             DJANGO_SETTINGS_MODULE="teleconsult.settings",
@@ -283,6 +290,7 @@ class ServiceEnvironment:
                 CHANNELS_PREFIX=self.prefix,
                 CELERY_KEY_PREFIX=self.celery_key_prefix,
                 CACHE_KEY_PREFIX=self.prefix,
+                TELECONSULT_REDIS_PREFIX=self.prefix,
             )
         env.update(self.extra)
         for key, value in overrides.items():
