@@ -66,6 +66,11 @@ QIDO_MAX_RESULTS = 5000
 
 def attr(vr: str, *values: Any) -> dict[str, Any]:
     """One DICOM JSON attribute; empty or ``None`` values give an attribute without ``Value``."""
+    if len(values) == 1:  # the common case, kept cheap: QIDO builds thousands of these per answer
+        single = values[0]
+        if single is None or single == "":
+            return {"vr": vr}
+        return {"vr": vr, "Value": [{"Alphabetic": single} if vr == "PN" else single]}
     kept = [v for v in values if v is not None and v != ""]
     if not kept:
         return {"vr": vr}
@@ -89,27 +94,57 @@ def tm(value: dt.time | None) -> str | None:
     return f"{text}.{value.microsecond:06d}" if value.microsecond else text
 
 
-def study_attributes(study: Study, study_url: str) -> dict[str, Any]:
-    patient = study.patient
-    return {
+# Study columns a QIDO study answer reads, fetched as plain rows (no model instances).
+STUDY_FIELDS = (
+    "pk",
+    "study_instance_uid",
+    "study_date",
+    "study_time",
+    "accession_number",
+    "modalities",
+    "referring_physician",
+    "description",
+    "study_id",
+    "num_series",
+    "num_instances",
+    "patient__name",
+    "patient__patient_id",
+    "patient__issuer",
+    "patient__birth_date",
+    "patient__sex",
+)
+
+
+def study_row(study: Study) -> dict[str, Any]:
+    """A Study (with its patient loaded) as the row ``study_attributes`` reads."""
+    row = {name: getattr(study, name) for name in STUDY_FIELDS if "__" not in name}
+    row.update({f"patient__{name}": getattr(study.patient, name) for name in ("name", "patient_id", "issuer")})
+    row.update({"patient__birth_date": study.patient.birth_date, "patient__sex": study.patient.sex})
+    return row
+
+
+def study_attributes(row: dict[str, Any], study_url: str | None) -> dict[str, Any]:
+    dataset = {
         "00080005": attr("CS", "ISO_IR 192"),
-        "00080020": attr("DA", da(study.study_date)),
-        "00080030": attr("TM", tm(study.study_time)),
-        "00080050": attr("SH", study.accession_number),
-        "00080061": attr("CS", *study.modality_list),
-        "00080090": attr("PN", study.referring_physician),
-        "00081030": attr("LO", study.description),
-        "00081190": attr("UR", study_url),
-        "00100010": attr("PN", patient.name),
-        "00100020": attr("LO", patient.patient_id),
-        "00100021": attr("LO", patient.issuer),
-        "00100030": attr("DA", da(patient.birth_date)),
-        "00100040": attr("CS", patient.sex),
-        "0020000D": attr("UI", study.study_instance_uid),
-        "00200010": attr("SH", study.study_id),
-        "00201206": attr("IS", study.num_series),
-        "00201208": attr("IS", study.num_instances),
+        "00080020": attr("DA", da(row["study_date"])),
+        "00080030": attr("TM", tm(row["study_time"])),
+        "00080050": attr("SH", row["accession_number"]),
+        "00080061": attr("CS", *[m for m in row["modalities"].split("\\") if m]),
+        "00080090": attr("PN", row["referring_physician"]),
+        "00081030": attr("LO", row["description"]),
+        "00100010": attr("PN", row["patient__name"]),
+        "00100020": attr("LO", row["patient__patient_id"]),
+        "00100021": attr("LO", row["patient__issuer"]),
+        "00100030": attr("DA", da(row["patient__birth_date"])),
+        "00100040": attr("CS", row["patient__sex"]),
+        "0020000D": attr("UI", row["study_instance_uid"]),
+        "00200010": attr("SH", row["study_id"]),
+        "00201206": attr("IS", row["num_series"]),
+        "00201208": attr("IS", row["num_instances"]),
     }
+    if study_url is not None:
+        dataset["00081190"] = attr("UR", study_url)
+    return dataset
 
 
 def series_attributes(series: Series, series_url: str) -> dict[str, Any]:
@@ -470,16 +505,16 @@ def first_instance_metadata(level: str, pks: list[int]) -> dict[int, dict]:
 
 
 def search_studies(studies: QuerySet, query: QidoQuery, study_url) -> tuple[list[dict], bool]:
-    queryset = apply_filters(studies.select_related("patient"), query, "study").order_by(
-        "-study_date", "-study_time", "-pk"
+    queryset = (
+        apply_filters(studies, query, "study").order_by("-study_date", "-study_time", "-pk").values(*STUDY_FIELDS)
     )
     rows, more = page(queryset, query)
-    answer = [study_attributes(study, study_url(study)) for study in rows]
+    answer = [study_attributes(row, study_url(row["study_instance_uid"])) for row in rows]
     extra = wanted_extra_tags(query, "study", answer[0] if answer else {})
     if extra:
-        metadata = first_instance_metadata("study", [study.pk for study in rows])
-        for study, dataset in zip(rows, answer, strict=True):
-            add_from_metadata(dataset, metadata.get(study.pk), extra, include_all=False)
+        metadata = first_instance_metadata("study", [row["pk"] for row in rows])
+        for row, dataset in zip(rows, answer, strict=True):
+            add_from_metadata(dataset, metadata.get(row["pk"]), extra, include_all=False)
     return answer, more
 
 
@@ -492,8 +527,7 @@ def search_series(series: QuerySet, query: QidoQuery, series_url, *, with_study:
     for item in rows:
         dataset = series_attributes(item, series_url(item))
         if with_study:
-            study = study_attributes(item.study, series_url(item).rsplit("/series/", 1)[0])
-            study.pop("00081190")
+            study = study_attributes(study_row(item.study), None)
             for key, value in study.items():
                 dataset.setdefault(key, value)
         answer.append(dataset)

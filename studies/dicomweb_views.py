@@ -141,7 +141,7 @@ def qido_response(request: HttpRequest, data: list, query: dw.QidoQuery, more: b
 def search_studies(request: HttpRequest, user) -> HttpResponse:
     query = dw.parse_qido(request.GET, "study")
     urls = Urls(request)
-    data, more = dw.search_studies(visible_studies(user), query, lambda s: urls.study(s.study_instance_uid))
+    data, more = dw.search_studies(visible_studies(user), query, urls.study)
     return qido_response(request, data, query, more)
 
 

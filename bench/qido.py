@@ -1,0 +1,196 @@
+"""QIDO-RS benchmark: study searches over 10,000 synthetic studies.
+
+Builds a scratch database (SQLite in a temporary data directory, or the database named by
+``--database-url``, which must be a scratch one: it is migrated and filled), writes the studies
+directly with ``bulk_create``, then times typical study searches through the whole Django stack
+(middleware, token authentication, permissions) and prints p50/p95 and the SQL queries per request.
+
+    .venv/bin/python -m bench.qido [--studies 10000] [--repeat 50] [--database-url URL]
+
+Target (issue 3): p95 at most 50 ms per search, and a query count that does not grow with results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+P95_TARGET_MS = 50.0
+SURNAMES = ["Smith", "Jones", "Garcia", "Muller", "Rossi", "Dubois", "Nowak", "Silva", "Kim", "Sato", "Novak", "Berg"]
+GIVEN = ["Anna", "Ben", "Carla", "David", "Eva", "Farid", "Greta", "Hugo", "Ines", "Jan", "Kai", "Lena"]
+MODALITIES = ["CT", "MR", "CR", "US", "DX", "PT", "MG", "NM"]
+DESCRIPTIONS = ["Head CT", "Chest CT", "Knee MR", "Brain MR", "Chest X-ray", "Abdomen US", "PET-CT", "Mammogram"]
+
+
+def setup_django(database_url: str | None) -> str:
+    data_dir = tempfile.mkdtemp(prefix="bench-qido-")
+    os.environ["TELECONSULT_DATA_DIR"] = data_dir
+    os.environ.setdefault("DEBUG", "1")
+    os.environ["TELECONSULT_MFA_REQUIRED"] = "0"
+    os.environ["DJANGO_SETTINGS_MODULE"] = "teleconsult.settings"
+    if database_url:
+        os.environ["DATABASE_URL"] = database_url
+    else:
+        os.environ.pop("DATABASE_URL", None)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+    return data_dir
+
+
+def populate(count: int):
+    """``count`` studies (one series, one instance each) over count/5 patients, all granted to one physician."""
+    from django.utils import timezone
+    from rest_framework.authtoken.models import Token
+
+    from accounts.models import User
+    from studies.models import AccessGrant, Instance, Patient, Series, Study
+
+    user = User.objects.create_user("bench-physician@example.com", "bench-password-123", role="physician")
+    token = Token.objects.create(user=user).key
+    other = User.objects.create_user("bench-other@example.com", "bench-password-123", role="physician")
+    patients = Patient.objects.bulk_create(
+        Patient(
+            patient_id=f"P{n:06d}",
+            name=f"{SURNAMES[n % len(SURNAMES)]}^{GIVEN[(n // len(SURNAMES)) % len(GIVEN)]}{n}",
+            birth_date=dt.date(1940 + n % 70, 1 + n % 12, 1 + n % 28),
+            sex="MF"[n % 2],
+        )
+        for n in range(max(count // 5, 1))
+    )
+    start = dt.date(2015, 1, 1)
+    studies = Study.objects.bulk_create(
+        Study(
+            study_instance_uid=f"1.2.826.0.1.3680043.10.1.{n}",
+            patient=patients[n % len(patients)],
+            study_date=start + dt.timedelta(days=(n * 7919) % 3650),
+            study_time=dt.time(7 + n % 12, n % 60, (n * 7) % 60),
+            description=DESCRIPTIONS[n % len(DESCRIPTIONS)],
+            accession_number=f"ACC{n:07d}",
+            study_id=str(n),
+            referring_physician="Referrer^Rita",
+            modalities=MODALITIES[n % len(MODALITIES)],
+            num_series=1,
+            num_instances=1,
+        )
+        for n in range(count)
+    )
+    series = Series.objects.bulk_create(
+        Series(
+            series_instance_uid=f"{study.study_instance_uid}.1",
+            study=study,
+            modality=study.modalities,
+            series_number=1,
+            description="Series 1",
+            num_instances=1,
+        )
+        for study in studies
+    )
+    Instance.objects.bulk_create(
+        Instance(
+            sop_instance_uid=f"{item.series_instance_uid}.1",
+            series=item,
+            sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
+            transfer_syntax_uid="1.2.840.10008.1.2.1",
+            rows=512,
+            columns=512,
+            metadata={"00080080": {"vr": "LO", "Value": ["General Hospital"]}},
+        )
+        for item in series
+    )
+    now = timezone.now()
+    # The physician sees every study; another physician sees a tenth, so the grant table is realistic.
+    AccessGrant.objects.bulk_create(
+        [AccessGrant(user=user, study=study, reason="uploader", since=now) for study in studies]
+        + [AccessGrant(user=other, study=study, reason="uploader", since=now) for study in studies[::10]]
+    )
+    return token
+
+
+QUERIES = [
+    ("first page (limit=101)", {"limit": "101"}),
+    ("PatientName=smi* (wildcard)", {"PatientName": "smi*", "limit": "101"}),
+    ("PatientID exact", {"PatientID": "P000123"}),
+    ("StudyDate one month", {"StudyDate": "20200101-20200131", "limit": "101"}),
+    ("ModalitiesInStudy=MR", {"ModalitiesInStudy": "MR", "limit": "101"}),
+    ("AccessionNumber exact", {"AccessionNumber": "ACC0004242"}),
+    (
+        "name + dates + modality + includefield",
+        {
+            "PatientName": "*an*",
+            "StudyDate": "20180101-20221231",
+            "ModalitiesInStudy": "CT,MR",
+            "includefield": "00081030,InstitutionName",
+            "limit": "101",
+        },
+    ),
+]
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def run(repeat: int, token: str) -> bool:
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client(headers={"Authorization": f"Token {token}"})
+    ok = True
+    print(f"{'query':42} {'results':>7} {'p50 ms':>8} {'p95 ms':>8} {'SQL/request':>11}")
+    for label, params in QUERIES:
+        for _ in range(3):
+            client.get("/dicomweb/studies", params)
+        timings = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            answer = client.get("/dicomweb/studies", params)
+            timings.append((time.perf_counter() - started) * 1000)
+            if answer.status_code != 200:
+                print(f"{label}: HTTP {answer.status_code} {answer.content[:200]!r}", file=sys.stderr)
+                return False
+        with CaptureQueriesContext(connection) as queries:
+            results = len(client.get("/dicomweb/studies", params).json())
+        p50, p95 = statistics.median(timings), percentile(timings, 0.95)
+        ok = ok and p95 <= P95_TARGET_MS
+        print(f"{label:42} {results:7d} {p50:8.1f} {p95:8.1f} {len(queries):11d}")
+    return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--studies", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=50)
+    parser.add_argument("--database-url", help="a scratch database (default: SQLite in a temporary directory)")
+    args = parser.parse_args(argv)
+    data_dir = setup_django(args.database_url)
+    try:
+        from django.db import connection
+
+        started = time.perf_counter()
+        token = populate(args.studies)
+        print(
+            f"QIDO-RS study search: {args.studies} studies on {connection.vendor}, "
+            f"built in {time.perf_counter() - started:.1f} s; {args.repeat} requests per query"
+        )
+        ok = run(args.repeat, token)
+        print(f"target p95 <= {P95_TARGET_MS:.0f} ms: {'met' if ok else 'NOT met'}")
+        return 0 if ok else 1
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
