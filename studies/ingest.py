@@ -35,6 +35,8 @@ from typing import Any, BinaryIO
 import pydicom
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
@@ -722,33 +724,11 @@ def _patient_key(ds: Dataset, study_uid: str) -> tuple[str, str]:
 def _record(ds: Dataset, uids: dict[str, str], fields: dict, metadata: dict, stored: storage.Stored, user) -> Instance:
     uploader = user if user is not None and user.is_authenticated else None
     with transaction.atomic():
-        patient_id, issuer = _patient_key(ds, uids["study_instance_uid"])
-        patient, _ = Patient.objects.get_or_create(
-            patient_id=patient_id,
-            issuer=issuer,
-            defaults={
-                "name": _text(ds, "PatientName", 324),
-                "birth_date": _date(_text(ds, "PatientBirthDate", 16)),
-                "sex": _text(ds, "PatientSex", 16),
-                "uploaded_by": uploader,
-            },
-        )
-        study, _ = Study.objects.get_or_create(
-            study_instance_uid=uids["study_instance_uid"],
-            defaults={
-                "patient": patient,
-                "study_date": _date(_text(ds, "StudyDate", 16)),
-                "study_time": _time(_text(ds, "StudyTime", 32)),
-                "description": _text(ds, "StudyDescription", 256),
-                "accession_number": _text(ds, "AccessionNumber", 64),
-                "study_id": _text(ds, "StudyID", 32),
-                "referring_physician": _text(ds, "ReferringPhysicianName", 324),
-                "uploaded_by": uploader,
-            },
-        )
-        # One ingest at a time per study, so the counts below are exact under concurrency.
-        study = Study.objects.select_for_update().get(pk=study.pk)
-        series, _ = Series.objects.get_or_create(
+        # One ingest at a time per study (row lock), so the counts below stay exact under concurrency.
+        study = Study.objects.select_for_update().filter(study_instance_uid=uids["study_instance_uid"]).first()
+        if study is None:
+            study = _create_study(ds, uids, uploader)
+        series, series_created = Series.objects.get_or_create(
             series_instance_uid=uids["series_instance_uid"],
             defaults={
                 "study": study,
@@ -764,28 +744,59 @@ def _record(ds: Dataset, uids: dict[str, str], fields: dict, metadata: dict, sto
                 f"Series {uids['series_instance_uid']} is already stored in another study; the stored one is kept.",
                 **uids,
             )
-        with transaction.atomic():
-            instance = Instance.objects.create(
-                sop_instance_uid=uids["sop_instance_uid"],
-                sop_class_uid=uids["sop_class_uid"],
-                series=series,
-                file=stored.name,
-                size=stored.size,
-                sha256=stored.sha256,
-                metadata=metadata,
-                uploaded_by=uploader,
-                **fields,
-            )
-        series.num_instances = series.instances.count()
-        series.save(update_fields=["num_instances"])
-        study.num_series = study.series.count()
-        study.num_instances = Instance.objects.filter(series__study=study).count()
-        modalities = study.series.exclude(modality="").values_list("modality", flat=True).distinct()
-        study.modalities = "\\".join(sorted(set(modalities)))[:128]
-        study.save(update_fields=["num_series", "num_instances", "modalities", "updated_at"])
+        # An IntegrityError here (the same instance stored meanwhile) rolls the whole transaction back.
+        instance = Instance.objects.create(
+            sop_instance_uid=uids["sop_instance_uid"],
+            sop_class_uid=uids["sop_class_uid"],
+            series=series,
+            file=stored.name,
+            size=stored.size,
+            sha256=stored.sha256,
+            metadata=metadata,
+            uploaded_by=uploader,
+            **fields,
+        )
+        Series.objects.filter(pk=series.pk).update(num_instances=F("num_instances") + 1)
+        changes: dict[str, Any] = {"num_instances": F("num_instances") + 1, "updated_at": timezone.now()}
+        if series_created:
+            changes["num_series"] = F("num_series") + 1
+            if series.modality and series.modality not in study.modality_list:
+                changes["modalities"] = "\\".join(sorted([*study.modality_list, series.modality]))[:128]
+        Study.objects.filter(pk=study.pk).update(**changes)
         if uploader is not None:
             grant_access(user=uploader, study=study, reason=AccessGrant.Reason.UPLOADER, granted_by=uploader)
     return instance
+
+
+def _create_study(ds: Dataset, uids: dict[str, str], uploader) -> Study:
+    patient_id, issuer = _patient_key(ds, uids["study_instance_uid"])
+    patient, _ = Patient.objects.get_or_create(
+        patient_id=patient_id,
+        issuer=issuer,
+        defaults={
+            "name": _text(ds, "PatientName", 324),
+            "birth_date": _date(_text(ds, "PatientBirthDate", 16)),
+            "sex": _text(ds, "PatientSex", 16),
+            "uploaded_by": uploader,
+        },
+    )
+    study, created = Study.objects.get_or_create(
+        study_instance_uid=uids["study_instance_uid"],
+        defaults={
+            "patient": patient,
+            "study_date": _date(_text(ds, "StudyDate", 16)),
+            "study_time": _time(_text(ds, "StudyTime", 32)),
+            "description": _text(ds, "StudyDescription", 256),
+            "accession_number": _text(ds, "AccessionNumber", 64),
+            "study_id": _text(ds, "StudyID", 32),
+            "referring_physician": _text(ds, "ReferringPhysicianName", 324),
+            "uploaded_by": uploader,
+        },
+    )
+    if not created:
+        # Created by a simultaneous upload between our lookup and our insert: lock it now.
+        study = Study.objects.select_for_update().get(pk=study.pk)
+    return study
 
 
 # ---------------------------------------------------------------------------------------------
