@@ -244,3 +244,19 @@ def test_as_dict_has_every_field():
         "instance_id": None,
         "coerced": False,
     }
+
+
+def test_stored_image_gets_its_thumbnail_after_commit(physician, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        result = ingest_file(io.BytesIO(f.make_ct(rows=64, columns=64)), filename="ct.dcm", user=physician)
+
+    instance = Instance.objects.get(pk=result.instance_id)
+    assert instance.status == Instance.Status.READY, instance.failure_reason
+    assert instance.thumbnail.name
+
+
+def test_document_without_pixels_is_marked_as_having_no_image(physician, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        result = ingest_file(io.BytesIO(f.make_sr()), filename="sr.dcm", user=physician)
+
+    assert Instance.objects.get(pk=result.instance_id).status == Instance.Status.NO_IMAGE
