@@ -119,6 +119,16 @@ def totp_code(secret: str, *, at: float | None = None) -> str:
     return format_hotp_value(hotp_value(secret, counter))
 
 
+def fresh_totp_code(secret: str, *, margin: float = 8.0) -> str:
+    """A code that stays valid for at least ``margin`` seconds (the server allows no clock drift)."""
+    from allauth.mfa import app_settings
+
+    left = app_settings.TOTP_PERIOD - time.time() % app_settings.TOTP_PERIOD
+    if left < margin:
+        time.sleep(left + 0.2)
+    return totp_code(secret)
+
+
 def login(page, user, password: str = PASSWORD, *, totp_secret: str | None = None) -> None:
     """Sign in through the login form (and the second-factor form when ``totp_secret`` is given)."""
     email = user if isinstance(user, str) else user.email
@@ -128,7 +138,7 @@ def login(page, user, password: str = PASSWORD, *, totp_secret: str | None = Non
     page.locator("form[action='/accounts/login/'] button[type=submit]").click()
     if totp_secret:
         page.wait_for_url("**/accounts/2fa/authenticate/**")
-        page.fill("input[name=code]", totp_code(totp_secret))
+        page.fill("input[name=code]", fresh_totp_code(totp_secret))
         page.locator("form[action='/accounts/2fa/authenticate/'] button[type=submit]").first.click()
     page.wait_for_url(lambda url: "/accounts/login/" not in url and "/2fa/authenticate/" not in url)
 

@@ -72,7 +72,7 @@ def test_physician_with_totp_signs_in_with_a_code_where_mfa_is_required(
     assert "/2fa/" not in page.url
 
 
-def test_wrong_totp_code_is_refused(page, live_user):
+def test_wrong_totp_code_is_refused(page, live_user, password):
     physician = live_user("physician", email="wrong.code@example.com")
     secret = generate_totp_secret()
     TOTP.activate(physician, secret)
@@ -80,7 +80,7 @@ def test_wrong_totp_code_is_refused(page, live_user):
 
     page.goto("/accounts/login/")
     page.fill("input[name=login]", physician.email)
-    page.fill("input[name=password]", "correct-horse-battery-staple")
+    page.fill("input[name=password]", password)
     page.locator("form[action='/accounts/login/'] button[type=submit]").click()
     page.wait_for_url("**/accounts/2fa/authenticate/**")
     page.fill("input[name=code]", wrong)
