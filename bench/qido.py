@@ -149,23 +149,27 @@ def run(repeat: int, token: str) -> bool:
 
     client = Client(headers={"Authorization": f"Token {token}"})
     ok = True
-    print(f"{'query':42} {'results':>7} {'p50 ms':>8} {'p95 ms':>8} {'SQL/request':>11}")
+    # Wall time is what a client sees; CPU time of this process is shown beside it because on a
+    # shared, busy machine the wall time also counts waiting for a core.
+    print(f"{'query':42} {'results':>7} {'p50 ms':>8} {'p95 ms':>8} {'CPU p50':>8} {'CPU p95':>8} {'SQL/req':>7}")
     for label, params in QUERIES:
         for _ in range(3):
             client.get("/dicomweb/studies", params)
-        timings = []
+        timings, cpu = [], []
         for _ in range(repeat):
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             answer = client.get("/dicomweb/studies", params)
             timings.append((time.perf_counter() - started) * 1000)
+            cpu.append((time.process_time() - cpu_started) * 1000)
             if answer.status_code != 200:
                 print(f"{label}: HTTP {answer.status_code} {answer.content[:200]!r}", file=sys.stderr)
                 return False
         with CaptureQueriesContext(connection) as queries:
             results = len(client.get("/dicomweb/studies", params).json())
         p50, p95 = statistics.median(timings), percentile(timings, 0.95)
+        cpu50, cpu95 = statistics.median(cpu), percentile(cpu, 0.95)
         ok = ok and p95 <= P95_TARGET_MS
-        print(f"{label:42} {results:7d} {p50:8.1f} {p95:8.1f} {len(queries):11d}")
+        print(f"{label:42} {results:7d} {p50:8.1f} {p95:8.1f} {cpu50:8.1f} {cpu95:8.1f} {len(queries):7d}")
     return ok
 
 
@@ -186,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
             f"built in {time.perf_counter() - started:.1f} s; {args.repeat} requests per query"
         )
         ok = run(args.repeat, token)
-        print(f"target p95 <= {P95_TARGET_MS:.0f} ms: {'met' if ok else 'NOT met'}")
+        print(
+            f"target p95 <= {P95_TARGET_MS:.0f} ms (wall): {'met' if ok else 'NOT met'}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        )
         return 0 if ok else 1
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)

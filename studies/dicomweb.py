@@ -879,6 +879,38 @@ def add_missing_preamble(path: str) -> bool:
     return True
 
 
+def header_uids(path: str) -> tuple[str, str, str] | None:
+    """(StudyInstanceUID, SOPClassUID, SOPInstanceUID) from a part's header; None when unreadable."""
+    try:
+        ds = dcmread(path, stop_before_pixels=True, specific_tags=[0x0020000D, 0x00080016, 0x00080018])
+    except Exception:  # noqa: BLE001 (an unreadable part is left to ingest, which names its defect)
+        return None
+    return tuple(str(ds.get(keyword, "")) for keyword in ("StudyInstanceUID", "SOPClassUID", "SOPInstanceUID"))
+
+
+def foreign_studies(user, study_uids: set[str]) -> set[str]:
+    """The study UIDs among these that are stored but hidden from the user: they may not add to them,
+    or storing one instance would be a way into someone else's study."""
+    from .permissions import visible_studies
+
+    existing = set(Study.objects.filter(study_instance_uid__in=study_uids).values_list("study_instance_uid", flat=True))
+    if not existing:
+        return set()
+    visible = visible_studies(user).filter(study_instance_uid__in=existing)
+    return existing - set(visible.values_list("study_instance_uid", flat=True))
+
+
+def refused_foreign(filename: str, uids: tuple[str, str, str]) -> RefusedPart:
+    study_uid, sop_class_uid, sop_instance_uid = uids
+    return RefusedPart(
+        filename=filename,
+        code="forbidden_study",
+        reason=f"The instance belongs to study {study_uid}, which you cannot add to.",
+        sop_class_uid=sop_class_uid,
+        sop_instance_uid=sop_instance_uid,
+    )
+
+
 # --- Frames ------------------------------------------------------------------------------------
 
 
@@ -1030,6 +1062,7 @@ FAILURE_REASONS = {
     "dimensions_mismatch": 0xA900,
     "wrong_study": 0xA900,
     "conflict": 0x0110,
+    "forbidden_study": 0x0110,
 }
 PROCESSING_FAILURE = 0x0110
 COERCION_WARNING = 0xB000

@@ -502,9 +502,10 @@ def _store(request: HttpRequest, user, study_uid: str | None = None) -> HttpResp
         raise dw.DicomwebError(f"The request is larger than the limit of {limit} bytes.", status=413)
 
     urls = Urls(request)
-    results = []
+    results: list = []
     with tempfile.TemporaryDirectory(dir=settings.FILE_UPLOAD_TEMP_DIR) as directory:
         parts = dw.read_multipart(request, params["boundary"], directory, max_size=limit)
+        accepted = []
         for number, part in enumerate(parts, start=1):
             name = part.headers.get("content-location") or f"part {number}"
             part_media_type = dw.parse_media_type(part.content_type)[0] if part.content_type else "application/dicom"
@@ -513,7 +514,13 @@ def _store(request: HttpRequest, user, study_uid: str | None = None) -> HttpResp
                 results.append(dw.RefusedPart(filename=name, reason=reason))
                 continue
             dw.add_missing_preamble(part.path)
-            results.append(ingest_file(part.path, filename=name, user=user, study_uid=study_uid))
+            accepted.append((name, part, dw.header_uids(part.path)))
+        foreign = dw.foreign_studies(user, {uids[0] for _name, _part, uids in accepted if uids})
+        for name, part, uids in accepted:
+            if uids and uids[0] in foreign:
+                results.append(dw.refused_foreign(name, uids))
+            else:
+                results.append(ingest_file(part.path, filename=name, user=user, study_uid=study_uid))
     status, dataset = dw.stow_response(results, urls.instance, urls.study)
     return HttpResponse(json.dumps(dataset, separators=(",", ":")), status=status, content_type=dw.DICOM_JSON)
 

@@ -180,6 +180,22 @@ def test_storing_into_a_study_the_user_cannot_see_is_404(physician, outsider):
     assert not Instance.objects.filter(sop_instance_uid=other.SOPInstanceUID).exists()
 
 
+def test_storing_an_instance_into_someone_elses_study_is_refused_and_grants_nothing(physician, outsider):
+    ds = make_dataset()
+    store(physician, to_bytes(ds))
+    intruder = make_dataset(StudyInstanceUID=ds.StudyInstanceUID)
+    own = make_dataset()
+    answer = post(outsider, multipart(to_bytes(intruder), to_bytes(own)))
+    assert answer.status_code == 202
+    failed = items(answer, "00081198")
+    assert [value(f, "00081155") for f in failed] == [intruder.SOPInstanceUID]
+    assert value(failed[0], "00081197") == 0x0110
+    assert not Instance.objects.filter(sop_instance_uid=intruder.SOPInstanceUID).exists()
+    assert (
+        dicomweb_client_for(outsider).search_for_studies(search_filters={"StudyInstanceUID": ds.StudyInstanceUID}) == []
+    )
+
+
 def test_a_part_of_another_media_type_is_refused(physician):
     answer = post(physician, multipart(b'{"00100010": {}}', part_type="application/dicom+json"))
     assert answer.status_code == 409
