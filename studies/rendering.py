@@ -740,7 +740,7 @@ def _render(
     except (NotAnImage, RenderError):
         raise
     except Exception as exc:
-        raise RenderError(f"Cannot render frame {frame}: {exc}") from exc
+        raise RenderError(f"Cannot render frame {frame}: {type(exc).__name__}: {exc}") from exc
     if invert:
         image = Image.eval(image, lambda v: 255 - v)
     if viewport is not None:
