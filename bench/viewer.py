@@ -137,7 +137,10 @@ def prepare(scratch: Path, slices: int) -> tuple[str, str, dict]:
         {
             "DJANGO_SETTINGS_MODULE": "teleconsult.settings",
             "TELECONSULT_DATA_DIR": str(scratch / "data"),
-            "DEBUG": "1",
+            # Production mode: collected, compressed static files as a deployment serves them.
+            "DEBUG": "0",
+            "SECRET_KEY": "viewer-benchmark-only-not-a-secret",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "TELECONSULT_MFA_REQUIRED": "0",
             "REDIS_URL": "",
             "DATABASE_URL": "",
@@ -155,6 +158,7 @@ def prepare(scratch: Path, slices: int) -> tuple[str, str, dict]:
     from studies.ingest import ingest_file
 
     call_command("migrate", verbosity=0)
+    call_command("collectstatic", interactive=False, verbosity=0)
     user = User.objects.create_user("bench@example.com", password="bench-viewer-password", role="physician")
     files = make_ct_series(scratch / "dicom", slices)
     study_uid = ""

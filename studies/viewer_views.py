@@ -15,7 +15,8 @@ from django.shortcuts import render
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
 
-from .models import Study
+from . import audit
+from .models import AccessEvent, Study
 from .permissions import get_study_for_user
 
 # Characters that could end the <script type="application/json"> element or open markup.
@@ -39,7 +40,48 @@ def series_list_json(study: Study) -> str:
         }
         for s in study.series.all()
     ]
-    return mark_safe(json.dumps(rows).translate(_JSON_SCRIPT_ESCAPES))  # noqa: S308 (escaped above)
+    return _dumps(rows)
+
+
+# Series without pixels; the viewer leaves them out of its strip.
+NON_IMAGE_MODALITIES = frozenset({"SR", "PR", "KO", "DOC", "RWV", "REG", "SEG"})
+
+# Header attributes the browser needs to fetch and window the first image before the series
+# metadata arrives.
+FIRST_IMAGE_TAGS = (
+    "00080018",  # SOPInstanceUID
+    "00080060",  # Modality
+    "00200013",  # InstanceNumber
+    "00280002",  # SamplesPerPixel
+    "00280004",  # PhotometricInterpretation
+    "00280008",  # NumberOfFrames
+    "00280010",  # Rows
+    "00280011",  # Columns
+    "00280100",  # BitsAllocated
+    "00280101",  # BitsStored
+    "00280103",  # PixelRepresentation
+)
+
+
+def _dumps(value) -> str:
+    return mark_safe(json.dumps(value).translate(_JSON_SCRIPT_ESCAPES))  # noqa: S308 (escaped for a script element)
+
+
+def first_image_json(study: Study, series_uid: str = "") -> str:
+    """The header subset of the first image of the series the viewer opens first, or "" if none."""
+    series = study.series.exclude(modality__in=NON_IMAGE_MODALITIES)
+    series = series.filter(series_instance_uid=series_uid) if series_uid else series.order_by("series_number", "pk")
+    for candidate in series[:5]:
+        instance = (
+            candidate.instances.filter(has_pixel_data=True)
+            .order_by("instance_number", "pk")
+            .only("metadata", "sop_instance_uid")
+            .first()
+        )
+        if instance is not None:
+            header = {tag: instance.metadata[tag] for tag in FIRST_IMAGE_TAGS if tag in instance.metadata}
+            return _dumps({"series_uid": candidate.series_instance_uid, "dataset": header})
+    return ""
 
 
 def viewer_context(user, study: Study, *, read_only: bool | None = None, series_uid: str = "") -> dict:
@@ -49,6 +91,7 @@ def viewer_context(user, study: Study, *, read_only: bool | None = None, series_
         "read_only": viewer_is_read_only(user) if read_only is None else read_only,
         "series_uid": series_uid,
         "series_json": series_list_json(study),
+        "first_image_json": first_image_json(study, series_uid),
     }
 
 
@@ -56,5 +99,6 @@ def viewer_context(user, study: Study, *, read_only: bool | None = None, series_
 @login_required
 def study_viewer(request: HttpRequest, study_uid: str) -> HttpResponse:
     study = get_study_for_user(request.user, study_uid)
+    audit.record(request, AccessEvent.Action.VIEWER_LOAD, study)
     context = viewer_context(request.user, study, series_uid=request.GET.get("series", "")[:64])
     return render(request, "viewer/viewer.html", context)

@@ -105,3 +105,44 @@ def test_series_list_is_embedded_as_escaped_json(client, physician):
     assert row["0020000E"]["Value"] == [series.series_instance_uid]
     assert row["0008103E"]["Value"] == ["</script><b>x</b>"]
     assert row["00200011"]["Value"] == [3]
+
+
+def test_first_image_header_is_embedded_so_its_pixels_load_at_once(client, study, physician):
+    from studies.models import Instance
+
+    series = study.series.get()
+    metadata = {
+        "00080018": {"vr": "UI", "Value": ["1.2.3.4.2"]},
+        "00280010": {"vr": "US", "Value": [512]},
+        "00280011": {"vr": "US", "Value": [512]},
+        "00280100": {"vr": "US", "Value": [16]},
+        "00100010": {"vr": "PN", "Value": [{"Alphabetic": "Not^Needed"}]},
+        "7FE00010": {"vr": "OW"},
+    }
+    for number, uid in ((2, "1.2.3.4.2"), (1, "1.2.3.4.1")):
+        Instance.objects.create(
+            sop_instance_uid=uid,
+            series=series,
+            sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
+            instance_number=number,
+            transfer_syntax_uid="1.2.840.10008.1.2.1",
+            has_pixel_data=True,
+            sha256="0" * 64,
+            metadata=dict(metadata, **{"00080018": {"vr": "UI", "Value": [uid]}}),
+        )
+    client.force_login(physician)
+    html = client.get(viewer_url(study)).content.decode()
+    match = re.search(r'<script type="application/json" data-first-instance>(.*?)</script>', html, re.S)
+    assert match
+    first = json.loads(match.group(1))
+    assert first["series_uid"] == series.series_instance_uid
+    assert first["dataset"]["00080018"]["Value"] == ["1.2.3.4.1"]
+    assert first["dataset"]["00280010"]["Value"] == [512]
+    assert "00100010" not in first["dataset"]
+    assert "7FE00010" not in first["dataset"]
+
+
+def test_study_without_images_embeds_no_first_image(client, study, physician):
+    client.force_login(physician)
+    html = client.get(viewer_url(study)).content.decode()
+    assert "data-first-instance" not in html

@@ -162,6 +162,7 @@ export class Viewer {
     this.setStatus("Loading series…");
     try {
       // The page may embed the series list (saves a round trip); otherwise ask QIDO-RS.
+      this.startEarlyFrame();
       const embedded = this.root.querySelector('script[type="application/json"][data-series-list]');
       const found = embedded ? JSON.parse(embedded.textContent) : await this.client.searchSeries(this.studyUid);
       this.seriesList = found
@@ -185,6 +186,48 @@ export class Viewer {
     }
     const first = this.seriesList.find((s) => s.uid === this.initialSeries) || this.seriesList[0];
     await this.openSeries(first.uid);
+  }
+
+  /**
+   * The page may embed the header of the first image to show: its pixels are then fetched at
+   * once, alongside the series metadata instead of after it.
+   */
+  startEarlyFrame() {
+    const embedded = this.root.querySelector('script[type="application/json"][data-first-instance]');
+    if (!embedded) return;
+    let first;
+    try {
+      first = JSON.parse(embedded.textContent);
+    } catch (error) {
+      console.warn("unreadable first-instance header", error);
+      return;
+    }
+    if (this.initialSeries && this.initialSeries !== first.series_uid) return;
+    this.initialSeries = first.series_uid;
+    const info = instanceInfo(first.dataset);
+    this.initialInstance = info.sopInstanceUid;
+    if (!canRenderRaw(info)) return;
+    const key = `${info.sopInstanceUid}:1`;
+    const promise = this.client
+      .frame(this.studyUid, first.series_uid, info.sopInstanceUid, 1)
+      .then((bytes) => {
+        const pixels = pixelArray(bytes, info);
+        this.cache.set(key, { pixels, info, frame: 1, bytes: pixels.byteLength });
+      })
+      .catch((error) => console.warn("first frame unavailable, loading it the usual way", error))
+      .finally(() => {
+        this.inFlight.delete(key);
+        const item = this.current();
+        if (item && item.info.sopInstanceUid === info.sopInstanceUid) {
+          this.requestRender(true);
+          if (!this.seriesReady && this.cache.has(key)) {
+            this.seriesReady = true;
+            this.schedulePrefetch();
+          }
+        }
+        this.pump();
+      });
+    this.inFlight.set(key, promise);
   }
 
   async openSeries(seriesUid, { keepView = false } = {}) {
@@ -219,7 +262,11 @@ export class Viewer {
     };
     this.queue = [];
     this.index = 0;
-    this.seriesReady = false;
+    if (this.initialInstance) {
+      this.index = Math.max(0, stack.findIndex((it) => it.info.sopInstanceUid === this.initialInstance && it.frame === 1));
+      this.initialInstance = null;
+    }
+    this.seriesReady = this.cache.has(stack[this.index] ? this.frameKey(stack[this.index]) : "");
     this.shown = null;
     this.imageKey = "";
     this.lutKey = "";
@@ -227,7 +274,7 @@ export class Viewer {
       this.zoom = 1;
       this.pan = [0, 0];
       this.invert = false;
-      const first = stack[0];
+      const first = stack[this.index];
       this.window = first && first.info.windowWidth ? defaultWindow(first.info, null) : null;
     }
     if (stack.length && stack[0].info.frameRate) this.setFrameRate(stack[0].info.frameRate);
@@ -701,7 +748,9 @@ export class Viewer {
       currentImage: () => {
         const item = this.current();
         if (!item) return null;
-        const entry = this.shown && this.shown.info === item.info && this.shown.frame === item.frame ? this.shown : null;
+        const shown = this.shown;
+        const same = shown && shown.info.sopInstanceUid === item.info.sopInstanceUid && shown.frame === item.frame;
+        const entry = same ? shown : null;
         return {
           sop: item.info.sopInstanceUid,
           frame: item.frame,
