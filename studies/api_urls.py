@@ -1,10 +1,15 @@
 from django.urls import path
 
-from . import api
+from . import api, api_sharing
 
 urlpatterns = [
     path("uploads/", api.UploadView.as_view(), name="api-uploads"),
     path("patients/", api.PatientListView.as_view(), name="api-patients"),
     path("patients/<int:pk>/", api.PatientDetailView.as_view(), name="api-patient"),
     path("studies/", api.StudyListView.as_view(), name="api-studies"),
+    path("studies/<str:study_uid>/", api_sharing.StudyDetailView.as_view(), name="api-study"),
+    path("patients/<int:pk>/invite/", api_sharing.PatientInviteView.as_view(), name="api-patient-invite"),
+    path("shares/", api_sharing.ShareListCreateView.as_view(), name="api-shares"),
+    path("shares/<int:pk>/", api_sharing.ShareDetailView.as_view(), name="api-share"),
+    path("access-events/", api_sharing.AccessEventListView.as_view(), name="api-access-events"),
 ]

@@ -24,6 +24,7 @@ from rest_framework.exceptions import AuthenticationFailed
 
 from accounts.authentication import BearerlessTokenAuthentication
 
+from . import audit
 from . import dicomweb as dw
 from .ingest import ingest_file
 from .models import Instance, Series, Study
@@ -53,6 +54,9 @@ def json_response(request: HttpRequest, data, status: int = 200) -> HttpResponse
 
 def authenticate(request: HttpRequest):
     """The user behind an API token or a session; session writes must carry the CSRF token."""
+    share_access = getattr(request, "share_access", None)
+    if share_access is not None:  # mounted under a share link (studies.share_dicomweb)
+        return share_access
     try:
         authenticated = BearerlessTokenAuthentication().authenticate(request)
     except AuthenticationFailed as exc:
@@ -86,7 +90,9 @@ def dicomweb_route(methods: tuple[str, ...] = ("GET", "HEAD")) -> Callable:
                 return HttpResponseNotAllowed(methods)
             try:
                 user = authenticate(request)
-                return view(request, user, *args, **kwargs)
+                response = view(request, user, *args, **kwargs)
+                audit.record_dicomweb(request, user, response, kwargs)
+                return response
             except dw.DicomwebError as exc:
                 return error_response(exc.message, exc.status)
             except Http404 as exc:
@@ -101,7 +107,8 @@ class Urls:
     """Absolute DICOMweb URLs for RetrieveURL and BulkDataURI, from the request's own origin."""
 
     def __init__(self, request: HttpRequest) -> None:
-        self.root = request.build_absolute_uri(reverse("dicomweb:studies"))
+        share_root = getattr(request, "share_dicomweb_root", None)
+        self.root = request.build_absolute_uri(f"{share_root}/studies" if share_root else reverse("dicomweb:studies"))
 
     def study(self, study_uid: str) -> str:
         return f"{self.root}/{study_uid}"

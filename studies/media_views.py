@@ -16,7 +16,8 @@ from django.http import FileResponse, Http404, HttpRequest
 from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_safe
 
-from .models import Instance
+from . import audit
+from .models import AccessEvent, Instance
 from .permissions import get_study_for_user
 
 THUMBNAIL_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
@@ -50,6 +51,7 @@ def instance_thumbnail(request: HttpRequest, study_uid: str, sop_uid: str) -> Fi
     instance = get_instance_in_study_for_user(request.user, study_uid, sop_uid)
     if instance.status != Instance.Status.READY or not instance.thumbnail:
         raise Http404("This instance has no thumbnail.")
+    audit.record(request, AccessEvent.Action.THUMBNAIL, instance.series.study, sop_uid)
     extension = os.path.splitext(instance.thumbnail.name)[1].lower()
     content_type = THUMBNAIL_TYPES.get(extension) or mimetypes.guess_type(instance.thumbnail.name)[0]
     response = FileResponse(_open(instance.thumbnail), content_type=content_type or "application/octet-stream")
@@ -62,6 +64,7 @@ def instance_file(request: HttpRequest, study_uid: str, sop_uid: str) -> FileRes
     instance = get_instance_in_study_for_user(request.user, study_uid, sop_uid)
     if not instance.file:
         raise Http404("This instance has no stored file.")
+    audit.record(request, AccessEvent.Action.FILE, instance.series.study, sop_uid)
     response = FileResponse(
         _open(instance.file),
         content_type="application/dicom",

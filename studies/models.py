@@ -209,3 +209,181 @@ class AccessGrant(models.Model):
             self.revoked_at = timezone.now()
             self.revoked_by = by
             self.save(update_fields=["revoked_at", "revoked_by"])
+
+
+class PatientInvitation(models.Model):
+    """A physician asked that the person at ``email`` gets a portal account for ``patient``.
+
+    The account is linked once that address is confirmed: owning the address is the proof.
+    """
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["email"])]
+
+    def __str__(self) -> str:
+        return f"Invitation of {self.email} to patient {self.patient_id}"
+
+
+class PatientMerge(models.Model):
+    """What an administrator merged: the record that disappeared and where its studies went."""
+
+    into = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="merges")
+    merged_pk = models.PositiveIntegerField()
+    merged_patient_id = models.CharField(max_length=64, blank=True)
+    merged_issuer = models.CharField(max_length=64, blank=True)
+    merged_name = models.CharField(max_length=324, blank=True)
+    studies_moved = models.JSONField(default=list, help_text="StudyInstanceUIDs moved to the kept record")
+    merged_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    merged_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-merged_at"]
+
+    def __str__(self) -> str:
+        return f"Patient {self.merged_pk} merged into {self.into_id}"
+
+
+class ShareLinkQuerySet(models.QuerySet):
+    def usable(self, at=None) -> ShareLinkQuerySet:
+        at = at or timezone.now()
+        return self.filter(revoked_at__isnull=True, locked_at__isnull=True, expires_at__gt=at)
+
+
+class ShareLink(models.Model):
+    """A link that shows one study to whoever holds it, without an account.
+
+    Only a SHA-256 of the token is stored (plus a short prefix to tell links apart), so the full
+    link exists only in the answer that created it. A passcode is stored hashed; too many wrong
+    tries lock the link.
+    """
+
+    MAX_FAILED_ATTEMPTS = 5
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="share_links")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="share_links")
+    token_hash = models.CharField(max_length=64, unique=True)
+    token_prefix = models.CharField(max_length=8)
+    label = models.CharField(max_length=200, blank=True, help_text="Who the link is for, as a reminder")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    passcode_hash = models.CharField(max_length=256, blank=True)
+    allow_download = models.BooleanField(default=False)
+    failed_attempts = models.PositiveSmallIntegerField(default=0)
+    locked_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    objects = ShareLinkQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Share link {self.token_prefix}… for study {self.study_id}"
+
+    @property
+    def has_passcode(self) -> bool:
+        return bool(self.passcode_hash)
+
+    @property
+    def status(self) -> str:
+        if self.revoked_at:
+            return "revoked"
+        if self.locked_at:
+            return "locked"
+        if self.expires_at <= timezone.now():
+            return "expired"
+        return "active"
+
+    @property
+    def is_usable(self) -> bool:
+        return self.status == "active"
+
+    def revoke(self, *, by) -> None:
+        if self.revoked_at is None:
+            self.revoked_at = timezone.now()
+            self.revoked_by = by
+            self.save(update_fields=["revoked_at", "revoked_by"])
+
+
+class AccessEventQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise AccessEventImmutableError("Access events are never changed.")
+
+    def delete(self):
+        raise AccessEventImmutableError("Access events are never deleted.")
+
+
+class AccessEventImmutableError(Exception):
+    """Access history is append-only."""
+
+
+class AccessEvent(models.Model):
+    """One access to patient data: who (an account or a share link), what, from where, when.
+
+    Append-only: the application never changes or deletes a row.
+    """
+
+    class Action(models.TextChoices):
+        STUDY_VIEW = "study_view", "Opened the study page"
+        VIEWER_LOAD = "viewer_load", "Opened the viewer"
+        WADO_RETRIEVE = "wado_retrieve", "Retrieved DICOM files"
+        METADATA = "metadata", "Read image metadata"
+        FRAMES = "frames", "Loaded image frames"
+        RENDERED = "rendered", "Loaded rendered images"
+        THUMBNAIL = "thumbnail", "Loaded thumbnails"
+        FILE = "file", "Downloaded a DICOM file"
+        DOWNLOAD = "download", "Downloaded the study"
+        REPORT_VIEW = "report_view", "Read the report"
+        REPORT_PDF = "report_pdf", "Downloaded the report PDF"
+        SHARE_OPEN = "share_open", "Opened a share link"
+        API_READ = "api_read", "Read through the API"
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="access_events"
+    )
+    share_link = models.ForeignKey(
+        ShareLink, null=True, blank=True, on_delete=models.SET_NULL, related_name="access_events"
+    )
+    # Kept as text too, so the history still names who it was if the account or link goes away.
+    actor = models.CharField(max_length=254, blank=True)
+    action = models.CharField(max_length=20, choices=Action.choices, db_index=True)
+    study = models.ForeignKey(Study, null=True, on_delete=models.SET_NULL, related_name="access_events")
+    study_uid = models.CharField(max_length=64, db_index=True)
+    object_id = models.CharField(max_length=128, blank=True, help_text="A UID or a report id")
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=400, blank=True)
+
+    objects = AccessEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        indexes = [models.Index(fields=["study", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.actor} {self.action} {self.study_uid} at {self.at:%Y-%m-%d %H:%M}"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.pk is not None or kwargs.get("force_update"):
+            raise AccessEventImmutableError("Access events are never changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AccessEventImmutableError("Access events are never deleted.")
+
+    @property
+    def who(self) -> str:
+        return self.actor or "Unknown"

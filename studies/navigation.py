@@ -9,11 +9,16 @@ from django.urls import NoReverseMatch, reverse
 
 def nav_items(user) -> list[dict]:
     if user.is_patient:
-        return [{"label": "My images", "url": reverse("studies:list"), "key": "studies"}]
+        try:
+            return [{"label": "My images", "url": reverse("portal:home"), "key": "studies"}]
+        except NoReverseMatch:
+            return [{"label": "My images", "url": reverse("studies:list"), "key": "studies"}]
     if not (user.is_physician or user.is_specialist or user.is_admin):
         return []
     items = [{"label": "Studies", "url": reverse("studies:list"), "key": "studies"}]
     # The upload page comes with the ingest code; until it exists there is nothing to link.
     with suppress(NoReverseMatch):
         items.append({"label": "Upload", "url": reverse("studies:upload"), "key": "upload"})
+    if user.is_admin:
+        items.append({"label": "Access history", "url": reverse("studies:access-history"), "key": "access-history"})
     return items

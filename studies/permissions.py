@@ -8,9 +8,12 @@ from __future__ import annotations
 from django.http import Http404
 
 from .models import AccessGrant, Instance, Patient, Series, Study
+from .sharing import is_unlocked, usable_link
 
 
 def visible_studies(user):
+    if isinstance(user, ShareAccess):
+        return Study.objects.filter(pk=user.study_id)
     return Study.objects.visible_to(user)
 
 
@@ -73,3 +76,40 @@ def revoke_access(*, user, study: Study, reason: str, source: str = "", by=None)
         grant.revoke(by=by)
         count += 1
     return count
+
+
+class ShareAccess:
+    """Whoever opens a study through a share link: sees that one study, read-only, nothing else.
+
+    Passed where routes expect a user (the DICOMweb views), it answers like an account without
+    any role; ``visible_studies`` gives it the one study of its link.
+    """
+
+    is_authenticated = True
+    is_active = True
+    is_admin = False
+    is_patient = False
+    is_physician = False
+    is_specialist = False
+    pk = None
+
+    def __init__(self, share) -> None:
+        self.share = share
+        self.study_id = share.study_id
+
+
+def get_share_for_request(request, token: str):
+    """The share link behind ``token`` when it may be used now by this browser: not expired,
+    revoked or locked, and unlocked with its passcode in this session. Http404 otherwise."""
+    link = usable_link(token)
+    if link is None or not is_unlocked(request, link):
+        raise Http404("No such link.")
+    return link
+
+
+def get_study_for_share(request, token: str, study_uid: str | None = None) -> Study:
+    """The study a share link shows; any other study UID through that link is a 404."""
+    link = get_share_for_request(request, token)
+    if study_uid is not None and link.study.study_instance_uid != study_uid:
+        raise Http404("No such study.")
+    return link.study

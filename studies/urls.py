@@ -2,7 +2,7 @@
 
 from django.urls import path, register_converter
 
-from . import media_views, upload_views, viewer_views, views
+from . import media_views, portal_views, upload_views, viewer_views, views
 
 app_name = "studies"
 
@@ -39,4 +39,20 @@ urlpatterns = [
     path("patients/<int:pk>/", views.patient_detail, name="patient"),
     path("studies/<study_page_uid:study_uid>/view/", viewer_views.study_viewer, name="viewer"),
     path("studies/upload/", upload_views.upload_page, name="upload"),
+    path("studies/<study_page_uid:study_uid>/access/", portal_views.study_access, name="access"),
+    path("studies/<study_page_uid:study_uid>/access/links/", portal_views.create_link, name="create-link"),
+    path(
+        "studies/<study_page_uid:study_uid>/access/links/<int:pk>/revoke/",
+        portal_views.revoke_link,
+        name="revoke-link",
+    ),
+    path("studies/<study_page_uid:study_uid>/access/grants/", portal_views.add_grant, name="add-grant"),
+    path(
+        "studies/<study_page_uid:study_uid>/access/grants/<int:pk>/revoke/",
+        portal_views.revoke_grant,
+        name="revoke-grant",
+    ),
+    path("studies/<study_page_uid:study_uid>/download/", portal_views.download_study, name="download"),
+    path("patients/<int:pk>/invite/", portal_views.invite_patient, name="invite-patient"),
+    path("access-history/", portal_views.access_history, name="access-history"),
 ]

@@ -11,8 +11,9 @@ from django.urls import NoReverseMatch, reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
+from . import audit
 from .browse import StudyFilterForm, modalities_of, search_studies, status_counts, with_summary
-from .models import Instance
+from .models import AccessEvent, Instance
 from .permissions import get_patient_for_user, get_study_for_user, visible_studies
 
 STUDIES_PER_PAGE = 25
@@ -63,6 +64,7 @@ def _series_with_instances(study):
 @login_required
 def study_detail(request: HttpRequest, study_uid: str) -> HttpResponse:
     study = get_study_for_user(request.user, study_uid)
+    audit.record(request, AccessEvent.Action.STUDY_VIEW, study)
     series = list(_series_with_instances(study))
     instances = [instance for s in series for instance in s.instances.all()]
     context = {

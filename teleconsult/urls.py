@@ -20,6 +20,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("dicomweb/", include("studies.dicomweb_urls")),
+    path("s/", include("studies.sharing_urls")),
+    path("portal/", include("consultations.portal_urls")),
     path("", include("studies.urls")),
     path("", include("consultations.urls")),
 ]

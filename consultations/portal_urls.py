@@ -1,0 +1,13 @@
+"""The patient portal, mounted at /portal/."""
+
+from django.urls import path
+
+from . import portal_views
+
+app_name = "portal"
+
+urlpatterns = [
+    path("", portal_views.home, name="home"),
+    path("studies/<str:study_uid>/", portal_views.study, name="study"),
+    path("consults/<int:pk>/report.pdf", portal_views.report_pdf, name="report-pdf"),
+]

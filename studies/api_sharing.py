@@ -1,0 +1,270 @@
+"""REST API for share links, access history, patient invitations and one study's details.
+
+- ``/api/v1/shares/``: make (POST), list (GET) and revoke (``DELETE /api/v1/shares/{id}/``) links.
+- ``/api/v1/access-events/?study_uid=...``: the access history the caller may read.
+- ``/api/v1/patients/{id}/invite/``: link a patient's portal account by email.
+- ``/api/v1/studies/{uid}/``: one study (an API read, so it is recorded).
+"""
+
+from __future__ import annotations
+
+import csv
+
+from django.http import Http404, StreamingHttpResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import generics, serializers, status
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from . import audit, invitations, sharing
+from .api import StudySummarySerializer
+from .models import AccessEvent, ShareLink
+from .permissions import get_patient_for_user, get_study_for_user
+
+
+class ShareLinkSerializer(serializers.ModelSerializer):
+    study_uid = serializers.CharField(source="study.study_instance_uid", read_only=True)
+    status = serializers.CharField(read_only=True, help_text="active, expired, revoked or locked")
+    has_passcode = serializers.BooleanField(read_only=True)
+    uses = serializers.SerializerMethodField(help_text="How many times the link was used (access events)")
+    last_used_at = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ShareLink
+        fields = [
+            "id",
+            "study_uid",
+            "token_prefix",
+            "label",
+            "created_at",
+            "expires_at",
+            "has_passcode",
+            "allow_download",
+            "failed_attempts",
+            "status",
+            "revoked_at",
+            "uses",
+            "last_used_at",
+        ]
+
+    def get_uses(self, link: ShareLink) -> int:
+        return link.access_events.count()
+
+    def get_last_used_at(self, link: ShareLink) -> str | None:
+        last = link.access_events.order_by("-at").values_list("at", flat=True).first()
+        return serializers.DateTimeField().to_representation(last) if last else None
+
+
+class NewShareLinkSerializer(ShareLinkSerializer):
+    url = serializers.CharField(read_only=True, help_text="The link, /s/<token>. Shown only in this answer.")
+
+    class Meta(ShareLinkSerializer.Meta):
+        fields = [*ShareLinkSerializer.Meta.fields, "url"]
+
+
+class ShareCreateSerializer(serializers.Serializer):
+    study_uid = serializers.CharField(max_length=64)
+    expires_in_days = serializers.IntegerField(
+        min_value=1, max_value=sharing.MAX_DAYS, default=sharing.DEFAULT_DAYS, help_text="1 to 90, default 7"
+    )
+    passcode = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        min_length=sharing.MIN_PASSCODE,
+        max_length=sharing.MAX_PASSCODE,
+        help_text="Optional; the recipient must enter it. Five wrong tries lock the link.",
+    )
+    allow_download = serializers.BooleanField(default=False)
+    label = serializers.CharField(required=False, allow_blank=True, max_length=200, help_text="Who it is for")
+
+
+class AccessEventSerializer(serializers.ModelSerializer):
+    share_link = serializers.IntegerField(source="share_link_id", allow_null=True, read_only=True)
+    user = serializers.IntegerField(source="user_id", allow_null=True, read_only=True)
+    action_label = serializers.CharField(source="get_action_display", read_only=True)
+    object = serializers.CharField(source="object_id", read_only=True)
+
+    class Meta:
+        model = AccessEvent
+        fields = ["id", "at", "actor", "user", "share_link", "action", "action_label", "study_uid", "object", "ip"]
+
+
+class EventPagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+class ShareListCreateView(APIView):
+    """Your share links with their uses (GET); make one (POST).
+
+    The answer to POST is the only time the full link (``url``) is shown: the server keeps a hash
+    of its token, not the token. Send the passcode, if any, by another channel than the link.
+    """
+
+    @extend_schema(responses=ShareLinkSerializer(many=True))
+    def get(self, request):
+        links = sharing.links_of(request.user)
+        study_uid = request.query_params.get("study_uid")
+        if study_uid:
+            links = links.filter(study__study_instance_uid=study_uid)
+        return Response(ShareLinkSerializer(links, many=True).data)
+
+    @extend_schema(request=ShareCreateSerializer, responses={201: NewShareLinkSerializer})
+    def post(self, request):
+        serializer = ShareCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        study = get_study_for_user(request.user, data["study_uid"])
+        try:
+            new = sharing.create_share(
+                study=study,
+                by=request.user,
+                expires_in_days=data["expires_in_days"],
+                passcode=data.get("passcode", ""),
+                allow_download=data["allow_download"],
+                label=data.get("label", ""),
+            )
+        except sharing.ShareError as exc:
+            raise PermissionDenied(str(exc)) from None
+        body = NewShareLinkSerializer(new.link).data
+        body["url"] = new.path
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class ShareDetailView(APIView):
+    """One of your links with each use (GET); revoke it (DELETE): it stops working at once."""
+
+    def get_link(self, request, pk: int) -> ShareLink:
+        link = sharing.links_of(request.user).filter(pk=pk).first()
+        if link is None:
+            raise Http404("No such share link.")
+        return link
+
+    @extend_schema(
+        responses=inline_serializer(
+            "ShareLinkWithUses", {"link": ShareLinkSerializer(), "events": AccessEventSerializer(many=True)}
+        )
+    )
+    def get(self, request, pk: int):
+        link = self.get_link(request, pk)
+        events = link.access_events.order_by("-at")[:500]
+        return Response(
+            {"link": ShareLinkSerializer(link).data, "events": AccessEventSerializer(events, many=True).data}
+        )
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, pk: int):
+        self.get_link(request, pk).revoke(by=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AccessEventListView(generics.ListAPIView):
+    """Access history you may read: patients their own studies, clinicians the studies they
+    uploaded and their share links, administrators everything. Newest first, paginated."""
+
+    serializer_class = AccessEventSerializer
+    pagination_class = EventPagination
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("study_uid", str, description="Only this study"),
+            OpenApiParameter("action", str, description="Only this action, e.g. viewer_load"),
+            OpenApiParameter("share_link", int, description="Only this share link"),
+        ]
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        events = audit.visible_events(self.request.user)
+        params = self.request.query_params
+        if params.get("study_uid"):
+            events = events.filter(study_uid=params["study_uid"][:64])
+        if params.get("action"):
+            if params["action"] not in AccessEvent.Action.values:
+                raise serializers.ValidationError(
+                    {"action": [f"Unknown action; one of {', '.join(AccessEvent.Action.values)}."]}
+                )
+            events = events.filter(action=params["action"])
+        if params.get("share_link"):
+            try:
+                events = events.filter(share_link_id=int(params["share_link"]))
+            except ValueError:
+                raise serializers.ValidationError({"share_link": ["A share link id is a number."]}) from None
+        return events
+
+
+class InviteSerializer(serializers.Serializer):
+    email = serializers.EmailField()
+
+
+class PatientInviteView(APIView):
+    """Link the patient's portal account: an existing patient account at once (and told by
+    email), otherwise an invitation email; the account is linked when its address is confirmed."""
+
+    @extend_schema(
+        request=InviteSerializer,
+        responses={
+            200: inline_serializer(
+                "InviteLinked", {"status": serializers.CharField(), "detail": serializers.CharField()}
+            ),
+            201: inline_serializer(
+                "InviteSent", {"status": serializers.CharField(), "detail": serializers.CharField()}
+            ),
+        },
+    )
+    def post(self, request, pk: int):
+        patient = get_patient_for_user(request.user, pk)
+        serializer = InviteSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            outcome = invitations.invite(
+                patient, email=serializer.validated_data["email"], by=request.user, request=request
+            )
+        except invitations.InviteNotAllowedError as exc:
+            raise PermissionDenied(str(exc)) from None
+        except invitations.InviteError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT if exc.conflict else 400)
+        code = status.HTTP_200_OK if outcome.linked else status.HTTP_201_CREATED
+        return Response({"status": "linked" if outcome.linked else "invited", "detail": outcome.message}, status=code)
+
+
+class StudyDetailView(APIView):
+    """One study you may see (404 otherwise)."""
+
+    @extend_schema(responses=StudySummarySerializer)
+    def get(self, request, study_uid: str):
+        study = get_study_for_user(request.user, study_uid)
+        audit.record(request, AccessEvent.Action.API_READ, study, study_uid, user=request.user)
+        return Response(StudySummarySerializer(study).data)
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+CSV_FIELDS = ["at", "actor", "action", "study_uid", "object_id", "ip", "user_agent", "share_link_id", "user_id"]
+
+
+def events_csv_response(events, filename: str = "access-events.csv") -> StreamingHttpResponse:
+    writer = csv.writer(_Echo())
+
+    def rows():
+        yield writer.writerow(CSV_FIELDS)
+        for event in events.iterator(chunk_size=2000):
+            yield writer.writerow([_csv_safe(getattr(event, name)) for name in CSV_FIELDS])
+
+    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+def _csv_safe(value) -> str:
+    """Text that a spreadsheet would run as a formula is quoted with a leading apostrophe."""
+    text = "" if value is None else (value.isoformat() if hasattr(value, "isoformat") else str(value))
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

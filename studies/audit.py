@@ -1,0 +1,145 @@
+"""Access history: every access to patient data appends an ``AccessEvent``.
+
+``record(request, action, study, obj="")`` is the one call every access path makes. Image fetches
+(frames, rendered images, thumbnails, metadata) come in hundreds per viewing session, so those are
+summarised: at most one event per (who, study, action) per ``TELECONSULT_AUDIT_SUMMARY_MINUTES``.
+
+Who may read which events is decided here too (``visible_events``), next to how they are written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Q
+from django.http import HttpRequest
+
+from .models import AccessEvent, ShareLink, Study
+
+logger = logging.getLogger(__name__)
+
+Action = AccessEvent.Action
+
+# Fetched many times per viewing session: one event per window is enough to say "they looked".
+SUMMARISED = frozenset({Action.FRAMES, Action.RENDERED, Action.THUMBNAIL, Action.METADATA})
+
+# DICOMweb route name -> action (QIDO searches are not an access to one study's data).
+DICOMWEB_ACTIONS = {
+    "study": Action.WADO_RETRIEVE,
+    "series": Action.WADO_RETRIEVE,
+    "instance": Action.WADO_RETRIEVE,
+    "study-metadata": Action.METADATA,
+    "series-metadata": Action.METADATA,
+    "instance-metadata": Action.METADATA,
+    "frames": Action.FRAMES,
+    "frame-rendered": Action.RENDERED,
+    "series-rendered": Action.RENDERED,
+    "instance-rendered": Action.RENDERED,
+    "study-thumbnail": Action.THUMBNAIL,
+    "series-thumbnail": Action.THUMBNAIL,
+    "instance-thumbnail": Action.THUMBNAIL,
+}
+
+
+def summary_seconds() -> int:
+    return int(getattr(settings, "TELECONSULT_AUDIT_SUMMARY_MINUTES", 30)) * 60
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def _actor(user, share: ShareLink | None) -> str:
+    if user is not None:
+        return user.email
+    if share is not None:
+        return f"Share link {share.token_prefix}…"
+    return ""
+
+
+def _who_key(user, share: ShareLink | None) -> str:
+    if user is not None:
+        return f"u{user.pk}"
+    if share is not None:
+        return f"s{share.pk}"
+    return "anon"
+
+
+def request_share(request: HttpRequest) -> ShareLink | None:
+    access = getattr(request, "share_access", None)
+    return access.share if access is not None else None
+
+
+def request_user(request: HttpRequest):
+    user = getattr(request, "user", None)
+    if user is not None and getattr(user, "is_authenticated", False) and getattr(user, "pk", None):
+        return user
+    return None
+
+
+def record(
+    request: HttpRequest,
+    action: str,
+    study: Study,
+    obj: str = "",
+    *,
+    user=None,
+    share: ShareLink | None = None,
+) -> AccessEvent | None:
+    """Append one event; for summarised actions, only the first in the window. Returns the event
+    written, or None when the window already had one."""
+    share = share or request_share(request)
+    if user is None and share is None:
+        user = request_user(request)
+    if action in SUMMARISED:
+        digest = hashlib.sha256(f"{_who_key(user, share)}|{study.pk}|{action}".encode()).hexdigest()[:32]
+        if not cache.add(f"audit:{digest}", 1, timeout=summary_seconds()):
+            return None
+    return AccessEvent.objects.create(
+        user=user,
+        share_link=share,
+        actor=_actor(user, share),
+        action=action,
+        study=study,
+        study_uid=study.study_instance_uid,
+        object_id=str(obj)[:128],
+        ip=client_ip(request),
+        user_agent=request.META.get("HTTP_USER_AGENT", "")[:400],
+    )
+
+
+def record_dicomweb(request: HttpRequest, principal, response, kwargs: dict) -> None:
+    """Called by every DICOMweb route after it answered: successful reads of one study's data."""
+    if response.status_code >= 400 or request.method not in ("GET", "HEAD"):
+        return
+    match = getattr(request, "resolver_match", None)
+    action = DICOMWEB_ACTIONS.get(match.url_name if match else "")
+    study_uid = kwargs.get("study_uid")
+    if action is None or not study_uid:
+        return
+    study = Study.objects.filter(study_instance_uid=study_uid).only("pk", "study_instance_uid").first()
+    if study is None:
+        return
+    share = getattr(principal, "share", None)
+    user = None if share is not None else principal
+    obj = kwargs.get("sop_uid") or kwargs.get("series_uid") or study_uid
+    record(request, action, study, obj, user=user, share=share)
+
+
+def visible_events(user):
+    """Events this user may read: admins all; patients those on their own studies; clinicians
+    those on studies they uploaded and those through share links they made."""
+    if not user or not user.is_authenticated or not user.is_active:
+        return AccessEvent.objects.none()
+    events = AccessEvent.objects.select_related("user", "share_link")
+    if user.is_admin:
+        return events
+    if user.is_patient:
+        return events.filter(study__patient__account=user)
+    uploaded = Q(study__uploaded_by=user) | Q(
+        study__grants__user=user, study__grants__reason="uploader", study__grants__revoked_at__isnull=True
+    )
+    return events.filter(uploaded | Q(share_link__created_by=user)).distinct()

@@ -1,0 +1,132 @@
+"""Share links: one study for whoever holds the link, read-only, until it expires or is revoked.
+
+The token is 32 random bytes (``secrets.token_urlsafe``); only its SHA-256 is stored, with the
+first characters kept to tell links apart in lists. A passcode is hashed like a password; after
+``ShareLink.MAX_FAILED_ATTEMPTS`` wrong tries the link locks for good. Who holds an unlocked link
+is remembered in the Django session (share ids), never in a cookie of its own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from django.contrib.auth.hashers import check_password, make_password
+from django.db import transaction
+from django.db.models import F
+from django.http import HttpRequest
+from django.utils import timezone
+
+from .models import ShareLink, Study
+
+DEFAULT_DAYS = 7
+MAX_DAYS = 90
+MIN_PASSCODE = 4
+MAX_PASSCODE = 128
+TOKEN_BYTES = 32
+SESSION_KEY = "unlocked_share_links"
+
+
+class ShareError(Exception):
+    """A share link that cannot be made as asked; the message says why."""
+
+
+@dataclass
+class NewShareLink:
+    link: ShareLink
+    token: str
+
+    @property
+    def path(self) -> str:
+        return f"/s/{self.token}"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def may_share(user, study: Study) -> bool:
+    """Physicians (and specialists and admins) who may see the study, and the linked patient."""
+    if user.is_patient:
+        return study.patient.account_id == user.pk
+    return user.is_physician or user.is_specialist or user.is_admin
+
+
+def create_share(
+    *,
+    study: Study,
+    by,
+    expires_in_days: int = DEFAULT_DAYS,
+    passcode: str = "",
+    allow_download: bool = False,
+    label: str = "",
+) -> NewShareLink:
+    """The caller has checked that ``by`` may see ``study``."""
+    if not may_share(by, study):
+        raise ShareError("Only a physician with access to the study or the patient may share it.")
+    if not isinstance(expires_in_days, int) or not 1 <= expires_in_days <= MAX_DAYS:
+        raise ShareError(f"expires_in_days must be a whole number of days from 1 to {MAX_DAYS}.")
+    passcode = passcode or ""
+    if passcode and not MIN_PASSCODE <= len(passcode) <= MAX_PASSCODE:
+        raise ShareError(f"A passcode has {MIN_PASSCODE} to {MAX_PASSCODE} characters.")
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    link = ShareLink.objects.create(
+        study=study,
+        created_by=by,
+        token_hash=hash_token(token),
+        token_prefix=token[:6],
+        label=label[:200],
+        expires_at=timezone.now() + dt.timedelta(days=expires_in_days),
+        passcode_hash=make_password(passcode) if passcode else "",
+        allow_download=bool(allow_download),
+    )
+    return NewShareLink(link=link, token=token)
+
+
+def find_link(token: str) -> ShareLink | None:
+    """The link for a token, whatever its state; None for anything that is not one of ours."""
+    if not token or len(token) > 128:
+        return None
+    return ShareLink.objects.select_related("study__patient").filter(token_hash=hash_token(token)).first()
+
+
+def usable_link(token: str) -> ShareLink | None:
+    link = find_link(token)
+    return link if link is not None and link.is_usable else None
+
+
+def is_unlocked(request: HttpRequest, link: ShareLink) -> bool:
+    if not link.has_passcode:
+        return True
+    return link.pk in request.session.get(SESSION_KEY, [])
+
+
+def unlock(request: HttpRequest, link: ShareLink) -> None:
+    unlocked = [pk for pk in request.session.get(SESSION_KEY, []) if pk != link.pk]
+    request.session[SESSION_KEY] = [*unlocked[-49:], link.pk]
+
+
+def try_passcode(link: ShareLink, passcode: str) -> bool:
+    """Check a passcode; a wrong one counts, and the last allowed wrong one locks the link."""
+    if (
+        link.has_passcode
+        and passcode
+        and len(passcode) <= MAX_PASSCODE
+        and check_password(passcode, link.passcode_hash)
+    ):
+        return True
+    with transaction.atomic():
+        ShareLink.objects.filter(pk=link.pk).update(failed_attempts=F("failed_attempts") + 1)
+        link.refresh_from_db(fields=["failed_attempts", "locked_at"])
+        if link.failed_attempts >= ShareLink.MAX_FAILED_ATTEMPTS and link.locked_at is None:
+            link.locked_at = timezone.now()
+            link.save(update_fields=["locked_at"])
+    return False
+
+
+def links_of(user):
+    """The links a user made (administrators: every link)."""
+    links = ShareLink.objects.select_related("study")
+    return links if user.is_admin else links.filter(created_by=user)

@@ -1,0 +1,85 @@
+"""What the holder of a share link sees at /s/<token>/: the passcode form when there is one, then
+the read-only viewer and, when the sharer allowed it, the download.
+
+Unknown, expired, revoked and locked links all get the same page and status, so a token cannot
+be probed and the page reveals nothing about the study.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods, require_safe
+
+from . import audit, sharing
+from .downloads import study_zip_response
+from .models import AccessEvent, ShareLink
+from .viewer_views import viewer_context
+
+UNAVAILABLE_STATUS = 404
+
+
+class PasscodeForm(forms.Form):
+    passcode = forms.CharField(max_length=sharing.MAX_PASSCODE, strip=False, widget=forms.PasswordInput)
+
+
+def unavailable(request: HttpRequest) -> HttpResponse:
+    return render(request, "sharing/unavailable.html", status=UNAVAILABLE_STATUS)
+
+
+def _no_store(response: HttpResponse) -> HttpResponse:
+    response["Cache-Control"] = "private, no-store"
+    response["Referrer-Policy"] = "no-referrer"  # the token is in the URL
+    return response
+
+
+@never_cache
+@require_http_methods(["GET", "HEAD", "POST"])
+def open_link(request: HttpRequest, token: str) -> HttpResponse:
+    link = sharing.usable_link(token)
+    if link is None:
+        return _no_store(unavailable(request))
+    if not sharing.is_unlocked(request, link):
+        return _no_store(passcode_page(request, link, token))
+    if request.method == "POST":
+        return redirect("sharing:open", token=token)
+    audit.record(request, AccessEvent.Action.SHARE_OPEN, link.study, share=link)
+    context = viewer_context(None, link.study, read_only=True)
+    context.update(link=link, token=token, dicomweb_root=f"/s/{token}/dicomweb")
+    return _no_store(render(request, "sharing/open.html", context))
+
+
+def passcode_page(request: HttpRequest, link: ShareLink, token: str) -> HttpResponse:
+    form = PasscodeForm(request.POST if request.method == "POST" else None)
+    status = 200
+    if request.method == "POST":
+        if not form.is_valid():
+            return render(request, "sharing/passcode.html", {"form": form, "token": token}, status=400)
+        if sharing.try_passcode(link, form.cleaned_data["passcode"]):
+            sharing.unlock(request, link)
+            return redirect("sharing:open", token=token)
+        link.refresh_from_db(fields=["failed_attempts", "locked_at"])
+        if not link.is_usable:
+            return unavailable(request)
+        left = ShareLink.MAX_FAILED_ATTEMPTS - link.failed_attempts
+        form.errors.clear()
+        form.add_error(
+            "passcode",
+            f"That passcode is wrong. {left} more wrong {'try locks' if left == 1 else 'tries lock'} the link.",
+        )
+        status = 400
+    return render(request, "sharing/passcode.html", {"form": form, "token": token}, status=status)
+
+
+@never_cache
+@require_safe
+def download(request: HttpRequest, token: str) -> HttpResponse:
+    link = sharing.usable_link(token)
+    if link is None or not sharing.is_unlocked(request, link):
+        return _no_store(unavailable(request))
+    if not link.allow_download:
+        return HttpResponse("Whoever shared this link did not allow downloads.", status=403, content_type="text/plain")
+    audit.record(request, AccessEvent.Action.DOWNLOAD, link.study, share=link)
+    return study_zip_response(link.study)
