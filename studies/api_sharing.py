@@ -183,7 +183,9 @@ class AccessEventListView(generics.ListAPIView):
         events = audit.visible_events(self.request.user)
         params = self.request.query_params
         if params.get("study_uid"):
-            events = events.filter(study_uid=params["study_uid"][:64])
+            # A study the caller may not see is a 404, as everywhere else.
+            study = get_study_for_user(self.request.user, params["study_uid"][:64])
+            events = events.filter(study=study)
         if params.get("action"):
             if params["action"] not in AccessEvent.Action.values:
                 raise serializers.ValidationError(
