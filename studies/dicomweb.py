@@ -23,6 +23,7 @@ from pydicom.encaps import get_frame
 from pydicom.pixels import pixel_array
 
 from .models import Instance, Series, Study
+from .rendering import NotAnImage, RenderError, load_frame
 
 
 class DicomwebError(Exception):
@@ -39,6 +40,8 @@ EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
 IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
 # Stored encodings whose pixel bytes are already the native little-endian layout.
 NATIVE_LITTLE_ENDIAN = {IMPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_LITTLE_ENDIAN}
+# Stored encodings without compressed frames: their frames always travel as native little endian.
+NOT_ENCAPSULATED = NATIVE_LITTLE_ENDIAN | {"1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"}
 # Media type of a frame kept in its stored (compressed) encoding, as PS3.18 Table 8.7.3-2 names it.
 FRAME_MEDIA_TYPES = {
     "1.2.840.10008.1.2.5": "image/dicom-rle",
@@ -675,14 +678,14 @@ def frame_encoding(ranges: list[MediaRange], stored: str) -> FrameEncoding | Non
     native = FrameEncoding("application/octet-stream", EXPLICIT_VR_LITTLE_ENDIAN, keep_stored=False)
     if not ranges:
         return native
-    compressed = stored not in NATIVE_LITTLE_ENDIAN
+    compressed = stored not in NOT_ENCAPSULATED
     for media_range in ranges:
         generic = media_range.type in ("*/*", "multipart/*", "multipart/related", "application/octet-stream")
         if not generic and not media_range.type.startswith(("image/", "video/")):
             continue
         part_type, requested = media_range.part_type, media_range.transfer_syntax
         if type_matches(part_type, "application/octet-stream"):
-            if not compressed and same_encoding(requested, stored):
+            if not compressed and (stored not in NATIVE_LITTLE_ENDIAN or same_encoding(requested, stored)):
                 return native
             if compressed and requested in ("*", stored):
                 return FrameEncoding("application/octet-stream", stored, keep_stored=True)
@@ -925,19 +928,23 @@ class FrameReader:
         if element is None:
             raise DicomwebError("The instance has no pixel data.", status=404)
         self.value_tell = getattr(element, "value_tell", None)
-        self.number_of_frames = int(self.dataset.get("NumberOfFrames", 1) or 1)
-        self.frame_length = (
-            int(self.dataset.Rows)
-            * int(self.dataset.Columns)
-            * int(self.dataset.get("SamplesPerPixel", 1))
-            * int(self.dataset.BitsAllocated)
-            // 8
-        )
+        try:
+            self.number_of_frames = max(int(str(self.dataset.get("NumberOfFrames") or 1).strip() or 1), 1)
+            self.bits_allocated = int(self.dataset.BitsAllocated)
+            self.frame_length = (
+                int(self.dataset.Rows)
+                * int(self.dataset.Columns)
+                * int(self.dataset.get("SamplesPerPixel") or 1)
+                * self.bits_allocated
+                // 8
+            )
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise DicomwebError(f"The stored image header cannot describe its frames: {exc}", status=422) from None
 
     def stored(self, number: int) -> bytes:
         """Frame ``number`` (1-based) exactly as stored: native bytes or one compressed frame."""
         if self.transfer_syntax in NATIVE_LITTLE_ENDIAN and self.value_tell is not None:
-            if int(self.dataset.BitsAllocated) == 1:
+            if self.bits_allocated == 1:
                 return self.decoded(number)
             self.handle.seek(self.value_tell + (number - 1) * self.frame_length)
             data = self.handle.read(self.frame_length)
@@ -959,9 +966,13 @@ class FrameReader:
         self.handle.seek(0)
         try:
             array = pixel_array(self.handle, index=number - 1)
-        except (ValueError, RuntimeError, NotImplementedError, TypeError, AttributeError, KeyError, EOFError) as exc:
-            raise DicomwebError(f"Frame {number} cannot be decoded: {exc}", status=422) from None
-        if int(self.dataset.BitsAllocated) == 1:
+        except (ValueError, RuntimeError, NotImplementedError, TypeError, AttributeError, KeyError, EOFError):
+            # Deflated and big-endian files, and streams with defects the renderer knows how to repair.
+            try:
+                array, _ds = load_frame(self.handle, frame=number)
+            except (NotAnImage, RenderError) as exc:
+                raise DicomwebError(f"Frame {number} cannot be decoded: {exc}", status=422) from None
+        if self.bits_allocated == 1:
             return pack_bits(array)
         return array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
 

@@ -572,3 +572,43 @@ def test_native_frame_reader_matches_pydicom_pixel_array(physician):
     )
     expected = ds.pixel_array[1]
     assert np.array_equal(np.frombuffer(frames[0], dtype="<u2").reshape(5, 3), expected)
+
+
+CORPUS_FRAMES = [
+    ("image_dfl.dcm", 1),  # deflated
+    ("SC_rgb_small_odd_big_endian.dcm", 1),  # explicit VR big endian
+    ("liver_expb_1frame.dcm", 1),  # 1 bit per pixel, big endian
+    ("JPEG-lossy.dcm", 1),  # JPEG extended, 12 bits
+    ("JPEG-LL.dcm", 1),  # JPEG lossless
+    ("emri_small_jpeg_ls_lossless.dcm", 10),  # JPEG-LS, multi-frame
+    ("SC_rgb_jpeg_gdcm.dcm", 1),  # JPEG lossless, colour
+    ("MR_small_jp2klossless.dcm", 1),  # JPEG 2000 lossless
+    ("rtdose_rle.dcm", 15),  # RLE, 32 bits, multi-frame
+    ("SC_rgb_rle_2frame.dcm", 2),
+]
+
+
+@pytest.mark.parametrize(("name", "frames"), CORPUS_FRAMES)
+def test_frames_of_every_stored_encoding(physician, name, frames):
+    data = with_fresh_uid(get_testdata_file(name))
+    result = store(physician, data)
+    ds = dcmread(io.BytesIO(data))
+    base = (
+        f"/dicomweb/studies/{result.study_instance_uid}/series/{result.series_instance_uid}"
+        f"/instances/{result.sop_instance_uid}"
+    )
+    client = token_client(physician)
+    native = client.get(
+        f"{base}/frames/{frames}", headers={"Accept": 'multipart/related; type="application/octet-stream"'}
+    )
+    assert native.status_code == 200, native.content[:300]
+    body = b"".join(native.streaming_content)
+    samples, bits = int(ds.get("SamplesPerPixel", 1)), int(ds.BitsAllocated)
+    expected = ds.Rows * ds.Columns * samples * bits // 8 if bits > 1 else (ds.Rows * ds.Columns + 7) // 8
+    assert b"transfer-syntax=1.2.840.10008.1.2.1\r\n\r\n" in body
+    assert len(body.split(b"\r\n\r\n", 1)[1].rsplit(b"\r\n--", 1)[0]) == expected
+    stored = client.get(
+        f"{base}/frames/1", headers={"Accept": 'multipart/related; type="application/octet-stream"; transfer-syntax=*'}
+    )
+    assert stored.status_code == 200
+    assert b"".join(stored.streaming_content)
