@@ -200,6 +200,8 @@ export function bindInput(viewer, canvas, keyTarget) {
     if (!inViewer && !(onBody && document.querySelector("[data-viewer]") === viewer.root)) return;
     if (target !== keyTarget && target.matches && target.matches("input, select, textarea, [contenteditable]")) return;
     if (target.closest && target.closest("dialog")) return;
+    // Enter and Space on a toolbar button press that button.
+    if ((event.key === "Enter" || event.key === " ") && target.matches && target.matches("button, a, summary")) return;
     const found = actionForKey(event);
     if (!found) return;
     if (viewer.perform(found.action, found)) event.preventDefault();

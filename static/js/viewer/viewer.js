@@ -37,6 +37,7 @@ const PREFETCH_RADIUS = 400;
 const RENDERED_PREFETCH_RADIUS = 4;
 const MIN_ZOOM = 0.05;
 const MAX_ZOOM = 40;
+const FAILED_RETRY_MS = 5000;
 const EDIT_TOOLS = new Set(["select", "length", "angle", "ellipse", "arrow", "text"]);
 
 function cacheLimitBytes() {
@@ -110,7 +111,7 @@ export class Viewer {
     this.cache = new FrameCache(cacheLimitBytes());
     this.inFlight = new Map();
     this.queue = [];
-    this.failed = new Set();
+    this.failed = new Map(); // frame key -> time of the failure; retried after FAILED_RETRY_MS
     this.lutKey = "";
     this.lut = null;
     this.imageKey = "";
@@ -331,7 +332,7 @@ export class Viewer {
     const item = this.series && this.series.stack[i];
     if (!item) return null;
     const key = this.frameKey(item);
-    if (this.cache.has(key) || this.failed.has(key)) return null;
+    if (this.cache.has(key) || this.recentlyFailed(key)) return null;
     if (this.inFlight.has(key)) return this.inFlight.get(key);
     const seriesUid = this.series.uid;
     const promise = this.loadFrame(item, key)
@@ -349,8 +350,11 @@ export class Viewer {
         }
       })
       .catch((error) => {
-        this.failed.add(key);
-        if (this.current() === item) this.setStatus(`Could not load this image (${error.message})`);
+        this.failed.set(key, performance.now());
+        if (this.current() === item) {
+          this.setStatus(`Could not load this image (${error.message}); retrying…`);
+          setTimeout(() => this.requestRender(true), FAILED_RETRY_MS + 50);
+        }
       })
       .finally(() => {
         this.inFlight.delete(key);
@@ -358,6 +362,11 @@ export class Viewer {
       });
     this.inFlight.set(key, promise);
     return promise;
+  }
+
+  recentlyFailed(key) {
+    const at = this.failed.get(key);
+    return at !== undefined && performance.now() - at < FAILED_RETRY_MS;
   }
 
   pump() {
@@ -381,7 +390,7 @@ export class Viewer {
     }
     this.queue = order.filter((i) => {
       const key = this.frameKey(this.series.stack[i]);
-      return !this.cache.has(key) && !this.inFlight.has(key) && !this.failed.has(key);
+      return !this.cache.has(key) && !this.inFlight.has(key) && !this.recentlyFailed(key);
     });
     this.pump();
   }
@@ -638,7 +647,9 @@ export class Viewer {
       performance.mark("viewer:first-image");
       this.emit("first-image", { index: this.index });
     }
-    if (loaded && this.status.startsWith("Loading")) this.setStatus("");
+    if (loaded && (this.status.startsWith("Loading") || this.status.startsWith("Could not load this image"))) {
+      this.setStatus("");
+    }
     this.root.dataset.index = String(this.index);
     this.updateOverlay(item, loaded);
     this.emit("render", { index: this.index, loaded });
