@@ -2,6 +2,42 @@
 
 from __future__ import annotations
 
+from django.db.models import Q
+from django.urls import reverse
+
+from .models import OPEN_STATES, ConsultRequest, State
+from .notifications import unread_count
+
 
 def nav_items(user) -> list[dict]:
-    return []
+    """Worklist (offered + mine open) for specialists, My consults for physicians and patients,
+    Notifications (unread) for everyone."""
+    items: list[dict] = []
+    if user.is_specialist:
+        count = (
+            ConsultRequest.objects.worklist_for(user)
+            .filter(state__in=(State.SUBMITTED, State.ACCEPTED, State.INFO_REQUESTED))
+            .count()
+        )
+        items.append({"label": "Worklist", "url": reverse("consultations:worklist"), "key": "worklist", "count": count})
+    elif user.is_physician:
+        count = (
+            ConsultRequest.objects.filter(
+                Q(requester=user) | Q(participants__user=user, participants__removed_at__isnull=True)
+            )
+            .filter(state__in=(*OPEN_STATES, State.REPORTED))
+            .distinct()
+            .count()
+        )
+        items.append({"label": "My consults", "url": reverse("consultations:mine"), "key": "consults", "count": count})
+    elif user.is_patient:
+        items.append({"label": "My consults", "url": reverse("consultations:mine"), "key": "consults"})
+    items.append(
+        {
+            "label": "Notifications",
+            "url": reverse("consultations:notifications"),
+            "key": "notifications",
+            "count": unread_count(user),
+        }
+    )
+    return items

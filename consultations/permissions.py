@@ -57,3 +57,31 @@ def may_write_report(user, consult: ConsultRequest) -> bool:
         State.REPORTED,
         State.CLOSED,
     )
+
+
+def allowed_actions(user, consult: ConsultRequest) -> list[str]:
+    """The transitions this user may try now, for buttons and the API (the model re-checks)."""
+    actions: list[str] = []
+    is_requester = user.pk == consult.requester_id
+    referring = consult.may_requester_act(user)
+    state = consult.state
+    if is_requester and state in (State.DRAFT, State.DECLINED):
+        actions.append("submit")
+    if state == State.SUBMITTED and user.may_take_consults:
+        if consult.target_specialist_id == user.pk or (
+            not consult.target_specialist_id and consult.has_open_offer(user)
+        ):
+            actions += ["accept", "decline"]
+        elif consult.has_open_offer(user):
+            actions.append("decline")
+    if is_requester and state in (State.DRAFT, State.SUBMITTED, State.ACCEPTED, State.INFO_REQUESTED, State.DECLINED):
+        actions.append("cancel")
+    if user.pk == consult.assignee_id and state == State.ACCEPTED:
+        actions += ["request-info", "report"]
+    if referring and state == State.INFO_REQUESTED:
+        actions.append("answer-info")
+    if user.pk == consult.assignee_id and state in (State.REPORTED, State.CLOSED):
+        actions.append("addendum")
+    if (is_requester or user.is_admin) and state == State.REPORTED:
+        actions.append("close")
+    return actions

@@ -93,26 +93,32 @@ def broadcast_on_commit(consult_id: int, event: dict) -> None:
     transaction.on_commit(lambda: broadcast(consult_id, event))
 
 
+def save_message(consult: ConsultRequest, *, author, text: object, client_id: object = "") -> ChatMessage:
+    """Store a chat message once per ``client_id``; a resend returns the stored message."""
+    text = clean_text(text)
+    client_id = clean_client_id(client_id)
+    if not client_id:
+        return ChatMessage.objects.create(consult=consult, author=author, text=text)
+    try:
+        with transaction.atomic():
+            return ChatMessage.objects.create(consult=consult, author=author, text=text, client_id=client_id)
+    except IntegrityError:
+        # Sent before (a resend after a reconnect, or two tabs at once): keep the first.
+        return ChatMessage.objects.select_related("author").get(consult=consult, author=author, client_id=client_id)
+
+
+def message_event(message: ChatMessage) -> dict:
+    return {"type": "chat.message", "message": message_payload(message)}
+
+
 def do_post_message(consult: ConsultRequest, *, author, text: object, client_id: object = "") -> ChatMessage:
-    """Save a chat message (once per client_id) and broadcast it after commit.
+    """Save a chat message and broadcast it after commit.
 
     A resend of a stored ``client_id`` broadcasts the stored message again, so the sender gets its
     acknowledgement even when the first echo was lost with a dropped connection.
     """
-    text = clean_text(text)
-    client_id = clean_client_id(client_id)
-    message = None
-    if client_id:
-        message = ChatMessage.objects.filter(consult=consult, author=author, client_id=client_id).first()
-    if message is None:
-        try:
-            with transaction.atomic():
-                message = ChatMessage.objects.create(consult=consult, author=author, text=text, client_id=client_id)
-        except IntegrityError:
-            # The same client_id arrived twice at once (two tabs, two servers): keep the first.
-            message = ChatMessage.objects.get(consult=consult, author=author, client_id=client_id)
-    payload = message_payload(message)
-    broadcast_on_commit(consult.pk, {"type": "chat.message", "message": payload})
+    message = save_message(consult, author=author, text=text, client_id=client_id)
+    broadcast_on_commit(consult.pk, message_event(message))
     return message
 
 

@@ -155,9 +155,12 @@ class ConsultRoomConsumer(AsyncWebsocketConsumer):
     async def on_chat_message(self, frame: dict) -> None:
         if "text" not in frame:
             raise room.RoomError("missing_field", "chat.message needs text.")
-        await database_sync_to_async(room.do_post_message)(
+        # Saved (committed) first; the broadcast then goes out from here, without holding the
+        # database thread while the channel layer publishes.
+        message = await database_sync_to_async(room.save_message)(
             self.consult, author=self.user, text=frame["text"], client_id=frame.get("client_id", "")
         )
+        await self.channel_layer.group_send(self.group, room.message_event(message))
 
     async def on_history_before(self, frame: dict) -> None:
         before_id = frame.get("before_id")

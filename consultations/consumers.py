@@ -1,0 +1,51 @@
+"""``/ws/notifications/``: pushes the signed-in user's new notifications and unread count."""
+
+from __future__ import annotations
+
+from asgiref.sync import async_to_sync
+from channels.generic.websocket import JsonWebsocketConsumer
+
+from . import notifications
+from .groups import notifications_group
+
+FORBIDDEN = 4403
+
+
+class NotificationsConsumer(JsonWebsocketConsumer):
+    """Server -> client frames: ``notification.unread {unread}`` on join and after reads,
+    ``notification {notification, unread}`` for each new one. Client -> server:
+    ``notification.read {ids?}`` marks some (or all) read."""
+
+    def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated or not user.is_active:
+            self.accept()
+            self.close(code=FORBIDDEN)
+            return
+        self.user = user
+        self.group = notifications_group(user.pk)
+        self.channel_layer_add()
+        self.accept()
+        self.send_json({"type": "notification.unread", "unread": notifications.unread_count(user)})
+
+    def channel_layer_add(self) -> None:
+        async_to_sync(self.channel_layer.group_add)(self.group, self.channel_name)
+        self.groups.append(self.group)
+
+    def receive_json(self, content, **kwargs) -> None:
+        if not isinstance(content, dict) or content.get("type") != "notification.read":
+            self.send_json({"type": "error", "code": "unknown_type", "message": "Send notification.read."})
+            return
+        ids = content.get("ids")
+        if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, int) for i in ids)):
+            self.send_json({"type": "error", "code": "bad_ids", "message": "ids must be a list of integers."})
+            return
+        if not notifications.mark_read(self.user, ids):
+            # Nothing changed, so no group push follows: answer this tab directly.
+            self.send_json({"type": "notification.unread", "unread": notifications.unread_count(self.user)})
+
+    def notification_created(self, event: dict) -> None:
+        self.send_json({"type": "notification", "notification": event["notification"], "unread": event["unread"]})
+
+    def notification_unread(self, event: dict) -> None:
+        self.send_json({"type": "notification.unread", "unread": event["unread"]})
