@@ -1,6 +1,6 @@
 """Browser fixtures: Playwright's sync API driving Debian's chromium against a real daphne.
 
-- ``browser``: one headless chromium for the session.
+- ``browser``: one headless chromium per test module (see ``playwright_driver`` for why not per session).
 - ``browser_context()``: a fresh context (own cookies) whose relative URLs go to the live server;
   ``browser_context(base_url=live_server_mfa_url)`` for the MFA-required server.
 - ``page``: a page in a fresh context.
@@ -62,7 +62,10 @@ def _e2e_database(transactional_db, monkeypatch):
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while the driver runs, this thread has a running asyncio loop, which
+# makes Django refuse ORM calls and async_to_sync in every other test. Stopping it after each module
+# leaves the tests that follow untouched.
+@pytest.fixture(scope="module")
 def playwright_driver():
     executable = chromium_path()
     if executable is None:
@@ -76,7 +79,7 @@ def playwright_driver():
     driver.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright_driver):
     browser = playwright_driver.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True)
     yield browser
