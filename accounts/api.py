@@ -7,13 +7,13 @@ from django.conf import settings
 from django.contrib.auth import authenticate
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
+from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import throttle
-from .authentication import BearerlessTokenAuthentication
 from .mfa import has_code_mfa, has_mfa, verify_code
 
 
@@ -95,8 +95,8 @@ class TokenView(APIView):
         responses={204: None, 401: OpenApiResponse(description="No valid token in the Authorization header")},
     )
     def delete(self, request):
-        """Revoke the token sent in the Authorization header."""
-        authenticator = BearerlessTokenAuthentication()
+        """Revoke the token sent in the Authorization header (also one whose user still lacks MFA)."""
+        authenticator = TokenAuthentication()
         try:
             result = authenticator.authenticate(request)
         except exceptions.AuthenticationFailed as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from allauth.mfa.models import Authenticator
+from django.conf import settings
 
 
 def has_mfa(user) -> bool:
@@ -29,3 +30,17 @@ def verify_code(user, code: str) -> bool:
             authenticator.record_usage()
             return True
     return False
+
+
+def must_set_up_mfa(user) -> bool:
+    """True when policy requires a second factor for this signed-in user and they have none yet.
+
+    Such a user reaches only the pages that set one up: no other page, API call or WebSocket.
+    """
+    return bool(
+        settings.TELECONSULT_MFA_REQUIRED
+        and user is not None
+        and user.is_authenticated
+        and user.needs_mfa
+        and not has_mfa(user)
+    )

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.http import JsonResponse
 from django.shortcuts import redirect
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from .mfa import has_mfa
+from .mfa import must_set_up_mfa
 
 # Paths a user without MFA may still reach: allauth's pages (MFA setup itself, reauthentication,
 # email confirmation, signing out), static files, and the token endpoint (it checks MFA itself).
@@ -17,17 +16,6 @@ API_PREFIXES = ("/api/", "/dicomweb/")
 # Where the user was going when sent to set up MFA; the recovery-codes page links back to it.
 SESSION_NEXT_KEY = "mfa_setup_next"
 SETUP_MESSAGE = "Set up two-factor authentication on the Security page before using the portal."
-
-
-def must_set_up_mfa(user) -> bool:
-    """True when policy requires a second factor for this signed-in user and they have none yet."""
-    return bool(
-        settings.TELECONSULT_MFA_REQUIRED
-        and user is not None
-        and user.is_authenticated
-        and user.needs_mfa
-        and not has_mfa(user)
-    )
 
 
 class RequireMFAMiddleware:

@@ -7,6 +7,8 @@ from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
 from django.contrib.auth.models import AnonymousUser
 
+from .mfa import must_set_up_mfa
+
 
 @database_sync_to_async
 def user_for_token(key: str):
@@ -27,6 +29,9 @@ class _TokenHeaderMiddleware(BaseMiddleware):
         if keyword == "Token" and key:
             user = await user_for_token(key.strip())
             scope["user"] = user or AnonymousUser()
+        # Someone who must first set up a second factor joins no room, by session or by token.
+        if await database_sync_to_async(must_set_up_mfa)(scope.get("user")):
+            scope["user"] = AnonymousUser()
         return await super().__call__(scope, receive, send)
 
 

@@ -134,3 +134,72 @@ def test_static_files_are_served_while_setup_is_pending(client, mfa_required, ph
     sign_in(client, physician, password)
     response = client.get("/static/js/mfa-webauthn.js")
     assert response.status_code == 200
+
+
+def test_token_issued_before_the_policy_is_refused_until_mfa_is_set_up(api_client, settings, physician, password):
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.create(user=physician)
+    settings.TELECONSULT_MFA_REQUIRED = True
+    response = api_client.get("/api/v1/me/", HTTP_AUTHORIZATION=f"Token {token.key}")
+    assert response.status_code == 401
+    assert "two-factor" in response.json()["detail"]
+    # The owner can still revoke it.
+    assert api_client.delete("/api/v1/auth/token/", HTTP_AUTHORIZATION=f"Token {token.key}").status_code == 204
+    assert not Token.objects.filter(key=token.key).exists()
+
+
+def _websocket_user(headers: list[tuple[bytes, bytes]]) -> str:
+    """The user a WebSocket consumer sees after our authentication middleware."""
+    from asgiref.sync import async_to_sync
+    from channels.generic.websocket import JsonWebsocketConsumer
+    from channels.testing import WebsocketCommunicator
+
+    from accounts.websocket import TokenOrSessionAuthMiddleware
+
+    class WhoAmI(JsonWebsocketConsumer):
+        def connect(self):
+            self.accept()
+            user = self.scope["user"]
+            self.send_json({"user": user.email if user.is_authenticated else "anonymous"})
+
+    async def exchange():
+        communicator = WebsocketCommunicator(TokenOrSessionAuthMiddleware(WhoAmI.as_asgi()), "/ws/x/", headers=headers)
+        connected, _ = await communicator.connect()
+        assert connected
+        message = await communicator.receive_json_from()
+        await communicator.disconnect()
+        return message["user"]
+
+    return async_to_sync(exchange)()
+
+
+def test_websocket_token_user_without_required_mfa_is_anonymous(transactional_db, settings):
+    from rest_framework.authtoken.models import Token
+
+    from tests.factories import UserFactory
+
+    doctor = UserFactory(role="physician", email="ws.doc@example.com")
+    patient = UserFactory(role="patient", email="ws.patient@example.com")
+    doctor_token, patient_token = Token.objects.create(user=doctor), Token.objects.create(user=patient)
+
+    settings.TELECONSULT_MFA_REQUIRED = False
+    assert _websocket_user([(b"authorization", f"Token {doctor_token.key}".encode())]) == doctor.email
+    settings.TELECONSULT_MFA_REQUIRED = True
+    assert _websocket_user([(b"authorization", f"Token {doctor_token.key}".encode())]) == "anonymous"
+    assert _websocket_user([(b"authorization", f"Token {patient_token.key}".encode())]) == patient.email
+
+
+def test_websocket_session_user_without_required_mfa_is_anonymous(transactional_db, settings, client):
+    from django.conf import settings as django_settings
+
+    from tests.factories import UserFactory
+
+    doctor = UserFactory(role="physician", email="ws.session@example.com")
+    client.force_login(doctor)
+    cookie = f"{django_settings.SESSION_COOKIE_NAME}={client.cookies[django_settings.SESSION_COOKIE_NAME].value}"
+    headers = [(b"cookie", cookie.encode())]
+    settings.TELECONSULT_MFA_REQUIRED = False
+    assert _websocket_user(headers) == doctor.email
+    settings.TELECONSULT_MFA_REQUIRED = True
+    assert _websocket_user(headers) == "anonymous"
