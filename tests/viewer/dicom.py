@@ -11,6 +11,7 @@ from pydicom.uid import (
     DigitalXRayImageStorageForPresentation,
     ExplicitVRLittleEndian,
     UltrasoundMultiFrameImageStorage,
+    XRayAngiographicImageStorage,
     generate_uid,
 )
 
@@ -107,6 +108,22 @@ def us_rgb_clip(study_uid: str, frames: int = 4, size: int = 64) -> Dataset:
     data = np.zeros((frames, size, size, 3), dtype=np.uint8)
     for f in range(frames):
         data[f, 20:40, 5 + f * 8 : 25 + f * 8, 0] = 255
+    ds.PixelData = data.tobytes()
+    return ds
+
+
+def xa_multiframe(study_uid: str, frames: int = 3, size: int = 32) -> Dataset:
+    """An 8-bit grayscale angiography run: frame n is filled with the value 50 * n."""
+    ds = _base(XRayAngiographicImageStorage, "XA", study_uid, 4, "Angio run")
+    ds.Rows = ds.Columns = size
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    ds.NumberOfFrames = frames
+    ds.FrameTime = 100
+    data = np.stack([np.full((size, size), 50 * (f + 1), dtype=np.uint8) for f in range(frames)])
     ds.PixelData = data.tobytes()
     return ds
 

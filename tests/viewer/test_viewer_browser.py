@@ -55,7 +55,7 @@ def browser():
 def study_uid(browser, physician, patient_user, tmp_path, settings):
     settings.MEDIA_ROOT = tmp_path / "media"
     uid = "1.2.826.0.1.3680043.10.543.4242"
-    datasets = [*dicom.ct_slices(uid), dicom.dx_monochrome1(uid), dicom.us_rgb_clip(uid)]
+    datasets = [*dicom.ct_slices(uid), dicom.dx_monochrome1(uid), dicom.us_rgb_clip(uid), dicom.xa_multiframe(uid)]
     for path in dicom.write(datasets, tmp_path / "in"):
         result = ingest_file(path, filename=path.name, user=physician)
         assert result.status == "stored", result.reason
@@ -244,7 +244,7 @@ def test_patient_gets_read_only_viewer(open_viewer, patient_user, study_uid):
 def test_xray_uses_imager_spacing_and_colour_clip_uses_rendered_frames(open_viewer, physician, study_uid):
     page = open_viewer(physician, study_uid)
     series = page.evaluate(f"{VIEWER}.seriesList.map((s) => [s.modality, s.uid])")
-    assert [m for m, _ in series] == ["CT", "DX", "US"]
+    assert [m for m, _ in series] == ["CT", "DX", "US", "XA"]
 
     page.click(f"[data-series='{series[1][1]}']")
     page.wait_for_function(
@@ -309,3 +309,38 @@ def test_phone_swipe_scrolls_and_pinch_zooms(browser, live_server, physician, st
         assert page.evaluate(f"{VIEWER}.index") == 2
     finally:
         context.close()
+
+
+def test_grayscale_multiframe_is_windowed_in_the_browser_and_plays_as_cine(open_viewer, physician, study_uid):
+    page = open_viewer(physician, study_uid)
+    xa = page.evaluate(f"{VIEWER}.seriesList.find((s) => s.modality === 'XA').uid")
+    page.click(f"[data-series='{xa}']")
+    page.wait_for_function(f"() => {VIEWER}.series.modality === 'XA' && {VIEWER}.shown && {VIEWER}.shown.pixels")
+    assert page.evaluate(f"{VIEWER}.series.stack.length") == 3
+    assert page.evaluate(f"{VIEWER}.cine.fps") == 10  # from FrameTime 100 ms
+    page.keyboard.press("End")
+    page.wait_for_function(f"() => {VIEWER}.shown.frame === 3")
+    assert page.evaluate(f"{VIEWER}.shown.pixels[0]") == 150
+    assert "Fr 3 / 3" in overlay(page, "bl")
+    page.keyboard.press(" ")
+    page.wait_for_function(f"() => {VIEWER}.index === 0")
+    page.wait_for_function(f"() => {VIEWER}.index === 1")
+    page.keyboard.press(" ")
+    assert page.evaluate(f"{VIEWER}.cine.playing") is False
+    assert page.errors == []
+
+
+def test_pointer_events_remote_pointers_and_save_state(open_viewer, physician, study_uid):
+    page = open_viewer(physician, study_uid)
+    page.evaluate(f"() => {{ window.pointers = []; {VIEWER}.on('pointer', (p) => window.pointers.push(p)); }}")
+    page.mouse.move(*screen(page, 100, 50))
+    page.wait_for_function("() => window.pointers.length > 0")
+    last = page.evaluate("window.pointers[window.pointers.length - 1]")
+    assert abs(last["x"] - 100) < 1 and abs(last["y"] - 50) < 1
+    assert last["frame"] == 1
+    page.evaluate(f"{VIEWER}.showPointer(7, {{x: 20, y: 20}}, 'Dr Remote')")
+    assert page.evaluate(f"{VIEWER}.remotePointers.size") == 1
+    page.evaluate(f"{VIEWER}.hidePointer(7)")
+    page.evaluate(f"{VIEWER}.setSaveState('Not saved: retrying', 'bad')")
+    assert page.locator("[data-save-state]").inner_text() == "Not saved: retrying"
+    assert page.errors == []

@@ -108,6 +108,7 @@ export function bindInput(viewer, canvas, keyTarget) {
 
   canvas.addEventListener("pointermove", (event) => {
     const point = local(event);
+    viewer.pointerMoved(point);
     if (!pointers.has(event.pointerId)) {
       viewer.tools.hover(point);
       return;

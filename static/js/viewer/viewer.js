@@ -14,6 +14,9 @@
 //     pan is in image pixels. applyViewState does not emit "view:change" (no relay echo).
 //   viewer.setAnnotations(list), getAnnotations(), upsertAnnotation(a), removeAnnotation(id):
 //     changes from elsewhere (saved or live); they do not emit "annotation:change".
+//   "pointer" ({x, y, instance_uid, frame}) in image pixels as the mouse moves (once per frame);
+//     viewer.showPointer(key, {x, y}, label) / hidePointer(key) draw other participants' pointers.
+//   viewer.setSaveState(text, kind) shows "saved" / "saving…" / "not saved" (kind: ok|busy|bad).
 
 import { DicomWebClient, instanceInfo, sortInstances } from "./dicomweb.js";
 import {
@@ -123,6 +126,8 @@ export class Viewer {
     this.cine = { playing: false, fps: 15, last: 0, waitingSince: 0 };
     this.renderedTimer = null;
     this.openToken = 0;
+    this.remotePointers = new Map();
+    this.pointerPending = null;
 
     this.canvas = root.querySelector("[data-canvas]");
     this.ctx = this.canvas.getContext("2d");
@@ -640,7 +645,14 @@ export class Viewer {
       ctx.imageSmoothingEnabled = s < 4;
       ctx.drawImage(this.imageCanvas, origin[0], origin[1], item.info.columns * s, item.info.rows * s);
     }
-    if (item && loaded) this.tools.draw(ctx);
+    if (item && loaded) {
+      this.tools.draw(ctx);
+      this.drawRemotePointers(ctx);
+    }
+    if (this.pointerPending) {
+      this.emit("pointer", this.pointerPending);
+      this.pointerPending = null;
+    }
     if (loaded && !this.firstImage) {
       this.firstImage = true;
       this.root.dataset.state = "ready";
@@ -699,6 +711,53 @@ export class Viewer {
   fail(message) {
     this.setStatus(message);
     this.emit("error", { message });
+  }
+
+  // ---- shared pointers and save state -------------------------------------------------------
+
+  pointerMoved(screen) {
+    const item = this.current();
+    const listeners = this.listeners.get("pointer");
+    if (!item || !listeners || listeners.size === 0) return;
+    const [x, y] = this.toImage(screen);
+    this.pointerPending = { x, y, instance_uid: item.info.sopInstanceUid, frame: item.frame };
+    this.requestRender(false);
+  }
+
+  showPointer(key, point, label = "") {
+    this.remotePointers.set(String(key), { x: Number(point.x), y: Number(point.y), label: String(label || "") });
+    this.requestRender(false);
+  }
+
+  hidePointer(key) {
+    this.remotePointers.delete(String(key));
+    this.requestRender(false);
+  }
+
+  drawRemotePointers(ctx) {
+    for (const { x, y, label } of this.remotePointers.values()) {
+      if (!Number.isFinite(x) || !Number.isFinite(y)) continue;
+      const [sx, sy] = this.toScreen([x, y]);
+      ctx.beginPath();
+      ctx.arc(sx, sy, 6, 0, 2 * Math.PI);
+      ctx.lineWidth = 2;
+      ctx.strokeStyle = "#ff5fa2";
+      ctx.stroke();
+      if (label) {
+        ctx.font = "12px system-ui, sans-serif";
+        ctx.fillStyle = "#ff5fa2";
+        ctx.textBaseline = "top";
+        ctx.fillText(label, sx + 9, sy + 4);
+      }
+    }
+  }
+
+  setSaveState(text, kind = "") {
+    const el = this.root.querySelector("[data-save-state]");
+    if (!el) return;
+    el.textContent = text || "";
+    el.dataset.kind = kind;
+    el.hidden = !text;
   }
 
   // ---- cine -----------------------------------------------------------------------------------
@@ -905,6 +964,10 @@ export class Viewer {
   bindControls() {
     this.coarseDefault = this.tool === "scroll";
     this.root.addEventListener("click", (event) => {
+      // After a mouse click on a control, keys go back to the image (a keyboard press keeps focus).
+      if (event.detail > 0 && event.target.closest("button")) {
+        this.root.querySelector("[data-viewport]")?.focus({ preventScroll: true });
+      }
       const toolButton = event.target.closest("[data-tool]");
       if (toolButton && this.root.contains(toolButton)) {
         this.setTool(toolButton.dataset.tool);
