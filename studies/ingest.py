@@ -228,7 +228,8 @@ def _ingest(fp: BinaryIO, *, filename: str, user, study_uid: str | None) -> Inge
             **uids,
         )
     _check_pixel_data(ds, layout, uids)
-    metadata = _metadata(ds, layout, uids)
+    metadata, metadata_warnings = _metadata(ds, layout, uids)
+    read_warnings += metadata_warnings
     fields = _instance_fields(ds, layout, transfer_syntax)
 
     existing = _existing(uids["sop_instance_uid"])
@@ -641,38 +642,40 @@ def _strip_bulk_marks(node: Any) -> Any:
     return node
 
 
-def _metadata(ds: Dataset, layout: _Layout, uids: dict[str, str]) -> dict:
-    """The header as DICOM JSON. Bulk data (pixel data, large binary values) keeps only its VR,
-    so DICOMweb can answer with a BulkDataURI for it."""
-    header = Dataset()
-    bulk: dict[str, dict] = {}
+def _metadata(ds: Dataset, layout: _Layout, uids: dict[str, str]) -> tuple[dict, list[str]]:
+    """The header as DICOM JSON, and the elements left out because their values are invalid.
+
+    Bulk data (pixel data, large binary values) keeps only its VR, so DICOMweb can answer with a
+    BulkDataURI for it. Elements are converted one by one rather than with pydicom's
+    ``suppress_invalid_tags``, which switches pydicom's process-wide validation to "raise" while it
+    runs and so would make uploads read in other threads at that moment fail.
+    """
+    document: dict[str, dict] = {}
+    left_out: list[str] = []
     try:
         for tag in list(ds.keys()):
+            key = f"{int(tag):08X}"
             raw = ds.get_item(tag, keep_deferred=True)
             if isinstance(raw, RawDataElement) and raw.value is None and raw.length > BULK_DATA_THRESHOLD:
                 vr = raw.VR or _dictionary_vr(int(tag)) or "UN"
                 if vr in BULK_VRS:
-                    bulk[f"{int(tag):08X}"] = {"vr": vr}
+                    document[key] = {"vr": vr}
                     continue
-            header.add(ds[tag])
-        document = header.to_json_dict(
-            bulk_data_threshold=BULK_DATA_THRESHOLD,
-            bulk_data_element_handler=lambda element: _BULK_MARK,
-            suppress_invalid_tags=True,
-        )
+            try:
+                document[key] = ds[tag].to_json_dict(lambda element: _BULK_MARK, BULK_DATA_THRESHOLD)
+            except RecursionError:
+                raise
+            except Exception:
+                left_out.append(_tag_name(int(tag)))
     except RecursionError:
         raise IngestRefusedError(
             "too_deep", "Sequences are nested too deeply to read; this is refused.", **uids
         ) from None
-    except IngestRefusedError:
-        raise
-    except Exception as exc:
-        raise IngestRefusedError("corrupt", f"The DICOM header could not be converted: {exc}", **uids) from None
     document = _strip_bulk_marks(document)
-    document.update(bulk)
     if layout.pixel_tag is not None:
         document[f"{layout.pixel_tag:08X}"] = {"vr": layout.pixel_vr or "OW"}
-    return dict(sorted(document.items()))
+    notes = [f"invalid values left out of the metadata: {', '.join(left_out[:10])}"] if left_out else []
+    return dict(sorted(document.items())), notes
 
 
 def _instance_fields(ds: Dataset, layout: _Layout, transfer_syntax: str) -> dict:

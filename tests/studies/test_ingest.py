@@ -260,3 +260,19 @@ def test_document_without_pixels_is_marked_as_having_no_image(physician, django_
         result = ingest_file(io.BytesIO(f.make_sr()), filename="sr.dcm", user=physician)
 
     assert Instance.objects.get(pk=result.instance_id).status == Instance.Status.NO_IMAGE
+
+
+def test_invalid_values_are_left_out_of_metadata_without_switching_pydicom_to_strict(physician, monkeypatch):
+    from pydicom import config
+    from pydicom.data import get_testdata_file
+
+    def strict_reading_is_process_wide():
+        raise AssertionError("strict reading would make uploads in other threads fail")
+
+    monkeypatch.setattr(config, "strict_reading", strict_reading_is_process_wide)
+    result = ingest_file(get_testdata_file("badVR.dcm"), filename="badVR.dcm", user=physician)
+
+    assert result.status == "stored", result
+    assert result.coerced is True
+    assert "(0028,0008)" in result.reason
+    assert "00280008" not in Instance.objects.get().metadata
