@@ -24,7 +24,9 @@ _JSON_SCRIPT_ESCAPES = {ord("<"): "\\u003C", ord(">"): "\\u003E", ord("&"): "\\u
 
 
 def viewer_is_read_only(user) -> bool:
-    """Patients look at their images; clinicians may also measure and annotate."""
+    """Patients and share-link visitors look at the images; clinicians may also measure and annotate."""
+    if user is None or not user.is_authenticated:
+        return True
     return not (user.is_physician or user.is_specialist or user.is_admin)
 
 
@@ -84,10 +86,16 @@ def first_image_json(study: Study, series_uid: str = "") -> str:
     return ""
 
 
-def viewer_context(user, study: Study, *, read_only: bool | None = None, series_uid: str = "") -> dict:
-    """What templates/viewer/_viewer.html needs; ``read_only`` defaults to the user's role."""
+def viewer_context(
+    user, study: Study, *, read_only: bool | None = None, series_uid: str = "", dicomweb_root: str = "/dicomweb"
+) -> dict:
+    """What templates/viewer/_viewer.html needs; ``read_only`` defaults to the user's role.
+
+    ``dicomweb_root`` lets a page serve the images from elsewhere (e.g. a share link's own
+    DICOMweb prefix); the browser appends /studies/... to it."""
     return {
         "study": study,
+        "dicomweb_root": dicomweb_root,
         "read_only": viewer_is_read_only(user) if read_only is None else read_only,
         "series_uid": series_uid,
         "series_json": series_list_json(study),

@@ -146,3 +146,28 @@ def test_study_without_images_embeds_no_first_image(client, study, physician):
     client.force_login(physician)
     html = client.get(viewer_url(study)).content.decode()
     assert "data-first-instance" not in html
+
+
+def test_viewer_context_for_share_link_pages_is_read_only_for_anonymous_visitors(study):
+    from django.contrib.auth.models import AnonymousUser
+    from django.template.loader import render_to_string
+
+    from studies.viewer_views import viewer_context
+
+    context = viewer_context(AnonymousUser(), study, dicomweb_root="/share/abc/dicomweb")
+    assert context["read_only"] is True
+    html = render_to_string("viewer/_viewer.html", context)
+    attrs = viewer_attrs(html)
+    assert attrs["read-only"] == "true"
+    assert attrs["dicomweb-root"] == "/share/abc/dicomweb"
+    assert 'data-tool="length"' not in html
+
+
+def test_specialist_may_annotate(client, study, specialist):
+    from studies.models import AccessGrant
+    from studies.permissions import grant_access
+
+    grant_access(user=specialist, study=study, reason=AccessGrant.Reason.CONSULT, source="c1")
+    client.force_login(specialist)
+    html = client.get(viewer_url(study)).content.decode()
+    assert viewer_attrs(html)["read-only"] == "false"
