@@ -106,7 +106,10 @@ export function instanceInfo(dataset) {
   };
 }
 
-/** Instances in display order: along the slice normal when positions are known, else InstanceNumber. */
+/**
+ * Instances in display order: along the slice normal when positions are known (in the direction
+ * in which InstanceNumber grows, so the scanner's first image comes first), else by InstanceNumber.
+ */
 export function sortInstances(infos) {
   const withGeometry = infos.every((i) => i.position && i.orientation && i.orientation.length === 6);
   if (withGeometry && infos.length > 1) {
@@ -115,7 +118,11 @@ export function sortInstances(infos) {
     const along = (i) => i.position[0] * normal[0] + i.position[1] * normal[1] + i.position[2] * normal[2];
     const keys = new Set(infos.map(along));
     if (keys.size === infos.length) {
-      return [...infos].sort((x, y) => along(x) - along(y) || (x.instanceNumber ?? 0) - (y.instanceNumber ?? 0));
+      const sorted = [...infos].sort((x, y) => along(x) - along(y));
+      const first = sorted[0].instanceNumber;
+      const last = sorted[sorted.length - 1].instanceNumber;
+      if (first !== null && last !== null && first > last) sorted.reverse();
+      return sorted;
     }
   }
   return [...infos].sort((x, y) => (x.instanceNumber ?? 0) - (y.instanceNumber ?? 0));

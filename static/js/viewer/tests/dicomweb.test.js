@@ -78,7 +78,12 @@ test("instances sort along the slice normal, else by number", () => {
   const a = { instanceNumber: 1, position: [0, 0, 10], orientation };
   const b = { instanceNumber: 2, position: [0, 0, -5], orientation };
   const c = { instanceNumber: 3, position: [0, 0, 0], orientation };
-  assert.deepEqual(sortInstances([a, b, c]).map((i) => i.instanceNumber), [2, 3, 1]);
+  // Position order is b (-5), c (0), a (10); InstanceNumber falls along it, so it is reversed.
+  assert.deepEqual(sortInstances([a, b, c]).map((i) => i.instanceNumber), [1, 3, 2]);
+  const head = [3, 1, 2].map((n) => ({ instanceNumber: n, position: [0, 0, -n], orientation }));
+  assert.deepEqual(sortInstances(head).map((i) => i.instanceNumber), [1, 2, 3]);
+  const feet = [3, 1, 2].map((n) => ({ instanceNumber: n, position: [0, 0, n], orientation }));
+  assert.deepEqual(sortInstances(feet).map((i) => i.instanceNumber), [1, 2, 3]);
   const d = { instanceNumber: 2 };
   const e = { instanceNumber: 1 };
   assert.deepEqual(sortInstances([d, e]).map((i) => i.instanceNumber), [1, 2]);
