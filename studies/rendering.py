@@ -25,7 +25,7 @@ from django.core.files.storage import default_storage
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate, generate_fragments, get_frame
-from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi, pixel_array
+from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi, get_decoder, pixel_array
 from pydicom.uid import (
     HTJ2K,
     JPEG2000,
@@ -155,13 +155,44 @@ def _decode(ds: Dataset, source: Source, frame: int, fit: tuple[int, int] | None
     if not isinstance(source, str | os.PathLike | Dataset):
         source.seek(0)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return pixel_array(source, index=frame - 1)
+        return _pixel_array(source, frame - 1, _transfer_syntax(ds))
     except MemoryError:
         raise RenderError(f"Not enough memory to decode frame {frame}")
     except Exception as exc:
         return _decode_repaired(ds, source, frame, exc)
+
+
+def is_decoder_panic(exc: BaseException) -> bool:
+    """Rust decoders (pyo3) raise PanicException, a BaseException, on some corrupt input."""
+    return type(exc).__name__ == "PanicException"
+
+
+def _pixel_array(src: Source, index: int, transfer_syntax: UID) -> np.ndarray:
+    """pydicom's pixel_array, where a panicking decoder plugin does not stop the others from
+    being tried (pydicom moves on to the next plugin only after an Exception)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return pixel_array(src, index=index)
+    except BaseException as exc:
+        if not is_decoder_panic(exc):
+            raise
+        panic = exc
+    others = get_decoder(transfer_syntax).available_plugins if transfer_syntax.is_compressed else ()
+    for plugin in others:
+        if plugin == "pylibjpeg":  # the plugin that panicked (its RLE and J2K decoders are in Rust/C)
+            continue
+        if not isinstance(src, str | os.PathLike | Dataset):
+            src.seek(0)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return pixel_array(src, index=index, decoding_plugin=plugin)
+        except BaseException as exc:
+            if not (isinstance(exc, Exception) or is_decoder_panic(exc)):
+                raise
+            # each remaining plugin gets its chance; the first panic is the reason reported
+    raise RuntimeError(f"the decoder failed on corrupt data: {panic}")
 
 
 def _encapsulated_frame(ds: Dataset, source: Source, frame: int) -> bytes:
@@ -260,6 +291,21 @@ def _decode_repaired(ds: Dataset, source: Source, frame: int, error: Exception) 
     except Exception as exc:
         raise RenderError(_describe_decode_error(ds, frame, error)) from exc
     transfer_syntax = _transfer_syntax(full)
+    try:
+        repaired, index = _repaired_dataset(full, ds, keyword, data, transfer_syntax, frame, error)
+        return _pixel_array(repaired, index, _transfer_syntax(repaired))
+    except RenderError:
+        raise
+    except MemoryError:
+        raise RenderError(f"Not enough memory to decode frame {frame}")
+    except Exception as exc:
+        raise RenderError(_describe_decode_error(ds, frame, error)) from exc
+
+
+def _repaired_dataset(
+    full: Dataset, ds: Dataset, keyword: str, data: bytes, transfer_syntax: UID, frame: int, error: Exception
+) -> tuple[Dataset, int]:
+    """A minimal data set holding the frame's pixel data, repaired; and the frame's index in it."""
     repaired = Dataset()
     repaired.file_meta = FileMetaDataset()
     repaired.file_meta.TransferSyntaxUID = (
@@ -267,33 +313,23 @@ def _decode_repaired(ds: Dataset, source: Source, frame: int, error: Exception) 
     )
     for elem in full.group_dataset(0x0028):
         repaired.add(elem)
-    if transfer_syntax.is_encapsulated:
-        frames = _count_encapsulated_frames(ds, data)
-        if frame > frames:
-            raise RenderError(f"Frame {frame} is missing: the pixel data holds {frames} frame(s)") from error
-        try:
-            fragment = get_frame(data, frame - 1, number_of_frames=frames)
-        except Exception as exc:
-            raise RenderError(_describe_decode_error(ds, frame, error)) from exc
-        patch = _STREAM_REPAIRS.get(transfer_syntax)
-        if patch is not None:
-            fragment = patch(fragment, int(ds.Rows), int(ds.Columns))
-        repaired.NumberOfFrames = 1
-        repaired.PixelData = encapsulate([fragment])
-        index = 0
-    else:
+    if not transfer_syntax.is_encapsulated:
         data = _complete_native(ds, data, frame, error)
         repaired.NumberOfFrames = _native_frame_count(ds, len(data))
         setattr(repaired, keyword, data)
-        index = frame - 1
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return pixel_array(repaired, index=index)
-    except MemoryError:
-        raise RenderError(f"Not enough memory to decode frame {frame}")
-    except Exception as exc:
-        raise RenderError(_describe_decode_error(ds, frame, error)) from exc
+        return repaired, frame - 1
+    frames = _count_encapsulated_frames(ds, data)
+    if frame > frames:
+        raise RenderError(f"Frame {frame} is missing: the pixel data holds {frames} frame(s)") from error
+    fragment = get_frame(data, frame - 1, number_of_frames=frames)
+    if not fragment:
+        raise RenderError(f"Frame {frame} is empty in the pixel data") from error
+    patch = _STREAM_REPAIRS.get(transfer_syntax)
+    if patch is not None:
+        fragment = patch(fragment, int(ds.Rows), int(ds.Columns))
+    repaired.NumberOfFrames = 1
+    repaired.PixelData = encapsulate([fragment])
+    return repaired, 0
 
 
 def _read_whole(source: Source, error: Exception, ds: Dataset, frame: int) -> Dataset:
@@ -767,7 +803,7 @@ def _to_image(arr: np.ndarray, ds: Dataset, frame: int, window: tuple[float, flo
         arr = arr[..., 0]
     if arr.ndim != 2:
         raise RenderError(f"Unexpected decoded frame shape {arr.shape} for {samples} sample(s) per pixel")
-    if photometric == "PALETTE COLOR" and window is None:
+    if photometric == "PALETTE COLOR":  # the palette defines the colours; a window does not apply
         return Image.fromarray(np.ascontiguousarray(_palette(arr, ds, frame)), mode="RGB")
     unit = _grayscale(arr, ds, frame, window)
     inverse = photometric == "MONOCHROME1"

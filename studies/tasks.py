@@ -46,7 +46,9 @@ def render_instance(*, instance_pk: int) -> None:
         try:
             with transaction.atomic():
                 rendering.make_thumbnail(instance)
-        except Exception as exc:
+        except BaseException as exc:
+            if not (isinstance(exc, Exception) or rendering.is_decoder_panic(exc)):
+                raise
             logger.exception("Rendering instance %s failed", instance_pk)
             instance.mark_failed(reason=f"Rendering failed: {type(exc).__name__}: {exc}")
 

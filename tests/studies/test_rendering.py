@@ -546,3 +546,48 @@ def test_document_without_image_attributes_is_not_read_a_second_time(tmp_path):
     with mock.patch.object(rendering, "_read_unterminated") as reread, pytest.raises(NotAnImage):
         render_frame(path)
     reread.assert_not_called()
+
+
+class PanicException(BaseException):
+    """Stands in for pyo3's PanicException, which Rust decoders raise on some corrupt input."""
+
+
+def test_a_panicking_decoder_plugin_does_not_stop_the_others(tmp_path):
+    from unittest import mock
+
+    from studies import rendering
+
+    pixels = np.arange(64, dtype=np.uint16).reshape(8, 8) * 100
+    ds = image_dataset(pixels)
+    ds.compress(RLELossless, pixels)
+    path = tmp_path / "rle.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    real = rendering.pixel_array
+
+    def panicking(src, **kwargs):
+        if not kwargs.get("decoding_plugin"):
+            raise PanicException("index out of bounds")
+        return real(src, **kwargs)
+
+    with mock.patch.object(rendering, "pixel_array", side_effect=panicking):
+        values = grey(render_frame(path))
+
+    assert values[0, 0] == 0 and values[7, 7] == 255
+
+
+def test_a_panic_in_every_plugin_is_a_render_error(tmp_path):
+    from unittest import mock
+
+    from studies import rendering
+
+    pixels = np.zeros((8, 8), dtype=np.uint16)
+    ds = image_dataset(pixels)
+    ds.compress(RLELossless, pixels)
+    path = tmp_path / "rle.dcm"
+    ds.save_as(path, enforce_file_format=True)
+
+    with (
+        mock.patch.object(rendering, "pixel_array", side_effect=PanicException("index out of bounds")),
+        pytest.raises(RenderError, match="RLE Lossless"),
+    ):
+        render_frame(path)

@@ -231,3 +231,17 @@ def test_render_pending_renders_in_eager_mode(series):
 
     old.refresh_from_db()
     assert old.status == Instance.Status.READY
+
+
+def test_a_rust_decoder_panic_is_recorded_not_raised(series):
+    class PanicException(BaseException):
+        pass
+
+    instance = store_instance(series, file_bytes("CT_small.dcm"))
+
+    with mock.patch("studies.rendering.make_thumbnail", side_effect=PanicException("index out of bounds")):
+        render_instance(instance_pk=instance.pk)
+
+    instance.refresh_from_db()
+    assert instance.status == Instance.Status.FAILED
+    assert "index out of bounds" in instance.failure_reason
