@@ -1,0 +1,158 @@
+"""STOW-RS ingest of the reference corpus, ours beside Orthanc's.
+
+The corpus (pydicom's test files plus pydicom-data, every file with the three UIDs, repeats given
+fresh SOP Instance UIDs) goes in through ``POST /dicomweb/studies`` in batches of 20, by one client
+over one keep-alive connection, into a real daphne on a scratch database (PostgreSQL when
+reachable, else SQLite). Thumbnails are queued to Redis during the run, as in production, and
+rendered by workers afterwards (bench.thumbnails measures rendering). When Debian's orthanc,
+orthanc-dicomweb and orthanc-gdcm are installed, the same batches go into an Orthanc started on
+loopback with a temporary configuration, and the ratio is printed.
+
+    .venv/bin/python -m bench.ingest [--batch 20] [--database-url URL]
+
+Target (issue 3): at least 1.5x Orthanc's instances per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import requests
+
+from bench import corpus
+from bench.orthanc import Orthanc
+
+RATIO_TARGET = 1.5
+DEFAULT_PG = "postgres://postgres@127.0.0.1:5432/teleconsult_bench_ingest"
+REFERENCED_SOP_SEQUENCE = "00081199"
+FAILED_SOP_SEQUENCE = "00081198"
+
+
+def multipart(files: list[bytes]) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    parts = []
+    for data in files:
+        parts.append(f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + data + b"\r\n")
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    return body, f'multipart/related; type="application/dicom"; boundary={boundary}'
+
+
+def stow(url: str, batches: list[list[bytes]], headers: dict[str, str]) -> dict:
+    stored = failed = 0
+    statuses: dict[int, int] = {}
+    session = requests.Session()
+    began = time.perf_counter()
+    for batch in batches:
+        body, content_type = multipart(batch)
+        answer = session.post(url, data=body, headers={**headers, "Content-Type": content_type}, timeout=300)
+        statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
+        try:
+            dataset = answer.json()
+        except ValueError:
+            dataset = {}
+        if isinstance(dataset, list):
+            dataset = dataset[0] if dataset else {}
+        stored += len(dataset.get(REFERENCED_SOP_SEQUENCE, {}).get("Value", []))
+        failed += len(dataset.get(FAILED_SOP_SEQUENCE, {}).get("Value", []))
+    return {"seconds": time.perf_counter() - began, "stored": stored, "failed": failed, "statuses": statuses}
+
+
+def scratch_database(url: str | None) -> str | None:
+    from bench.ws_fanout import scratch_database as recreate
+
+    return recreate(url)
+
+
+def start_ours(args, data_dir: str):
+    """A migrated scratch database, a physician with a token, and a daphne serving them."""
+    database_url = scratch_database(args.database_url) or f"sqlite:///{data_dir}/bench.sqlite3"
+    os.environ.update(
+        TELECONSULT_DATA_DIR=data_dir,
+        DEBUG="1",
+        TELECONSULT_MFA_REQUIRED="0",
+        DJANGO_SETTINGS_MODULE="teleconsult.settings",
+        DATABASE_URL=database_url,
+    )
+    os.environ.pop("REDIS_URL", None)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from rest_framework.authtoken.models import Token
+
+    from accounts.models import User
+
+    call_command("migrate", verbosity=0, interactive=False)
+    user = User.objects.create_user("bench-ingest@example.com", None, role="physician", name="Bench")
+    token = Token.objects.create(user=user).key
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.servers import Outbox, ProcessFactory, ServiceEnvironment
+
+    environment = ServiceEnvironment(
+        database_url=database_url,
+        data_dir=Path(data_dir),
+        outbox=Outbox(Path(data_dir) / "outbox"),
+        redis_url=args.redis_url,
+        extra={"LOG_LEVEL": "WARNING"},
+    )
+    factory = ProcessFactory(environment, label="bench-ingest")
+    return factory, factory.daphne(), token, database_url
+
+
+def report(label: str, result: dict, count: int, megabytes: float) -> float:
+    rate = count / result["seconds"]
+    print(
+        f"ingest: {label}: {result['stored']} stored, {result['failed']} refused of {count} files in "
+        f"{result['seconds']:.2f} s: {rate:.0f} instances/s, {megabytes / result['seconds']:.1f} MB/s "
+        f"(HTTP statuses {dict(sorted(result['statuses'].items()))})"
+    )
+    return rate
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=20)
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_PG))
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/8")
+    args = parser.parse_args(argv)
+
+    files = corpus.load()
+    data = [f.data for f in files]
+    batches = [data[i : i + args.batch] for i in range(0, len(data), args.batch)]
+    megabytes = sum(len(d) for d in data) / 1e6
+    print(f"ingest: corpus of {len(files)} files with the three UIDs ({megabytes:.1f} MB), batches of {args.batch}")
+
+    data_dir = tempfile.mkdtemp(prefix="bench-ingest-")
+    factory, server, token, database_url = start_ours(args, data_dir)
+    try:
+        ours = stow(f"{server.url}/dicomweb/studies", batches, {"Authorization": f"Token {token}"})
+    finally:
+        factory.stop_all()
+    our_rate = report(f"teleconsult ({database_url.split(':')[0]})", ours, len(files), megabytes)
+
+    orthanc = Orthanc()
+    if not orthanc.available:
+        print("ingest: Orthanc comparison skipped: install Debian's orthanc, orthanc-dicomweb, orthanc-gdcm")
+        return 0
+    try:
+        orthanc.start()
+        theirs = stow(f"{orthanc.url}/dicom-web/studies", batches, {})
+        their_rate = report(f"Orthanc {orthanc.version()}", theirs, len(files), megabytes)
+    finally:
+        orthanc.stop()
+    ratio = our_rate / their_rate
+    print(
+        f"ingest: ratio ours/Orthanc {ratio:.2f}x (target {RATIO_TARGET}x: {'met' if ratio >= RATIO_TARGET else 'NOT met'})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
