@@ -25,11 +25,10 @@ import re
 import stat
 import struct
 import tempfile
-import warnings
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, BinaryIO
 
 import pydicom
@@ -209,7 +208,8 @@ def _ingest(fp: BinaryIO, *, filename: str, user, study_uid: str | None) -> Inge
     else:
         layout = _walk(fp, dataset_start, size, transfer_syntax)
 
-    ds, read_warnings = _read_header(fp)
+    ds = _read_header(fp)
+    read_warnings = list(layout.notes)
     if str(meta_sop_class) == MEDIA_STORAGE_DIRECTORY or "DirectoryRecordSequence" in ds:
         raise IngestRefusedError(
             "dicomdir", "DICOMDIR is a media index, not an image: skipped (the files it lists are imported)."
@@ -358,6 +358,7 @@ class _Layout:
     pixel_length: int | None = None  # None when encapsulated (compressed)
     fragments: int = 0  # encapsulated fragments, the basic offset table excluded
     max_depth: int = 0
+    notes: list[str] = field(default_factory=list)
 
 
 def _encoding(transfer_syntax: str) -> tuple[bool, bool]:
@@ -380,11 +381,17 @@ def _walk(fp: BinaryIO, start: int, size: int, transfer_syntax: str) -> _Layout:
     recurses) reads anything, and finds where the pixel data is and how long it is.
     """
     implicit, little = _encoding(transfer_syntax)
+    layout = _Layout()
     if start + 8 <= size:
         # Like pydicom, trust the encoding of the first element over the transfer syntax.
         fp.seek(start + 4)
-        implicit = fp.read(2) not in _KNOWN_VRS
-    layout = _Layout()
+        first_is_implicit = fp.read(2) not in _KNOWN_VRS
+        if first_is_implicit != implicit:
+            layout.notes.append(
+                f"the data set is encoded in {'implicit' if first_is_implicit else 'explicit'} VR, "
+                f"not as its transfer syntax {transfer_syntax} says"
+            )
+            implicit = first_is_implicit
     # Each open sequence or item: [kind, end offset or None when undefined, implicit, byte order]
     stack: list[list] = []
     pos = start
@@ -528,18 +535,17 @@ def _scan_fragments(fp: BinaryIO, pos: int, size: int, order: str) -> tuple[int,
         count += 1
 
 
-def _read_header(fp: BinaryIO) -> tuple[Dataset, list[str]]:
+def _read_header(fp: BinaryIO) -> Dataset:
+    # pydicom's warnings are not captured here: warnings.catch_warnings swaps process-wide state
+    # and is not safe with uploads read in several threads. Non-conformance is noted by our own
+    # checks instead (encoding, UIDs, invalid values).
     fp.seek(0)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            ds = pydicom.dcmread(fp, stop_before_pixels=True, defer_size=BULK_DATA_THRESHOLD)
-        except RecursionError:
-            raise IngestRefusedError("too_deep", "Sequences are nested too deeply to read; this is refused.") from None
-        except Exception as exc:
-            raise IngestRefusedError("corrupt", f"The DICOM header could not be read: {exc}") from None
-    messages = list(dict.fromkeys(str(w.message).strip() for w in caught))
-    return ds, [message[:200] for message in messages[:3]]
+    try:
+        return pydicom.dcmread(fp, stop_before_pixels=True, defer_size=BULK_DATA_THRESHOLD)
+    except RecursionError:
+        raise IngestRefusedError("too_deep", "Sequences are nested too deeply to read; this is refused.") from None
+    except Exception as exc:
+        raise IngestRefusedError("corrupt", f"The DICOM header could not be read: {exc}") from None
 
 
 def _text(ds: Dataset, keyword: str, max_length: int) -> str:

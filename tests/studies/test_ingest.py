@@ -276,3 +276,20 @@ def test_invalid_values_are_left_out_of_metadata_without_switching_pydicom_to_st
     assert result.coerced is True
     assert "(0028,0008)" in result.reason
     assert "00280008" not in Instance.objects.get().metadata
+
+
+def test_file_encoded_unlike_its_transfer_syntax_is_kept_and_marked_coerced(physician):
+    from pydicom.data import get_testdata_file
+
+    result = ingest_file(get_testdata_file("SC_rgb_jpeg.dcm"), filename="SC_rgb_jpeg.dcm", user=physician)
+
+    assert result.status == "stored", result
+    assert result.coerced is True
+    assert "implicit VR" in result.reason
+
+
+def test_conforming_file_is_not_marked_coerced(physician):
+    result = ingest_file(io.BytesIO(f.make_ct()), filename="ct.dcm", user=physician)
+
+    assert result.coerced is False
+    assert result.reason == ""
