@@ -246,7 +246,11 @@ def _ingest(fp: BinaryIO, *, filename: str, user, study_uid: str | None) -> Inge
         storage.delete(stored.name)
         existing = _existing(uids["sop_instance_uid"])
         if existing is None:
-            raise
+            raise IngestRefusedError(
+                "conflict",
+                "The instance could not be recorded because of a simultaneous change to its study; send it again.",
+                **uids,
+            ) from None
         return _resend_result(existing, stored.sha256, filename, uids)
     except BaseException:
         storage.delete(stored.name)
