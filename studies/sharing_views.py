@@ -31,7 +31,7 @@ def unavailable(request: HttpRequest) -> HttpResponse:
 
 def _no_store(response: HttpResponse) -> HttpResponse:
     response["Cache-Control"] = "private, no-store"
-    response["Referrer-Policy"] = "no-referrer"  # the token is in the URL
+    response["Referrer-Policy"] = "same-origin"  # the token is in the URL: never sent to other sites
     return response
 
 
