@@ -12,7 +12,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .ingest import ALREADY_STORED, STORED, ingest_files
+from .ingest import ALREADY_STORED, REFUSAL_CODES, STORED, ingest_files
 from .models import Patient, Study
 from .permissions import get_patient_for_user, visible_patients, visible_studies
 
@@ -36,7 +36,10 @@ class MayUpload(BasePermission):
 class IngestResultSerializer(serializers.Serializer):
     filename = serializers.CharField()
     status = serializers.ChoiceField(choices=["stored", "already_stored", "refused"])
-    code = serializers.CharField(help_text="Why a file was refused: not_dicom, missing_uid, truncated, ...")
+    code = serializers.CharField(
+        help_text="Why a file was refused: "
+        + "; ".join(f"{code}: {meaning}" for code, meaning in REFUSAL_CODES.items())
+    )
     reason = serializers.CharField(help_text="What is wrong with a refused file, in words")
     sop_class_uid = serializers.CharField()
     sop_instance_uid = serializers.CharField()

@@ -75,6 +75,32 @@ _KNOWN_VRS = {vr.value.encode() for vr in VR}
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 
 
+# Every code a refused file can carry, and what it means (API docs and clients read this table).
+REFUSAL_CODES = {
+    "empty": "the file (or archive) holds no bytes or no files",
+    "too_large": "over the per-file or per-request size limit, or a deflated data set expanding too far",
+    "not_dicom": "no 'DICM' marker after the 128-byte preamble (not a DICOM PS3.10 file)",
+    "bad_file_meta": "no valid file meta information (group 0002) after the 'DICM' marker",
+    "truncated": "the file ends before an element, sequence or the pixel data it declares",
+    "corrupt": "malformed structure or a header pydicom cannot read",
+    "too_deep": "sequences nested deeper than the server reads",
+    "missing_uid": "no Study, Series or SOP Instance UID",
+    "invalid_uid": "a UID too long or with characters unsafe in a URL",
+    "dimensions_mismatch": "pixel data smaller than rows x columns x frames x samples declare",
+    "dicomdir": "a DICOMDIR media index, skipped (the files it lists are imported)",
+    "wrong_study": "sent to a study (STOW-RS .../studies/{uid}) it does not belong to",
+    "conflict": "the SOP Instance UID (or series) is already stored with other content; the stored one is kept",
+    "unreadable": "the upload could not be read from disk",
+    "zip_unsafe": "an archive entry with an absolute or '..' path",
+    "zip_too_many_entries": "an archive with more entries than allowed",
+    "zip_too_large": "an archive expanding beyond the allowed total size",
+    "zip_bomb": "an archive whose compression ratio is beyond the allowed one",
+    "zip_encrypted": "an encrypted archive entry",
+    "zip_unsupported": "an archive entry compressed with an unsupported method",
+    "zip_corrupt": "an archive that cannot be read",
+}
+
+
 @dataclass
 class IngestResult:
     filename: str

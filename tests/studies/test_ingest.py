@@ -293,3 +293,26 @@ def test_conforming_file_is_not_marked_coerced(physician):
 
     assert result.coerced is False
     assert result.reason == ""
+
+
+def test_every_refusal_code_used_is_documented():
+    import re
+    from pathlib import Path
+
+    source = Path(ingest.__file__).read_text()
+    used = set(re.findall(r'IngestRefusedError\(\s*"([a-z_]+)"', source))
+    used |= set(re.findall(r'code="([a-z_]+)"', source))
+
+    assert used <= set(ingest.REFUSAL_CODES), used - set(ingest.REFUSAL_CODES)
+
+
+def test_series_already_stored_in_another_study_is_a_conflict(physician):
+    series_uid = generate_uid()
+    ingest_file(io.BytesIO(f.make_ct(SeriesInstanceUID=series_uid)), filename="a.dcm", user=physician)
+    other = ingest_file(io.BytesIO(f.make_ct(SeriesInstanceUID=series_uid)), filename="b.dcm", user=physician)
+
+    assert other.status == "refused"
+    assert other.code == "conflict"
+    assert series_uid in other.reason
+    assert Instance.objects.count() == 1
+    assert Study.objects.count() == 1
