@@ -221,3 +221,57 @@ def test_home_sends_anonymous_visitors_to_login(client, db):
     response = client.get(reverse("home"))
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("account_login"))
+
+
+MFA_USER_PAGES = [
+    "mfa_index",
+    "mfa_deactivate_totp",
+    "mfa_view_recovery_codes",
+    "mfa_generate_recovery_codes",
+    "mfa_list_webauthn",
+    "mfa_add_webauthn",
+    "mfa_reauthenticate",
+    "account_reauthenticate",
+    "account_change_password",
+]
+
+
+def test_every_two_factor_page_of_an_mfa_user_is_clean(client, mfa_physician, password):
+    sign_in(client, mfa_physician, password)
+    client.post(reverse("mfa_authenticate"), {"code": totp_code(mfa_physician.totp_secret)})
+    client.post(reverse("account_reauthenticate"), {"password": password})
+    for name in MFA_USER_PAGES:
+        response = client.get(reverse(name))
+        assert response.status_code == 200, (name, response.get("Location"))
+        assert_clean_page(response)
+
+
+def test_password_reset_from_key_page_is_clean(client, physician):
+    import re
+
+    from django.core import mail
+
+    client.post(reverse("account_reset_password"), {"email": physician.email})
+    link = re.search(r"https?://[^/\s]+(/accounts/password/reset/key/[^\s]+/)", mail.outbox[-1].body).group(1)
+    response = client.get(link, follow=True)
+    assert_clean_page(response)
+    assert b'name="password1"' in response.content
+
+
+def test_email_confirmation_page_is_clean(client, db):
+    import re
+
+    from django.core import mail
+
+    client.post(
+        reverse("account_signup"),
+        {
+            "email": "confirm.me@example.com",
+            "name": "Confirm Me",
+            "role": "patient",
+            "password1": "quiet-harbour-lantern-42",
+            "password2": "quiet-harbour-lantern-42",
+        },
+    )
+    link = re.search(r"https?://[^/\s]+(/accounts/confirm-email/[^\s]+/)", mail.outbox[-1].body).group(1)
+    assert_clean_page(client.get(link))

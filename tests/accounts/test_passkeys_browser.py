@@ -69,6 +69,10 @@ def test_physician_sets_up_a_passkey_when_forced_and_signs_in_with_it(passkey_pa
     key = Authenticator.objects.get(user=user, type=Authenticator.Type.WEBAUTHN)
     assert key.wrap().is_passwordless
 
+    page.goto("/accounts/2fa/webauthn/")
+    expect(page.locator("main table")).to_contain_text("Phone")
+    expect(page.locator("main table")).to_contain_text("Passkey")
+    page.goto("/accounts/2fa/recovery-codes/")
     page.get_by_role("link", name="Continue to the portal").click()
     expect(page.locator(".whoami")).to_contain_text("Dr Passkey")
 
