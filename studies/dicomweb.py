@@ -7,6 +7,7 @@ query, build a dataset or encode/decode a multipart body lives here so it can be
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import shutil
@@ -16,7 +17,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from django.db.models import Q, QuerySet
+from django.db.models import OuterRef, Q, QuerySet, Subquery, TextField
+from django.db.models.functions import Cast
 from pydicom import dcmread
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.encaps import get_frame
@@ -183,18 +185,55 @@ def instance_attributes(instance: Instance, instance_url: str) -> dict[str, Any]
     }
 
 
-def pixel_data_vr(instance: Instance) -> str:
-    compressed = instance.transfer_syntax_uid not in NATIVE_LITTLE_ENDIAN
-    return "OB" if compressed or (instance.bits_allocated or 16) <= 8 else "OW"
+def pixel_data_vr(transfer_syntax: str, bits_allocated: int | None) -> str:
+    compressed = transfer_syntax not in NATIVE_LITTLE_ENDIAN
+    return "OB" if compressed or (bits_allocated or 16) <= 8 else "OW"
 
 
-def instance_metadata(instance: Instance, instance_url: str) -> dict[str, Any]:
-    """The stored header as DICOM JSON, with the pixel data as a BulkDataURI to its frames."""
-    metadata = dict(instance.metadata or {})
-    if instance.has_pixel_data:
-        frames = ",".join(str(n) for n in range(1, (instance.number_of_frames or 1) + 1))
-        metadata[PIXEL_DATA] = {"vr": pixel_data_vr(instance), "BulkDataURI": f"{instance_url}/frames/{frames}"}
-    return metadata
+METADATA_FIELDS = (
+    "sop_instance_uid",
+    "series__series_instance_uid",
+    "has_pixel_data",
+    "number_of_frames",
+    "transfer_syntax_uid",
+    "bits_allocated",
+    "metadata_text",
+)
+# Pixel data kept in the stored header as its VR alone (ingest leaves bulk data out).
+PIXEL_ELEMENT_RE = re.compile(r'"(7FE000(?:08|09|10))":\s*\{"vr":\s*"(\w\w)"\}')
+
+
+def metadata_rows(instances: QuerySet) -> QuerySet:
+    """Rows for ``instance_metadata_json``: the stored header as JSON text, never decoded."""
+    return instances.annotate(metadata_text=Cast("metadata", TextField())).values_list(*METADATA_FIELDS)
+
+
+def instance_metadata_json(
+    text: str | None,
+    instance_url: str,
+    *,
+    has_pixel_data: bool,
+    number_of_frames: int | None,
+    transfer_syntax: str,
+    bits_allocated: int | None,
+) -> str:
+    """The stored header as DICOM JSON text, with the pixel data as a BulkDataURI to its frames.
+
+    The stored text passes through as it is: decoding and re-encoding every header would be most
+    of the cost of a large series' metadata, which viewers ask for before showing anything.
+    """
+    text = (text or "{}").strip()
+    if not has_pixel_data:
+        return text
+    frames = ",".join(str(n) for n in range(1, (number_of_frames or 1) + 1))
+    uri = json.dumps(f"{instance_url}/frames/{frames}")
+    text, count = PIXEL_ELEMENT_RE.subn(
+        lambda m: f'"{m.group(1)}": {{"vr": "{m.group(2)}", "BulkDataURI": {uri}}}', text, count=1
+    )
+    if count or f'"{PIXEL_DATA}"' in text:
+        return text
+    element = f'"{PIXEL_DATA}": {{"vr": "{pixel_data_vr(transfer_syntax, bits_allocated)}", "BulkDataURI": {uri}}}'
+    return f"{{{element}}}" if text == "{}" else f"{text[:-1]}, {element}}}"
 
 
 # --- QIDO-RS matching (PS3.18 8.3.4, PS3.4 C.2.2.2) ---------------------------------------------
@@ -498,12 +537,12 @@ def first_instance_metadata(level: str, pks: list[int]) -> dict[int, dict]:
     """Header metadata of one instance per study or series, in two queries whatever the count."""
     if not pks:
         return {}
-    owner = "series__study_id" if level == "study" else "series_id"
-    firsts = Instance.objects.filter(**{f"{owner}__in": pks}).order_by(owner, "pk").values_list(owner, "pk")
-    first_pk: dict[int, int] = {}
-    for owner_pk, instance_pk in firsts.iterator():
-        first_pk.setdefault(owner_pk, instance_pk)
-    metadata = dict(Instance.objects.filter(pk__in=first_pk.values()).values_list("pk", "metadata"))
+    model, owner = (Study, "series__study") if level == "study" else (Series, "series")
+    first = Instance.objects.filter(**{owner: OuterRef("pk")}).order_by("pk").values("pk")[:1]
+    first_pk = dict(model.objects.filter(pk__in=pks).annotate(first=Subquery(first)).values_list("pk", "first"))
+    metadata = dict(
+        Instance.objects.filter(pk__in=[pk for pk in first_pk.values() if pk]).values_list("pk", "metadata")
+    )
     return {owner_pk: metadata.get(instance_pk) or {} for owner_pk, instance_pk in first_pk.items()}
 
 

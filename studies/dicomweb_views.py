@@ -269,12 +269,23 @@ def retrieve_instance(request: HttpRequest, user, study_uid: str, series_uid: st
 
 def metadata_response(request: HttpRequest, instances, study_uid: str) -> HttpResponse:
     urls = Urls(request)
-    rows = ordered(instances.select_related("series"))
-    data = [
-        dw.instance_metadata(i, urls.instance(study_uid, i.series.series_instance_uid, i.sop_instance_uid))
-        for i in rows
+    documents = [
+        dw.instance_metadata_json(
+            text,
+            urls.instance(study_uid, series_uid, sop_uid),
+            has_pixel_data=has_pixel_data,
+            number_of_frames=frames,
+            transfer_syntax=transfer_syntax,
+            bits_allocated=bits,
+        )
+        for sop_uid, series_uid, has_pixel_data, frames, transfer_syntax, bits, text in dw.metadata_rows(
+            ordered(instances)
+        )
     ]
-    return json_response(request, data)
+    media_type = dw.accepts_any(dw.parse_accept(request.headers.get("Accept")), dw.DICOM_JSON, "application/json")
+    if media_type is None:
+        raise dw.DicomwebError("Metadata is available as application/dicom+json.", status=406)
+    return HttpResponse(f"[{','.join(documents)}]", content_type=media_type)
 
 
 @dicomweb_route()

@@ -612,3 +612,18 @@ def test_frames_of_every_stored_encoding(physician, name, frames):
     )
     assert stored.status_code == 200
     assert b"".join(stored.streaming_content)
+
+
+def test_metadata_text_gets_a_bulk_data_uri_for_pixel_data_only():
+    from studies.dicomweb import instance_metadata_json
+
+    url = "http://testserver/dicomweb/studies/1/series/2/instances/3"
+    options = {"number_of_frames": 2, "transfer_syntax": "1.2.840.10008.1.2.1", "bits_allocated": 16}
+    stored = '{"00100010": {"vr": "PN"}, "7FE00010": {"vr": "OW"}}'
+    answer = json.loads(instance_metadata_json(stored, url, has_pixel_data=True, **options))
+    assert answer["7FE00010"] == {"vr": "OW", "BulkDataURI": f"{url}/frames/1,2"}
+    assert answer["00100010"] == {"vr": "PN"}
+    added = json.loads(instance_metadata_json('{"00100010": {"vr": "PN"}}', url, has_pixel_data=True, **options))
+    assert added["7FE00010"]["BulkDataURI"].endswith("/frames/1,2")
+    assert json.loads(instance_metadata_json("{}", url, has_pixel_data=True, **options))["7FE00010"]["vr"] == "OW"
+    assert instance_metadata_json(stored, url, has_pixel_data=False, **options) == stored
