@@ -519,7 +519,7 @@ def test_navigation_offers_studies_to_clinicians_and_my_images_to_patients(
         assert "My images" not in labels
     patient_items = nav_items(patient_user)
     assert [item["label"] for item in patient_items] == ["My images"]
-    assert patient_items[0]["url"] == reverse("studies:list")
+    assert patient_items[0]["url"] == reverse("portal:home")  # the patient portal
 
 
 def test_navigation_appears_in_the_page(signed_in, physician):
