@@ -1113,6 +1113,7 @@ FAILURE_REASONS = {
     "wrong_study": 0xA900,
     "conflict": 0x0110,
     "forbidden_study": 0x0110,
+    "unreadable": 0x0110,
 }
 PROCESSING_FAILURE = 0x0110
 COERCION_WARNING = 0xB000

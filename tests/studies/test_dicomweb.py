@@ -627,3 +627,23 @@ def test_metadata_text_gets_a_bulk_data_uri_for_pixel_data_only():
     assert added["7FE00010"]["BulkDataURI"].endswith("/frames/1,2")
     assert json.loads(instance_metadata_json("{}", url, has_pixel_data=True, **options))["7FE00010"]["vr"] == "OW"
     assert instance_metadata_json(stored, url, has_pixel_data=False, **options) == stored
+
+
+def test_frames_in_an_encoding_the_server_cannot_give_are_406(physician):
+    ds = store_dataset(physician)
+    base = f"/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+    answer = token_client(physician).get(f"{base}/frames/1", headers={"Accept": 'multipart/related; type="image/jp2"'})
+    assert answer.status_code == 406
+    assert "octet-stream" in answer.json()["detail"]
+
+
+def test_a_search_cut_short_by_the_server_says_so(physician, two_studies, monkeypatch):
+    import studies.dicomweb
+
+    monkeypatch.setattr(studies.dicomweb, "QIDO_MAX_RESULTS", 1)
+    answer = token_client(physician).get("/dicomweb/studies")
+    assert len(answer.json()) == 1
+    assert answer["Warning"].startswith("299 ")
+    assert "limit and offset" in answer["Warning"]
+    rest = token_client(physician).get("/dicomweb/studies", {"offset": "1"})
+    assert len(rest.json()) == 1
