@@ -1,6 +1,6 @@
 """Turn one frame of a DICOM object into an 8-bit picture: thumbnails, WADO-RS ``rendered``.
 
-The pipeline follows PS3.4 Annex N (grayscale) and C.7.6.3 (colour): stored values -> Modality
+The pipeline follows PS3.4 Annex N (grayscale) and PS3.3 C.7.6.3 (colour): stored values -> Modality
 LUT or rescale -> VOI LUT or window -> presentation (MONOCHROME1 and INVERSE are inverted);
 palette colour goes through its LUTs, YBR becomes RGB. Decoding reads one frame at a time from
 a path or file object, so a 1 GB multi-frame object never sits whole in memory.
@@ -54,7 +54,7 @@ _DEFER_SIZE = "1 MB"
 # Percentiles of the robust min-max window used when the file names no window of its own.
 _AUTO_WINDOW_PERCENTILES = (0.5, 99.5)
 # The percentiles are taken over at most this many samples (a strided subset of the frame).
-_AUTO_WINDOW_SAMPLES = 1_000_000
+_AUTO_WINDOW_SAMPLES = 1 << 16
 # Frames larger than this many pixels are refused before anything is decoded (about 8000 x 8000).
 _MAX_FRAME_PIXELS = 64 * 1024 * 1024
 # A file that the frame-by-frame decoder refuses is read whole for repair only up to this size.
