@@ -239,6 +239,8 @@ def studies_root(request: HttpRequest) -> HttpResponse:
     """/dicomweb/studies: QIDO search (GET) and STOW store (POST)."""
     if request.method == "POST":
         return store(request)
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET", "HEAD", "POST"])
     return dicomweb_route()(search_studies)(request)
 
 
@@ -247,6 +249,8 @@ def study_root(request: HttpRequest, study_uid: str) -> HttpResponse:
     """/dicomweb/studies/{study}: retrieve (GET) and STOW into that study (POST)."""
     if request.method == "POST":
         return store(request, study_uid=study_uid)
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET", "HEAD", "POST"])
     return dicomweb_route()(retrieve_study)(request, study_uid=study_uid)
 
 

@@ -647,3 +647,13 @@ def test_a_search_cut_short_by_the_server_says_so(physician, two_studies, monkey
     assert "limit and offset" in answer["Warning"]
     rest = token_client(physician).get("/dicomweb/studies", {"offset": "1"})
     assert len(rest.json()) == 1
+
+
+def test_unsupported_methods_are_405_with_the_allowed_ones(physician, two_studies):
+    ct, _mr = two_studies
+    client = token_client(physician)
+    root = client.delete("/dicomweb/studies")
+    assert root.status_code == 405
+    assert "POST" in root["Allow"]
+    assert client.delete(f"/dicomweb/studies/{ct.StudyInstanceUID}").status_code == 405
+    assert client.post("/dicomweb/series").status_code == 405
