@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 
 import pytest
+import time_machine
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
@@ -401,3 +402,25 @@ def test_schema_renders_without_warnings(as_physician, capsys):
     ]
     assert consult_warnings == []
     assert as_physician.get("/api/v1/schema/").status_code == 200
+
+
+def test_signing_with_a_totp_code(as_specialist, specialist, accepted):
+    import time
+
+    from allauth.mfa.totp.internal.auth import TOTP, format_hotp_value, generate_totp_secret, hotp_value
+    from django.core.cache import cache
+
+    cache.clear()  # allauth remembers used codes in the cache
+    secret = generate_totp_secret()
+    TOTP.activate(specialist, secret)
+    now = time.time()
+    code = format_hotp_value(hotp_value(secret, int(now) // 30))
+    with time_machine.travel(now, tick=False):
+        as_specialist.put(f"{BASE}{accepted.pk}/report/", {"findings": "F", "impression": "I"}, format="json")
+        r = as_specialist.post(f"{BASE}{accepted.pk}/report/sign/", {"code": code}, format="json")
+        assert r.status_code == 200, r.data
+        assert r.data["signed_by"]["id"] == specialist.pk
+        # The same code does not sign twice.
+        as_specialist.post(f"{BASE}{accepted.pk}/report/addendum/", {"reason": "More"}, format="json")
+        r = as_specialist.post(f"{BASE}{accepted.pk}/report/sign/", {"code": code}, format="json")
+        assert r.status_code == 400 and "code" in r.data
