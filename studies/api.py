@@ -14,23 +14,18 @@ from rest_framework.views import APIView
 
 from .ingest import ALREADY_STORED, REFUSAL_CODES, STORED, ingest_files
 from .models import Patient, Study
-from .permissions import get_patient_for_user, visible_patients, visible_studies
+from .permissions import can_upload, get_patient_for_user, visible_patients, visible_studies
 
 PATIENT_UPLOAD_MESSAGE = (
     "Patients cannot upload images here: ask your physician to upload them, or share them with a physician who can."
 )
 
 
-def may_upload(user) -> bool:
-    """Physicians, specialists and admins upload studies; patients do not."""
-    return bool(user and user.is_authenticated and user.is_active and not user.is_patient)
-
-
 class MayUpload(BasePermission):
     message = PATIENT_UPLOAD_MESSAGE
 
     def has_permission(self, request, view) -> bool:
-        return may_upload(request.user)
+        return can_upload(request.user)
 
 
 class IngestResultSerializer(serializers.Serializer):

@@ -113,3 +113,8 @@ def get_study_for_share(request, token: str, study_uid: str | None = None) -> St
     if study_uid is not None and link.study.study_instance_uid != study_uid:
         raise Http404("No such study.")
     return link.study
+
+
+def can_upload(user) -> bool:
+    """Physicians, specialists and admins upload studies; patients do not."""
+    return bool(user and user.is_authenticated and user.is_active and not user.is_patient)

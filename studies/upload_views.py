@@ -10,14 +10,15 @@ from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_safe
 
-from .api import PATIENT_UPLOAD_MESSAGE, may_upload
+from .api import PATIENT_UPLOAD_MESSAGE
+from .permissions import can_upload
 
 
 @require_safe
 @login_required
 @ensure_csrf_cookie
 def upload_page(request: HttpRequest) -> HttpResponse:
-    if not may_upload(request.user):
+    if not can_upload(request.user):
         return render(request, "studies/upload.html", {"refusal": PATIENT_UPLOAD_MESSAGE}, status=403)
     return render(
         request,

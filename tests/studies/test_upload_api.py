@@ -180,3 +180,15 @@ def test_studies_list_shows_the_uploaders_studies(auth_client, physician):
 
     assert body["count"] == 1
     assert body["results"][0]["num_instances"] == 1
+
+
+def test_only_patients_and_inactive_or_anonymous_users_may_not_upload(physician, specialist, admin_user, patient_user):
+    from django.contrib.auth.models import AnonymousUser
+
+    from studies.permissions import can_upload
+
+    assert can_upload(physician) and can_upload(specialist) and can_upload(admin_user)
+    assert not can_upload(patient_user)
+    assert not can_upload(AnonymousUser())
+    physician.is_active = False
+    assert not can_upload(physician)

@@ -9,8 +9,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from studies.api import may_upload
 from studies.ingest import ALREADY_STORED, STORED, ingest_files
+from studies.permissions import can_upload
 
 
 class Command(BaseCommand):
@@ -45,7 +45,7 @@ class Command(BaseCommand):
         user = get_user_model().objects.filter(email__iexact=email).first()
         if user is None:
             raise CommandError(f"No user with email {email}.")
-        if not may_upload(user):
+        if not can_upload(user):
             raise CommandError(f"{email} may not upload studies (patients cannot); use a physician's email.")
         return user
 
