@@ -68,6 +68,11 @@ def _who_key(user, share: ShareLink | None) -> str:
     return "anon"
 
 
+def _summary_key(user, share: ShareLink | None, study_uid: str, action: str) -> str:
+    digest = hashlib.sha256(f"{_who_key(user, share)}|{study_uid}|{action}".encode()).hexdigest()[:32]
+    return f"audit:{digest}"
+
+
 def request_share(request: HttpRequest) -> ShareLink | None:
     access = getattr(request, "share_access", None)
     return access.share if access is not None else None
@@ -95,8 +100,8 @@ def record(
     if user is None and share is None:
         user = request_user(request)
     if action in SUMMARISED:
-        digest = hashlib.sha256(f"{_who_key(user, share)}|{study.pk}|{action}".encode()).hexdigest()[:32]
-        if not cache.add(f"audit:{digest}", 1, timeout=summary_seconds()):
+        key = _summary_key(user, share, study.study_instance_uid, action)
+        if not cache.add(key, 1, timeout=summary_seconds()):
             return None
     return AccessEvent.objects.create(
         user=user,
@@ -120,11 +125,13 @@ def record_dicomweb(request: HttpRequest, principal, response, kwargs: dict) -> 
     study_uid = kwargs.get("study_uid")
     if action is None or not study_uid:
         return
+    share = getattr(principal, "share", None)
+    user = None if share is not None else principal
+    if action in SUMMARISED and cache.get(_summary_key(user, share, study_uid, action)) is not None:
+        return  # already recorded in this window: no query at all for the hundreds of frame fetches
     study = Study.objects.filter(study_instance_uid=study_uid).only("pk", "study_instance_uid").first()
     if study is None:
         return
-    share = getattr(principal, "share", None)
-    user = None if share is not None else principal
     obj = kwargs.get("sop_uid") or kwargs.get("series_uid") or study_uid
     record(request, action, study, obj, user=user, share=share)
 
