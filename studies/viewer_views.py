@@ -8,6 +8,7 @@ browser then asks QIDO-RS for the series list).
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -69,8 +70,8 @@ def _dumps(value) -> str:
     return mark_safe(json.dumps(value).translate(_JSON_SCRIPT_ESCAPES))  # noqa: S308 (escaped for a script element)
 
 
-def first_image_json(study: Study, series_uid: str = "") -> str:
-    """The header subset of the first image of the series the viewer opens first, or "" if none."""
+def first_image(study: Study, series_uid: str = "") -> dict | None:
+    """The series the viewer opens first and the header subset of its first image, or None."""
     series = study.series.exclude(modality__in=NON_IMAGE_MODALITIES)
     series = series.filter(series_instance_uid=series_uid) if series_uid else series.order_by("series_number", "pk")
     for candidate in series[:5]:
@@ -82,8 +83,20 @@ def first_image_json(study: Study, series_uid: str = "") -> str:
         )
         if instance is not None:
             header = {tag: instance.metadata[tag] for tag in FIRST_IMAGE_TAGS if tag in instance.metadata}
-            return _dumps({"series_uid": candidate.series_instance_uid, "dataset": header})
-    return ""
+            return {
+                "series_uid": candidate.series_instance_uid,
+                "sop_instance_uid": instance.sop_instance_uid,
+                "dataset": header,
+            }
+    return None
+
+
+def preload_urls(study: Study, first: dict | None, dicomweb_root: str) -> list[str]:
+    """What the browser fetches first: started by <link rel=preload> while the scripts load."""
+    if first is None:
+        return []
+    series = f"{dicomweb_root}/studies/{quote(study.study_instance_uid)}/series/{quote(first['series_uid'])}"
+    return [f"{series}/metadata", f"{series}/instances/{quote(first['sop_instance_uid'])}/frames/1"]
 
 
 def viewer_context(
@@ -93,13 +106,15 @@ def viewer_context(
 
     ``dicomweb_root`` lets a page serve the images from elsewhere (e.g. a share link's own
     DICOMweb prefix); the browser appends /studies/... to it."""
+    first = first_image(study, series_uid)
     return {
         "study": study,
         "dicomweb_root": dicomweb_root,
         "read_only": viewer_is_read_only(user) if read_only is None else read_only,
         "series_uid": series_uid,
         "series_json": series_list_json(study),
-        "first_image_json": first_image_json(study, series_uid),
+        "first_image_json": _dumps(first) if first else "",
+        "preload_urls": preload_urls(study, first, dicomweb_root.rstrip("/")),
     }
 
 

@@ -140,6 +140,10 @@ def test_first_image_header_is_embedded_so_its_pixels_load_at_once(client, study
     assert first["dataset"]["00280010"]["Value"] == [512]
     assert "00100010" not in first["dataset"]
     assert "7FE00010" not in first["dataset"]
+    # The browser starts both downloads while the scripts are still loading.
+    series_url = f"/dicomweb/studies/{study.study_instance_uid}/series/{series.series_instance_uid}"
+    preloads = re.findall(r'<link rel="preload" as="fetch" crossorigin href="([^"]+)">', html)
+    assert preloads == [f"{series_url}/metadata", f"{series_url}/instances/1.2.3.4.1/frames/1"]
 
 
 def test_study_without_images_embeds_no_first_image(client, study, physician):
