@@ -10,6 +10,9 @@ SIGNUP_ROLES = [(Role.PATIENT.value, "Patient"), (Role.PHYSICIAN.value, "Physici
 
 
 class SignupForm(forms.Form):
+    # allauth's sign-up form adds email and passwords around these fields; this is the page order.
+    field_order = ["name", "email", "role", "institution", "password1", "password2"]
+
     name = forms.CharField(label="Your name", max_length=150)
     role = forms.ChoiceField(label="I am a", choices=SIGNUP_ROLES, initial=Role.PATIENT)
     institution = forms.CharField(

@@ -164,3 +164,9 @@ def test_password_change_rejects_weak_password(client, physician, password):
     )
     assert response.status_code == 200
     assert "too short" in response.content.decode()
+
+
+def test_signup_form_asks_name_first_and_passwords_last(client, db):
+    html = client.get(reverse("account_signup")).content.decode()
+    positions = [html.index(f'name="{field}"') for field in ("name", "email", "role", "institution", "password1")]
+    assert positions == sorted(positions)
