@@ -324,3 +324,37 @@ def test_parser_keeps_memory_bounded_for_a_large_part(tmp_path):
     tracemalloc.stop()
     assert parts[0].size == len(big)
     assert peak < 4 * 1024 * 1024
+
+
+def test_stow_answer_for_coerced_and_refused_results():
+    from studies.dicomweb import stow_response
+    from studies.ingest import IngestResult
+
+    uids = {
+        "study_instance_uid": "1.2.3",
+        "series_instance_uid": "1.2.3.4",
+        "sop_class_uid": "1.2.840.10008.5.1.4.1.1.2",
+    }
+    coerced = IngestResult(
+        filename="a.dcm", status="stored", sop_instance_uid="1.2.3.4.5", coerced=True, reason="Stored; fixed", **uids
+    )
+    resent = IngestResult(filename="b.dcm", status="already_stored", sop_instance_uid="1.2.3.4.6", **uids)
+    too_large = IngestResult(filename="c.dcm", status="refused", code="too_large", reason="The file is 3 GB")
+
+    def instance_url(study, series, sop):
+        return f"/i/{sop}"
+
+    def study_url(study):
+        return f"/s/{study}"
+
+    status, dataset = stow_response([coerced, resent], instance_url, study_url)
+    assert status == 202
+    referenced = dataset["00081199"]["Value"]
+    assert referenced[0]["00081196"]["Value"] == [0xB000]
+    assert "00081196" not in referenced[1]
+    assert dataset["00081190"]["Value"] == ["/s/1.2.3"]
+    status, dataset = stow_response([resent], instance_url, study_url)
+    assert status == 200
+    status, dataset = stow_response([too_large], instance_url, study_url)
+    assert status == 409
+    assert dataset["00081198"]["Value"][0]["00081197"]["Value"] == [0xA700]
