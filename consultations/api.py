@@ -520,6 +520,15 @@ class ConsultViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             return Response({"detail": exc.message, "file": [exc.message]}, status=status.HTTP_400_BAD_REQUEST)
         return Response(ConsultAttachmentSerializer(attachment).data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(
+        request=None, responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 404: OpenApiTypes.OBJECT}
+    )
+    @action(detail=True, methods=["get"], url_path=r"attachments/(?P<attachment_id>\d+)")
+    def attachment(self, request, pk=None, attachment_id=None):
+        """Download one attachment (PDF, PNG or JPEG)."""
+        consult = self.get_object()
+        return attachment_response(consult, int(attachment_id))
+
     # -- report --------------------------------------------------------------------------------
 
     @extend_schema(methods=["GET"], request=None, responses={200: ConsultReportSerializer, 404: OpenApiTypes.OBJECT})

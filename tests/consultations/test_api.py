@@ -144,6 +144,7 @@ OUTSIDER_ROUTES = [
     ("post", "close/"),
     ("post", "participants/"),
     ("post", "attachments/"),
+    ("get", "attachments/1/"),
     ("get", "report/"),
     ("put", "report/"),
     ("get", "report/versions/"),
@@ -314,6 +315,9 @@ def test_attachments_are_checked_by_content(as_physician, consult, settings, cli
     assert download.status_code == 200 and download["Content-Type"] == "application/pdf"
     client.force_login(outsider)
     assert client.get(r.data["url"]).status_code == 404
+    api_download = as_physician.get(f"{url}{r.data['id']}/")
+    assert api_download.status_code == 200 and b"".join(api_download.streaming_content).startswith(b"%PDF-")
+    assert as_physician.get(f"{url}999999/").status_code == 404
     r = as_physician.post(url, {"file": SimpleUploadedFile("evil.pdf", b"MZ\x90\x00 not a pdf", "application/pdf")})
     assert r.status_code == 400 and "file" in r.data and "PDF, PNG or JPEG" in r.data["file"][0]
     r = as_physician.post(url, {"file": SimpleUploadedFile("broken.png", b"\x89PNG\r\n\x1a\nxx", "image/png")})
