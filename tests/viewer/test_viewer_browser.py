@@ -256,6 +256,8 @@ def test_xray_uses_imager_spacing_and_colour_clip_uses_rendered_frames(open_view
             return [c.getImageData(10, 64, 1, 1).data[0], c.getImageData(110, 64, 1, 1).data[0]]; }}"""
     )
     assert left > 200 and right < 50
+    page.wait_for_function("() => window.views.length > 0")
+    assert page.evaluate("window.views[window.views.length - 1].series_uid") == series[1][1]
     page.keyboard.press("l")
     drag(page, (10, 100), (110, 100))
     length = page.evaluate("window.changes[0].annotation.values")

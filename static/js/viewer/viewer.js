@@ -191,7 +191,7 @@ export class Viewer {
       return;
     }
     const first = this.seriesList.find((s) => s.uid === this.initialSeries) || this.seriesList[0];
-    await this.openSeries(first.uid);
+    await this.openSeries(first.uid, { user: false });
   }
 
   /**
@@ -236,7 +236,7 @@ export class Viewer {
     this.inFlight.set(key, promise);
   }
 
-  async openSeries(seriesUid, { keepView = false } = {}) {
+  async openSeries(seriesUid, { keepView = false, user = true } = {}) {
     const token = ++this.openToken;
     const entry = this.seriesList.find((s) => s.uid === seriesUid) || { uid: seriesUid, modality: "" };
     this.stopCine();
@@ -289,7 +289,7 @@ export class Viewer {
     this.updateSlider();
     this.setStatus(stack.length ? "" : "No images in this series.");
     this.emit("series:open", { series_uid: seriesUid, modality, count: stack.length });
-    this.requestRender(true);
+    this.requestRender(true, user);
     this.schedulePrefetch();
     return true;
   }
@@ -502,7 +502,7 @@ export class Viewer {
   async applyViewState(state) {
     if (!state) return;
     if (state.series_uid && (!this.series || this.series.uid !== state.series_uid)) {
-      const opened = await this.openSeries(state.series_uid, { keepView: true });
+      const opened = await this.openSeries(state.series_uid, { keepView: true, user: false });
       if (!opened) return;
     }
     if (this.series && state.instance_uid) {
