@@ -13,7 +13,6 @@ import io
 import logging
 import os
 import struct
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import BinaryIO
@@ -80,12 +79,10 @@ def read_header(source: Source) -> Dataset:
     if isinstance(source, Dataset):
         return source
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if isinstance(source, str | os.PathLike):
-                return pydicom.dcmread(source, defer_size=_DEFER_SIZE)
-            source.seek(0)
+        if isinstance(source, str | os.PathLike):
             return pydicom.dcmread(source, defer_size=_DEFER_SIZE)
+        source.seek(0)
+        return pydicom.dcmread(source, defer_size=_DEFER_SIZE)
     except Exception as exc:
         raise RenderError(f"Not a readable DICOM file: {exc}") from exc
 
@@ -96,9 +93,7 @@ def has_pixels(ds: Dataset) -> bool:
 
 def number_of_frames(ds: Dataset) -> int:
     """NumberOfFrames as an integer: it is an IS string, sometimes empty, zero or malformed."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a malformed IS value warns on access
-        value = ds.get("NumberOfFrames")
+    value = ds.get("NumberOfFrames")
     try:
         frames = int(float(str(value).strip())) if value not in (None, "") else 1
     except (TypeError, ValueError):
@@ -171,9 +166,7 @@ def _pixel_array(src: Source, index: int, transfer_syntax: UID) -> np.ndarray:
     """pydicom's pixel_array, where a panicking decoder plugin does not stop the others from
     being tried (pydicom moves on to the next plugin only after an Exception)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return pixel_array(src, index=index)
+        return pixel_array(src, index=index)
     except BaseException as exc:
         if not is_decoder_panic(exc):
             raise
@@ -185,9 +178,7 @@ def _pixel_array(src: Source, index: int, transfer_syntax: UID) -> np.ndarray:
         if not isinstance(src, str | os.PathLike | Dataset):
             src.seek(0)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return pixel_array(src, index=index, decoding_plugin=plugin)
+            return pixel_array(src, index=index, decoding_plugin=plugin)
         except BaseException as exc:
             if not (isinstance(exc, Exception) or is_decoder_panic(exc)):
                 raise
@@ -246,11 +237,9 @@ def _decode_j2k_reduced(ds: Dataset, source: Source, frame: int, fit: tuple[int,
         # Some streams refuse the deepest levels their header announces: try shallower ones.
         for reduce in range(min(int(np.floor(np.log2(1 / scale))), levels), 0, -1):
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    image = Image.open(io.BytesIO(stream), formats=("JPEG2000",))
-                    image.reduce = reduce
-                    image.load()
+                image = Image.open(io.BytesIO(stream), formats=("JPEG2000",))
+                image.reduce = reduce
+                image.load()
                 break
             except OSError:
                 image = None
@@ -342,11 +331,9 @@ def _read_whole(source: Source, error: Exception, ds: Dataset, frame: int) -> Da
     if size > _REPAIR_MAX_BYTES:
         raise RenderError(_describe_decode_error(ds, frame, error)) from error
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if not isinstance(source, str | os.PathLike):
-                source.seek(0)
-            return pydicom.dcmread(source)
+        if not isinstance(source, str | os.PathLike):
+            source.seek(0)
+        return pydicom.dcmread(source)
     except Exception as exc:
         raise RenderError(_describe_decode_error(ds, frame, error)) from exc
 
@@ -508,9 +495,7 @@ def _read_unterminated(source: Source) -> Dataset | None:
     del patched[position:]
     patched += _SEQUENCE_DELIMITER
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(io.BytesIO(bytes(patched)))
+        ds = pydicom.dcmread(io.BytesIO(bytes(patched)))
     except Exception:
         return None
     if not has_pixels(ds):
