@@ -17,8 +17,9 @@ from django.views.decorators.http import require_POST
 from studies import audit
 from studies.models import AccessEvent
 from studies.permissions import can_view_study, get_study_for_user
+from studies.viewer_views import viewer_context
 
-from . import actions, forms, notifications, permissions, reports
+from . import actions, forms, notifications, permissions, reports, room
 from .api import attachment_response, report_pdf_response
 from .models import EMAIL_KINDS, ConsultError, ConsultRequest, Notification, NotificationPreference, State
 
@@ -95,7 +96,10 @@ def consult_detail(request, pk: int):
         "answer_form": forms.AnswerForm(),
         "participant_form": forms.ParticipantForm(),
         "attachment_form": forms.AttachmentForm(),
+        "in_room": room.may_join(user, consult),
     }
+    if study_visible:
+        context.update(viewer_context(user, consult.study))
     return render(request, "consultations/detail.html", context)
 
 

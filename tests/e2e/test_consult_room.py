@@ -1,0 +1,127 @@
+"""Two people in two browsers on the consult page: they chat, and one follows the other's view."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from playwright.sync_api import expect
+
+from consultations import actions
+from consultations.models import ChatMessage
+from studies.ingest import ingest_file
+from tests.e2e.conftest import login
+from tests.factories import ConsultFactory
+from tests.viewer import dicom
+
+pytestmark = pytest.mark.e2e
+
+VIEWER = "document.querySelector('[data-viewer]').viewer"
+STUDY_UID = "1.2.826.0.1.3680043.10.543.7777"
+
+
+def in_plain_thread(fn):
+    """Run ``fn`` in a thread without an event loop: the actions broadcast through the channel
+    layer, which they cannot do from this thread while Playwright's loop runs in it."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(fn).result()
+
+
+@pytest.fixture
+def accepted_consult(live_user, tmp_path):
+    physician = live_user("physician", email="room-doc@example.com", name="Dr Referrer")
+    specialist = live_user("specialist", email="room-reader@example.com", name="Dr Reader")
+    for path in dicom.write(dicom.ct_slices(STUDY_UID, count=5), tmp_path / "in"):
+        assert ingest_file(path, filename=path.name, user=physician).status == "stored"
+    from studies.models import Study
+
+    consult = ConsultFactory(requester=physician, study=Study.objects.get(study_instance_uid=STUDY_UID))
+
+    def send_and_accept():
+        actions.submit_consult(consult, by=physician)
+        actions.accept_consult(consult, by=specialist)
+
+    in_plain_thread(send_and_accept)
+    return consult, physician, specialist
+
+
+def open_consult(browser_context, user, consult):
+    page = browser_context().new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.errors = errors
+    login(page, user)
+    page.goto(f"/consults/{consult.pk}/")
+    expect(page.locator("[data-room-state]")).to_have_text("Live")
+    page.wait_for_selector("[data-viewer][data-state=ready]")
+    return page
+
+
+def view_state(page) -> dict:
+    return page.evaluate(f"{VIEWER}.getViewState()")
+
+
+def test_two_people_chat_and_one_follows_the_others_view(browser_context, accepted_consult):
+    consult, physician, specialist = accepted_consult
+    doctor = open_consult(browser_context, physician, consult)
+    reader = open_consult(browser_context, specialist, consult)
+
+    expect(doctor.locator("[data-room-presence] li")).to_have_count(2)
+    expect(doctor.locator("[data-room-presence]")).to_contain_text("Dr Reader")
+
+    # Chat: typed text is escaped, links are clickable, the sender sees its acknowledgement.
+    doctor.fill("[data-room-input]", "Is this <b>bleed</b> acute? See https://example.org/guideline.")
+    doctor.press("[data-room-input]", "Enter")
+    reader_message = reader.locator("[data-room-messages] li").last
+    expect(reader_message).to_contain_text("Is this <b>bleed</b> acute?")
+    expect(reader_message.locator("a")).to_have_attribute("href", "https://example.org/guideline")
+    expect(reader_message.locator("b")).to_have_count(0)
+    expect(doctor.locator("[data-room-messages] li.mine")).to_have_count(1)
+    expect(doctor.locator("[data-room-pending]")).to_be_hidden()
+    reader.fill("[data-room-input]", "Looks subacute to me.")
+    reader.press("[data-room-input]", "Enter")
+    expect(doctor.locator("[data-room-messages] li.theirs")).to_contain_text("Looks subacute to me.")
+    assert list(ChatMessage.objects.filter(consult=consult).order_by("pk").values_list("author_id", flat=True)) == [
+        physician.pk,
+        specialist.pk,
+    ]
+
+    # Shared viewing: the reader leads, the doctor follows slice, window and zoom.
+    reader.get_by_role("button", name="Lead").click()
+    expect(doctor.locator("[data-room-leader]")).to_contain_text("Following Dr Reader")
+    reader.evaluate(f"{VIEWER}.step(2); {VIEWER}.setWindow(60, 350); {VIEWER}.setZoom(2)")
+    led = view_state(reader)
+    doctor.wait_for_function(
+        f"() => {{ const s = {VIEWER}.getViewState(); return s.instance_uid === {led['instance_uid']!r}"
+        f" && s.window_width === 350 && s.zoom === 2; }}"
+    )
+
+    # The doctor detaches by moving on their own; the leader's next move no longer carries them.
+    doctor.evaluate(f"{VIEWER}.step(-1)")
+    expect(doctor.locator("[data-room-leader]")).to_contain_text("Detached")
+    own = view_state(doctor)["instance_uid"]
+    reader.evaluate(f"{VIEWER}.step(1)")
+    reader.wait_for_timeout(1000)
+    assert view_state(doctor)["instance_uid"] == own
+
+    # Following again catches up with the leader.
+    doctor.get_by_role("button", name="Follow").click()
+    led = view_state(reader)
+    doctor.wait_for_function(f"() => {VIEWER}.getViewState().instance_uid === {led['instance_uid']!r}")
+    assert doctor.errors == [] and reader.errors == []
+
+
+def test_an_outsider_sees_no_room_and_the_socket_refuses_them(browser_context, accepted_consult, live_user):
+    consult, _, _ = accepted_consult
+    outsider = live_user("physician", email="room-outsider@example.com")
+    page = browser_context().new_page()
+    login(page, outsider)
+    response = page.goto(f"/consults/{consult.pk}/")
+    assert response.status == 404
+    closed = page.evaluate(
+        f"""() => new Promise((resolve) => {{
+            const ws = new WebSocket(`ws://${{location.host}}/ws/consults/{consult.pk}/`);
+            ws.onclose = (event) => resolve(event.code);
+        }})"""
+    )
+    assert closed == 4403
