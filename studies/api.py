@@ -102,8 +102,10 @@ class UploadView(APIView):
     parser_classes = [MultiPartParser]
 
     def initial(self, request, *args, **kwargs):
-        super().initial(request, *args, **kwargs)
+        # Measured before authentication: a session's CSRF check would read (and spool) the whole body.
         self.too_large = request_too_large(request)
+        if not self.too_large:
+            super().initial(request, *args, **kwargs)
 
     @extend_schema(request={"multipart/form-data": UploadRequest}, responses={201: UploadResponse, 400: UploadResponse})
     def post(self, request):

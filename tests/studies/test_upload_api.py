@@ -192,3 +192,22 @@ def test_only_patients_and_inactive_or_anonymous_users_may_not_upload(physician,
     assert not can_upload(AnonymousUser())
     physician.is_active = False
     assert not can_upload(physician)
+
+
+def test_oversized_request_from_a_browser_session_is_413_before_its_body_is_read(physician, settings, monkeypatch):
+    from django.http import multipartparser
+    from django.test import Client
+    from django.test.client import encode_multipart
+
+    settings.TELECONSULT_MAX_REQUEST_SIZE = 1000
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(physician)
+    monkeypatch.setattr(
+        multipartparser.MultiPartParser, "parse", lambda self: pytest.fail("the body must not be parsed")
+    )
+    body = encode_multipart("BoUnDaRy", {"files": dicom("a.dcm", f.make_ct())})
+
+    response = client.post(URL, body, content_type="multipart/form-data; boundary=BoUnDaRy")
+
+    assert response.status_code == 413
+    assert "over the limit" in response.json()["detail"]
