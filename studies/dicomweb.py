@@ -201,6 +201,9 @@ METADATA_FIELDS = (
 )
 # Pixel data kept in the stored header as its VR alone (ingest leaves bulk data out).
 PIXEL_ELEMENT_RE = re.compile(r'"(7FE000(?:08|09|10))":\s*\{"vr":\s*"(\w\w)"\}')
+# Other bulk data left out the same way; the bulkdata resource serves their values.
+BULK_ELEMENT_RE = re.compile(r'"([0-9A-F]{8})":\s*\{"vr":\s*"(OB|OD|OF|OL|OV|OW|UN)"\}')
+PIXEL_TAGS = {0x7FE00008, 0x7FE00009, 0x7FE00010}
 
 
 def metadata_rows(instances: QuerySet) -> QuerySet:
@@ -223,6 +226,14 @@ def instance_metadata_json(
     of the cost of a large series' metadata, which viewers ask for before showing anything.
     """
     text = (text or "{}").strip()
+    text = BULK_ELEMENT_RE.sub(
+        lambda m: (
+            m.group(0)
+            if m.group(1).startswith("7FE000")
+            else f'"{m.group(1)}": {{"vr": "{m.group(2)}", "BulkDataURI": "{instance_url}/bulkdata/{m.group(1)}"}}'
+        ),
+        text,
+    )
     if not has_pixel_data:
         return text
     frames = ",".join(str(n) for n in range(1, (number_of_frames or 1) + 1))
@@ -1019,6 +1030,27 @@ class FrameReader:
         if keep_stored or self.transfer_syntax in NATIVE_LITTLE_ENDIAN:
             return self.stored(number)
         return self.decoded(number)
+
+
+def bulk_value(handle: BinaryIO, tag_text: str) -> bytes:
+    """The value of a bulk data element of a stored instance: at the top level, else the first one
+    inside a sequence (headers keep nested bulk data out under the same tag)."""
+    if not re.fullmatch(r"[0-9A-Fa-f]{8}", tag_text):
+        raise DicomwebError(f"bulkdata: {tag_text!r} is not a tag (eight hexadecimal digits).")
+    tag = int(tag_text, 16)
+    if tag in PIXEL_TAGS:
+        raise DicomwebError("bulkdata: pixel data is served per frame, under .../frames/{n}.", status=404)
+    try:
+        dataset = dcmread(handle, defer_size=1024)
+        element = dataset.get(tag)
+        if element is None:
+            element = next((e for e in dataset.iterall() if int(e.tag) == tag), None)
+        value = None if element is None else element.value
+    except (ValueError, TypeError, KeyError, EOFError, OSError) as exc:
+        raise DicomwebError(f"bulkdata: the stored file cannot be read: {exc}", status=422) from None
+    if value is None or not isinstance(value, bytes | bytearray):
+        raise DicomwebError(f"bulkdata: the instance has no bulk data element {tag_text.upper()}.", status=404)
+    return bytes(value)
 
 
 def parse_frame_list(value: str, number_of_frames: int) -> list[int]:

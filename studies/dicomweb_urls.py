@@ -28,6 +28,7 @@ urlpatterns = [
     path(f"{INSTANCE}/metadata", views.instance_metadata, name="instance-metadata"),
     path(f"{INSTANCE}/rendered", views.rendered_instance, name="instance-rendered"),
     path(f"{INSTANCE}/thumbnail", views.instance_thumbnail, name="instance-thumbnail"),
+    path(f"{INSTANCE}/bulkdata/<str:tag>", views.bulkdata, name="bulkdata"),
     path(f"{INSTANCE}/frames/<str:frame_list>", views.frames, name="frames"),
     path(f"{INSTANCE}/frames/<str:frame_list>/rendered", views.rendered_frame, name="frame-rendered"),
 ]

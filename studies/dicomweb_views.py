@@ -363,6 +363,16 @@ def frames(request: HttpRequest, user, study_uid: str, series_uid: str, sop_uid:
     )
 
 
+@dicomweb_route()
+def bulkdata(request: HttpRequest, user, study_uid: str, series_uid: str, sop_uid: str, tag: str) -> HttpResponse:
+    instance = get_instance_for_user(user, study_uid, series_uid, sop_uid)
+    with open_stored(instance) as handle:
+        value = dw.bulk_value(handle, tag)
+    boundary = dw.new_boundary()
+    body = b"".join(dw.multipart_stream([("application/octet-stream", [value])], boundary))
+    return HttpResponse(body, content_type=dw.multipart_content_type("application/octet-stream", boundary))
+
+
 # --- WADO-RS: rendered and thumbnails ----------------------------------------------------------
 
 

@@ -657,3 +657,23 @@ def test_unsupported_methods_are_405_with_the_allowed_ones(physician, two_studie
     assert "POST" in root["Allow"]
     assert client.delete(f"/dicomweb/studies/{ct.StudyInstanceUID}").status_code == 405
     assert client.post("/dicomweb/series").status_code == 405
+
+
+def test_other_bulk_data_is_served_through_its_bulk_data_uri(physician, outsider):
+    ds = make_dataset()
+    ds.add_new(0x60000010, "US", 8)
+    ds.add_new(0x60000011, "US", 6)
+    ds.add_new(0x60000100, "US", 1)
+    ds.add_new(0x60000102, "US", 0)
+    ds.add_new(0x60003000, "OW", bytes(range(256)) * 8)
+    store(physician, to_bytes(ds))
+    client = dicomweb_client_for(physician)
+    metadata = client.retrieve_instance_metadata(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+    uri = metadata["60003000"]["BulkDataURI"]
+    assert uri.endswith(f"/instances/{ds.SOPInstanceUID}/bulkdata/60003000")
+    assert client.retrieve_bulkdata(uri) == [bytes(range(256)) * 8]
+    base = uri.rsplit("/", 1)[0]
+    assert token_client(physician).get(f"{base}/7FE00010").status_code == 404
+    assert token_client(physician).get(f"{base}/00100010").status_code == 404
+    assert token_client(physician).get(f"{base}/zz").status_code == 400
+    assert token_client(outsider).get(uri).status_code == 404
