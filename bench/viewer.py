@@ -194,6 +194,24 @@ async (n) => {
 """
 
 
+# Browser-side cost of one frame (window through the LUT, put, scale to the canvas, overlay),
+# without waiting for the display's refresh: what the viewer could do with the page to itself.
+PAINT_JS = """
+(n) => {
+  const viewer = document.querySelector('[data-viewer]').viewer;
+  const total = viewer.series.stack.length;
+  const start = viewer.index;
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    viewer.index = (start + i + 1) % total;
+    viewer.render(performance.now());
+  }
+  const ms = (performance.now() - t0) / n;
+  viewer.setIndex(start);
+  return ms;
+}
+"""
+
 # Where the time to first image goes, in ms from navigation start (Resource Timing).
 BREAKDOWN_JS = """
 () => {
@@ -217,6 +235,7 @@ def run_browser(base_url: str, study_uid: str, session: str, loads: int, scroll_
     firsts: list[float] = []
     steps: list[dict] = []
     fps = None
+    paint_ms = None
     prefetch_s = None
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
@@ -246,11 +265,18 @@ def run_browser(base_url: str, study_uid: str, session: str, loads: int, scroll_
                     page.evaluate(SCROLL_JS, 10)  # warm up the code paths
                     elapsed_ms = page.evaluate(SCROLL_JS, scroll_frames)
                     fps = scroll_frames / (elapsed_ms / 1000)
+                    paint_ms = page.evaluate(PAINT_JS, 100)
                 context.close()
         finally:
             browser.close()
     breakdown = {k: statistics.median(step[k] for step in steps[1:] or steps) / 1000 for k in steps[0]}
-    return {"first_image_s": firsts, "prefetch_all_s": prefetch_s, "scroll_fps": fps, "breakdown_s": breakdown}
+    return {
+        "first_image_s": firsts,
+        "prefetch_all_s": prefetch_s,
+        "scroll_fps": fps,
+        "paint_ms": paint_ms,
+        "breakdown_s": breakdown,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -310,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"  scrolling after prefetch:               {fps:.1f} frames/s   target >= {SCROLL_TARGET_FPS:.0f}  {'OK' if fps_ok else 'MISSED'}"
     )
+    print(f"  browser cost of one frame (no vsync wait): {figures['paint_ms']:.1f} ms")
     print("  peer: OHIF publishes no figure for this setup; the targets are the issue's.")
     if args.json:
         print(json.dumps({"first_image_cold_s": cold, "first_image_median_s": warm, **figures}))
