@@ -45,7 +45,7 @@ const EDIT_TOOLS = new Set(["select", "length", "angle", "ellipse", "arrow", "te
 
 function cacheLimitBytes() {
   const memory = navigator.deviceMemory || 4;
-  return Math.min(768, Math.max(128, memory * 96)) * 1024 * 1024;
+  return Math.min(512, Math.max(128, memory * 64)) * 1024 * 1024;
 }
 
 /** Least-recently-used frame cache bounded by bytes. */
@@ -385,7 +385,13 @@ export class Viewer {
     if (!this.series) return;
     const n = this.series.stack.length;
     const item = this.current();
-    const radius = item && !item.info.raw ? RENDERED_PREFETCH_RADIUS : PREFETCH_RADIUS;
+    let radius = item && !item.info.raw ? RENDERED_PREFETCH_RADIUS : PREFETCH_RADIUS;
+    if (item) {
+      // Never prefetch more than the cache holds, or far frames would evict the near ones.
+      const bytesPerPixel = item.info.raw ? item.info.bitsAllocated / 8 : 4;
+      const frameBytes = Math.max(1, item.info.rows * item.info.columns * bytesPerPixel);
+      radius = Math.min(radius, Math.floor((this.cache.limit * 0.8) / frameBytes / 2));
+    }
     const order = [this.index];
     for (let d = 1; this.seriesReady && d <= radius && d < n; d++) {
       const ahead = this.index + d * (this.direction || 1);
