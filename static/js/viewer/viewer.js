@@ -668,7 +668,7 @@ export class Viewer {
     if (loaded && (this.status.startsWith("Loading") || this.status.startsWith("Could not load this image"))) {
       this.setStatus("");
     }
-    this.root.dataset.index = String(this.index);
+    if (this.root.dataset.index !== String(this.index)) this.root.dataset.index = String(this.index);
     this.updateOverlay(item, loaded);
     this.emit("render", { index: this.index, loaded });
     if (this.viewChanged) {
@@ -681,7 +681,10 @@ export class Viewer {
   updateOverlay(item, loaded) {
     const info = item ? item.info : null;
     const keyImage = item ? this.keyImageFor(item) : null;
-    this.root.querySelector('[data-action="key-image"]')?.setAttribute("aria-pressed", String(Boolean(keyImage)));
+    const keyButton = this.root.querySelector('[data-action="key-image"]');
+    if (keyButton && keyButton.getAttribute("aria-pressed") !== String(Boolean(keyImage))) {
+      keyButton.setAttribute("aria-pressed", String(Boolean(keyImage)));
+    }
     const gray = info && (!info.samplesPerPixel || info.samplesPerPixel === 1);
     this.overlay.update({
       patientName: (info && info.patientName) || this.fallback.patientName,
