@@ -212,3 +212,10 @@ def test_demo_consult_is_idempotent(physician, specialist, study):
     again = seed_demo_consult(physician, specialist, study)
     assert first.pk == again.pk and first.state == State.ACCEPTED
     assert seed_demo_consult(physician, specialist, None) is None
+
+
+def test_admin_lists_consults_with_their_timeline(client, admin_user, accepted):
+    client.force_login(admin_user)
+    assert client.get("/admin/consultations/consultrequest/").status_code == 200
+    page = client.get(f"/admin/consultations/consultrequest/{accepted.pk}/change/")
+    assert page.status_code == 200 and b"Accepted by Dr Specialist." in page.content
