@@ -13,6 +13,7 @@ import io
 import logging
 import os
 import struct
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import BinaryIO
@@ -659,6 +660,7 @@ _PALETTE_ELEMENTS = tuple(
 # tables once, not for every frame shown.
 _PALETTE_CACHE: OrderedDict[str, tuple[np.ndarray, int]] = OrderedDict()
 _PALETTE_CACHE_SIZE = 32
+_PALETTE_CACHE_LOCK = threading.Lock()  # DICOMweb renders run in several threads at once
 
 
 def _palette_table(ds: Dataset, dtype: np.dtype) -> tuple[np.ndarray, int]:
@@ -669,9 +671,10 @@ def _palette_table(ds: Dataset, dtype: np.dtype) -> tuple[np.ndarray, int]:
         digest.update(keyword.encode())
         digest.update(value if isinstance(value, bytes) else repr(value).encode())
     key = digest.hexdigest()
-    if key in _PALETTE_CACHE:
-        _PALETTE_CACHE.move_to_end(key)
-        return _PALETTE_CACHE[key]
+    with _PALETTE_CACHE_LOCK:
+        if key in _PALETTE_CACHE:
+            _PALETTE_CACHE.move_to_end(key)
+            return _PALETTE_CACHE[key]
     descriptor = ds.get("RedPaletteColorLookupTableDescriptor")
     if not descriptor or len(descriptor) < 3:
         raise RenderError("Palette colour lookup table descriptor is missing")
@@ -687,9 +690,10 @@ def _palette_table(ds: Dataset, dtype: np.dtype) -> tuple[np.ndarray, int]:
     if bits > 8 and int(table.max(initial=0)) <= 255:
         bits = 8  # some writers declare 16-bit entries but fill them with 8-bit values
     result = (_to_uint8(table, bits), first)
-    _PALETTE_CACHE[key] = result
-    if len(_PALETTE_CACHE) > _PALETTE_CACHE_SIZE:
-        _PALETTE_CACHE.popitem(last=False)
+    with _PALETTE_CACHE_LOCK:
+        _PALETTE_CACHE[key] = result
+        if len(_PALETTE_CACHE) > _PALETTE_CACHE_SIZE:
+            _PALETTE_CACHE.popitem(last=False)
     return result
 
 
