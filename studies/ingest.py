@@ -688,6 +688,12 @@ def _metadata(ds: Dataset, layout: _Layout, uids: dict[str, str]) -> tuple[dict,
     """
     document: dict[str, dict] = {}
     left_out: list[str] = []
+    marked: list[Any] = []
+
+    def mark_bulk(element) -> str:
+        marked.append(element.tag)
+        return _BULK_MARK
+
     try:
         for tag in list(ds.keys()):
             key = f"{int(tag):08X}"
@@ -697,8 +703,10 @@ def _metadata(ds: Dataset, layout: _Layout, uids: dict[str, str]) -> tuple[dict,
                 if vr in BULK_VRS:
                     document[key] = {"vr": vr}
                     continue
+            marked.clear()
             try:
-                document[key] = ds[tag].to_json_dict(lambda element: _BULK_MARK, BULK_DATA_THRESHOLD)
+                converted = ds[tag].to_json_dict(mark_bulk, BULK_DATA_THRESHOLD)
+                document[key] = _strip_bulk_marks(converted) if marked else converted
             except RecursionError:
                 raise
             except Exception:
@@ -707,7 +715,6 @@ def _metadata(ds: Dataset, layout: _Layout, uids: dict[str, str]) -> tuple[dict,
         raise IngestRefusedError(
             "too_deep", "Sequences are nested too deeply to read; this is refused.", **uids
         ) from None
-    document = _strip_bulk_marks(document)
     if layout.pixel_tag is not None:
         document[f"{layout.pixel_tag:08X}"] = {"vr": layout.pixel_vr or "OW"}
     notes = [f"invalid values left out of the metadata: {', '.join(left_out[:10])}"] if left_out else []

@@ -316,3 +316,19 @@ def test_series_already_stored_in_another_study_is_a_conflict(physician):
     assert series_uid in other.reason
     assert Instance.objects.count() == 1
     assert Study.objects.count() == 1
+
+
+def test_bulk_values_inside_sequences_keep_only_their_vr(physician):
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    icon = Dataset()
+    icon.Rows, icon.Columns, icon.BitsAllocated, icon.SamplesPerPixel = 64, 64, 8, 1
+    icon.add_new(0x7FE00010, "OW", bytes(64 * 64))
+    ds = f.dataset()
+    ds.IconImageSequence = Sequence([icon])
+    result = ingest_file(io.BytesIO(f.to_bytes(ds)), filename="icon.dcm", user=physician)
+
+    item = Instance.objects.get(pk=result.instance_id).metadata["00880200"]["Value"][0]
+    assert item["7FE00010"] == {"vr": "OW"}
+    assert item["00280010"] == {"vr": "US", "Value": [64]}
