@@ -82,6 +82,18 @@ def test_physician_sets_up_a_passkey_when_forced_and_signs_in_with_it(passkey_pa
     page.get_by_role("button", name="Sign in with a passkey").click()
     page.wait_for_url(lambda url: "/accounts/" not in url)
     expect(page.locator(".whoami")).to_contain_text("Dr Passkey")
+
+    # With the password, the key is the second factor.
+    page.locator(".nav-toggle-label").click()
+    page.get_by_role("button", name="Sign out").click()
+    page.goto("/accounts/login/")
+    page.fill("input[name=login]", user.email)
+    page.fill("input[name=password]", "correct-horse-battery-staple")
+    page.locator("form[action='/accounts/login/'] button[type=submit]").click()
+    page.wait_for_url("**/accounts/2fa/authenticate/")
+    page.get_by_role("button", name="Use a security key or passkey").click()
+    page.wait_for_url(lambda url: "/accounts/" not in url)
+    expect(page.locator(".whoami")).to_contain_text("Dr Passkey")
     assert page.csp_violations == []
 
 
