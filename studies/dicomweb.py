@@ -821,6 +821,7 @@ class _Input:
 
 MAX_PREAMBLE = 64 * 1024
 MAX_PART_HEADERS = 16 * 1024
+MAX_PARTS = 20000  # the same order as the zip entry limit: each part becomes a temporary file
 
 
 def malformed(message: str) -> DicomwebError:
@@ -912,6 +913,8 @@ def read_multipart(
         parts.append(Part(path=path, headers=headers, size=size))
         if closed:
             return parts
+        if len(parts) >= MAX_PARTS:
+            raise DicomwebError(f"The request has more than {MAX_PARTS} parts; send them in several requests.", 413)
 
 
 def add_missing_preamble(path: str) -> bool:

@@ -539,7 +539,7 @@ def _store(request: HttpRequest, user, study_uid: str | None = None) -> HttpResp
         parts = dw.read_multipart(request, params["boundary"], directory, max_size=limit)
         accepted = []
         for number, part in enumerate(parts, start=1):
-            name = part.headers.get("content-location") or f"part {number}"
+            name = (part.headers.get("content-location") or f"part {number}")[:255]
             part_media_type = dw.parse_media_type(part.content_type)[0] if part.content_type else "application/dicom"
             if part_media_type != "application/dicom":
                 reason = f"Part media type {part_media_type} is not accepted; send application/dicom."

@@ -358,3 +358,13 @@ def test_stow_answer_for_coerced_and_refused_results():
     status, dataset = stow_response([too_large], instance_url, study_url)
     assert status == 409
     assert dataset["00081198"]["Value"][0]["00081197"]["Value"] == [0xA700]
+
+
+def test_too_many_parts_is_413(tmp_path, monkeypatch):
+    import studies.dicomweb
+
+    monkeypatch.setattr(studies.dicomweb, "MAX_PARTS", 3)
+    with pytest.raises(DicomwebError) as info:
+        read_multipart(io.BytesIO(multipart(*[b"x"] * 5)), BOUNDARY, str(tmp_path), max_size=10**6)
+    assert info.value.status == 413
+    assert len(read_multipart(io.BytesIO(multipart(*[b"x"] * 3)), BOUNDARY, str(tmp_path), max_size=10**6)) == 3
