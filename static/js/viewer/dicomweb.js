@@ -35,7 +35,27 @@ const TAGS = {
   CineRate: "00180040",
   FrameTime: "00181063",
   NumberOfSeriesRelatedInstances: "00201209",
+  SequenceOfUltrasoundRegions: "00186011",
+  PhysicalUnitsXDirection: "00186024",
+  PhysicalUnitsYDirection: "00186026",
+  PhysicalDeltaX: "0018602C",
+  PhysicalDeltaY: "0018602E",
 };
+
+// PhysicalUnits (PS3.3 C.8.5.5.1.15) we can turn into millimetres: 3 = cm.
+const REGION_UNIT_TO_MM = { 3: 10 };
+
+/** [row, column] spacing in mm from the first calibrated ultrasound region, else null. */
+function ultrasoundSpacing(dataset) {
+  for (const region of values(dataset, "SequenceOfUltrasoundRegions")) {
+    const ux = REGION_UNIT_TO_MM[numberOr(region, "PhysicalUnitsXDirection", 0)];
+    const uy = REGION_UNIT_TO_MM[numberOr(region, "PhysicalUnitsYDirection", 0)];
+    const dx = Math.abs(numberOr(region, "PhysicalDeltaX", 0));
+    const dy = Math.abs(numberOr(region, "PhysicalDeltaY", 0));
+    if (ux && uy && dx > 0 && dy > 0) return [dy * uy, dx * ux];
+  }
+  return null;
+}
 
 /** All values of an attribute in a DICOM JSON dataset (PS3.18 F.2), [] when absent. */
 export function values(dataset, keyword) {
@@ -95,6 +115,7 @@ export function instanceInfo(dataset) {
     windowWidth: numberOr(dataset, "WindowWidth", null),
     pixelSpacing: numbers(dataset, "PixelSpacing"),
     imagerPixelSpacing: numbers(dataset, "ImagerPixelSpacing"),
+    ultrasoundSpacing: ultrasoundSpacing(dataset),
     position: numbers(dataset, "ImagePositionPatient"),
     orientation: numbers(dataset, "ImageOrientationPatient"),
     transferSyntax: value(dataset, "TransferSyntaxUID", ""),

@@ -4,11 +4,15 @@
 // [i, i + 1) x [j, j + 1), so its centre is (i + 0.5, j + 0.5). x runs along columns, y along rows.
 // Spacing follows DICOM PixelSpacing: [row spacing (between rows, along y), column spacing (along x)].
 
-/** Physical spacing of an image: {row, col, unit: "mm", source} or null when unknown. */
+/**
+ * Physical spacing of an image: {row, col, unit: "mm", source} or null when unknown. PixelSpacing
+ * first, then ImagerPixelSpacing (projection radiographs), then a calibrated ultrasound region.
+ */
 export function spacingFrom(info) {
   const candidates = [
     ["PixelSpacing", info.pixelSpacing],
     ["ImagerPixelSpacing", info.imagerPixelSpacing],
+    ["SequenceOfUltrasoundRegions", info.ultrasoundSpacing],
   ];
   for (const [source, value] of candidates) {
     if (Array.isArray(value) && value.length >= 2) {

@@ -88,3 +88,16 @@ test("instances sort along the slice normal, else by number", () => {
   const e = { instanceNumber: 1 };
   assert.deepEqual(sortInstances([d, e]).map((i) => i.instanceNumber), [1, 2]);
 });
+
+test("ultrasound regions in cm give a spacing in mm", () => {
+  const region = {
+    "00186024": { vr: "US", Value: [3] },
+    "00186026": { vr: "US", Value: [3] },
+    "0018602C": { vr: "FD", Value: [0.02] },
+    "0018602E": { vr: "FD", Value: [0.03] },
+  };
+  const info = instanceInfo({ "00186011": { vr: "SQ", Value: [region] } });
+  assert.deepEqual(info.ultrasoundSpacing, [0.3, 0.2]);
+  const uncalibrated = instanceInfo({ "00186011": { vr: "SQ", Value: [{ "00186024": { vr: "US", Value: [0] } }] } });
+  assert.equal(uncalibrated.ultrasoundSpacing, null);
+});

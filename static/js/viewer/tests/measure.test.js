@@ -26,6 +26,7 @@ test("spacing comes from PixelSpacing, then ImagerPixelSpacing, else null", () =
   assert.deepEqual(spacingFrom({ pixelSpacing: [0.5, 0.7] }), { row: 0.5, col: 0.7, unit: "mm", source: "PixelSpacing" });
   assert.equal(spacingFrom({ imagerPixelSpacing: [0.2, 0.2] }).source, "ImagerPixelSpacing");
   assert.equal(spacingFrom({ pixelSpacing: [0.3, 0.3], imagerPixelSpacing: [0.2, 0.2] }).row, 0.3);
+  assert.equal(spacingFrom({ ultrasoundSpacing: [0.3, 0.2] }).source, "SequenceOfUltrasoundRegions");
   assert.equal(spacingFrom({}), null);
   assert.equal(spacingFrom({ pixelSpacing: [0, 0] }), null);
 });
