@@ -211,3 +211,15 @@ def test_oversized_request_from_a_browser_session_is_413_before_its_body_is_read
 
     assert response.status_code == 413
     assert "over the limit" in response.json()["detail"]
+
+
+def test_upload_larger_than_the_in_memory_limit_streams_through_a_temporary_file(auth_client, physician, settings):
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
+    data = f.make_multiframe(frames=200, rows=64, columns=64)  # about 1.6 MB
+    assert len(data) > settings.FILE_UPLOAD_MAX_MEMORY_SIZE
+
+    response = upload(auth_client(physician), dicom("large.dcm", data))
+
+    assert response.status_code == 201, response.content
+    instance = Instance.objects.get()
+    assert (instance.number_of_frames, instance.size) == (200, len(data))
