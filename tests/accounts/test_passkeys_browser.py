@@ -8,6 +8,7 @@ Any Content-Security-Policy violation on the way fails the test.
 from __future__ import annotations
 
 import pytest
+from django.urls import reverse
 from playwright.sync_api import expect
 
 from tests.e2e.conftest import _e2e_database, browser, playwright_driver  # noqa: F401 - fixtures used here
@@ -72,6 +73,9 @@ def test_physician_sets_up_a_passkey_when_forced_and_signs_in_with_it(passkey_pa
     page.goto("/accounts/2fa/webauthn/")
     expect(page.locator("main table")).to_contain_text("Phone")
     expect(page.locator("main table")).to_contain_text("Passkey")
+    for name in ("mfa_edit_webauthn", "mfa_remove_webauthn"):
+        page.goto(reverse(name, args=[key.pk]))
+        expect(page.locator("main h1")).to_contain_text("Security Key")  # no reauthentication for a new key
     page.goto("/accounts/2fa/recovery-codes/")
     page.get_by_role("link", name="Continue to the portal").click()
     expect(page.locator(".whoami")).to_contain_text("Dr Passkey")
