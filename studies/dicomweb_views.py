@@ -29,7 +29,7 @@ from . import dicomweb as dw
 from .ingest import ingest_file
 from .models import Instance, Series, Study
 from .permissions import get_instance_for_user, get_series_for_user, get_study_for_user, visible_studies
-from .rendering import NotAnImage, RenderError, middle_frame, read_header, render_frame
+from .rendering import NotAnImage, RenderError, fit_within, middle_frame, read_header, render_frame
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 THUMBNAIL_VIEWPORT = (256, 256)
@@ -462,7 +462,8 @@ def representative(instances) -> Instance:
 def thumbnail_response(request: HttpRequest, instance: Instance) -> HttpResponse:
     params = dw.parse_render_params(request.GET, request.headers.get("Accept"))
     ranges = dw.parse_accept(request.GET.get("accept") or request.headers.get("Accept"))
-    if instance.status == Instance.Status.READY and instance.thumbnail and params.viewport is None:
+    # The stored thumbnail serves unless a window is asked for or the viewport is larger than it.
+    if instance.status == Instance.Status.READY and instance.thumbnail and params.window is None:
         name = instance.thumbnail.name.lower()
         stored_type = "image/png" if name.endswith(".png") else "image/jpeg"
         try:
@@ -470,10 +471,15 @@ def thumbnail_response(request: HttpRequest, instance: Instance) -> HttpResponse
                 data = handle.read()
         except FileNotFoundError:
             data = b""
-        if data and dw.accepts_any(ranges, stored_type):
+        image = Image.open(io.BytesIO(data)) if data else None
+        fits = image is not None and (
+            params.viewport is None or (image.width <= params.viewport[0] and image.height <= params.viewport[1])
+        )
+        if fits and dw.accepts_any(ranges, stored_type):
             return image_response(data, stored_type)
-        if data:
-            image = Image.open(io.BytesIO(data))
+        if fits or (image is not None and params.viewport and max(image.size) >= max(params.viewport)):
+            if params.viewport:
+                image = fit_within(image, params.viewport)
             return image_response(encode_image(image, params.media_type, params.quality), params.media_type)
     handle = open_stored(instance)
     try:

@@ -438,6 +438,8 @@ def test_stored_thumbnail_is_served_when_ready(physician, two_studies, settings,
     assert Image.open(io.BytesIO(answer.content)).size == (5, 7)
     jpeg = token_client(physician).get(f"{path}/thumbnail", {"accept": "image/jpeg"})
     assert Image.open(io.BytesIO(jpeg.content)).format == "JPEG"
+    smaller = token_client(physician).get(f"{path}/thumbnail", {"viewport": "3,3"})
+    assert max(Image.open(io.BytesIO(smaller.content)).size) <= 3
 
 
 def test_rendering_an_object_without_pixels_is_404(physician):
