@@ -744,3 +744,41 @@ class ChatReadMark(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} read consult {self.consult_id} up to {self.up_to_id}"
+
+
+class Annotation(models.Model):
+    """A measurement or mark on one frame of one image of the consult's study.
+
+    The id is chosen by the viewer that drew it, so a save that is sent again after a network
+    failure finds the same row. Geometry is in image pixel coordinates; ``values`` holds what the
+    viewer computed (length in mm, ellipse statistics in modality units, ...). Each change bumps
+    ``version``; an update naming an older version is refused as a conflict.
+    """
+
+    class Tool(models.TextChoices):
+        LENGTH = "length", "Length"
+        ANGLE = "angle", "Angle"
+        ELLIPSE = "ellipse", "Ellipse ROI"
+        ARROW = "arrow", "Arrow"
+        TEXT = "text", "Text label"
+        KEY_IMAGE = "key_image", "Key image"
+
+    id = models.UUIDField(primary_key=True)
+    consult = models.ForeignKey(ConsultRequest, on_delete=models.CASCADE, related_name="annotations")
+    sop_instance_uid = models.CharField("SOPInstanceUID", max_length=64)
+    frame = models.PositiveIntegerField(default=1)
+    tool = models.CharField(max_length=16, choices=Tool.choices)
+    geometry = models.JSONField(default=dict, blank=True)
+    values = models.JSONField(default=dict, blank=True)
+    label = models.CharField(max_length=500, blank=True)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    version = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["consult", "sop_instance_uid"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_tool_display()} on {self.sop_instance_uid} frame {self.frame}"
