@@ -116,6 +116,14 @@ class ShareLinkAdmin(admin.ModelAdmin):
     list_display = ["token_prefix", "study", "created_by", "created_at", "expires_at", "status"]
     search_fields = ["token_prefix", "created_by__email", "study__study_instance_uid"]
     readonly_fields = [f.name for f in ShareLink._meta.fields]
+    actions = ["revoke_links"]
+
+    @admin.action(description="Revoke selected links (they stop working at once)")
+    def revoke_links(self, request, queryset):
+        links = list(queryset.filter(revoked_at__isnull=True))
+        for link in links:
+            link.revoke(by=request.user)
+        self.message_user(request, f"Revoked {len(links)} link(s).", messages.SUCCESS)
 
     def has_add_permission(self, request) -> bool:
         return False

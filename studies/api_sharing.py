@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 
+from django.db.models import Count, Max
 from django.http import Http404, StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
@@ -50,10 +51,15 @@ class ShareLinkSerializer(serializers.ModelSerializer):
         ]
 
     def get_uses(self, link: ShareLink) -> int:
+        if hasattr(link, "use_count"):
+            return link.use_count
         return link.access_events.count()
 
     def get_last_used_at(self, link: ShareLink) -> str | None:
-        last = link.access_events.order_by("-at").values_list("at", flat=True).first()
+        if hasattr(link, "last_used"):
+            last = link.last_used
+        else:
+            last = link.access_events.order_by("-at").values_list("at", flat=True).first()
         return serializers.DateTimeField().to_representation(last) if last else None
 
 
@@ -107,7 +113,9 @@ class ShareListCreateView(APIView):
 
     @extend_schema(responses=ShareLinkSerializer(many=True))
     def get(self, request):
-        links = sharing.links_of(request.user)
+        links = sharing.links_of(request.user).annotate(
+            use_count=Count("access_events"), last_used=Max("access_events__at")
+        )
         study_uid = request.query_params.get("study_uid")
         if study_uid:
             links = links.filter(study__study_instance_uid=study_uid)

@@ -292,3 +292,15 @@ def test_share_holder_downloads_zip_only_when_allowed(physician, ct):
 def test_share_page_of_another_route_needs_no_account(physician, ct):
     token = make_link(ct, physician)
     assert Client().get(reverse("sharing:open", args=[token])).status_code == 200
+
+
+def test_admin_revokes_links_from_the_admin_list(client, admin_user, physician, ct):
+    token = make_link(ct, physician)
+    client.force_login(admin_user)
+    response = client.post(
+        reverse("admin:studies_sharelink_changelist"),
+        {"action": "revoke_links", "_selected_action": [ShareLink.objects.get().pk]},
+    )
+    assert response.status_code == 302
+    assert ShareLink.objects.get().status == "revoked"
+    assert Client().get(f"/s/{token}/").status_code == 404
