@@ -89,14 +89,18 @@ def tag_key(tag: int) -> str:
 
 
 def da(value: dt.date | None) -> str | None:
-    return value.strftime("%Y%m%d") if value else None
+    return f"{value.year:04d}{value.month:02d}{value.day:02d}" if value else None
 
 
 def tm(value: dt.time | None) -> str | None:
     if value is None:
         return None
-    text = value.strftime("%H%M%S")
+    text = f"{value.hour:02d}{value.minute:02d}{value.second:02d}"
     return f"{text}.{value.microsecond:06d}" if value.microsecond else text
+
+
+# Shared by every answer: encoded as JSON, never changed.
+CHARACTER_SET = {"vr": "CS", "Value": ["ISO_IR 192"]}
 
 
 # Study columns a QIDO study answer reads, fetched as plain rows (no model instances).
@@ -130,7 +134,7 @@ def study_row(study: Study) -> dict[str, Any]:
 
 def study_attributes(row: dict[str, Any], study_url: str | None) -> dict[str, Any]:
     dataset = {
-        "00080005": attr("CS", "ISO_IR 192"),
+        "00080005": CHARACTER_SET,
         "00080020": attr("DA", da(row["study_date"])),
         "00080030": attr("TM", tm(row["study_time"])),
         "00080050": attr("SH", row["accession_number"]),
