@@ -10,7 +10,6 @@ Who may read which events is decided here too (``visible_events``), next to how 
 from __future__ import annotations
 
 import hashlib
-import logging
 
 from django.conf import settings
 from django.core.cache import cache
@@ -18,8 +17,6 @@ from django.db.models import Q
 from django.http import HttpRequest
 
 from .models import AccessEvent, ShareLink, Study
-
-logger = logging.getLogger(__name__)
 
 Action = AccessEvent.Action
 

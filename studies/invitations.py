@@ -9,7 +9,6 @@ linked to several Patient records (different institutions); a record has one acc
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -21,8 +20,6 @@ from django.urls import reverse
 from django.utils import timezone
 
 from .models import Patient, PatientInvitation
-
-logger = logging.getLogger(__name__)
 
 
 class InviteError(Exception):

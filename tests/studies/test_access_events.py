@@ -126,7 +126,12 @@ def test_thumbnail_and_file_urls_write_their_events(physician, study, ct):
 def test_study_zip_download_writes_download(patient_user, study):
     response = signed_in(patient_user).get(reverse("studies:download", args=[study.study_instance_uid]))
     assert response.status_code == 200
-    consume(response)
+    assert response.streaming  # written as it is sent, never built in memory
+    import zipfile
+
+    archive = zipfile.ZipFile(io.BytesIO(consume(response)))
+    assert archive.testzip() is None
+    assert "index.html" in archive.namelist()
     assert events("download").get().user == patient_user
 
 
