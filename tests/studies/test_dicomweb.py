@@ -679,3 +679,37 @@ def test_other_bulk_data_is_served_through_its_bulk_data_uri(physician, outsider
     assert token_client(physician).get(f"{base}/00100010").status_code == 404
     assert token_client(physician).get(f"{base}/zz").status_code == 400
     assert token_client(outsider).get(uri).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("accept", "part_type"),
+    [
+        (
+            "multipart/related; type=application/octet-stream; transfer-syntax=*",
+            b"transfer-syntax=1.2.840.10008.1.2.4.50",
+        ),
+        (
+            'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.4.50',
+            b"transfer-syntax=1.2.840.10008.1.2.4.50",
+        ),
+        (
+            'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1',
+            b"transfer-syntax=1.2.840.10008.1.2.1",
+        ),
+        ("*/*", b"transfer-syntax=1.2.840.10008.1.2.1"),
+        (
+            'multipart/related; type="image/jls", multipart/related; type="application/octet-stream"; q=0.5',
+            b"transfer-syntax=1.2.840.10008.1.2.1",
+        ),
+    ],
+)
+def test_frame_negotiation_for_the_accept_headers_viewers_send(physician, jpeg_instance, accept, part_type):
+    _ds, result = jpeg_instance
+    base = (
+        f"/dicomweb/studies/{result.study_instance_uid}/series/{result.series_instance_uid}"
+        f"/instances/{result.sop_instance_uid}"
+    )
+    answer = token_client(physician).get(f"{base}/frames/1", headers={"Accept": accept})
+    assert answer.status_code == 200
+    body = b"".join(answer.streaming_content)
+    assert b"Content-Type: application/octet-stream; " + part_type + b"\r\n" in body
