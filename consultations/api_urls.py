@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from . import api, room_api
+from . import annotations_api, api, room_api
 
 router = SimpleRouter()
 router.register("consults", api.ConsultViewSet, basename="api-consult")
@@ -9,6 +9,12 @@ router.register("notifications", api.NotificationViewSet, basename="api-notifica
 
 urlpatterns = [
     path("consults/<int:pk>/messages/", room_api.ConsultMessagesView.as_view(), name="api-consult-messages"),
+    path("consults/<int:pk>/annotations/", annotations_api.AnnotationListView.as_view(), name="api-annotations"),
+    path(
+        "consults/<int:pk>/annotations/<uuid:annotation_id>/",
+        annotations_api.AnnotationDetailView.as_view(),
+        name="api-annotation",
+    ),
     path("report-templates/", api.TemplateListView.as_view(), name="api-report-templates"),
     *router.urls,
 ]
