@@ -104,7 +104,7 @@ def email_notification(notification: Notification) -> bool:
     """Send one notification by email, once. The email carries no patient details, only a link."""
     if notification.emailed_at is not None:
         return False
-    base = getattr(settings, "TELECONSULT_BASE_URL", "")
+    base = settings.TELECONSULT_BASE_URL
     lines = [notification.title, ""]
     if notification.body:
         lines += [notification.body, ""]

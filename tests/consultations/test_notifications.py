@@ -175,3 +175,14 @@ def test_push_uses_the_users_group(consult, specialist):
     notifications.push(Notification.objects.get(user=specialist))
     message = async_to_sync(layer.receive)(channel)
     assert message["type"] == "notification.created" and message["unread"] == 1
+
+
+def test_email_links_are_absolute(settings, consult, specialist):
+    settings.TELECONSULT_BASE_URL = "https://portal.example.org"
+    note = Notification.objects.get(user=specialist)
+    Notification.objects.filter(pk=note.pk).update(emailed_at=None)
+    mail.outbox.clear()
+    note.refresh_from_db()
+    assert notifications.email_notification(note)
+    assert f"https://portal.example.org/consults/{consult.pk}/" in mail.outbox[0].body
+    assert not notifications.email_notification(Notification.objects.get(pk=note.pk))  # once only

@@ -125,3 +125,42 @@ def test_an_outsider_sees_no_room_and_the_socket_refuses_them(browser_context, a
         }})"""
     )
     assert closed == 4403
+
+
+def screen(page, x: float, y: float) -> tuple[float, float]:
+    box = page.locator("[data-canvas]").bounding_box()
+    sx, sy = page.evaluate(f"{VIEWER}.toScreen([{x}, {y}])")
+    return box["x"] + sx, box["y"] + sy
+
+
+def test_a_measurement_is_saved_survives_a_reload_and_appears_live_for_the_follower(browser_context, accepted_consult):
+    from consultations.models import Annotation
+
+    consult, physician, specialist = accepted_consult
+    reader = open_consult(browser_context, specialist, consult)
+    doctor = open_consult(browser_context, physician, consult)
+    reader.get_by_role("button", name="Lead").click()
+    doctor.wait_for_function(f"() => {VIEWER}.getViewState().instance_uid !== null")
+
+    reader.locator("[data-viewport]").focus()
+    reader.keyboard.press("l")
+    bar = dicom.BAR
+    reader.mouse.move(*screen(reader, bar["x0"], bar["y"]))
+    reader.mouse.down()
+    reader.mouse.move(*screen(reader, bar["x1"], bar["y"]), steps=6)
+    reader.mouse.up()
+    expect(reader.locator("[data-annotations-status]")).to_have_text("All changes saved")
+
+    saved = Annotation.objects.get(consult=consult)
+    assert saved.tool == "length" and saved.author_id == specialist.pk
+    assert abs(saved.values["length"] - 100.0) < 1.0 and saved.values["unit"] == "mm"
+    # The follower sees it appear without reloading.
+    doctor.wait_for_function(f"() => {VIEWER}.getAnnotations().length === 1")
+    assert doctor.evaluate(f"{VIEWER}.getAnnotations()[0].id") == str(saved.id)
+
+    reader.reload()
+    reader.wait_for_selector("[data-viewer][data-state=ready]")
+    reader.wait_for_function(f"() => {VIEWER}.getAnnotations().length === 1")
+    points = reader.evaluate(f"{VIEWER}.getAnnotations()[0].geometry.points")
+    assert points == saved.geometry["points"]
+    assert reader.errors == [] and doctor.errors == []
