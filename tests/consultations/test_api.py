@@ -428,3 +428,13 @@ def test_signing_with_a_totp_code(as_specialist, specialist, accepted):
         as_specialist.post(f"{BASE}{accepted.pk}/report/addendum/", {"reason": "More"}, format="json")
         r = as_specialist.post(f"{BASE}{accepted.pk}/report/sign/", {"code": code}, format="json")
         assert r.status_code == 400 and "code" in r.data
+
+
+def test_scope_mine_includes_consults_shared_with_a_colleague(as_physician, auth_client, consult, colleague, physician):
+    from consultations import actions
+
+    actions.add_participant(consult, by=physician, user=colleague)
+    as_colleague = auth_client(colleague)
+    assert [c["id"] for c in as_colleague.get(f"{BASE}?scope=mine").data["results"]] == [consult.pk]
+    assert [c["id"] for c in as_physician.get(f"{BASE}?scope=mine&priority=routine").data["results"]] == [consult.pk]
+    assert as_physician.get(f"{BASE}?scope=mine&priority=stat").data["results"] == []
