@@ -18,6 +18,7 @@ export class Overlay {
     this.bar = root.querySelector("[data-scale-bar]");
     this.barLabel = root.querySelector("[data-scale-label]");
     this.last = {};
+    this.lastBar = null;
   }
 
   setLines(name, lines) {
@@ -45,16 +46,14 @@ export class Overlay {
   updateScaleBar(m) {
     if (!this.bar) return;
     const bar = m.spacing && m.scale ? scaleBar(m.scale / m.spacing.col, Math.max(40, m.viewportWidth * 0.25)) : null;
-    if (!bar) {
-      this.bar.hidden = true;
-      if (this.barLabel) this.barLabel.hidden = true;
-      return;
-    }
-    this.bar.hidden = false;
+    // Touch the DOM only when the bar changes: this runs on every paint while scrolling.
+    const key = bar ? `${Math.round(bar.px)}|${bar.label}` : "";
+    if (key === this.lastBar) return;
+    this.lastBar = key;
+    this.bar.hidden = !bar;
+    if (this.barLabel) this.barLabel.hidden = !bar;
+    if (!bar) return;
     this.bar.style.width = `${Math.round(bar.px)}px`;
-    if (this.barLabel) {
-      this.barLabel.hidden = false;
-      this.barLabel.textContent = bar.label;
-    }
+    if (this.barLabel) this.barLabel.textContent = bar.label;
   }
 }

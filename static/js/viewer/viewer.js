@@ -41,6 +41,7 @@ const RENDERED_PREFETCH_RADIUS = 4;
 const MIN_ZOOM = 0.05;
 const MAX_ZOOM = 40;
 const FAILED_RETRY_MS = 5000;
+const SMOOTH_AFTER_MS = 150;
 const EDIT_TOOLS = new Set(["select", "length", "angle", "ellipse", "arrow", "text"]);
 
 function cacheLimitBytes() {
@@ -127,6 +128,8 @@ export class Viewer {
     this.renderedTimer = null;
     this.openToken = 0;
     this.remotePointers = new Map();
+    this.lastStepAt = -Infinity;
+    this.smoothTimer = null;
     this.pointerPending = null;
 
     this.canvas = root.querySelector("[data-canvas]");
@@ -415,6 +418,7 @@ export class Viewer {
     if (next === this.index && this.shown) return;
     this.direction = next >= this.index ? 1 : -1;
     this.index = next;
+    this.lastStepAt = performance.now();
     this.tools.cancel();
     this.updateSlider();
     this.requestRender(true, user);
@@ -525,8 +529,9 @@ export class Viewer {
 
   // ---- geometry -------------------------------------------------------------------------------
 
+  /** CSS size of the canvas, kept by resize() so paints never force a layout to read it. */
   viewportSize() {
-    return [this.canvas.clientWidth || 1, this.canvas.clientHeight || 1];
+    return this.viewport || [1, 1];
   }
 
   viewportCentre() {
@@ -564,14 +569,15 @@ export class Viewer {
 
   resize() {
     const dpr = window.devicePixelRatio || 1;
-    const [w, h] = this.viewportSize();
+    this.viewport = [this.canvas.clientWidth || 1, this.canvas.clientHeight || 1];
+    const [w, h] = this.viewport;
     const pw = Math.round(w * dpr);
     const ph = Math.round(h * dpr);
     if (this.canvas.width !== pw || this.canvas.height !== ph) {
       this.canvas.width = pw;
       this.canvas.height = ph;
-      this.requestRender(false);
     }
+    this.requestRender(false);
   }
 
   // ---- rendering ------------------------------------------------------------------------------
@@ -648,7 +654,16 @@ export class Viewer {
     if (showImage) {
       const s = this.scale();
       const origin = this.toScreen([0, 0]);
-      ctx.imageSmoothingEnabled = s < 4;
+      // While the stack moves, nearest-neighbour scaling (several times cheaper); once it rests,
+      // one more paint with interpolation.
+      const moving = time - this.lastStepAt < SMOOTH_AFTER_MS;
+      ctx.imageSmoothingEnabled = s < 4 && !moving;
+      if (moving && !this.smoothTimer) {
+        this.smoothTimer = setTimeout(() => {
+          this.smoothTimer = null;
+          this.requestRender(false);
+        }, SMOOTH_AFTER_MS + 20);
+      }
       ctx.drawImage(this.imageCanvas, origin[0], origin[1], item.info.columns * s, item.info.rows * s);
     }
     if (item && loaded) {
@@ -807,6 +822,7 @@ export class Viewer {
     this.cine.last = time - ((time - this.cine.last) % interval);
     this.direction = 1;
     this.index = next;
+    this.lastStepAt = time;
     this.updateSlider();
     this.imageKey = "";
     this.viewChanged = true;
