@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from django.db.models import OuterRef, Q, QuerySet, Subquery, TextField
+from django.db.models import F, Func, JSONField, OuterRef, Q, QuerySet, Subquery, TextField
 from django.db.models.functions import Cast
 from pydicom import dcmread
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
@@ -548,16 +548,47 @@ def add_from_metadata(
             dataset.setdefault(key, metadata[key])
 
 
-def first_instance_metadata(level: str, pks: list[int]) -> dict[int, dict]:
-    """Header metadata of one instance per study or series, in two queries whatever the count."""
+class HeaderAttribute(Func):
+    """One attribute of ``Instance.metadata`` by tag key, extracted by the database.
+
+    Django's key lookups take all-digit keys such as ``00080080`` for array indexes, so the JSON
+    path is written here with the key quoted.
+    """
+
+    output_field = JSONField()
+
+    def __init__(self, tag: str) -> None:
+        if not re.fullmatch(r"[0-9A-F]{8}", tag):
+            raise ValueError(f"not a tag key: {tag!r}")
+        self.tag = tag
+        super().__init__(F("metadata"))
+
+    def as_sql(self, compiler, connection, **extra_context):
+        column, params = compiler.compile(self.source_expressions[0])
+        if connection.vendor == "postgresql":
+            return f"({column} -> %s)", [*params, self.tag]
+        return f"JSON_EXTRACT({column}, %s)", [*params, f'$."{self.tag}"']
+
+
+def metadata_values(instances: QuerySet, tags: list[str]) -> Iterator[tuple[int, dict]]:
+    """(pk, {tag: attribute}) rows holding only the asked-for attributes of each stored header.
+
+    The database extracts them, so a full header (often tens of kilobytes) is never decoded here.
+    """
+    names = {f"tag_{tag}": HeaderAttribute(tag) for tag in dict.fromkeys(tags)}
+    for row in instances.annotate(**names).values_list("pk", *names):
+        yield row[0], {name[4:]: value for name, value in zip(names, row[1:], strict=True) if value is not None}
+
+
+def first_instance_metadata(level: str, pks: list[int], tags: list[str]) -> dict[int, dict]:
+    """The ``tags`` of one instance per study or series, in two queries whatever the count."""
     if not pks:
         return {}
     model, owner = (Study, "series__study") if level == "study" else (Series, "series")
     first = Instance.objects.filter(**{owner: OuterRef("pk")}).order_by("pk").values("pk")[:1]
     first_pk = dict(model.objects.filter(pk__in=pks).annotate(first=Subquery(first)).values_list("pk", "first"))
-    metadata = dict(
-        Instance.objects.filter(pk__in=[pk for pk in first_pk.values() if pk]).values_list("pk", "metadata")
-    )
+    instances = Instance.objects.filter(pk__in=[pk for pk in first_pk.values() if pk])
+    metadata = dict(metadata_values(instances, tags))
     return {owner_pk: metadata.get(instance_pk) or {} for owner_pk, instance_pk in first_pk.items()}
 
 
@@ -569,7 +600,7 @@ def search_studies(studies: QuerySet, query: QidoQuery, study_url) -> tuple[list
     answer = [study_attributes(row, study_url(row["study_instance_uid"])) for row in rows]
     extra = wanted_extra_tags(query, "study", answer[0] if answer else {})
     if extra:
-        metadata = first_instance_metadata("study", [row["pk"] for row in rows])
+        metadata = first_instance_metadata("study", [row["pk"] for row in rows], extra)
         for row, dataset in zip(rows, answer, strict=True):
             add_from_metadata(dataset, metadata.get(row["pk"]), extra, include_all=False)
     return answer, more
@@ -590,7 +621,7 @@ def search_series(series: QuerySet, query: QidoQuery, series_url, *, with_study:
         answer.append(dataset)
     extra = wanted_extra_tags(query, "series", answer[0] if answer else {})
     if extra:
-        metadata = first_instance_metadata("series", [item.pk for item in rows])
+        metadata = first_instance_metadata("series", [item.pk for item in rows], extra)
         for item, dataset in zip(rows, answer, strict=True):
             add_from_metadata(dataset, metadata.get(item.pk), extra, include_all=False)
     return answer, more
@@ -598,17 +629,18 @@ def search_series(series: QuerySet, query: QidoQuery, series_url, *, with_study:
 
 def search_instances(instances: QuerySet, query: QidoQuery, instance_url) -> tuple[list[dict], bool]:
     queryset = apply_filters(instances.select_related("series__study__patient"), query, "instance")
-    need_metadata = query.include_all or bool(query.include_tags)
-    if not need_metadata:
+    if not query.include_all:
         queryset = queryset.defer("metadata")
     queryset = queryset.order_by("series__study_id", "series_id", "instance_number", "pk")
     rows, more = page(queryset, query)
-    answer = []
-    for item in rows:
-        dataset = instance_attributes(item, instance_url(item))
-        if need_metadata:
-            add_from_metadata(dataset, item.metadata, query.include_tags, include_all=query.include_all)
-        answer.append(dataset)
+    answer = [instance_attributes(item, instance_url(item)) for item in rows]
+    if query.include_all:
+        for item, dataset in zip(rows, answer, strict=True):
+            add_from_metadata(dataset, item.metadata, [], include_all=True)
+    elif query.include_tags and rows:
+        metadata = dict(metadata_values(Instance.objects.filter(pk__in=[item.pk for item in rows]), query.include_tags))
+        for item, dataset in zip(rows, answer, strict=True):
+            add_from_metadata(dataset, metadata.get(item.pk), query.include_tags, include_all=False)
     return answer, more
 
 
