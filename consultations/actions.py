@@ -158,6 +158,14 @@ def report_signed(consult: ConsultRequest, report) -> None:
     else:
         kind, title, body = Kind.REPORT_SIGNED, f"The report on consult #{consult.pk} is signed", ""
     notify([*_referring_side(consult), *_patient_accounts(consult)], kind=kind, consult=consult, title=title, body=body)
+    transaction.on_commit(lambda: _queue_report_pdf(report.pk))
+
+
+def _queue_report_pdf(report_pk: int) -> None:
+    """The signed version also goes into the study as an Encapsulated PDF (consultations.dicom_export)."""
+    from . import tasks
+
+    tasks.store_report_pdf.delay(report_pk=report_pk)
 
 
 # Attachments: recognised by their first bytes, never by name or declared type.

@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from . import annotations_api, api, room_api
+from . import annotations_api, api, export_api, room_api
 
 router = SimpleRouter()
 router.register("consults", api.ConsultViewSet, basename="api-consult")
@@ -15,6 +15,7 @@ urlpatterns = [
         annotations_api.AnnotationDetailView.as_view(),
         name="api-annotation",
     ),
+    path("consults/<int:pk>/export-sr/", export_api.ExportMeasurementsView.as_view(), name="api-consult-export-sr"),
     path("report-templates/", api.TemplateListView.as_view(), name="api-report-templates"),
     *router.urls,
 ]

@@ -1,11 +1,15 @@
-"""Background work: the SLA check every minute, and notification emails."""
+"""Background work: the SLA check every minute, notification emails, and signed reports stored as DICOM."""
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 
-from . import notifications, sla
-from .models import Notification
+from . import dicom_export, notifications, sla
+from .models import Notification, Report
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task
@@ -20,3 +24,18 @@ def send_notification_email(*, notification_pk: int) -> bool:
     if notification is None or notification.emailed_at is not None:
         return False
     return notifications.email_notification(notification)
+
+
+@shared_task
+def store_report_pdf(*, report_pk: int) -> str:
+    """Store a signed report version in its study as an Encapsulated PDF; returns its SOPInstanceUID."""
+    report = Report.objects.select_related("consult__study__patient", "signed_by").filter(pk=report_pk).first()
+    if report is None or not report.is_signed:
+        return ""
+    try:
+        stored = dicom_export.store_report_pdf(report)
+    except dicom_export.ExportFailedError:
+        # The report is signed either way; the refusal is logged and the PDF stays downloadable.
+        logger.exception("Signed report %s could not be stored in its study as DICOM", report_pk)
+        return ""
+    return stored.sop_instance_uid if stored is not None else dicom_export.report_pdf_uids(report)[1]

@@ -19,7 +19,7 @@ from studies.models import AccessEvent
 from studies.permissions import can_view_study, get_study_for_user
 from studies.viewer_views import viewer_context
 
-from . import actions, forms, notifications, permissions, reports, room
+from . import actions, dicom_export, forms, notifications, permissions, reports, room
 from .api import attachment_response, report_pdf_response
 from .models import EMAIL_KINDS, ConsultError, ConsultRequest, Notification, NotificationPreference, State
 
@@ -112,6 +112,7 @@ ACTIONS = {
     "request-info": (forms.QuestionForm, lambda c, u, d: actions.request_info(c, by=u, question=d["question"])),
     "answer-info": (forms.AnswerForm, lambda c, u, d: actions.answer_info(c, by=u, answer=d["answer"])),
     "close": (forms.EmptyForm, lambda c, u, d: actions.close_consult(c, by=u)),
+    "export-sr": (forms.EmptyForm, lambda c, u, d: dicom_export.export_measurements(c, by=u)),
 }
 
 
