@@ -346,3 +346,28 @@ def test_pointer_events_remote_pointers_and_save_state(open_viewer, physician, s
     page.evaluate(f"{VIEWER}.setSaveState('Not saved: retrying', 'bad')")
     assert page.locator("[data-save-state]").inner_text() == "Not saved: retrying"
     assert page.errors == []
+
+
+def test_toolbar_invert_fit_reset_and_help(open_viewer, physician, study_uid):
+    page = open_viewer(physician, study_uid)
+    pixel = f"() => {VIEWER}.imageCanvas.getContext('2d').getImageData(128, 128, 1, 1).data[0]"
+    before = page.evaluate(pixel)
+    page.click("[data-action=invert]")
+    page.wait_for_function(f"() => ({pixel})() === 255 - {before}")
+    assert page.get_attribute("[data-action=invert]", "aria-pressed") == "true"
+    assert "Inverted" in overlay(page, "bl")
+
+    page.evaluate(f"{VIEWER}.setZoom(3)")
+    page.click("[data-action=fit]")
+    assert page.evaluate(f"{VIEWER}.zoom") == 1
+    page.keyboard.press("3")  # CT bone preset
+    page.wait_for_function(f"() => {VIEWER}.window.width === 1500")
+    page.click("[data-action=reset]")
+    page.wait_for_function(f"() => {VIEWER}.window.width === 400 && !{VIEWER}.invert")
+
+    page.keyboard.press("?")
+    assert page.locator("[data-help]").is_visible()
+    assert page.locator("[data-shortcuts] dt").count() > 20
+    page.keyboard.press("Escape")
+    assert not page.locator("[data-help]").is_visible()
+    assert page.errors == []
