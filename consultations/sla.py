@@ -90,6 +90,11 @@ def escalate(consult: ConsultRequest, now) -> None:
     consult._log(ConsultEvent.Kind.SLA_OVERDUE, None, "Overdue: the due time has passed.", step="overdue")
     new_offers = []
     if consult.state == State.SUBMITTED:
+        if consult.target_specialist_id and consult.specialty:
+            # The named specialist has not answered in time: the specialty pool may take it now
+            # (the named specialist keeps their offer).
+            ConsultRequest.objects.filter(pk=consult.pk).update(target_specialist=None)
+            consult.target_specialist = None
         new_offers = offers.offer_to_every_match(consult)
         consult._log(
             ConsultEvent.Kind.ESCALATED,
@@ -110,9 +115,13 @@ def escalate(consult: ConsultRequest, now) -> None:
         kind=Notification.Kind.ESCALATION,
         consult=consult,
         title=f"Consult #{consult.pk} is overdue",
-        body=(
-            "Nobody has accepted it yet; it is now offered to every matching specialist."
-            if consult.state == State.SUBMITTED
-            else f"{consult.assignee.display_name} has not reported yet."
-        ),
+        body=_escalation_text(consult),
     )
+
+
+def _escalation_text(consult: ConsultRequest) -> str:
+    if consult.state != State.SUBMITTED:
+        return f"{consult.assignee.display_name} has not reported yet."
+    if consult.specialty:
+        return "Nobody has accepted it yet; it is now offered to every matching specialist."
+    return "The named specialist has not accepted it yet; you may cancel it and ask someone else."

@@ -188,3 +188,34 @@ def test_worklist_order_overdue_then_priority_then_due(physician, study, special
         assert order == [stat.pk, later_stat.pk, urgent.pk, routine.pk]
         assert stat.urgency_class() == "bad" and later_stat.urgency_class() == "warn"
         assert routine.urgency_class() == "ok"
+
+
+def test_overdue_named_consult_opens_to_the_pool(
+    physician, study, on_call_specialist, off_duty_specialist, django_capture_on_commit_callbacks
+):
+    with time_machine.travel(START, tick=False):
+        consult = ConsultFactory(
+            requester=physician, study=study, priority="stat", target_specialist=on_call_specialist
+        )
+        actions.submit_consult(consult, by=physician)
+    assert list(consult.offers.values_list("specialist_id", flat=True)) == [on_call_specialist.pk]
+    run_check(START + dt.timedelta(minutes=61), django_capture_on_commit_callbacks)
+    consult.refresh_from_db()
+    assert consult.target_specialist is None
+    actions.accept_consult(consult, by=off_duty_specialist)
+    assert consult.assignee == off_duty_specialist
+
+
+def test_overdue_named_consult_without_pool_stays_with_the_named_specialist(
+    physician, study, on_call_specialist, off_duty_specialist, django_capture_on_commit_callbacks
+):
+    with time_machine.travel(START, tick=False):
+        consult = ConsultFactory(
+            requester=physician, study=study, priority="stat", target_specialist=on_call_specialist, specialty=""
+        )
+        actions.submit_consult(consult, by=physician)
+    run_check(START + dt.timedelta(minutes=61), django_capture_on_commit_callbacks)
+    consult.refresh_from_db()
+    assert consult.target_specialist == on_call_specialist
+    assert list(consult.offers.values_list("specialist_id", flat=True)) == [on_call_specialist.pk]
+    assert Notification.objects.filter(kind="escalation", user=physician).exists()
