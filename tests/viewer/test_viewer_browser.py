@@ -371,3 +371,34 @@ def test_toolbar_invert_fit_reset_and_help(open_viewer, physician, study_uid):
     page.keyboard.press("Escape")
     assert not page.locator("[data-help]").is_visible()
     assert page.errors == []
+
+
+def test_without_embedded_series_the_viewer_asks_qido(browser, live_server, physician, study_uid):
+    """What share-link and other pages that include the viewer with only a study get."""
+    import re
+
+    client = Client()
+    client.force_login(physician)
+    context = browser.new_context(viewport={"width": 1000, "height": 700})
+    try:
+        context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}])
+        page = context.new_page()
+
+        def strip_embedded(route):
+            response = route.fetch()
+            html = re.sub(r'<script type="application/json"[^>]*>.*?</script>', "", response.text(), flags=re.S)
+            html = re.sub(r'<link rel="preload" as="fetch"[^>]*>', "", html)
+            route.fulfill(response=response, body=html)
+
+        page.route("**/view/", strip_embedded)
+        requests: list[str] = []
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(f"{live_server.url}/studies/{study_uid}/view/")
+        page.wait_for_selector("[data-viewer][data-state=ready]")
+        assert any(
+            url.endswith("/series?includefield=00080060,0008103E,00200011,00201209,0020000E") for url in requests
+        )
+        assert page.evaluate(f"{VIEWER}.seriesList.length") == 4
+        assert page.evaluate(f"{VIEWER}.series.modality") == "CT"
+    finally:
+        context.close()
