@@ -116,7 +116,9 @@ class ConsultSerializer(serializers.ModelSerializer):
         ]
 
     def get_participants(self, obj: ConsultRequest) -> list[dict]:
-        return [{"id": p.user_id, "name": p.user.display_name} for p in obj.active_participants()]
+        # Filtered in Python so a prefetched list serves every consult of a page.
+        active = [p for p in obj.participants.all() if p.removed_at is None]
+        return [{"id": p.user_id, "name": p.user.display_name} for p in active]
 
     def get_time_left_seconds(self, obj: ConsultRequest) -> int | None:
         left = obj.time_left()
@@ -361,8 +363,10 @@ class ConsultViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 
     def get_queryset(self):
         user = self.request.user
-        qs = permissions.visible_consults(user).select_related(
-            "study__patient", "requester", "assignee", "target_specialist"
+        qs = (
+            permissions.visible_consults(user)
+            .select_related("study__patient", "requester", "assignee", "target_specialist")
+            .prefetch_related("participants__user", "attachments")
         )
         params = self.request.query_params
         scope = params.get("scope", "all")
