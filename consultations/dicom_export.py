@@ -43,11 +43,13 @@ from studies import ingest
 from studies.models import Instance, Series
 
 from .models import Annotation, ConsultError, ConsultRequest, NotAllowedError, Report
+from .pdf import render_report_pdf
 
 logger = logging.getLogger(__name__)
 
 ENCAPSULATED_PDF_STORAGE = "1.2.840.10008.5.1.4.1.1.104.1"
 MANUFACTURER = "teleconsult"
+UTF8 = "ISO_IR 192"
 SR_SERIES_DESCRIPTION = "Consult measurements"
 PDF_SERIES_DESCRIPTION = "Consult report"
 # Exported series are numbered after the study's own, from here up.
@@ -158,6 +160,8 @@ def export_measurements(consult: ConsultRequest, *, by) -> StoredObject:
         manufacturer=MANUFACTURER,
         is_complete=True,
         series_description=SR_SERIES_DESCRIPTION,
+        # Labels and names are any text the viewer took; values read from the sources are decoded.
+        specific_character_set=UTF8,
     )
     return _store(
         sr, filename=f"consult-{consult.pk}-measurements.dcm", user=by, study_uid=consult.study.study_instance_uid
@@ -298,14 +302,13 @@ def store_report_pdf(report: Report) -> StoredObject | None:
     series_uid, sop_uid = report_pdf_uids(report)
     if Instance.objects.filter(sop_instance_uid=sop_uid).exists():
         return None
-    from .pdf import render_report_pdf
-
     signed = list(
         consult.reports.filter(signed_at__isnull=False, version__lte=report.version).select_related("signed_by")
     )
     pdf = render_report_pdf(consult, sorted(signed, key=lambda r: -r.version))
     ds = _study_header(consult)
     signed_at = timezone.localtime(report.signed_at)
+    ds.SpecificCharacterSet = UTF8
     ds.SOPClassUID = ENCAPSULATED_PDF_STORAGE
     ds.SOPInstanceUID = sop_uid
     ds.SeriesInstanceUID = series_uid

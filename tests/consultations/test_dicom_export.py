@@ -12,11 +12,12 @@ import pytest
 from pydicom.sr.codedict import codes
 from pypdf import PdfReader
 
-from consultations import dicom_export, reports
+from consultations import actions, dicom_export, reports
 from consultations.models import Annotation
 from studies.ingest import ingest_file
 from studies.models import Instance, Series
-from tests.viewer.dicom import BAR, CT_SPACING, DISC, ct_slices
+from tests.factories import ConsultFactory, make_study
+from tests.viewer.dicom import BAR, CT_SPACING, DISC, ct_slices, xa_multiframe
 
 BASE = "/api/v1/consults/"
 
@@ -202,15 +203,32 @@ def test_pixel_measurements_are_exported_in_pixels_not_millimetres(accepted, spe
         "ellipse",
         [[0, 0], [10, 20]],
         {"area": 157.1, "area_unit": "px²", "mean": 12.5, "sd": 1.0, "min": 10, "max": 15, "n": 150, "unit": ""},
-        "PxEllipse",
+        "Läsion ø",
     )
     stored = dicom_export.export_measurements(accepted, by=specialist)
     groups = groups_by_label(read_sr(stored.sop_instance_uid))
     assert measurement(groups["Px"], codes.SCT.Length) == (pytest.approx(50.0), "{pixels}")
-    assert measurement(groups["PxEllipse"], codes.SCT.Area) == (pytest.approx(157.1), "{pixels^2}")
-    assert measurement(groups["PxEllipse"], codes.SCT.Mean) == (pytest.approx(12.5), "1")
+    assert measurement(groups["Läsion ø"], codes.SCT.Area) == (pytest.approx(157.1), "{pixels^2}")
+    assert measurement(groups["Läsion ø"], codes.SCT.Mean) == (pytest.approx(12.5), "1")
     # A tall box: the major axis is vertical and comes first.
-    assert groups["PxEllipse"].roi.value.tolist() == [[5, 0], [5, 20], [0, 10], [10, 10]]
+    assert groups["Läsion ø"].roi.value.tolist() == [[5, 0], [5, 20], [0, 10], [10, 10]]
+
+
+def test_measurement_on_a_multiframe_image_names_its_frame(accepted, specialist, physician, study):
+    buffer = io.BytesIO()
+    xa_multiframe(study.study_instance_uid, frames=3).save_as(buffer, enforce_file_format=True)
+    xa = ingest_file(buffer, filename="xa.dcm", user=physician)
+    assert xa.status == "stored", xa
+    length = annotate(
+        accepted, specialist, xa.sop_instance_uid, "length", [[1, 1], [4, 5]], {"length": 5, "unit": "px"}
+    )
+    Annotation.objects.filter(pk=length.pk).update(frame=2, label="Frame two")
+
+    stored = dicom_export.export_measurements(accepted, by=specialist)
+    region = groups_by_label(read_sr(stored.sop_instance_uid))["Frame two"].roi
+    image = region.ContentSequence[0].ReferencedSOPSequence[0]
+    assert image.ReferencedSOPInstanceUID == xa.sop_instance_uid
+    assert image.ReferencedFrameNumber == 2
 
 
 def test_requester_may_export_and_dicomweb_lists_the_new_series(measured, physician, auth_client, client, study):
@@ -297,3 +315,20 @@ def test_storing_a_report_pdf_twice_keeps_one(accepted, specialist, password, dj
     assert dicom_export.store_report_pdf(report) is None
     _, sop_uid = dicom_export.report_pdf_uids(report)
     assert Instance.objects.filter(sop_instance_uid=sop_uid).count() == 1
+
+
+def test_report_pdf_on_a_study_without_stored_files_takes_patient_and_study_from_the_records(
+    physician, specialist, password, django_capture_on_commit_callbacks
+):
+    consult = ConsultFactory(requester=physician, study=make_study(uploader=physician))
+    with django_capture_on_commit_callbacks(execute=True):
+        actions.submit_consult(consult, by=physician)
+        actions.accept_consult(consult, by=specialist)
+    consult.refresh_from_db()
+    report = sign(consult, specialist, password, django_capture_on_commit_callbacks)
+
+    ds = stored_dataset(dicom_export.report_pdf_uids(report)[1])
+    study = consult.study
+    assert ds.StudyInstanceUID == study.study_instance_uid
+    assert (ds.PatientID, str(ds.PatientName)) == (study.patient.patient_id, "Doe^Jane")
+    assert ds.StudyDescription == "CT head"
