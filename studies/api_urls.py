@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import api, api_sharing
+from . import api, api_sharing, photo_views
 
 urlpatterns = [
     path("uploads/", api.UploadView.as_view(), name="api-uploads"),
@@ -12,4 +12,5 @@ urlpatterns = [
     path("shares/", api_sharing.ShareListCreateView.as_view(), name="api-shares"),
     path("shares/<int:pk>/", api_sharing.ShareDetailView.as_view(), name="api-share"),
     path("access-events/", api_sharing.AccessEventListView.as_view(), name="api-access-events"),
+    path("studies/<str:study_uid>/photos/", photo_views.StudyPhotoView.as_view(), name="api-study-photos"),
 ]

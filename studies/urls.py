@@ -2,7 +2,7 @@
 
 from django.urls import path, register_converter
 
-from . import deid_views, media_views, portal_views, upload_views, viewer_views, views
+from . import deid_views, media_views, photo_views, portal_views, upload_views, viewer_views, views
 
 app_name = "studies"
 
@@ -56,4 +56,5 @@ urlpatterns = [
     path("patients/<int:pk>/invite/", portal_views.invite_patient, name="invite-patient"),
     path("access-history/", portal_views.access_history, name="access-history"),
     path("studies/<study_page_uid:study_uid>/deidentified.zip", deid_views.deidentified_zip, name="deidentified"),
+    path("studies/<study_page_uid:study_uid>/add-photo/", photo_views.add_photo_page, name="add-photo"),
 ]
