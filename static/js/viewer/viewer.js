@@ -367,6 +367,7 @@ export class Viewer {
       .finally(() => {
         this.inFlight.delete(key);
         this.pump();
+        this.scheduleOverlay();
       });
     this.inFlight.set(key, promise);
     return promise;
@@ -718,8 +719,28 @@ export class Viewer {
       inverted: this.invert,
       keyImage: Boolean(keyImage),
       readOnly: this.readOnly,
-      status: this.status || (item && !loaded ? "Loading…" : ""),
+      status: this.status || (item && !loaded ? "Loading…" : this.prefetchProgress()),
     });
+  }
+
+  /** Refresh the overlay text alone (prefetch progress) at most once per frame. */
+  scheduleOverlay() {
+    if (this.overlayPending) return;
+    this.overlayPending = true;
+    requestAnimationFrame(() => {
+      this.overlayPending = false;
+      const item = this.current();
+      this.updateOverlay(item, Boolean(item && this.cache.has(this.frameKey(item))));
+    });
+  }
+
+  /** "Loaded 12 / 50" while neighbours are being fetched, else "". */
+  prefetchProgress() {
+    if (!this.series || (this.inFlight.size === 0 && this.queue.length === 0)) return "";
+    const stack = this.series.stack;
+    let cached = 0;
+    for (const item of stack) if (this.cache.has(this.frameKey(item))) cached++;
+    return cached < stack.length ? `Loaded ${cached} / ${stack.length}` : "";
   }
 
   setStatus(text) {
