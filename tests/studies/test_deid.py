@@ -251,3 +251,12 @@ def test_other_patient_gets_404_for_deidentified_copy(client, patient_user, stud
 def test_anonymous_is_sent_to_sign_in(client, study):
     response = client.get(url(study))
     assert response.status_code == 302
+
+
+def test_study_page_offers_the_copy_to_clinicians_only(client, physician, patient_user, study):
+    client.force_login(physician)
+    assert url(study) in client.get(f"/studies/{study.study_instance_uid}/").content.decode()
+    study.patient.account = patient_user
+    study.patient.save()
+    client.force_login(patient_user)
+    assert url(study) not in client.get(f"/studies/{study.study_instance_uid}/").content.decode()

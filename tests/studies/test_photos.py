@@ -305,3 +305,10 @@ def test_deidentified_copy_leaves_out_phone_photos_unless_asked(client, physicia
 def test_image_helpers_make_rgb_from_transparent_png():
     image = Image.open(io.BytesIO(png("RGBA")))
     assert np.asarray(photos._rgb(image))[0, 0].tolist() == [255, 255, 255]
+
+
+def test_study_page_and_portal_page_link_to_adding_a_photo(client, physician, patient_user, study):
+    client.force_login(physician)
+    assert page_url(study) in client.get(f"/studies/{study.study_instance_uid}/").content.decode()
+    client.force_login(patient_user)
+    assert page_url(study) in client.get(f"/portal/studies/{study.study_instance_uid}/").content.decode()
