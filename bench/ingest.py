@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import sys
 import tempfile
 import time
@@ -100,7 +101,13 @@ def start_ours(args, data_dir: str):
         data_dir=Path(data_dir),
         outbox=Outbox(Path(data_dir) / "outbox"),
         redis_url=args.redis_url,
-        extra={"LOG_LEVEL": "WARNING"},
+        # Production settings: with DEBUG on, Django records every query, which is not what is measured.
+        extra={
+            "LOG_LEVEL": "WARNING",
+            "DEBUG": "0",
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        },
     )
     factory = ProcessFactory(environment, label="bench-ingest")
     return factory, factory.daphne(), token, database_url

@@ -26,7 +26,7 @@ from accounts.authentication import BearerlessTokenAuthentication
 
 from . import audit
 from . import dicomweb as dw
-from .ingest import ingest_file
+from .ingest import IngestBatch, ingest_file
 from .models import Instance, Series, Study
 from .permissions import get_instance_for_user, get_series_for_user, get_study_for_user, visible_studies
 from .rendering import NotAnImage, RenderError, fit_within, middle_frame, read_header, render_frame
@@ -554,11 +554,13 @@ def _store(request: HttpRequest, user, study_uid: str | None = None) -> HttpResp
             dw.add_missing_preamble(part.path)
             accepted.append((name, part, dw.header_uids(part.path)))
         foreign = dw.foreign_studies(user, {uids[0] for _name, _part, uids in accepted if uids})
-        for name, part, uids in accepted:
-            if uids and uids[0] in foreign:
-                results.append(dw.refused_foreign(name, uids))
-            else:
-                results.append(ingest_file(part.path, filename=name, user=user, study_uid=study_uid))
+        # The whole request is one transaction, a savepoint per part: one commit, not one per instance.
+        with IngestBatch(user) as batch:
+            for name, part, uids in accepted:
+                if uids and uids[0] in foreign:
+                    results.append(dw.refused_foreign(name, uids))
+                else:
+                    results.append(ingest_file(part.path, filename=name, user=user, study_uid=study_uid, batch=batch))
     status, dataset = dw.stow_response(results, urls.instance, urls.study)
     return HttpResponse(json.dumps(dataset, separators=(",", ":")), status=status, content_type=dw.DICOM_JSON)
 

@@ -33,7 +33,7 @@ from typing import Any, BinaryIO
 
 import pydicom
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import F
 from django.utils import timezone
 from pydicom.datadict import dictionary_VR
@@ -58,6 +58,8 @@ REFUSED = "refused"
 MAX_SEQUENCE_DEPTH = 48
 # Values larger than this in binary VRs are kept out of Instance.metadata (bulk data).
 BULK_DATA_THRESHOLD = 1024
+# Files written per transaction by ingest_files (a STOW-RS request is one batch whatever its size).
+BATCH_SIZE = 20
 BULK_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "UN"}
 PIXEL_DATA_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
@@ -132,11 +134,20 @@ class IngestRefusedError(Exception):
 # Public entry points
 
 
-def ingest_file(source, *, filename: str, user, study_uid: str | None = None) -> IngestResult:
-    """Ingest one file (a path or a seekable binary file object). Never raises for bad data."""
+def ingest_file(
+    source, *, filename: str, user, study_uid: str | None = None, batch: IngestBatch | None = None
+) -> IngestResult:
+    """Ingest one file (a path or a seekable binary file object). Never raises for bad data.
+
+    Inside ``with IngestBatch(user) as batch``, pass ``batch``: the file's rows are then written in
+    the batch's transaction (a savepoint of its own) and committed with the others.
+    """
+    if batch is None:
+        with IngestBatch(user) as single:
+            return ingest_file(source, filename=filename, user=user, study_uid=study_uid, batch=single)
     try:
         with _opened(source) as fp:
-            return _ingest(fp, filename=filename, user=user, study_uid=study_uid)
+            return _ingest(fp, filename=filename, batch=batch, study_uid=study_uid)
     except IngestRefusedError as exc:
         return IngestResult(filename=filename, status=REFUSED, code=exc.code, reason=exc.reason, **exc.uids)
     except OSError as exc:
@@ -151,7 +162,26 @@ def ingest_files(files: Iterable[tuple[str, Any]], *, user, study_uid: str | Non
 
 
 def iter_ingest(files: Iterable[tuple[str, Any]], *, user, study_uid: str | None = None) -> Iterator[IngestResult]:
-    """``ingest_files`` as a generator, for callers that show progress."""
+    """``ingest_files`` as a generator, for callers that show progress.
+
+    Files are written in batches of ``BATCH_SIZE``, one transaction each; a batch's results are
+    yielded once it is committed.
+    """
+    results: list[IngestResult] = []
+    with IngestBatch(user) as batch:
+        for result in _iter_ingest(files, batch=batch, study_uid=study_uid):
+            results.append(result)
+            if len(results) >= BATCH_SIZE:
+                batch.commit()
+                yield from results
+                results.clear()
+    yield from results
+
+
+def _iter_ingest(
+    files: Iterable[tuple[str, Any]], *, batch: IngestBatch, study_uid: str | None
+) -> Iterator[IngestResult]:
+    user = batch.user
     budget = settings.TELECONSULT_MAX_REQUEST_SIZE
     total = 0
     for filename, source in files:
@@ -168,14 +198,14 @@ def iter_ingest(files: Iterable[tuple[str, Any]], *, user, study_uid: str | None
                     )
                     continue
                 if _is_zip(fp):
-                    yield from _ingest_zip(fp, filename=filename, user=user, study_uid=study_uid)
+                    yield from _ingest_zip(fp, filename=filename, batch=batch, study_uid=study_uid)
                     continue
         except OSError as exc:
             yield IngestResult(
                 filename=filename, status=REFUSED, code="unreadable", reason=f"The file could not be read: {exc}"
             )
             continue
-        yield ingest_file(source, filename=filename, user=user, study_uid=study_uid)
+        yield ingest_file(source, filename=filename, user=user, study_uid=study_uid, batch=batch)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,7 +238,7 @@ def _human(size: int) -> str:
     return f"{value:.1f} GB"
 
 
-def _ingest(fp: BinaryIO, *, filename: str, user, study_uid: str | None) -> IngestResult:
+def _ingest(fp: BinaryIO, *, filename: str, batch: IngestBatch, study_uid: str | None) -> IngestResult:
     size = _size_of(fp)
     if size == 0:
         raise IngestRefusedError("empty", "The file is empty (0 bytes).")
@@ -266,7 +296,7 @@ def _ingest(fp: BinaryIO, *, filename: str, user, study_uid: str | None) -> Inge
 
     stored = storage.store(staged)
     try:
-        instance = _record(ds, uids, fields, metadata, stored, user)
+        instance = batch.record(ds, uids, fields, metadata, stored)
     except IntegrityError:
         # Another upload of the same instance won the race: ours is a re-send of theirs.
         storage.delete(stored.name)
@@ -281,7 +311,6 @@ def _ingest(fp: BinaryIO, *, filename: str, user, study_uid: str | None) -> Inge
     except BaseException:
         storage.delete(stored.name)
         raise
-    _queue_render(instance.pk)
     result = IngestResult(filename=filename, status=STORED, instance_id=instance.pk, **uids)
     if read_warnings:
         result.coerced = True
@@ -767,51 +796,159 @@ def _patient_key(ds: Dataset, study_uid: str) -> tuple[str, str]:
     return patient_id, issuer
 
 
-def _record(ds: Dataset, uids: dict[str, str], fields: dict, metadata: dict, stored: storage.Stored, user) -> Instance:
-    uploader = user if user is not None and user.is_authenticated else None
-    with transaction.atomic():
-        # One ingest at a time per study (row lock), so the counts below stay exact under concurrency.
-        study = Study.objects.select_for_update().filter(study_instance_uid=uids["study_instance_uid"]).first()
-        if study is None:
-            study = _create_study(ds, uids, uploader)
-        series, series_created = Series.objects.get_or_create(
-            series_instance_uid=uids["series_instance_uid"],
-            defaults={
-                "study": study,
-                "modality": _text(ds, "Modality", 16),
-                "series_number": _int(ds, "SeriesNumber", None, low=-(2**31)),
-                "description": _text(ds, "SeriesDescription", 256),
-                "body_part": _text(ds, "BodyPartExamined", 64),
-            },
-        )
-        if series.study_id != study.pk:
-            raise IngestRefusedError(
-                "conflict",
-                f"Series {uids['series_instance_uid']} is already stored in another study; the stored one is kept.",
-                **uids,
+class IngestBatch:
+    """The database side of ingesting several files: one transaction, a savepoint per file.
+
+    A file whose rows cannot be written rolls back only its own savepoint; the others are kept.
+    Within the transaction each study is locked once (so its counts stay exact under concurrent
+    uploads), study and series rows are looked up once, and the counts and the uploader's access
+    grant are written once per study when the batch commits. Files moved into storage by a batch
+    that is rolled back are deleted again.
+    """
+
+    def __init__(self, user) -> None:
+        self.user = user
+        self.uploader = user if user is not None and user.is_authenticated else None
+        self._atomic: transaction.Atomic | None = None
+
+    def __enter__(self) -> IngestBatch:
+        self._begin()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit(restart=False)
+        else:
+            self._end(exc_type, exc, tb)
+
+    def _begin(self) -> None:
+        self._studies: dict[str, Study] = {}  # locked in this transaction
+        self._series: dict[str, Series] = {}
+        self._series_added: dict[int, int] = {}  # series pk -> instances stored
+        self._study_added: dict[int, list] = {}  # study pk -> [instances, new series, new modalities]
+        self._stored: list[str] = []
+        self._files = 0
+        self._atomic = transaction.atomic()
+        self._atomic.__enter__()
+
+    def _end(self, exc_type=None, exc=None, tb=None) -> None:
+        atomic, self._atomic = self._atomic, None
+        if atomic is None:
+            return  # a failed commit already ended this transaction
+        try:
+            if exc_type is None:
+                self._write_counts()
+        except BaseException as error:
+            atomic.__exit__(type(error), error, error.__traceback__)
+            self._delete_stored()
+            raise
+        try:
+            atomic.__exit__(exc_type, exc, tb)
+        except BaseException:
+            self._delete_stored()
+            raise
+        if exc_type is not None:
+            self._delete_stored()
+
+    def commit(self, *, restart: bool = True) -> None:
+        """Write the counts and grants, commit, and (``restart``) begin the next transaction."""
+        self._end()
+        if restart:
+            self._begin()
+
+    def _delete_stored(self) -> None:
+        for name in self._stored:
+            storage.delete(name)
+
+    def record(
+        self, ds: Dataset, uids: dict[str, str], fields: dict, metadata: dict, stored: storage.Stored
+    ) -> Instance:
+        """Write one file's rows in a savepoint; retried once in a fresh transaction when the
+        database breaks a deadlock with a simultaneous upload by failing this one."""
+        try:
+            instance = self._record(ds, uids, fields, metadata, stored)
+        except OperationalError:
+            if not self._files:
+                raise
+            logger.warning("ingest: batch committed early to resolve a lock conflict with a simultaneous upload")
+            self.commit()
+            instance = self._record(ds, uids, fields, metadata, stored)
+        self._stored.append(stored.name)
+        self._files += 1
+        return instance
+
+    def _record(
+        self, ds: Dataset, uids: dict[str, str], fields: dict, metadata: dict, stored: storage.Stored
+    ) -> Instance:
+        with transaction.atomic():
+            study = self._studies.get(uids["study_instance_uid"]) or _locked_study(ds, uids, self.uploader)
+            series = self._series.get(uids["series_instance_uid"])
+            series_created = False
+            if series is None:
+                series, series_created = Series.objects.get_or_create(
+                    series_instance_uid=uids["series_instance_uid"],
+                    defaults={
+                        "study": study,
+                        "modality": _text(ds, "Modality", 16),
+                        "series_number": _int(ds, "SeriesNumber", None, low=-(2**31)),
+                        "description": _text(ds, "SeriesDescription", 256),
+                        "body_part": _text(ds, "BodyPartExamined", 64),
+                    },
+                )
+            if series.study_id != study.pk:
+                raise IngestRefusedError(
+                    "conflict",
+                    f"Series {uids['series_instance_uid']} is already stored in another study; the stored one is kept.",
+                    **uids,
+                )
+            # An IntegrityError here (the same instance stored meanwhile) rolls this file's savepoint back.
+            instance = Instance.objects.create(
+                sop_instance_uid=uids["sop_instance_uid"],
+                sop_class_uid=uids["sop_class_uid"],
+                series=series,
+                file=stored.name,
+                size=stored.size,
+                sha256=stored.sha256,
+                metadata=metadata,
+                uploaded_by=self.uploader,
+                **fields,
             )
-        # An IntegrityError here (the same instance stored meanwhile) rolls the whole transaction back.
-        instance = Instance.objects.create(
-            sop_instance_uid=uids["sop_instance_uid"],
-            sop_class_uid=uids["sop_class_uid"],
-            series=series,
-            file=stored.name,
-            size=stored.size,
-            sha256=stored.sha256,
-            metadata=metadata,
-            uploaded_by=uploader,
-            **fields,
-        )
-        Series.objects.filter(pk=series.pk).update(num_instances=F("num_instances") + 1)
-        changes: dict[str, Any] = {"num_instances": F("num_instances") + 1, "updated_at": timezone.now()}
+            _queue_render(instance.pk)
+        # Only now that the savepoint is released do the rows join the batch's caches and counts.
+        self._studies[study.study_instance_uid] = study
+        self._series[series.series_instance_uid] = series
+        self._series_added[series.pk] = self._series_added.get(series.pk, 0) + 1
+        added = self._study_added.setdefault(study.pk, [0, 0, set(), study])
+        added[0] += 1
         if series_created:
-            changes["num_series"] = F("num_series") + 1
-            if series.modality and series.modality not in study.modality_list:
-                changes["modalities"] = "\\".join(sorted([*study.modality_list, series.modality]))[:128]
-        Study.objects.filter(pk=study.pk).update(**changes)
-        if uploader is not None:
-            grant_access(user=uploader, study=study, reason=AccessGrant.Reason.UPLOADER, granted_by=uploader)
-    return instance
+            added[1] += 1
+            if series.modality:
+                added[2].add(series.modality)
+        return instance
+
+    def _write_counts(self) -> None:
+        for series_pk, count in self._series_added.items():
+            Series.objects.filter(pk=series_pk).update(num_instances=F("num_instances") + count)
+        now = timezone.now()
+        for study_pk, (instances, new_series, modalities, study) in self._study_added.items():
+            changes: dict[str, Any] = {"num_instances": F("num_instances") + instances, "updated_at": now}
+            if new_series:
+                changes["num_series"] = F("num_series") + new_series
+            if modalities - set(study.modality_list):
+                changes["modalities"] = "\\".join(sorted({*study.modality_list, *modalities}))[:128]
+            Study.objects.filter(pk=study_pk).update(**changes)
+            if self.uploader is not None:
+                grant_access(
+                    user=self.uploader, study=study, reason=AccessGrant.Reason.UPLOADER, granted_by=self.uploader
+                )
+
+
+def _locked_study(ds: Dataset, uids: dict[str, str], uploader) -> Study:
+    # One ingest at a time per study (row lock until commit), so the counts stay exact under concurrency.
+    study = Study.objects.select_for_update().filter(study_instance_uid=uids["study_instance_uid"]).first()
+    if study is None:
+        study = _create_study(ds, uids, uploader)
+    return study
 
 
 def _create_study(ds: Dataset, uids: dict[str, str], uploader) -> Study:
@@ -935,7 +1072,7 @@ def _extract(archive: zipfile.ZipFile, info: zipfile.ZipInfo, out: BinaryIO) -> 
             out.write(chunk)
 
 
-def _ingest_zip(fp: BinaryIO, *, filename: str, user, study_uid: str | None) -> Iterator[IngestResult]:
+def _ingest_zip(fp: BinaryIO, *, filename: str, batch: IngestBatch, study_uid: str | None) -> Iterator[IngestResult]:
     try:
         with zipfile.ZipFile(fp) as archive:
             entries = _check_zip(archive, filename)
@@ -966,7 +1103,7 @@ def _ingest_zip(fp: BinaryIO, *, filename: str, user, study_uid: str | None) -> 
                             reason=f"The archive entry could not be extracted: {exc}",
                         )
                         continue
-                    yield ingest_file(out, filename=entry_name, user=user, study_uid=study_uid)
+                    yield ingest_file(out, filename=entry_name, user=batch.user, study_uid=study_uid, batch=batch)
     except IngestRefusedError as exc:
         yield IngestResult(filename=filename, status=REFUSED, code=exc.code, reason=exc.reason)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError) as exc:
