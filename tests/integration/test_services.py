@@ -74,8 +74,9 @@ def sign_up(base_url: str, email: str) -> requests.Response:
 def test_confirmation_email_queued_by_daphne_is_sent_by_a_real_celery_worker(
     redis_url, daphne_factory, celery_worker_factory, service_environment
 ):
+    # Both start side by side; the task waits in Redis until the worker is up.
+    worker = celery_worker_factory(wait=False)
     server = daphne_factory()
-    worker = celery_worker_factory()
 
     response = sign_up(server.url, "robin@example.com")
 
@@ -89,7 +90,9 @@ def test_confirmation_email_queued_by_daphne_is_sent_by_a_real_celery_worker(
 
 @pytest.mark.django_db(transaction=True)
 def test_two_daphnes_share_redis_and_one_restarts(redis_url, daphne_factory, live_user, password):
-    first, second = daphne_factory(), daphne_factory()
+    first, second = daphne_factory(wait=False), daphne_factory(wait=False)
+    first.wait_ready()
+    second.wait_ready()
     user = live_user(email="shared@example.com")
 
     token = requests.post(
