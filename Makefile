@@ -1,6 +1,7 @@
 # teleconsult: the entry point for people and CI alike.
 #   make run    set up .venv, migrate, seed demo data, serve http://127.0.0.1:8000
 #   make test   set up .venv, lint, check migrations, run the whole suite
+#   make test-unit  the suite without the real-service and browser tests (quick feedback)
 #   make bench  run the benchmarks under bench/ and print their figures
 #   make lint   ruff lint and format check only
 
@@ -10,7 +11,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test bench lint format install install-dev serve clean
+.PHONY: run test test-unit bench lint format install install-dev serve clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +55,9 @@ format: install-dev
 test: install-dev lint
 	DEBUG=1 $(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: install-dev
+	$(BIN)/python -m pytest -m "not integration and not e2e" $(PYTEST_ARGS)
 
 bench: install-dev
 	$(BIN)/python -m bench
