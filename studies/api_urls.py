@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import api, api_sharing, photo_views
+from . import api, api_sharing, deid_views, photo_views
 
 urlpatterns = [
     path("uploads/", api.UploadView.as_view(), name="api-uploads"),
@@ -13,4 +13,9 @@ urlpatterns = [
     path("shares/<int:pk>/", api_sharing.ShareDetailView.as_view(), name="api-share"),
     path("access-events/", api_sharing.AccessEventListView.as_view(), name="api-access-events"),
     path("studies/<str:study_uid>/photos/", photo_views.StudyPhotoView.as_view(), name="api-study-photos"),
+    path(
+        "studies/<str:study_uid>/deidentified/",
+        deid_views.DeidentifiedCopyView.as_view(),
+        name="api-study-deidentified",
+    ),
 ]

@@ -19,6 +19,8 @@ from studies.models import AccessEvent, Study
 from studies.permissions import grant_access
 from tests.studies import dicom_factory as f
 
+SECRET_UID = "1.2.826.0.1.3680043.10.999.2"
+
 SAMPLE_BY_VR = {
     "PN": "Secret^Person",
     "DA": "20200304",
@@ -47,6 +49,7 @@ def _secret_item() -> Dataset:
     item = Dataset()
     item.PersonName = "Secret^Nested"
     item.PatientID = "SECRET-ID"
+    item.ReferencedSOPInstanceUID = SECRET_UID
     return item
 
 
@@ -77,7 +80,7 @@ def test_every_table_row_names_a_dicom_attribute_and_a_known_action():
     assert len(deid.BASIC_PROFILE) > 200
     for keyword, action in deid.BASIC_PROFILE.items():
         assert tag_for_keyword(keyword) is not None, keyword
-        assert set(action.split("/")) <= {"X", "Z", "D", "U"}, keyword
+        assert {part.rstrip("*") for part in action.split("/")} <= {"X", "Z", "D", "U"}, keyword
 
 
 @pytest.mark.parametrize("keyword", sorted(deid.BASIC_PROFILE))
@@ -93,18 +96,14 @@ def test_each_profile_row_is_applied(keyword):
     elif action == "Z":
         assert keyword in result
         assert result[keyword].is_empty
-    elif action == "U":
+    elif isinstance(result[keyword].value, Sequence):  # U or D: the items are cleaned
+        (item,) = result[keyword].value
+        assert "PatientID" in item and item["PatientID"].is_empty
+        assert str(item.PersonName) == "ANONYMOUS"
+        assert item.ReferencedSOPInstanceUID != SECRET_UID
+    else:  # U or D on a value
         assert keyword in result
         assert str(result[keyword].value) != str(original)
-    else:  # D
-        assert keyword in result
-        value = result[keyword].value
-        if isinstance(value, Sequence):
-            for item in value:
-                assert "PatientID" in item and item["PatientID"].is_empty
-                assert str(item.PersonName) == "ANONYMOUS"
-        else:
-            assert str(value) != str(original)
     # The result still encodes as a valid file.
     assert pydicom.dcmread(io.BytesIO(deid.to_bytes(result)))
 
@@ -260,3 +259,19 @@ def test_study_page_offers_the_copy_to_clinicians_only(client, physician, patien
     study.patient.save()
     client.force_login(patient_user)
     assert url(study) not in client.get(f"/studies/{study.study_instance_uid}/").content.decode()
+
+
+def test_api_client_downloads_the_copy_and_the_access_is_recorded(auth_client, physician, study):
+    response = auth_client(physician).get(f"/api/v1/studies/{study.study_instance_uid}/deidentified/")
+    assert response.status_code == 200
+    assert len([n for n in _zip(response).namelist() if n.endswith(".dcm")]) == 1
+    assert AccessEvent.objects.get().object_id == "deidentified"
+
+
+def test_api_outsider_gets_404_and_patient_403(auth_client, outsider, patient_user, study):
+    api = f"/api/v1/studies/{study.study_instance_uid}/deidentified/"
+    assert auth_client(outsider).get(api).status_code == 404
+    study.patient.account = patient_user
+    study.patient.save()
+    assert auth_client(patient_user).get(api).status_code == 403
+    assert not AccessEvent.objects.exists()
