@@ -124,3 +124,17 @@ def start_addendum(consult: ConsultRequest, *, by, reason: str) -> Report:
             patient_summary=current.patient_summary,
             addendum_reason=reason,
         )
+
+
+def apply_template(consult: ConsultRequest, *, by, template: ReportTemplate) -> Report:
+    """Replace the draft's findings, impression and recommendations with a template's text."""
+    with transaction.atomic():
+        report = get_or_start_draft(consult, by=by, template=template)
+        report.template = template
+        report.update_draft(
+            by=by,
+            findings=template.findings,
+            impression=template.impression,
+            recommendations=template.recommendations,
+        )
+    return report

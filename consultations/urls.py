@@ -16,6 +16,7 @@ urlpatterns = [
     path("consults/<int:pk>/attachments/<int:attachment_pk>/", views.attachment, name="attachment"),
     path("consults/<int:pk>/report/", views.report_editor, name="report"),
     path("consults/<int:pk>/report/save/", views.report_save, name="report-save"),
+    path("consults/<int:pk>/report/template/", views.report_template, name="report-template"),
     path("consults/<int:pk>/report/sign/", views.report_sign, name="report-sign"),
     path("consults/<int:pk>/report/addendum/", views.report_addendum, name="report-addendum"),
     path("consults/<int:pk>/report.pdf", views.report_pdf, name="report-pdf"),

@@ -21,7 +21,15 @@ from studies.viewer_views import viewer_context
 
 from . import actions, dicom_export, forms, notifications, permissions, reports, room
 from .api import attachment_response, report_pdf_response
-from .models import EMAIL_KINDS, ConsultError, ConsultRequest, Notification, NotificationPreference, State
+from .models import (
+    EMAIL_KINDS,
+    ConsultError,
+    ConsultRequest,
+    Notification,
+    NotificationPreference,
+    ReportTemplate,
+    State,
+)
 
 
 def _detail(consult: ConsultRequest):
@@ -260,7 +268,7 @@ def report_editor(request, pk: int):
             "sign_form": forms.SignForm(),
             "addendum_form": forms.ReasonForm(),
             "signed_versions": consult.reports.filter(signed_at__isnull=False).select_related("signed_by"),
-            "templates": reports.templates_for(consult),
+            "templates": ReportTemplate.objects.all(),
         },
     )
 
@@ -281,6 +289,26 @@ def report_save(request, pk: int):
         messages.error(request, exc.message)
     else:
         messages.success(request, "Draft saved.")
+    return redirect("consultations:report", pk=consult.pk)
+
+
+@login_required
+@require_POST
+def report_template(request, pk: int):
+    """Start the draft over from another template (the draft only; signed versions never change)."""
+    consult = permissions.get_consult_for_user(request.user, pk)
+    choice = request.POST.get("template", "")
+    template = ReportTemplate.objects.filter(pk=int(choice)).first() if choice.isdigit() else None
+    if template is None:
+        messages.error(request, "template: Choose one of the templates.")
+        return redirect("consultations:report", pk=consult.pk)
+    try:
+        reports.apply_template(consult, by=request.user, template=template)
+    except ConsultError as exc:
+        messages.error(request, exc.message)
+        return _detail(consult)
+    else:
+        messages.success(request, f"The draft now starts from the template “{template.name}”.")
     return redirect("consultations:report", pk=consult.pk)
 
 

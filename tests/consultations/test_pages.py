@@ -219,3 +219,21 @@ def test_admin_lists_consults_with_their_timeline(client, admin_user, accepted):
     assert client.get("/admin/consultations/consultrequest/").status_code == 200
     page = client.get(f"/admin/consultations/consultrequest/{accepted.pk}/change/")
     assert page.status_code == 200 and b"Accepted by Dr Specialist." in page.content
+
+
+def test_specialist_starts_the_draft_over_from_another_template(client, specialist, accepted, physician):
+    from consultations.models import ReportTemplate
+
+    client.force_login(specialist)
+    page = client.get(f"/consults/{accepted.pk}/report/")
+    assert "CT head" in page.content.decode() and "MRI knee" in page.content.decode()
+    knee = ReportTemplate.objects.get(name="MRI knee")
+    response = client.post(f"/consults/{accepted.pk}/report/template/", {"template": knee.pk})
+    assert response.status_code == 302
+    draft = accepted.reports.get()
+    assert draft.template == knee and "Menisci" in draft.findings
+    response = client.post(f"/consults/{accepted.pk}/report/template/", {"template": "x"}, follow=True)
+    assert b"template: Choose one of the templates." in response.content
+    client.force_login(physician)
+    response = client.post(f"/consults/{accepted.pk}/report/template/", {"template": knee.pk}, follow=True)
+    assert b"Only the specialist who accepted this consult" in response.content
