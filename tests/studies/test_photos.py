@@ -13,7 +13,7 @@ from pydicom.uid import generate_uid
 
 from studies import photos
 from studies.ingest import ingest_file
-from studies.models import Instance, Study
+from studies.models import AccessGrant, Instance, Study
 from studies.permissions import grant_access
 from tests.studies import dicom_factory as f
 
@@ -149,9 +149,11 @@ def test_pdf_becomes_an_encapsulated_pdf(auth_client, physician, study, django_c
     assert Instance.objects.get(pk=body["instance_id"]).status == Instance.Status.NO_IMAGE
 
 
-def test_patient_adds_a_photo_to_their_own_study(auth_client, patient_user, study):
+def test_patient_adds_a_photo_to_their_own_study_without_getting_a_grant(auth_client, patient_user, study):
     response = post_api(auth_client(patient_user), study, "rash.jpg", jpeg_with_exif())
     assert response.status_code == 201, response.content
+    assert Instance.objects.get(pk=response.json()["instance_id"]).uploaded_by == patient_user
+    assert not AccessGrant.objects.filter(user=patient_user).exists()
 
 
 def test_patient_gets_404_adding_to_another_patients_study(auth_client, study):
@@ -221,6 +223,13 @@ def test_picture_with_too_many_pixels_is_refused_before_decoding(auth_client, ph
     monkeypatch.setattr(photos, "MAX_PIXELS", 100)
     response = post_api(auth_client(physician), study, "big.jpg", jpeg_with_exif())
     assert response.status_code == 413
+
+
+def test_decompression_bomb_is_refused_not_a_500(auth_client, physician, study, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)
+    response = post_api(auth_client(physician), study, "bomb.png", png("RGB"), "image/png")
+    assert response.status_code == 413
+    assert response.json()["code"] == "too_large"
 
 
 def test_anonymous_api_call_is_refused(api_client, study):
