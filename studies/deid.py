@@ -27,6 +27,7 @@ insists (``include_flagged``).
 from __future__ import annotations
 
 import io
+import logging
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 from .downloads import CHUNK, _Sink
 from .models import Instance, Study
+
+logger = logging.getLogger(__name__)
 
 PROFILE_CODE = "113100"
 PROFILE_MEANING = "Basic Application Confidentiality Profile"
@@ -501,7 +504,14 @@ def deidentified_files(study: Study, *, include_flagged: bool, report: CopyRepor
             report.flagged.append((name, reason, include_flagged))
             if not include_flagged:
                 continue
-        data = to_bytes(deidentify(ds, uids))
+        try:
+            data = to_bytes(deidentify(ds, uids))
+        except Exception:
+            # The archive is already streaming: one file pydicom cannot rewrite is left out and
+            # listed, rather than cutting the download short.
+            logger.exception("Instance %s could not be de-identified", instance.pk)
+            report.unreadable.append(name)
+            continue
         report.included += 1
         yield name, data
 
@@ -513,7 +523,9 @@ def readme(report: CopyReport, *, include_flagged: bool) -> str:
         "",
         f"Made {made} following the {PROFILE_MEANING} (DICOM PS3.15 Annex E, code DCM {PROFILE_CODE}).",
         "Identifying attributes were removed, emptied or replaced, in sequences too; every UID was replaced",
-        "consistently within this copy; private attributes were removed. Pixel data was not changed.",
+        "consistently within this copy; private attributes were removed. Pixel data was not changed:",
+        "images that do not say they carry burned-in text (BurnedInAnnotation) may still show it, as",
+        "screenshots, scanned documents and ultrasound images often do. Look at them before sharing.",
         "",
         f"Files in this copy: {report.included}",
     ]
@@ -525,7 +537,11 @@ def readme(report: CopyReport, *, include_flagged: bool) -> str:
         if not include_flagged:
             lines.append("Ask for the copy with include_burned_in=1 to include them; check them before sharing.")
     if report.unreadable:
-        lines += ["", "Files that could not be read and were left out:", *(f"- {n}" for n in report.unreadable)]
+        lines += [
+            "",
+            "Files that could not be de-identified and were left out:",
+            *(f"- {n}" for n in report.unreadable),
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -275,3 +275,20 @@ def test_api_outsider_gets_404_and_patient_403(auth_client, outsider, patient_us
     study.patient.save()
     assert auth_client(patient_user).get(api).status_code == 403
     assert not AccessEvent.objects.exists()
+
+
+def test_a_file_that_cannot_be_rewritten_is_left_out_and_listed(client, physician, study, monkeypatch):
+    real = deid.to_bytes
+    calls = []
+
+    def fail_first(ds):
+        calls.append(ds)
+        if len(calls) == 1:
+            raise ValueError("cannot encode")
+        return real(ds)
+
+    monkeypatch.setattr(deid, "to_bytes", fail_first)
+    client.force_login(physician)
+    archive = _zip(client.get(url(study, "?include_burned_in=1")))
+    assert len([n for n in archive.namelist() if n.endswith(".dcm")]) == 1
+    assert "could not be de-identified" in archive.read("README.txt").decode()
