@@ -251,6 +251,15 @@ def test_added_photo_is_served_by_dicomweb_like_any_instance(client, auth_client
         HTTP_ACCEPT="image/jpeg",
     )
     assert frames.status_code == 200
+    # What the viewer asks for a colour image: the rendered frame.
+    viewer_frame = client.get(
+        f"/dicomweb/studies/{study.study_instance_uid}/series/{body['series_instance_uid']}"
+        f"/instances/{body['sop_instance_uid']}/frames/1/rendered",
+        HTTP_ACCEPT="image/png",
+    )
+    assert viewer_frame.status_code == 200
+    rendered = Image.open(io.BytesIO(viewer_frame.content))
+    assert rendered.size == (20, 40)
 
 
 # --- The mobile page ---------------------------------------------------------------------------
