@@ -195,7 +195,13 @@ def main(argv: list[str] | None = None) -> int:
         data_dir=data_dir,
         outbox=Outbox(os.path.join(data_dir, "outbox")),
         redis_url=args.redis_url,
-        extra={"LOG_LEVEL": "WARNING"},
+        # Production mode: DEBUG off (no query log, no debug wrappers), as deployed.
+        extra={
+            "LOG_LEVEL": "WARNING",
+            "DEBUG": "0",
+            "SECRET_KEY": "bench-only",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        },
     )
     factory = ProcessFactory(environment, label="bench-ws")
     try:

@@ -14,7 +14,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.http import Http404
 
 from .groups import consult_group
@@ -97,11 +97,13 @@ def save_message(consult: ConsultRequest, *, author, text: object, client_id: ob
     """Store a chat message once per ``client_id``; a resend returns the stored message."""
     text = clean_text(text)
     client_id = clean_client_id(client_id)
-    if not client_id:
-        return ChatMessage.objects.create(consult=consult, author=author, text=text)
     try:
-        with transaction.atomic():
-            return ChatMessage.objects.create(consult=consult, author=author, text=text, client_id=client_id)
+        # Outside a transaction the INSERT commits on its own (one round trip, the chat's hot
+        # path); inside one, a savepoint keeps a duplicate from breaking the caller's transaction.
+        if connection.in_atomic_block:
+            with transaction.atomic():
+                return ChatMessage.objects.create(consult=consult, author=author, text=text, client_id=client_id)
+        return ChatMessage.objects.create(consult=consult, author=author, text=text, client_id=client_id)
     except IntegrityError:
         # Sent before (a resend after a reconnect, or two tabs at once): keep the first.
         return ChatMessage.objects.select_related("author").get(consult=consult, author=author, client_id=client_id)

@@ -157,7 +157,9 @@ class ConsultRoomConsumer(AsyncWebsocketConsumer):
             raise room.RoomError("missing_field", "chat.message needs text.")
         # Saved (committed) first; the broadcast then goes out from here, without holding the
         # database thread while the channel layer publishes.
-        message = await database_sync_to_async(room.save_message)(
+        # Messages from different connections are saved side by side (each thread takes its own
+        # pooled connection); one connection's frames are still handled in order.
+        message = await database_sync_to_async(room.save_message, thread_sensitive=False)(
             self.consult, author=self.user, text=frame["text"], client_id=frame.get("client_id", "")
         )
         await self.channel_layer.group_send(self.group, room.message_event(message))
