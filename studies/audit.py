@@ -42,7 +42,7 @@ DICOMWEB_ACTIONS = {
 
 
 def summary_seconds() -> int:
-    return int(getattr(settings, "TELECONSULT_AUDIT_SUMMARY_MINUTES", 30)) * 60
+    return settings.TELECONSULT_AUDIT_SUMMARY_MINUTES * 60
 
 
 def client_ip(request: HttpRequest) -> str | None:

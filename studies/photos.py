@@ -38,7 +38,6 @@ register_heif_opener()
 VL_PHOTOGRAPHIC_IMAGE = "1.2.840.10008.5.1.4.1.1.77.1.4"
 ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
 
-DEFAULT_MAX_SIZE = 30 * 1024 * 1024
 # Larger pictures are refused before their pixels are decoded (a decompression bomb otherwise).
 MAX_PIXELS = 50_000_000
 PHOTO_FORMATS = {"JPEG", "MPO", "PNG", "HEIF", "WEBP"}
@@ -67,7 +66,7 @@ class PhotoRefusedError(Exception):
 
 
 def max_size() -> int:
-    return int(getattr(settings, "TELECONSULT_MAX_PHOTO_SIZE", DEFAULT_MAX_SIZE))
+    return settings.TELECONSULT_MAX_PHOTO_SIZE
 
 
 def _megabytes(size: int) -> str:

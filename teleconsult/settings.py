@@ -360,3 +360,8 @@ TELECONSULT_PRESENCE_TTL = env_int("TELECONSULT_PRESENCE_TTL_SECONDS", 30)
 TELECONSULT_ROOM_STATE_TTL = env_int("TELECONSULT_ROOM_STATE_TTL_SECONDS", 7 * 24 * 3600)
 # Absolute address of the portal for links in notification emails (no trailing slash).
 TELECONSULT_BASE_URL = (env_str("TELECONSULT_BASE_URL") or ("http://127.0.0.1:8000" if DEBUG else "")).rstrip("/")
+
+# Largest phone photo or PDF added to a study, and how long frame/thumbnail fetches of one viewer
+# are summarised into one access-history event.
+TELECONSULT_MAX_PHOTO_SIZE = env_int("TELECONSULT_MAX_PHOTO_SIZE", 30 * 1024 * 1024)
+TELECONSULT_AUDIT_SUMMARY_MINUTES = env_int("TELECONSULT_AUDIT_SUMMARY_MINUTES", 30)
