@@ -22,11 +22,10 @@ import sys
 import tempfile
 import time
 import uuid
-from pathlib import Path
 
 import requests
 
-from bench import corpus
+from bench import corpus, harness
 from bench.orthanc import Orthanc
 
 RATIO_TARGET = 1.5
@@ -64,52 +63,23 @@ def stow(url: str, batches: list[list[bytes]], headers: dict[str, str]) -> dict:
     return {"seconds": time.perf_counter() - began, "stored": stored, "failed": failed, "statuses": statuses}
 
 
-def scratch_database(url: str | None) -> str | None:
-    from bench.ws_fanout import scratch_database as recreate
-
-    return recreate(url)
-
-
 def start_ours(args, data_dir: str):
     """A migrated scratch database, a physician with a token, and a daphne serving them."""
-    database_url = scratch_database(args.database_url) or f"sqlite:///{data_dir}/bench.sqlite3"
-    os.environ.update(
-        TELECONSULT_DATA_DIR=data_dir,
-        DEBUG="1",
-        TELECONSULT_MFA_REQUIRED="0",
-        DJANGO_SETTINGS_MODULE="teleconsult.settings",
-        DATABASE_URL=database_url,
-    )
-    os.environ.pop("REDIS_URL", None)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    database_url = harness.setup_django(data_dir, args.database_url, redis_url=None)
     from rest_framework.authtoken.models import Token
 
     from accounts.models import User
 
-    call_command("migrate", verbosity=0, interactive=False)
     user = User.objects.create_user("bench-ingest@example.com", None, role="physician", name="Bench")
     token = Token.objects.create(user=user).key
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from tests.servers import Outbox, ProcessFactory, ServiceEnvironment
-
-    environment = ServiceEnvironment(
+    factory = harness.process_factory(
+        "bench-ingest",
+        data_dir=data_dir,
         database_url=database_url,
-        data_dir=Path(data_dir),
-        outbox=Outbox(Path(data_dir) / "outbox"),
         redis_url=args.redis_url,
-        # Production settings: with DEBUG on, Django records every query, which is not what is measured.
-        extra={
-            "LOG_LEVEL": "WARNING",
-            "DEBUG": "0",
-            "SECRET_KEY": secrets.token_urlsafe(50),
-            "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        },
+        secret_key=secrets.token_urlsafe(50),
     )
-    factory = ProcessFactory(environment, label="bench-ingest")
     return factory, factory.daphne(), token, database_url
 
 
