@@ -556,6 +556,7 @@ def _store(request: HttpRequest, user, study_uid: str | None = None) -> HttpResp
         foreign = dw.foreign_studies(user, {uids[0] for _name, _part, uids in accepted if uids})
         # The whole request is one transaction, a savepoint per part: one commit, not one per instance.
         with IngestBatch(user) as batch:
+            batch.expect(uids[2] for _name, _part, uids in accepted if uids)
             for name, part, uids in accepted:
                 if uids and uids[0] in foreign:
                     results.append(dw.refused_foreign(name, uids))

@@ -288,7 +288,7 @@ def _ingest(fp: BinaryIO, *, filename: str, batch: IngestBatch, study_uid: str |
     read_warnings += metadata_warnings
     fields = _instance_fields(ds, layout, transfer_syntax)
 
-    existing = _existing(uids["sop_instance_uid"])
+    existing = None if batch.known_new(uids["sop_instance_uid"]) else _existing(uids["sop_instance_uid"])
     staged = storage.stage_with_zeroed_preamble(fp)
     if existing is not None:
         staged.discard()
@@ -810,6 +810,7 @@ class IngestBatch:
         self.user = user
         self.uploader = user if user is not None and user.is_authenticated else None
         self._atomic: transaction.Atomic | None = None
+        self._new: set[str] = set()
 
     def __enter__(self) -> IngestBatch:
         self._begin()
@@ -856,6 +857,17 @@ class IngestBatch:
         if restart:
             self._begin()
 
+    def expect(self, sop_instance_uids: Iterable[str]) -> None:
+        """Look up in one query which of the instances about to be ingested are not stored yet, so
+        their files skip the per-file lookup (a simultaneous upload of one of them is still caught
+        by the unique SOP Instance UID)."""
+        wanted = {uid for uid in sop_instance_uids if uid}
+        stored = set(Instance.objects.filter(sop_instance_uid__in=wanted).values_list("sop_instance_uid", flat=True))
+        self._new = wanted - stored
+
+    def known_new(self, sop_instance_uid: str) -> bool:
+        return sop_instance_uid in self._new
+
     def _delete_stored(self) -> None:
         for name in self._stored:
             storage.delete(name)
@@ -866,34 +878,48 @@ class IngestBatch:
         """Write one file's rows in a savepoint; retried once in a fresh transaction when the
         database breaks a deadlock with a simultaneous upload by failing this one."""
         try:
-            instance = self._record(ds, uids, fields, metadata, stored)
+            instance = self._record_or_retry(ds, uids, fields, metadata, stored)
         except OperationalError:
             if not self._files:
                 raise
             logger.warning("ingest: batch committed early to resolve a lock conflict with a simultaneous upload")
             self.commit()
-            instance = self._record(ds, uids, fields, metadata, stored)
+            instance = self._record_or_retry(ds, uids, fields, metadata, stored)
+        self._new.discard(uids["sop_instance_uid"])
         self._stored.append(stored.name)
         self._files += 1
         return instance
+
+    def _record_or_retry(
+        self, ds: Dataset, uids: dict[str, str], fields: dict, metadata: dict, stored: storage.Stored
+    ) -> Instance:
+        try:
+            return self._record(ds, uids, fields, metadata, stored)
+        except IntegrityError:
+            # A simultaneous upload created the same patient, study or series first; its rows are
+            # visible now. A second IntegrityError is the instance itself, stored meanwhile.
+            return self._record(ds, uids, fields, metadata, stored)
 
     def _record(
         self, ds: Dataset, uids: dict[str, str], fields: dict, metadata: dict, stored: storage.Stored
     ) -> Instance:
         with transaction.atomic():
             study = self._studies.get(uids["study_instance_uid"]) or _locked_study(ds, uids, self.uploader)
+            # Rows are looked up, then inserted without a savepoint of their own: an insert that loses
+            # a race rolls back this file's savepoint and the file is recorded again.
             series = self._series.get(uids["series_instance_uid"])
             series_created = False
             if series is None:
-                series, series_created = Series.objects.get_or_create(
+                series = Series.objects.filter(series_instance_uid=uids["series_instance_uid"]).first()
+            if series is None:
+                series_created = True
+                series = Series.objects.create(
                     series_instance_uid=uids["series_instance_uid"],
-                    defaults={
-                        "study": study,
-                        "modality": _text(ds, "Modality", 16),
-                        "series_number": _int(ds, "SeriesNumber", None, low=-(2**31)),
-                        "description": _text(ds, "SeriesDescription", 256),
-                        "body_part": _text(ds, "BodyPartExamined", 64),
-                    },
+                    study=study,
+                    modality=_text(ds, "Modality", 16),
+                    series_number=_int(ds, "SeriesNumber", None, low=-(2**31)),
+                    description=_text(ds, "SeriesDescription", 256),
+                    body_part=_text(ds, "BodyPartExamined", 64),
                 )
             if series.study_id != study.pk:
                 raise IngestRefusedError(
@@ -953,33 +979,29 @@ def _locked_study(ds: Dataset, uids: dict[str, str], uploader) -> Study:
 
 def _create_study(ds: Dataset, uids: dict[str, str], uploader) -> Study:
     patient_id, issuer = _patient_key(ds, uids["study_instance_uid"])
-    patient, _ = Patient.objects.get_or_create(
-        patient_id=patient_id,
-        issuer=issuer,
-        defaults={
-            "name": _text(ds, "PatientName", 324),
-            "birth_date": _date(_text(ds, "PatientBirthDate", 16)),
-            "sex": _text(ds, "PatientSex", 16),
-            "uploaded_by": uploader,
-        },
-    )
-    study, created = Study.objects.get_or_create(
+    # Inserted in the caller's savepoint: a simultaneous upload creating the same patient or study
+    # makes the insert fail, the savepoint is rolled back and the file recorded again.
+    patient = Patient.objects.filter(patient_id=patient_id, issuer=issuer).first()
+    if patient is None:
+        patient = Patient.objects.create(
+            patient_id=patient_id,
+            issuer=issuer,
+            name=_text(ds, "PatientName", 324),
+            birth_date=_date(_text(ds, "PatientBirthDate", 16)),
+            sex=_text(ds, "PatientSex", 16),
+            uploaded_by=uploader,
+        )
+    return Study.objects.create(
         study_instance_uid=uids["study_instance_uid"],
-        defaults={
-            "patient": patient,
-            "study_date": _date(_text(ds, "StudyDate", 16)),
-            "study_time": _time(_text(ds, "StudyTime", 32)),
-            "description": _text(ds, "StudyDescription", 256),
-            "accession_number": _text(ds, "AccessionNumber", 64),
-            "study_id": _text(ds, "StudyID", 32),
-            "referring_physician": _text(ds, "ReferringPhysicianName", 324),
-            "uploaded_by": uploader,
-        },
+        patient=patient,
+        study_date=_date(_text(ds, "StudyDate", 16)),
+        study_time=_time(_text(ds, "StudyTime", 32)),
+        description=_text(ds, "StudyDescription", 256),
+        accession_number=_text(ds, "AccessionNumber", 64),
+        study_id=_text(ds, "StudyID", 32),
+        referring_physician=_text(ds, "ReferringPhysicianName", 324),
+        uploaded_by=uploader,
     )
-    if not created:
-        # Created by a simultaneous upload between our lookup and our insert: lock it now.
-        study = Study.objects.select_for_update().get(pk=study.pk)
-    return study
 
 
 # ---------------------------------------------------------------------------------------------

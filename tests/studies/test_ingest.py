@@ -332,3 +332,55 @@ def test_bulk_values_inside_sequences_keep_only_their_vr(physician):
     item = Instance.objects.get(pk=result.instance_id).metadata["00880200"]["Value"][0]
     assert item["7FE00010"] == {"vr": "OW"}
     assert item["00280010"] == {"vr": "US", "Value": [64]}
+
+
+def test_a_file_refused_inside_a_batch_rolls_back_only_its_own_rows(physician, django_capture_on_commit_callbacks):
+    study_uid, series_uid = generate_uid(), generate_uid()
+    first = f.make_ct(StudyInstanceUID=study_uid, SeriesInstanceUID=series_uid, Modality="CT")
+    files = [
+        ("a.dcm", io.BytesIO(first)),
+        ("b.dcm", io.BytesIO(f.make_ct(SeriesInstanceUID=series_uid))),  # that series in another study
+        ("c.dcm", io.BytesIO(f.make_mr(StudyInstanceUID=study_uid))),
+        ("a-again.dcm", io.BytesIO(first)),
+    ]
+    with django_capture_on_commit_callbacks() as callbacks:
+        results = ingest_files(files, user=physician)
+
+    assert [r.status for r in results] == ["stored", "refused", "stored", "already_stored"]
+    assert results[1].code == "conflict"
+    assert results[3].instance_id == results[0].instance_id
+    assert Study.objects.count() == 1
+    study = Study.objects.get()
+    assert (study.num_series, study.num_instances, study.modalities) == (2, 2, "CT\\MR")
+    assert Series.objects.get(series_instance_uid=series_uid).num_instances == 1
+    assert AccessGrant.objects.filter(study=study, user=physician).count() == 1
+    assert len(callbacks) == 2
+
+
+def test_files_beyond_one_batch_are_committed_in_several_with_exact_counts(physician, monkeypatch):
+    monkeypatch.setattr(ingest, "BATCH_SIZE", 2)
+    study_uid, series_uid = generate_uid(), generate_uid()
+    files = [
+        (f"{i}.dcm", io.BytesIO(f.make_ct(StudyInstanceUID=study_uid, SeriesInstanceUID=series_uid))) for i in range(5)
+    ]
+    results = ingest_files(files, user=physician)
+
+    assert [r.status for r in results] == ["stored"] * 5
+    study = Study.objects.get(study_instance_uid=study_uid)
+    assert (study.num_series, study.num_instances) == (1, 5)
+    assert Series.objects.get().num_instances == 5
+    assert AccessGrant.objects.filter(study=study, user=physician).count() == 1
+
+
+def test_a_failed_batch_removes_the_files_it_moved_into_storage(physician, media, monkeypatch):
+    from django.db import DatabaseError
+
+    def fail(*args, **kwargs):
+        raise DatabaseError("the database went away")
+
+    monkeypatch.setattr(ingest.IngestBatch, "_write_counts", fail)
+    with pytest.raises(DatabaseError):
+        ingest_files([("a.dcm", io.BytesIO(f.make_ct())), ("b.dcm", io.BytesIO(f.make_ct()))], user=physician)
+
+    assert not list(media.rglob("*.dcm"))
+    assert not Instance.objects.exists()
