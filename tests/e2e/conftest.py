@@ -1,6 +1,7 @@
 """Browser fixtures: Playwright's sync API driving Debian's chromium against a real daphne.
 
-- ``browser``: one headless chromium per test module (see ``playwright_driver`` for why not per session).
+- ``browser``: one headless chromium per test module (from tests/browser.py; see ``playwright_driver``
+  there for why not per session).
 - ``browser_context()``: a fresh context (own cookies) whose relative URLs go to the live server;
   ``browser_context(base_url=live_server_mfa_url)`` for the MFA-required server.
 - ``page``: a page in a fresh context.
@@ -13,33 +14,17 @@ A failing test leaves a screenshot under var/test/e2e/.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import PASSWORD, require_service
+from tests.browser import browser_fixture, playwright_driver_fixture  # noqa: F401  (module-scoped on purpose, see there)
+from tests.conftest import PASSWORD
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
 SCREENSHOT_DIR = Path(__file__).resolve().parents[2] / "var" / "test" / "e2e"
 DEFAULT_TIMEOUT_MS = 20_000
-
-
-def chromium_path() -> str | None:
-    for candidate in (os.environ.get("TELECONSULT_CHROMIUM"), shutil.which("chromium"), "/usr/bin/chromium"):
-        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    return None
 
 
 def pytest_collection_modifyitems(config, items):
@@ -60,30 +45,6 @@ def _e2e_database(transactional_db, monkeypatch):
     # Playwright's sync API keeps an event loop in this thread; the ORM calls a test makes between
     # browser steps are still plain synchronous code.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-
-# Module scope, not session: while the driver runs, this thread has a running asyncio loop, which
-# makes Django refuse ORM calls and async_to_sync in every other test. Stopping it after each module
-# leaves the tests that follow untouched.
-@pytest.fixture(scope="module")
-def playwright_driver():
-    executable = chromium_path()
-    if executable is None:
-        require_service("chromium", "install Debian's chromium (apt-get install chromium) or set TELECONSULT_CHROMIUM")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:
-        require_service("playwright", f"pip install -r requirements-dev.txt ({exc})")
-    driver = sync_playwright().start()
-    yield driver
-    driver.stop()
-
-
-@pytest.fixture(scope="module")
-def browser(playwright_driver):
-    browser = playwright_driver.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True)
-    yield browser
-    browser.close()
 
 
 @pytest.fixture

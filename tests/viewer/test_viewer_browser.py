@@ -4,51 +4,24 @@ MONOCHROME1 images."""
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
-
 import pytest
 from django.test import Client
 
 from studies.ingest import ingest_file
-from tests.conftest import require_service
+from tests.browser import (  # noqa: F401  (fixtures)
+    allow_orm_beside_playwright_fixture,
+    browser_fixture,
+    playwright_driver_fixture,
+)
 from tests.viewer import dicom
 
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("allow_orm_beside_playwright"),
 ]
+
 VIEWER = "document.querySelector('[data-viewer]').viewer"
-
-
-def chromium_path() -> str | None:
-    for candidate in (os.environ.get("TELECONSULT_CHROMIUM"), shutil.which("chromium"), "/usr/bin/chromium"):
-        if candidate and Path(candidate).is_file():
-            return candidate
-    return None
-
-
-@pytest.fixture(scope="module")
-def browser():
-    executable = chromium_path()
-    if executable is None:
-        require_service("chromium", "install Debian's chromium or set TELECONSULT_CHROMIUM")
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API keeps an event loop in this thread; the ORM work between browser
-    # steps is still plain synchronous code.
-    with pytest.MonkeyPatch.context() as mp, sync_playwright() as pw:
-        mp.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
