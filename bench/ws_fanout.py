@@ -24,48 +24,11 @@ import tempfile
 import time
 import uuid
 
+from bench import harness
+
 P95_TARGET_MS = 50.0
 DEFAULT_PG = "postgres://postgres@127.0.0.1:5432/teleconsult_bench_ws"
 SENDERS = 10
-
-
-def scratch_database(url: str | None) -> str | None:
-    """Recreate the PostgreSQL database named by ``url``; None when PostgreSQL is not reachable."""
-    if not url or not url.startswith("postgres"):
-        return url
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    admin = url.rsplit("/", 1)[0] + "/postgres"
-    try:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=3) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError:
-        return None
-    return url
-
-
-def setup(args) -> tuple[str, dict]:
-    data_dir = tempfile.mkdtemp(prefix="bench-ws-")
-    database_url = scratch_database(args.database_url)
-    if database_url is None:
-        database_url = f"sqlite:///{data_dir}/bench.sqlite3"
-    os.environ.update(
-        TELECONSULT_DATA_DIR=data_dir,
-        DEBUG="1",
-        TELECONSULT_MFA_REQUIRED="0",
-        DJANGO_SETTINGS_MODULE="teleconsult.settings",
-        DATABASE_URL=database_url,
-        REDIS_URL=args.redis_url,
-    )
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0, interactive=False)
-    return data_dir, {"database_url": database_url}
 
 
 def populate(clients: int) -> tuple[int, list[str]]:
@@ -185,25 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     except redis.RedisError as exc:
         print(f"ws_fanout: skipped, Redis not reachable at {args.redis_url}: {exc}")
         return 0
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    data_dir, info = setup(args)
-    from tests.servers import Outbox, ProcessFactory, ServiceEnvironment
-
+    data_dir = tempfile.mkdtemp(prefix="bench-ws-")
+    database_url = harness.setup_django(data_dir, args.database_url, redis_url=args.redis_url)
     consult_id, tokens = populate(args.clients)
-    environment = ServiceEnvironment(
-        database_url=info["database_url"],
-        data_dir=data_dir,
-        outbox=Outbox(os.path.join(data_dir, "outbox")),
-        redis_url=args.redis_url,
-        # Production mode: DEBUG off (no query log, no debug wrappers), as deployed.
-        extra={
-            "LOG_LEVEL": "WARNING",
-            "DEBUG": "0",
-            "SECRET_KEY": "bench-only",
-            "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        },
+    factory = harness.process_factory(
+        "bench-ws", data_dir=data_dir, database_url=database_url, redis_url=args.redis_url, secret_key="bench-only"
     )
-    factory = ProcessFactory(environment, label="bench-ws")
     try:
         servers = [factory.daphne() for _ in range(args.servers)]
         result = asyncio.run(run_clients([s.ws_url for s in servers], consult_id, tokens, args.messages, args.rate))
