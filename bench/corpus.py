@@ -11,6 +11,7 @@ import os
 import random
 import tempfile
 import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,32 +41,47 @@ def source_files() -> list[Path]:
     return sorted(Path(root) / name for top in roots for root, _, names in os.walk(top) for name in names)
 
 
-def _header(data: bytes):
+def sop_instance_uid(data: bytes) -> str | None:
+    """The SOPInstanceUID when ``data`` is DICOM with all three UIDs, else None."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+            ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+        uids = [str(ds.get(k) or "") for k in REQUIRED_UIDS]
     except Exception:
         return None
+    return uids[2] if all(uids) else None
+
+
+def fresh_uid_like(uid: str, rng: random.Random) -> str:
+    """A random UID of the same length as ``uid``."""
+    return "2.25." + "".join(rng.choice("123456789") for _ in range(len(uid) - 5))
+
+
+def with_unique_uids(paths: Iterable[Path], rng: random.Random) -> Iterator[tuple[Path, bytes, str | None]]:
+    """``(path, data, uid)`` for every path: ``uid`` is the SOPInstanceUID (None when the file lacks
+    one of the three UIDs), and a repeat of one already seen is given a fresh one of the same length
+    in ``data`` (so the bytes change nowhere else)."""
+    seen: set[str] = set()
+    for path in paths:
+        data = path.read_bytes()
+        uid = sop_instance_uid(data)
+        if uid and uid in seen and len(uid) > 8:
+            fresh = fresh_uid_like(uid, rng)
+            data = data.replace(uid.encode(), fresh.encode())
+            uid = fresh
+        if uid:
+            seen.add(uid)
+        yield path, data, uid
 
 
 def load(seed: int = 3) -> list[CorpusFile]:
     """Every corpus file that carries the three UIDs, repeats given fresh SOP Instance UIDs of the
     same length (so the bytes change nowhere else)."""
-    rng = random.Random(seed)
-    seen: set[str] = set()
     files = []
-    for path in source_files():
-        data = path.read_bytes()
-        ds = _header(data)
-        if ds is None or not all(str(ds.get(k) or "") for k in REQUIRED_UIDS):
+    for path, data, uid in with_unique_uids(source_files(), random.Random(seed)):
+        if uid is None:
             continue
-        uid = str(ds.SOPInstanceUID)
-        if uid in seen and len(uid) > 8:
-            fresh = "2.25." + "".join(rng.choice("123456789") for _ in range(len(uid) - 5))
-            data = data.replace(uid.encode(), fresh.encode())
-            uid = fresh
-        seen.add(uid)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
@@ -75,6 +91,26 @@ def load(seed: int = 3) -> list[CorpusFile]:
                 has_pixels = False
         files.append(CorpusFile(name=str(path), data=data, has_pixels=has_pixels))
     return files
+
+
+def pixel_bearing_files(candidates: Iterable[Path] | None = None) -> list[Path]:
+    """The ``candidates`` (by default every file of pydicom's get_testdata_files(), which takes in
+    pydicom-data through pydicom's external data sources) with the three UIDs and pixel data."""
+    if candidates is None:
+        from pydicom.data import get_testdata_files
+
+        candidates = sorted(Path(path) for path in get_testdata_files())
+    selected = []
+    for path in candidates:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(path, defer_size="1 MB")
+        except Exception:
+            continue
+        if all(uid in ds for uid in REQUIRED_UIDS) and any(keyword in ds for keyword in PIXEL_KEYWORDS):
+            selected.append(path)
+    return selected
 
 
 def write(files: list[CorpusFile]) -> Path:

@@ -30,8 +30,7 @@ from pathlib import Path
 import pydicom
 from pydicom.uid import generate_uid
 
-REQUIRED_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
-PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+from bench import corpus
 
 
 @dataclass
@@ -72,22 +71,10 @@ class Outcome:
 def corpus_files(directories: list[str] | None = None) -> list[Path]:
     """Pixel-bearing DICOM files with the three UIDs, from the given directories or the corpus."""
     if directories:
-        candidates = sorted(path for directory in directories for path in Path(directory).rglob("*") if path.is_file())
-    else:
-        from pydicom.data import get_testdata_files
-
-        candidates = sorted(Path(path) for path in get_testdata_files())
-    selected = []
-    for path in candidates:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ds = pydicom.dcmread(path, defer_size="1 MB")
-        except Exception:
-            continue
-        if all(uid in ds for uid in REQUIRED_UIDS) and any(keyword in ds for keyword in PIXEL_KEYWORDS):
-            selected.append(path)
-    return selected
+        return corpus.pixel_bearing_files(
+            sorted(path for directory in directories for path in Path(directory).rglob("*") if path.is_file())
+        )
+    return corpus.pixel_bearing_files()
 
 
 def display_name(path: Path) -> str:

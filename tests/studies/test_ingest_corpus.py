@@ -8,48 +8,17 @@ otherwise untouched). Three of the 212 are truncated on purpose and are refused 
 from __future__ import annotations
 
 import io
-import os
 import random
-import warnings
 from pathlib import Path
 
-import pydicom
 import pytest
-from pydicom.data import get_testdata_file
 
+from bench import corpus
 from studies.ingest import ingest_files
 from studies.models import Instance
 
 EXPECTED_STORED = 209
 TRUNCATED_ON_PURPOSE = {"MR_truncated.dcm", "rtplan_truncated.dcm", "emri_small_jpeg_2k_lossless_too_short.dcm"}
-
-
-def corpus_files() -> list[Path]:
-    pydicom_files = Path(get_testdata_file("CT_small.dcm")).parent
-    roots = [pydicom_files]
-    try:
-        import data_store  # the pydicom-data package
-
-        roots.append(Path(data_store.__file__).parent / "data")
-    except ImportError:
-        pass
-    return sorted(Path(root) / name for top in roots for root, _, names in os.walk(top) for name in names)
-
-
-def carries_uids(data: bytes) -> str | None:
-    """The SOPInstanceUID when the file is DICOM with all three UIDs, else None."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
-        uids = [str(ds.get(k) or "") for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")]
-    except Exception:
-        return None
-    return uids[2] if all(uids) else None
-
-
-def fresh_uid_like(uid: str, rng: random.Random) -> str:
-    return "2.25." + "".join(rng.choice("123456789") for _ in range(len(uid) - 5))
 
 
 @pytest.fixture(autouse=True)
@@ -59,20 +28,11 @@ def media(settings, tmp_path):
 
 @pytest.mark.timeout(120)
 def test_corpus_goes_in_with_every_file_carrying_uids_stored_except_the_truncated(physician):
-    rng = random.Random(3)
-    seen: set[str] = set()
     upload = []
     with_uids: set[str] = set()
-    for path in corpus_files():
-        data = path.read_bytes()
-        uid = carries_uids(data)
+    for path, data, uid in corpus.with_unique_uids(corpus.source_files(), random.Random(3)):
         if uid:
             with_uids.add(str(path))
-            if uid in seen and len(uid) > 8:
-                fresh = fresh_uid_like(uid, rng)
-                data = data.replace(uid.encode(), fresh.encode())
-                uid = fresh
-            seen.add(uid)
         upload.append((str(path), io.BytesIO(data)))
 
     results = ingest_files(upload, user=physician)

@@ -7,33 +7,21 @@ least 151 and name the reason for any other.
 from __future__ import annotations
 
 import os
-import warnings
 from functools import cache
 
 import pydicom
 import pytest
-from pydicom.data import get_testdata_file, get_testdata_files
+from pydicom.data import get_testdata_file
 
-from studies.rendering import RenderError, has_pixels, middle_frame, render_frame
-
-REQUIRED_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+from bench import corpus
+from studies.rendering import RenderError, middle_frame, render_frame
 
 
 @cache
 def pixel_bearing_files() -> tuple[str, ...]:
     """Corpus files with the three UIDs and pixel data (pydicom-data files are included by
     get_testdata_files() through pydicom's external data sources)."""
-    found = []
-    for path in sorted(get_testdata_files()):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ds = pydicom.dcmread(path, defer_size="1 MB")
-        except Exception:
-            continue
-        if all(uid in ds for uid in REQUIRED_UIDS) and has_pixels(ds):
-            found.append(path)
-    return tuple(found)
+    return tuple(str(path) for path in corpus.pixel_bearing_files())
 
 
 def test_corpus_includes_pydicom_data_files():

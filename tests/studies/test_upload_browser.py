@@ -3,43 +3,25 @@ whole reference corpus, each row ending with its result without a page reload.""
 
 from __future__ import annotations
 
-import os
 import random
-import shutil
-from pathlib import Path
 
 import pytest
 from django.test import Client
 
+from bench import corpus
 from studies.models import Instance, Study
-from tests.conftest import require_service
+from tests.browser import (  # noqa: F401  (fixtures)
+    allow_orm_beside_playwright_fixture,
+    browser_fixture,
+    playwright_driver_fixture,
+)
 from tests.studies import dicom_factory as f
-from tests.studies.test_ingest_corpus import carries_uids, corpus_files, fresh_uid_like
 
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking"]
-
-
-def chromium_path() -> str | None:
-    for candidate in (os.environ.get("TELECONSULT_CHROMIUM"), shutil.which("chromium"), "/usr/bin/chromium"):
-        if candidate and Path(candidate).is_file():
-            return candidate
-    return None
-
-
-@pytest.fixture(scope="module")
-def browser():
-    executable = chromium_path()
-    if executable is None:
-        require_service("chromium", "install Debian's chromium or set TELECONSULT_CHROMIUM")
-    from playwright.sync_api import sync_playwright
-
-    with pytest.MonkeyPatch.context() as mp, sync_playwright() as pw:
-        mp.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("allow_orm_beside_playwright"),
+]
 
 
 @pytest.fixture
@@ -145,17 +127,8 @@ def test_reference_corpus_goes_in_through_the_page(upload_page, physician, tmp_p
     rng = random.Random(5)
     folder = tmp_path / "corpus"
     folder.mkdir()
-    seen: set[str] = set()
     paths = []
-    for index, path in enumerate(corpus_files()):
-        data = path.read_bytes()
-        uid = carries_uids(data)
-        if uid and uid in seen and len(uid) > 8:
-            fresh = fresh_uid_like(uid, rng)
-            data = data.replace(uid.encode(), fresh.encode())
-            uid = fresh
-        if uid:
-            seen.add(uid)
+    for index, (path, data, _uid) in enumerate(corpus.with_unique_uids(corpus.source_files(), rng)):
         target = folder / f"{index:03d}-{path.name}"
         target.write_bytes(data)
         paths.append(str(target))
