@@ -199,7 +199,7 @@ def test_totp_activation_from_the_page(client, physician, password):
 
 def test_home_page_says_role_specific_things(client, physician, specialist, patient_user, admin_user):
     expectations = {
-        physician: "Your studies and consults",
+        physician: "Second opinions",
         specialist: "Worklist",
         patient_user: "Your images and reports",
         admin_user: "Administration",
@@ -209,6 +209,17 @@ def test_home_page_says_role_specific_things(client, physician, specialist, pati
         response = client.get(reverse("home"))
         assert heading in response.content.decode()
         assert user.display_name in response.content.decode()
+
+
+def test_home_lists_the_physicians_latest_studies(client, physician):
+    from tests.factories import make_study
+
+    make_study(uploader=physician)
+    client.force_login(physician)
+    page = client.get(reverse("home")).content.decode()
+    assert "Latest studies" in page
+    assert "CT head" in page
+    assert "No studies yet." not in page
 
 
 def test_unapproved_specialist_sees_the_approval_notice(client, db):
