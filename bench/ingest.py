@@ -47,6 +47,8 @@ def stow(url: str, batches: list[list[bytes]], headers: dict[str, str]) -> dict:
     stored = failed = 0
     statuses: dict[int, int] = {}
     session = requests.Session()
+    # One search first, on both servers, so start-up work (connections, lazy imports) is not timed.
+    session.get(url, headers={**headers, "Accept": "application/dicom+json"}, timeout=60)
     began = time.perf_counter()
     for batch in batches:
         body, content_type = multipart(batch)
