@@ -23,30 +23,24 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.browser import CHROMIUM_ARGS
+from tests.browser import chromium_path as find_chromium
+
 FIRST_IMAGE_TARGET_S = 1.0
 SCROLL_TARGET_FPS = 20.0
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def chromium_path() -> str | None:
-    for candidate in (os.environ.get("CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser"):
-        if candidate and Path(candidate).exists():
-            return candidate
-    return None
+    return find_chromium(env_vars=("CHROMIUM",), fallbacks=("/usr/bin/chromium", "/usr/bin/chromium-browser"))
 
 
 def make_ct_series(directory: Path, slices: int, size: int = 512) -> list[Path]:
     """A synthetic CT of a chest-like phantom: body, two lungs, a spine and a contrast disc."""
     import numpy as np
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import CTImageStorage, generate_uid
+
+    from tests.studies.dicom_factory import base_dataset
 
     directory.mkdir(parents=True, exist_ok=True)
     study_uid, series_uid, frame_uid = generate_uid(), generate_uid(), generate_uid()
@@ -70,28 +64,25 @@ def make_ct_series(directory: Path, slices: int, size: int = 512) -> list[Path]:
         hu += rng.normal(0, 8, size=(size, size)).astype(np.float32)
         stored = np.clip(np.round(hu + 1024), -32768, 32767).astype(np.int16)
 
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
-        ds.SOPClassUID = CTImageStorage
-        ds.SOPInstanceUID = generate_uid()
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ds.StudyInstanceUID = study_uid
-        ds.SeriesInstanceUID = series_uid
-        ds.FrameOfReferenceUID = frame_uid
-        ds.PatientID = "BENCH-001"
-        ds.PatientName = "Bench^Viewer"
-        ds.PatientBirthDate = "19700101"
-        ds.PatientSex = "O"
-        ds.StudyDate = "20250101"
-        ds.StudyTime = "120000"
-        ds.StudyDescription = "Viewer benchmark CT"
-        ds.AccessionNumber = "BENCH1"
-        ds.Modality = "CT"
-        ds.SeriesNumber = 1
-        ds.SeriesDescription = "Chest 1.0 mm"
-        ds.InstanceNumber = i + 1
+        ds = base_dataset(
+            CTImageStorage,
+            media_storage=True,
+            StudyInstanceUID=study_uid,
+            SeriesInstanceUID=series_uid,
+            FrameOfReferenceUID=frame_uid,
+            PatientID="BENCH-001",
+            PatientName="Bench^Viewer",
+            PatientBirthDate="19700101",
+            PatientSex="O",
+            StudyDate="20250101",
+            StudyTime="120000",
+            StudyDescription="Viewer benchmark CT",
+            AccessionNumber="BENCH1",
+            Modality="CT",
+            SeriesNumber=1,
+            SeriesDescription="Chest 1.0 mm",
+            InstanceNumber=i + 1,
+        )
         ds.ImagePositionPatient = [-c * spacing, -c * spacing, -float(i)]
         ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
         ds.SliceThickness = 1.0

@@ -34,10 +34,11 @@ def _apply(ds: Dataset, attrs: dict) -> None:
             setattr(ds, keyword, value)
 
 
-def dataset(
-    *, sop_class: str = CTImageStorage, modality: str = "CT", rows: int = 16, columns: int = 16, **attrs
-) -> Dataset:
-    """A small valid image instance with fresh UIDs; pass ``StudyInstanceUID=...`` to group files."""
+def base_dataset(sop_class: str, *, media_storage: bool = False, **attrs) -> Dataset:
+    """An instance of ``sop_class`` with Explicit VR Little Endian file meta and fresh SOP Instance,
+    Study and Series UIDs, then ``attrs`` set in order (``PatientID="P1"``, ``StudyInstanceUID=...``).
+    ``media_storage``: the file meta names the SOP class and instance now (``to_bytes`` does it
+    when the file is written)."""
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
@@ -45,18 +46,33 @@ def dataset(
     ds.SOPInstanceUID = generate_uid()
     ds.StudyInstanceUID = generate_uid()
     ds.SeriesInstanceUID = generate_uid()
-    ds.PatientID = "TEST-001"
-    ds.PatientName = "Test^Patient"
-    ds.PatientBirthDate = "19700101"
-    ds.PatientSex = "O"
-    ds.StudyDate = "20240102"
-    ds.StudyTime = "101500"
-    ds.StudyDescription = "Synthetic study"
-    ds.AccessionNumber = "ACC001"
-    ds.Modality = modality
-    ds.SeriesNumber = 1
-    ds.SeriesDescription = "Synthetic series"
-    ds.InstanceNumber = 1
+    if media_storage:
+        ds.file_meta.MediaStorageSOPClassUID = sop_class
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    for keyword, value in attrs.items():
+        setattr(ds, keyword, value)
+    return ds
+
+
+def dataset(
+    *, sop_class: str = CTImageStorage, modality: str = "CT", rows: int = 16, columns: int = 16, **attrs
+) -> Dataset:
+    """A small valid image instance with fresh UIDs; pass ``StudyInstanceUID=...`` to group files."""
+    ds = base_dataset(
+        sop_class,
+        PatientID="TEST-001",
+        PatientName="Test^Patient",
+        PatientBirthDate="19700101",
+        PatientSex="O",
+        StudyDate="20240102",
+        StudyTime="101500",
+        StudyDescription="Synthetic study",
+        AccessionNumber="ACC001",
+        Modality=modality,
+        SeriesNumber=1,
+        SeriesDescription="Synthetic series",
+        InstanceNumber=1,
+    )
     if rows and columns:
         ds.Rows = rows
         ds.Columns = columns

@@ -11,41 +11,38 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 from django.test import Client
 from pydicom import dcmread
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import CTImageStorage, generate_uid
 from requests.structures import CaseInsensitiveDict
 from rest_framework.authtoken.models import Token
 
 from studies.ingest import ingest_file
+from tests.studies.dicom_factory import base_dataset
 
 BASE = "http://testserver/dicomweb"
 
 
 def make_dataset(*, frames: int = 1, rows: int = 8, columns: int = 6, **attrs) -> Dataset:
     """A small CT image with fresh UIDs; keyword arguments set attributes (``StudyInstanceUID=...``)."""
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
-    ds.SOPClassUID = CTImageStorage
-    ds.SOPInstanceUID = generate_uid()
-    ds.StudyInstanceUID = generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
-    ds.PatientID = "PID-1"
-    ds.PatientName = "Doe^Jane"
-    ds.PatientBirthDate = "19800214"
-    ds.PatientSex = "F"
-    ds.StudyDate = "20240315"
-    ds.StudyTime = "101500"
-    ds.StudyDescription = "Head CT"
-    ds.AccessionNumber = "ACC-1"
-    ds.StudyID = "S1"
-    ds.ReferringPhysicianName = "Ref^Doctor"
-    ds.InstitutionName = "General Hospital"
-    ds.Modality = "CT"
-    ds.SeriesNumber = 1
-    ds.SeriesDescription = "Axial"
-    ds.InstanceNumber = 1
+    ds = base_dataset(
+        CTImageStorage,
+        media_storage=True,
+        PatientID="PID-1",
+        PatientName="Doe^Jane",
+        PatientBirthDate="19800214",
+        PatientSex="F",
+        StudyDate="20240315",
+        StudyTime="101500",
+        StudyDescription="Head CT",
+        AccessionNumber="ACC-1",
+        StudyID="S1",
+        ReferringPhysicianName="Ref^Doctor",
+        InstitutionName="General Hospital",
+        Modality="CT",
+        SeriesNumber=1,
+        SeriesDescription="Axial",
+        InstanceNumber=1,
+    )
     ds.Rows, ds.Columns = rows, columns
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"

@@ -5,15 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.uid import (
     CTImageStorage,
     DigitalXRayImageStorageForPresentation,
-    ExplicitVRLittleEndian,
     UltrasoundMultiFrameImageStorage,
     XRayAngiographicImageStorage,
     generate_uid,
 )
+
+from tests.studies.dicom_factory import base_dataset
 
 BAR = {"x0": 28, "x1": 228, "y": 32}  # 200 px long
 DISC = {"cx": 128, "cy": 128, "r": 40, "hu": 60}
@@ -22,26 +23,21 @@ DX_IMAGER_SPACING = 0.2
 
 
 def _base(sop_class: str, modality: str, study_uid: str, series_number: int, description: str) -> Dataset:
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = sop_class
-    ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = generate_uid()
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.StudyInstanceUID = study_uid
-    ds.SeriesInstanceUID = generate_uid()
-    ds.PatientID = "VIEWER-1"
-    ds.PatientName = "Viewer^Test"
-    ds.StudyDate = "20250102"
-    ds.StudyTime = "101500"
-    ds.StudyDescription = "Viewer geometry"
-    ds.AccessionNumber = "V1"
-    ds.Modality = modality
-    ds.SeriesNumber = series_number
-    ds.SeriesDescription = description
-    ds.InstanceNumber = 1
-    return ds
+    return base_dataset(
+        sop_class,
+        media_storage=True,
+        StudyInstanceUID=study_uid,
+        PatientID="VIEWER-1",
+        PatientName="Viewer^Test",
+        StudyDate="20250102",
+        StudyTime="101500",
+        StudyDescription="Viewer geometry",
+        AccessionNumber="V1",
+        Modality=modality,
+        SeriesNumber=series_number,
+        SeriesDescription=description,
+        InstanceNumber=1,
+    )
 
 
 def ct_slices(study_uid: str, count: int = 3, size: int = 256) -> list[Dataset]:
