@@ -15,15 +15,22 @@ pytestmark = pytest.mark.e2e
 NEW_PASSWORD = "a-long-unusual-passphrase-42"
 
 
-def test_patient_signs_up_confirms_email_signs_in_and_out(page, server_outbox):
+def sign_up(page, email: str, name: str, *, role: str | None = None) -> None:
+    """Fill in and send the sign-up form (``role`` left at its default unless given); ends on the
+    page that asks to confirm the e-mail address."""
     page.goto("/accounts/signup/")
-    page.fill("input[name=email]", "sam.patient@example.com")
-    page.fill("input[name=name]", "Sam Patient")
-    page.select_option("select[name=role]", "patient")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=name]", name)
+    if role is not None:
+        page.select_option("select[name=role]", role)
     page.fill("input[name=password1]", NEW_PASSWORD)
     page.fill("input[name=password2]", NEW_PASSWORD)
     page.get_by_role("button", name="Create account").click()
     page.wait_for_url("**/accounts/confirm-email/")
+
+
+def test_patient_signs_up_confirms_email_signs_in_and_out(page, server_outbox):
+    sign_up(page, "sam.patient@example.com", "Sam Patient", role="patient")
 
     message = server_outbox.wait_for("sam.patient@example.com", subject="confirm")
     link = next(link for link in server_outbox.links(message) if "/accounts/confirm-email/" in link)
@@ -41,13 +48,7 @@ def test_patient_signs_up_confirms_email_signs_in_and_out(page, server_outbox):
 
 
 def test_unconfirmed_email_cannot_sign_in(page, server_outbox):
-    page.goto("/accounts/signup/")
-    page.fill("input[name=email]", "unconfirmed@example.com")
-    page.fill("input[name=name]", "Una Confirmed")
-    page.fill("input[name=password1]", NEW_PASSWORD)
-    page.fill("input[name=password2]", NEW_PASSWORD)
-    page.get_by_role("button", name="Create account").click()
-    page.wait_for_url("**/accounts/confirm-email/")
+    sign_up(page, "unconfirmed@example.com", "Una Confirmed")
 
     page.goto("/accounts/login/")
     page.fill("input[name=login]", "unconfirmed@example.com")
