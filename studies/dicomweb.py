@@ -980,29 +980,6 @@ def header_uids(path: str) -> tuple[str, str, str] | None:
     return tuple(str(ds.get(keyword, "")) for keyword in ("StudyInstanceUID", "SOPClassUID", "SOPInstanceUID"))
 
 
-def foreign_studies(user, study_uids: set[str]) -> set[str]:
-    """The study UIDs among these that are stored but hidden from the user: they may not add to them,
-    or storing one instance would be a way into someone else's study."""
-    from .permissions import visible_studies
-
-    existing = set(Study.objects.filter(study_instance_uid__in=study_uids).values_list("study_instance_uid", flat=True))
-    if not existing:
-        return set()
-    visible = visible_studies(user).filter(study_instance_uid__in=existing)
-    return existing - set(visible.values_list("study_instance_uid", flat=True))
-
-
-def refused_foreign(filename: str, uids: tuple[str, str, str]) -> RefusedPart:
-    study_uid, sop_class_uid, sop_instance_uid = uids
-    return RefusedPart(
-        filename=filename,
-        code="forbidden_study",
-        reason=f"The instance belongs to study {study_uid}, which you cannot add to.",
-        sop_class_uid=sop_class_uid,
-        sop_instance_uid=sop_instance_uid,
-    )
-
-
 # --- Frames ------------------------------------------------------------------------------------
 
 

@@ -553,15 +553,11 @@ def _store(request: HttpRequest, user, study_uid: str | None = None) -> HttpResp
                 continue
             dw.add_missing_preamble(part.path)
             accepted.append((name, part, dw.header_uids(part.path)))
-        foreign = dw.foreign_studies(user, {uids[0] for _name, _part, uids in accepted if uids})
         # The whole request is one transaction, a savepoint per part: one commit, not one per instance.
         with IngestBatch(user) as batch:
             batch.expect(uids[2] for _name, _part, uids in accepted if uids)
-            for name, part, uids in accepted:
-                if uids and uids[0] in foreign:
-                    results.append(dw.refused_foreign(name, uids))
-                else:
-                    results.append(ingest_file(part.path, filename=name, user=user, study_uid=study_uid, batch=batch))
+            for name, part, _uids in accepted:
+                results.append(ingest_file(part.path, filename=name, user=user, study_uid=study_uid, batch=batch))
     status, dataset = dw.stow_response(results, urls.instance, urls.study)
     return HttpResponse(json.dumps(dataset, separators=(",", ":")), status=status, content_type=dw.DICOM_JSON)
 

@@ -46,7 +46,7 @@ from pydicom.valuerep import VR
 
 from . import storage
 from .models import AccessGrant, Instance, Patient, Series, Study
-from .permissions import grant_access
+from .permissions import grant_access, visible_studies
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +91,7 @@ REFUSAL_CODES = {
     "dimensions_mismatch": "pixel data smaller than rows x columns x frames x samples declare",
     "dicomdir": "a DICOMDIR media index, skipped (the files it lists are imported)",
     "wrong_study": "sent to a study (STOW-RS .../studies/{uid}) it does not belong to",
+    "forbidden_study": "belongs to a stored study the uploader may not see (ask for it to be shared)",
     "conflict": "the SOP Instance UID (or series) is already stored with other content; the stored one is kept",
     "unreadable": "the upload could not be read from disk",
     "zip_unsafe": "an archive entry with an absolute or '..' path",
@@ -281,6 +282,15 @@ def _ingest(fp: BinaryIO, *, filename: str, batch: IngestBatch, study_uid: str |
         raise IngestRefusedError(
             "wrong_study",
             f"The file belongs to study {uids['study_instance_uid']}, not to study {study_uid} it was sent to.",
+            **uids,
+        )
+    if not batch.may_add_to(uids["study_instance_uid"]):
+        # Otherwise one instance carrying someone else's StudyInstanceUID would be a way into
+        # their study (the uploader is granted access to the study an instance lands in).
+        raise IngestRefusedError(
+            "forbidden_study",
+            f"The file belongs to study {uids['study_instance_uid']}, which is stored and not shared with you: "
+            "ask for access to it first.",
             **uids,
         )
     _check_pixel_data(ds, layout, uids)
@@ -811,10 +821,23 @@ class IngestBatch:
         self.uploader = user if user is not None and user.is_authenticated else None
         self._atomic: transaction.Atomic | None = None
         self._new: set[str] = set()
+        self._may_add: dict[str, bool] = {}
 
     def __enter__(self) -> IngestBatch:
         self._begin()
         return self
+
+    def may_add_to(self, study_uid: str) -> bool:
+        """Whether this batch's user may add instances to ``study_uid``: a new study, or one they
+        may see. Ingest without a user (the system's own objects) may add to any study."""
+        if self.user is None:
+            return True
+        allowed = self._may_add.get(study_uid)
+        if allowed is None:
+            stored = Study.objects.filter(study_instance_uid=study_uid)
+            allowed = not stored.exists() or visible_studies(self.user).filter(study_instance_uid=study_uid).exists()
+            self._may_add[study_uid] = allowed
+        return allowed
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:

@@ -157,13 +157,31 @@ def test_outsider_cannot_see_the_uploaded_study_or_its_patient(physician, outsid
     assert not visible_patients(outsider).exists()
 
 
-def test_resend_by_an_outsider_does_not_grant_access(physician, outsider):
+def test_resend_by_an_outsider_is_refused_and_grants_no_access(physician, outsider):
     data = f.make_ct()
     ingest_file(io.BytesIO(data), filename="a.dcm", user=physician)
     again = ingest_file(io.BytesIO(data), filename="a.dcm", user=outsider)
 
-    assert again.status == "already_stored"
+    assert (again.status, again.code) == ("refused", "forbidden_study")
     assert not can_view_study(outsider, Study.objects.get())
+
+
+def test_an_outsider_cannot_add_an_instance_to_someone_elses_study(physician, outsider):
+    first = ingest_file(io.BytesIO(f.make_ct()), filename="a.dcm", user=physician)
+    intruder = f.make_ct(StudyInstanceUID=first.study_instance_uid)
+
+    result = ingest_file(io.BytesIO(intruder), filename="b.dcm", user=outsider)
+
+    assert (result.status, result.code) == ("refused", "forbidden_study")
+    assert "not shared with you" in result.reason
+    study = Study.objects.get()
+    assert study.num_instances == 1 and Instance.objects.count() == 1
+    assert not can_view_study(outsider, study)
+    # Someone the study is shared with may add to it.
+    colleague_result = ingest_file(
+        io.BytesIO(f.make_ct(StudyInstanceUID=first.study_instance_uid)), filename="c.dcm", user=physician
+    )
+    assert colleague_result.status == "stored"
 
 
 def test_file_paths_are_accepted_as_sources(physician, tmp_path):
