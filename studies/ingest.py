@@ -136,15 +136,24 @@ class IngestRefusedError(Exception):
 
 
 def ingest_file(
-    source, *, filename: str, user, study_uid: str | None = None, batch: IngestBatch | None = None
+    source,
+    *,
+    filename: str,
+    user,
+    study_uid: str | None = None,
+    batch: IngestBatch | None = None,
+    grant: bool = True,
 ) -> IngestResult:
     """Ingest one file (a path or a seekable binary file object). Never raises for bad data.
 
     Inside ``with IngestBatch(user) as batch``, pass ``batch``: the file's rows are then written in
-    the batch's transaction (a savepoint of its own) and committed with the others.
+    the batch's transaction (a savepoint of its own) and committed with the others. ``grant=False``
+    records the user as uploader without giving them an access grant of their own: for objects made
+    from a study the user already sees (a measurement report, a signed report, a patient's photo),
+    whose access should follow the study's, not outlive it.
     """
     if batch is None:
-        with IngestBatch(user) as single:
+        with IngestBatch(user, grant=grant) as single:
             return ingest_file(source, filename=filename, user=user, study_uid=study_uid, batch=single)
     try:
         with _opened(source) as fp:
@@ -816,9 +825,10 @@ class IngestBatch:
     that is rolled back are deleted again.
     """
 
-    def __init__(self, user) -> None:
+    def __init__(self, user, *, grant: bool = True) -> None:
         self.user = user
         self.uploader = user if user is not None and user.is_authenticated else None
+        self.grant = grant
         self._atomic: transaction.Atomic | None = None
         self._new: set[str] = set()
         self._may_add: dict[str, bool] = {}
@@ -986,7 +996,7 @@ class IngestBatch:
             if modalities - set(study.modality_list):
                 changes["modalities"] = "\\".join(sorted({*study.modality_list, *modalities}))[:128]
             Study.objects.filter(pk=study_pk).update(**changes)
-            if self.uploader is not None:
+            if self.uploader is not None and self.grant:
                 grant_access(
                     user=self.uploader, study=study, reason=AccessGrant.Reason.UPLOADER, granted_by=self.uploader
                 )

@@ -253,15 +253,16 @@ def add_to_study(study: Study, upload: BinaryIO, *, size: int, filename: str, us
     ds = build_dataset(study, data, filename=filename, user=user)
     # A patient sees the study as its patient: adding to it gives no uploader grant of its own,
     # which would outlive a correction of the patient link.
-    ingesting_user = None if user.is_patient else user
     result: IngestResult = ingest_file(
-        _encode(ds), filename=f"{filename or 'upload'}.dcm", user=ingesting_user, study_uid=study.study_instance_uid
+        _encode(ds),
+        filename=f"{filename or 'upload'}.dcm",
+        user=user,
+        study_uid=study.study_instance_uid,
+        grant=not user.is_patient,
     )
     if result.status != STORED or result.instance_id is None:
         logger.warning("A phone %s for study %s was not stored: %s", ds.Modality, study.pk, result.reason)
         raise PhotoRefusedError(result.code or "not_stored", result.reason or "The file could not be stored.")
-    if ingesting_user is None:
-        Instance.objects.filter(pk=result.instance_id).update(uploaded_by=user)
     return Instance.objects.select_related("series__study").get(pk=result.instance_id)
 
 

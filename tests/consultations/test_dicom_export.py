@@ -194,6 +194,15 @@ def test_tracking_uids_follow_the_annotation_ids(measured, specialist):
     assert groups["Bar"].tracking_uid == f"2.25.{bar.pk.int}"
 
 
+def test_the_export_gives_its_author_no_access_of_their_own(measured, specialist):
+    from studies.models import AccessGrant
+
+    before = AccessGrant.objects.filter(user=specialist).count()
+    stored = dicom_export.export_measurements(measured, by=specialist)
+    assert AccessGrant.objects.filter(user=specialist).count() == before
+    assert Instance.objects.get(sop_instance_uid=stored.sop_instance_uid).uploaded_by == specialist
+
+
 def test_pixel_measurements_are_exported_in_pixels_not_millimetres(accepted, specialist, ct_uids):
     annotate(accepted, specialist, ct_uids[0], "length", [[0, 0], [30, 40]], {"length": 50.0, "unit": "px"}, "Px")
     annotate(
