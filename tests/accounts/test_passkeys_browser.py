@@ -11,7 +11,8 @@ import pytest
 from django.urls import reverse
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import _e2e_database, browser, playwright_driver  # noqa: F401 - fixtures used here
+from tests.browser import browser_fixture, playwright_driver_fixture  # noqa: F401 - fixtures used here
+from tests.e2e.conftest import _e2e_database  # noqa: F401 - fixtures used here
 
 pytestmark = pytest.mark.e2e
 

@@ -10,12 +10,11 @@ import pytest
 from playwright.sync_api import expect
 
 from consultations.models import ConsultRequest, State
+from tests.browser import browser_fixture, playwright_driver_fixture  # noqa: F401 - the shared browser fixtures
 from tests.e2e.conftest import (  # noqa: F401 - the browser fixtures of tests/e2e, used here too
     _e2e_database,
-    browser,
     browser_context,
     login,
-    playwright_driver,
 )
 from tests.factories import make_study
 

@@ -9,10 +9,11 @@ from django.urls import reverse
 from playwright.sync_api import expect
 
 from studies.models import Instance
-from tests.e2e.conftest import _e2e_database, browser, browser_context, login, page, playwright_driver
+from tests.browser import browser_fixture, playwright_driver_fixture
+from tests.e2e.conftest import _e2e_database, browser_context, login, page
 from tests.studies.test_pages import make_study, png_bytes
 
-__all__ = ["_e2e_database", "browser", "browser_context", "page", "playwright_driver"]
+__all__ = ["_e2e_database", "browser_context", "browser_fixture", "page", "playwright_driver_fixture"]
 
 pytestmark = pytest.mark.e2e
 
