@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--messages", type=int, default=10000)
-    parser.add_argument("--rate", type=float, default=100.0, help="messages per second, all senders together")
+    parser.add_argument("--rate", type=float, default=20.0, help="messages per second, all senders together")
     parser.add_argument("--servers", type=int, default=2)
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/8")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_PG))
