@@ -1,20 +1,30 @@
 """De-identified copies of a study: DICOM PS3.15 Annex E, Basic Application Confidentiality Profile.
 
-The action for each attribute comes from ``BASIC_PROFILE``, derived from PS3.15 Table E.1-1
-(basic profile column). Neither pydicom nor highdicom ships that table, and the PyPI packages that
-do de-identification apply their own recipes (``deid``: its own recipe format and default list,
-plus matplotlib; ``dicognito``: fake names and shifted dates), not the profile's actions, so the
-table is kept here where it can be read against the standard and is tested row by row.
+The action for each attribute comes from PS3.15 Table E.1-1 (basic profile column) of the 2026c
+edition of the standard, as the ``dicom-anonymizer`` package (KitwareMedical) ships it: its
+``dicomfields_2026c`` database lists every row of the table (655: 652 attributes and the three
+repeating-group rows for curve data, overlay data and overlay comments) under the row's action.
+``PROFILE_TABLE`` is that data; ``LOCAL_ADDITIONS`` holds the one attribute acted on beyond it.
+The package's own engine is not used: it keeps one UID map for the whole process (two copies
+would share replacements), applies the table to the top level of a data set only, not inside
+sequence items, and writes a dummy date where the table says remove one.
 
-Actions: ``X`` remove, ``Z`` empty, ``D`` replace with a dummy value of the same VR, ``U`` replace
-the UID. The table's compound actions are resolved to the choice that keeps the object valid
-without knowing each IOD's attribute types: anything with ``U`` is ``U``, else anything with ``Z``
-is ``Z``, else ``D``. Beyond the table, as the profile requires:
+Actions: ``X`` remove, ``Z`` empty, ``D`` replace with a non-empty dummy value of the same VR,
+``U`` replace the UID. The table's compound actions are resolved without knowing each IOD's
+attribute types: anything with ``U`` is ``U``, else anything with ``Z`` is ``Z``, else ``D``;
+``X`` alone stays ``X``. The 2026c rows need nothing else: their compound actions are ``Z/D``,
+``X/Z``, ``X/D``, ``X/Z/D`` and ``X/Z/U*``, the last only on the two image reference sequences
+(Referenced Image, Source Image), which are kept with their Referenced SOP Instance UIDs replaced.
+A sequence whose action is ``D`` or ``U`` keeps its items, cleaned by the same rules. Beyond the
+table, as the profile requires:
 
 - every UID that is not a registered DICOM UID (so every instance, series, study, frame of
   reference and referenced UID, wherever it is) is replaced, the same original always by the same
   replacement within one copy, so references between the copy's files still hold;
-- private attributes, command elements, overlay data and comments and curve data are removed;
+- private attributes are removed, and command elements (group 0000) altogether, since a stored
+  file may not hold them: the table's ``U`` for Requested SOP Instance UID becomes removal;
+- the file meta information is written anew, its Media Storage SOP Instance UID (``U`` in the
+  table) being the replaced SOP Instance UID;
 - the rules reach into every sequence item;
 - PatientIdentityRemoved = YES, DeidentificationMethod and DeidentificationMethodCodeSequence
   (DCM 113100) and LongitudinalTemporalInformationModified = REMOVED are written.
@@ -33,12 +43,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pydicom
+from dicomanonymizer.dicomfields_selector import dicom_anonymization_database_selector
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 from .downloads import CHUNK, _Sink
@@ -50,262 +62,34 @@ PROFILE_CODE = "113100"
 PROFILE_MEANING = "Basic Application Confidentiality Profile"
 METHOD_TEXT = "Basic Application Confidentiality Profile (PS3.15 Annex E)"
 
-# PS3.15 Table E.1-1, basic profile column, by attribute keyword.
-BASIC_PROFILE: dict[str, str] = {
-    "AccessionNumber": "Z",
-    "AcquisitionComments": "X",
-    "AcquisitionContextSequence": "X",
-    "AcquisitionDate": "X/Z",
-    "AcquisitionDateTime": "X/Z/D",
-    "AcquisitionDeviceProcessingDescription": "X/D",
-    "AcquisitionProtocolDescription": "X",
-    "AcquisitionTime": "X/Z",
-    "ActualHumanPerformersSequence": "X",
-    "AdditionalPatientHistory": "X",
-    "AdmissionID": "X",
-    "AdmittingDate": "X",
-    "AdmittingDiagnosesCodeSequence": "X",
-    "AdmittingDiagnosesDescription": "X",
-    "AdmittingTime": "X",
-    "AffectedSOPInstanceUID": "X",
-    "Allergies": "X",
-    "Arbitrary": "X",
-    "AuthorObserverSequence": "X",
-    "BranchOfService": "X",
-    "CassetteID": "X",
-    "CommentsOnThePerformedProcedureStep": "X",
-    "ConcatenationUID": "U",
-    "ConfidentialityConstraintOnPatientDataDescription": "X",
-    "ConsultingPhysicianIdentificationSequence": "X",
-    "ConsultingPhysicianName": "X",
-    "ContentCreatorIdentificationCodeSequence": "X",
-    "ContentCreatorName": "Z",
-    "ContentDate": "Z/D",
-    "ContentSequence": "X",
-    "ContentTime": "Z/D",
-    "ContextGroupExtensionCreatorUID": "U",
-    "ContrastBolusAgent": "Z/D",
-    "ContributionDescription": "X",
-    "CountryOfResidence": "X",
-    "CreatorVersionUID": "U",
-    "CurrentPatientLocation": "X",
-    "CurveDate": "X",
-    "CurveTime": "X",
-    "CustodialOrganizationSequence": "X",
-    "DataSetTrailingPadding": "X",
-    "Date": "X",
-    "DateTime": "X",
-    "DerivationDescription": "X",
-    "DetectorID": "X/D",
-    "DeviceSerialNumber": "X/Z/D",
-    "DeviceUID": "U",
-    "DigitalSignaturesSequence": "X",
-    "DimensionOrganizationUID": "U",
-    "DischargeDiagnosisDescription": "X",
-    "DistributionAddress": "X",
-    "DistributionName": "X",
-    "DoseReferenceUID": "U",
-    "EndAcquisitionDateTime": "X/D",
-    "EthnicGroup": "X",
-    "FailedSOPInstanceUIDList": "X/Z/U",
-    "FiducialUID": "U",
-    "FillerOrderNumberImagingServiceRequest": "Z",
-    "FrameComments": "X",
-    "FrameOfReferenceUID": "U",
-    "GantryID": "X/D",
-    "GeneratorID": "X/D",
-    "GraphicAnnotationSequence": "D",
-    "HumanPerformerName": "X",
-    "HumanPerformerOrganization": "X",
-    "IconImageSequence": "X",
-    "IdentifyingComments": "X",
-    "ImageComments": "X",
-    "InstanceCreationDate": "X/D",
-    "InstanceCreationTime": "X/Z/D",
-    "InstanceCreatorUID": "U",
-    "InstitutionAddress": "X",
-    "InstitutionalDepartmentName": "X",
-    "InstitutionCodeSequence": "X/Z/D",
-    "InstitutionName": "X/Z/D",
-    "InsurancePlanIdentification": "X",
-    "IntendedRecipientsOfResultsIdentificationSequence": "X",
-    "InterpretationApproverSequence": "X",
-    "InterpretationAuthor": "X",
-    "InterpretationDiagnosisDescription": "X",
-    "InterpretationIDIssuer": "X",
-    "InterpretationRecorder": "X",
-    "InterpretationText": "X",
-    "InterpretationTranscriber": "X",
-    "IrradiationEventUID": "U",
-    "IssuerOfAdmissionID": "X",
-    "IssuerOfPatientID": "X",
-    "IssuerOfServiceEpisodeID": "X",
-    "LargePaletteColorLookupTableUID": "U",
-    "LastMenstrualDate": "X",
-    "MAC": "X",
-    "MedicalAlerts": "X",
-    "MedicalRecordLocator": "X",
-    "MilitaryRank": "X",
-    "ModifiedAttributesSequence": "X",
-    "ModifiedImageDescription": "X",
-    "ModifyingDeviceID": "X",
-    "ModifyingDeviceManufacturer": "X",
-    "NameOfPhysiciansReadingStudy": "X",
-    "NamesOfIntendedRecipientsOfResults": "X",
-    "Occupation": "X",
-    "OperatorIdentificationSequence": "X",
-    "OperatorsName": "X/Z/D",
-    "OrderCallbackPhoneNumber": "X",
-    "OrderEnteredBy": "X",
-    "OrderEntererLocation": "X",
-    "OriginalAttributesSequence": "X",
-    "OtherPatientIDs": "X",
-    "OtherPatientIDsSequence": "X",
-    "OtherPatientNames": "X",
-    "OverlayDate": "X",
-    "OverlayTime": "X",
-    "ParticipantSequence": "X",
-    "PatientAddress": "X",
-    "PatientAge": "X",
-    "PatientBirthDate": "Z",
-    "PatientBirthName": "X",
-    "PatientBirthTime": "X",
-    "PatientComments": "X",
-    "PatientID": "Z",
-    "PatientInstitutionResidence": "X",
-    "PatientInsurancePlanCodeSequence": "X",
-    "PatientMotherBirthName": "X",
-    "PatientName": "Z",
-    "PatientPrimaryLanguageCodeSequence": "X",
-    "PatientPrimaryLanguageModifierCodeSequence": "X",
-    "PatientReligiousPreference": "X",
-    "PatientSex": "Z",
-    "PatientSexNeutered": "X/Z",
-    "PatientSize": "X",
-    "PatientState": "X",
-    "PatientTelecomInformation": "X",
-    "PatientTelephoneNumbers": "X",
-    "PatientTransportArrangements": "X",
-    "PatientWeight": "X",
-    "PerformedLocation": "X",
-    "PerformedProcedureStepDescription": "X",
-    "PerformedProcedureStepEndDate": "X",
-    "PerformedProcedureStepEndTime": "X",
-    "PerformedProcedureStepID": "X",
-    "PerformedProcedureStepStartDate": "X",
-    "PerformedProcedureStepStartTime": "X",
-    "PerformedStationAETitle": "X",
-    "PerformedStationGeographicLocationCodeSequence": "X",
-    "PerformedStationName": "X",
-    "PerformedStationNameCodeSequence": "X",
-    "PerformingPhysicianIdentificationSequence": "X",
-    "PerformingPhysicianName": "X",
-    "PersonAddress": "X",
-    "PersonIdentificationCodeSequence": "D",
-    "PersonName": "D",
-    "PersonTelephoneNumbers": "X",
-    "PhysicianApprovingInterpretation": "X",
-    "PhysiciansOfRecord": "X",
-    "PhysiciansOfRecordIdentificationSequence": "X",
-    "PhysiciansReadingStudyIdentificationSequence": "X",
-    "PlacerOrderNumberImagingServiceRequest": "Z",
-    "PlateID": "X",
-    "PregnancyStatus": "X",
-    "PreMedication": "X",
-    "ProtocolName": "X/D",
-    "ReasonForStudy": "X",
-    "ReasonForTheImagingServiceRequest": "X",
-    "ReferencedDigitalSignatureSequence": "X",
-    "ReferencedFrameOfReferenceUID": "U",
-    "ReferencedImageSequence": "X/Z/U*",
-    "ReferencedPatientAliasSequence": "X",
-    "ReferencedPatientSequence": "X",
-    "ReferencedPerformedProcedureStepSequence": "X/Z/D",
-    "ReferencedSOPInstanceMACSequence": "X",
-    "ReferencedSOPInstanceUID": "U",
-    "ReferencedSOPInstanceUIDInFile": "U",
-    "ReferencedStudySequence": "X/Z",
-    "ReferringPhysicianAddress": "X",
-    "ReferringPhysicianIdentificationSequence": "X",
-    "ReferringPhysicianName": "Z",
-    "ReferringPhysicianTelephoneNumbers": "X",
-    "RegionOfResidence": "X",
-    "RelatedFrameOfReferenceUID": "U",
-    "RequestAttributesSequence": "X",
-    "RequestedContrastAgent": "X",
-    "RequestedProcedureComments": "X",
-    "RequestedProcedureDescription": "X/Z",
-    "RequestedProcedureID": "X",
-    "RequestedProcedureLocation": "X",
-    "RequestedSOPInstanceUID": "U",
-    "RequestingPhysician": "X",
-    "RequestingService": "X",
-    "ResponsibleOrganization": "X",
-    "ResponsiblePerson": "X",
-    "ResultsComments": "X",
-    "ResultsDistributionListSequence": "X",
-    "ResultsIDIssuer": "X",
-    "ReviewerName": "X/Z",
-    "ScheduledHumanPerformersSequence": "X",
-    "ScheduledPatientInstitutionResidence": "X",
-    "ScheduledPerformingPhysicianIdentificationSequence": "X",
-    "ScheduledPerformingPhysicianName": "X",
-    "ScheduledProcedureStepDescription": "X",
-    "ScheduledProcedureStepEndDate": "X",
-    "ScheduledProcedureStepEndTime": "X",
-    "ScheduledProcedureStepID": "X",
-    "ScheduledProcedureStepLocation": "X",
-    "ScheduledProcedureStepStartDate": "X",
-    "ScheduledProcedureStepStartTime": "X",
-    "ScheduledStationAETitle": "X",
-    "ScheduledStationGeographicLocationCodeSequence": "X",
-    "ScheduledStationName": "X",
-    "ScheduledStationNameCodeSequence": "X",
-    "ScheduledStudyLocation": "X",
-    "ScheduledStudyLocationAETitle": "X",
-    "SeriesDate": "X",
-    "SeriesDescription": "X",
-    "SeriesInstanceUID": "U",
-    "SeriesTime": "X",
-    "ServiceEpisodeDescription": "X",
-    "ServiceEpisodeID": "X",
-    "SmokingStatus": "X",
-    "SOPInstanceUID": "U",
-    "SourceImageSequence": "X/Z/U*",
-    "SpecialNeeds": "X",
-    "StationName": "X/Z/D",
-    "StorageMediaFileSetUID": "U",
-    "StudyComments": "X",
-    "StudyDate": "Z",
-    "StudyDescription": "X",
-    "StudyID": "Z",
-    "StudyIDIssuer": "X",
-    "StudyInstanceUID": "U",
-    "StudyTime": "Z",
-    "SynchronizationFrameOfReferenceUID": "U",
-    "TemplateExtensionCreatorUID": "U",
-    "TemplateExtensionOrganizationUID": "U",
-    "TextComments": "X",
-    "TextString": "X",
-    "TextValue": "X",
-    "Time": "X",
-    "TimezoneOffsetFromUTC": "X",
-    "TopicAuthor": "X",
-    "TopicKeywords": "X",
-    "TopicSubject": "X",
-    "TopicTitle": "X",
-    "TransactionUID": "U",
-    "UID": "U",
-    "VerifyingObserverIdentificationCodeSequence": "Z",
-    "VerifyingObserverName": "D",
-    "VerifyingObserverSequence": "D",
-    "VerifyingOrganization": "X",
-    "VisitComments": "X",
+TABLE_EDITION = "2026c"
+
+# The package's categories, named by the action codes of the table.
+CATEGORY_ACTIONS: dict[str, str] = {
+    "D_TAGS": "D",
+    "Z_TAGS": "Z",
+    "X_TAGS": "X",
+    "U_TAGS": "U",
+    "Z_D_TAGS": "Z/D",
+    "X_Z_TAGS": "X/Z",
+    "X_D_TAGS": "X/D",
+    "X_Z_D_TAGS": "X/Z/D",
+    "X_Z_U_STAR_TAGS": "X/Z/U*",
 }
 
-# Repeating groups (the low byte of the group varies): overlay data and comments, curve data.
-_OVERLAY_REMOVED = {0x3000, 0x4000}
+# Attributes Table E.1-1 does not list that a copy still acts on, each with the reason.
+LOCAL_ADDITIONS: dict[int, str] = {
+    # Text Value: the free text of SR TEXT content items and other name-value items, where a name
+    # or an ID is easily typed. The table keeps the Content Sequence (D) and replaces the other
+    # value attributes of its items (Date, Time, DateTime, Person Name: D; UID: U); the text is
+    # replaced the same way, so the items stay valid.
+    0x0040A160: "D",
+}
+# Not added: Context Group Extension Creator UID and Creator-Version UID, which earlier editions
+# listed, are replaced anyway as unregistered UIDs; Modifying Device Manufacturer (retired) names a
+# manufacturer, which the profile keeps.
 
+# "D": a dummy value of the element's VR, never empty (the table's "Z" is the empty choice).
 DUMMY_BY_VR: dict[str, object] = {
     "PN": "ANONYMOUS",
     "LO": "ANONYMOUS",
@@ -314,6 +98,7 @@ DUMMY_BY_VR: dict[str, object] = {
     "ST": "ANONYMOUS",
     "UT": "ANONYMOUS",
     "UC": "ANONYMOUS",
+    "UR": "ANONYMOUS",
     "CS": "ANONYMOUS",
     "AE": "ANONYMOUS",
     "DA": "19000101",
@@ -322,6 +107,9 @@ DUMMY_BY_VR: dict[str, object] = {
     "AS": "000Y",
     "IS": "0",
     "DS": "0",
+    **dict.fromkeys(("US", "SS", "UL", "SL", "FL", "FD", "SV", "UV"), 0),
+    # Eight zero bytes: a whole number of values for every binary VR.
+    **dict.fromkeys(("OB", "OD", "OF", "OL", "OV", "OW", "UN"), b"\0" * 8),
 }
 
 
@@ -335,19 +123,38 @@ def resolve(action: str) -> str:
     raise ValueError(f"Unknown de-identification action {action!r}")
 
 
-def _tag_actions() -> dict[int, str]:
-    from pydicom.datadict import tag_for_keyword
+def _profile_table() -> dict[tuple[int, ...], str]:
+    """Table E.1-1: (group, element), or (group, element, group mask, element mask) for a repeating
+    group, -> the action as the table writes it."""
+    database = dicom_anonymization_database_selector(f"dicomfields_{TABLE_EDITION}")
+    table: dict[tuple[int, ...], str] = {}
+    for category, action in CATEGORY_ACTIONS.items():
+        for row in database[category]:
+            if table.setdefault(tuple(row), action) != action:
+                raise ValueError(f"Table E.1-1 row {row} is listed under two actions")
+    return table
 
-    actions = {}
-    for keyword, action in BASIC_PROFILE.items():
-        tag = tag_for_keyword(keyword)
-        if tag is None:
-            raise ValueError(f"{keyword} is not a DICOM keyword")
-        actions[tag] = resolve(action)
-    return actions
+
+PROFILE_TABLE = _profile_table()
+TAG_ACTIONS: dict[int, str] = {
+    (row[0] << 16) | row[1]: resolve(action) for row, action in PROFILE_TABLE.items() if len(row) == 2
+}
+TAG_ACTIONS.update(LOCAL_ADDITIONS)
+# Repeating groups, where the low byte of the group varies: curve data, overlay data and comments.
+MASKED_ACTIONS: list[tuple[tuple[int, ...], str]] = [
+    (row, resolve(action)) for row, action in PROFILE_TABLE.items() if len(row) == 4
+]
 
 
-TAG_ACTIONS = _tag_actions()
+def action_for(tag: BaseTag) -> str | None:
+    """The resolved action for ``tag``, or None for an attribute the table does not list."""
+    action = TAG_ACTIONS.get(int(tag))
+    if action is not None:
+        return action
+    for (group, element, group_mask, element_mask), masked in MASKED_ACTIONS:
+        if tag.group & group_mask == group & group_mask and tag.element & element_mask == element & element_mask:
+            return masked
+    return None
 
 
 def is_registered_uid(value: str) -> bool:
@@ -383,35 +190,25 @@ def _dummy(element: DataElement, uids: UIDMap) -> None:
         _replace_uids(element, uids)
     elif element.VR in DUMMY_BY_VR:
         element.value = DUMMY_BY_VR[element.VR]
-    elif element.VR in ("US", "SS", "UL", "SL", "FL", "FD", "SV", "UV"):
-        element.value = 0
     else:
-        element.value = b""
-
-
-def _is_removed_group(tag) -> bool:
-    group, element = tag.group, tag.element
-    if group == 0x0000:
-        return True  # command elements (Affected/Requested SOP Instance UID) have no place in a file
-    if 0x6000 <= group <= 0x60FF and group % 2 == 0 and element in _OVERLAY_REMOVED:
-        return True
-    return 0x5000 <= group <= 0x50FF and group % 2 == 0  # curves, retired
+        element.value = None  # a VR without a sensible dummy (AT): emptied rather than kept
 
 
 def clean(ds: Dataset, uids: UIDMap) -> None:
     """Apply the basic profile to ``ds`` in place, sequence items included."""
     for tag in list(ds.keys()):
         element = ds[tag]
-        if tag.is_private or _is_removed_group(tag):
+        if tag.is_private or tag.group == 0x0000:
+            # Command elements (Affected/Requested SOP Instance UID) have no place in a stored file.
             del ds[tag]
             continue
-        action = TAG_ACTIONS.get(int(tag))
+        action = action_for(tag)
         if action == "X":
             del ds[tag]
         elif action == "Z":
             element.value = Sequence() if element.VR == "SQ" else None
         elif element.VR == "SQ":
-            # A "D" sequence keeps its structure with dummy contents: its items are cleaned too.
+            # A "D" or "U" sequence keeps its structure with cleaned contents, as does any other.
             for item in element.value:
                 clean(item, uids)
         elif action == "D":

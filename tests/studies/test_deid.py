@@ -1,4 +1,5 @@
-"""De-identified copies: the basic profile table applied row by row, and the download route."""
+"""De-identified copies: every row of PS3.15 Table E.1-1 applied, at the top level and inside
+nested sequence items, and the download route."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import zipfile
 
 import pydicom
 import pytest
+from dicomanonymizer.dicomfields_selector import dicom_anonymization_database_selector
 from django.core.files.uploadedfile import SimpleUploadedFile
-from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import CTImageStorage, generate_uid
+from pydicom.tag import BaseTag, Tag
+from pydicom.uid import UID, CTImageStorage, generate_uid
 
 from studies import deid
 from studies.ingest import ingest_file
@@ -21,91 +24,164 @@ from tests.studies import dicom_factory as f
 
 SECRET_UID = "1.2.826.0.1.3680043.10.999.2"
 
+# Table E.1-1 as the dicom-anonymizer package ships it, each category with the action it resolves
+# to under the rule studies/deid.py documents: U over Z over D, X alone stays X.
+TABLE = dicom_anonymization_database_selector("dicomfields_2026c")
+RESOLVED = {
+    "D_TAGS": "D",
+    "Z_TAGS": "Z",
+    "X_TAGS": "X",
+    "U_TAGS": "U",
+    "Z_D_TAGS": "Z",
+    "X_Z_TAGS": "Z",
+    "X_D_TAGS": "D",
+    "X_Z_D_TAGS": "Z",
+    "X_Z_U_STAR_TAGS": "U",
+}
+ROWS = [(tuple(row), action) for category, action in RESOLVED.items() for row in TABLE[category]]
+LOCAL_ROWS = [((tag >> 16, tag & 0xFFFF), action) for tag, action in deid.LOCAL_ADDITIONS.items()]
+
 SAMPLE_BY_VR = {
-    "PN": "Secret^Person",
-    "DA": "20200304",
-    "TM": "121314",
-    "DT": "20200304121314",
-    "AS": "045Y",
-    "IS": "7",
-    "DS": "7.5",
-    "UI": "1.2.826.0.1.3680043.10.999.1",
-    "CS": "SECRET",
     "AE": "SECRETAE",
+    "AS": "045Y",
+    "CS": "SECRET",
+    "DA": "20200304",
+    "DS": "7.5",
+    "DT": "20200304121314",
+    "IS": "7",
+    "LO": "Secret Person",
+    "LT": "Secret text",
+    "PN": "Secret^Person",
+    "SH": "Secret",
+    "ST": "Secret text",
+    "TM": "121314",
+    "UC": "Secret text",
+    "UI": SECRET_UID,
+    "UR": "https://example.org/secret",
+    "UT": "Secret text",
     "US": 7,
-    "SS": 7,
-    "UL": 7,
-    "FD": 7.0,
-    "FL": 7.0,
     "OB": b"secret",
     "UN": b"secret",
-    "UT": "Secret text",
-    "LT": "Secret text",
-    "ST": "Secret text",
 }
+
+
+def concrete_tag(row: tuple[int, ...]) -> BaseTag:
+    """The tag of a row; for a repeating group row, one member of the group."""
+    if len(row) == 2:
+        return Tag(*row)
+    group, element, _, element_mask = row
+    return Tag(group + 2, element if element_mask else 0x3000)  # (5002,3000), (6002,3000), (6002,4000)
+
+
+def vr_for(tag: BaseTag) -> str:
+    try:
+        vr = dictionary_VR(tag)
+    except KeyError:
+        return "UN"  # newer than pydicom's dictionary: how a reader of an implicit VR file sees it
+    return vr.split(" or ")[0]
+
+
+def row_id(row: tuple[int, ...]) -> str:
+    tag = concrete_tag(row)
+    if len(row) == 4:
+        return f"({row[0]:04X},{row[1]:04X})-repeating"
+    return f"({tag.group:04X},{tag.element:04X})-{keyword_for_tag(tag) or 'unknown'}"
 
 
 def _secret_item() -> Dataset:
     item = Dataset()
-    item.PersonName = "Secret^Nested"
-    item.PatientID = "SECRET-ID"
+    item.PatientName = "Secret^Nested"
+    item.ReferencedSOPClassUID = CTImageStorage
     item.ReferencedSOPInstanceUID = SECRET_UID
     return item
 
 
-def sample(keyword: str):
-    vr = dictionary_VR(tag_for_keyword(keyword)).split(" or ")[0]
-    if vr == "SQ":
-        return Sequence([_secret_item()])
-    if keyword in ("OtherPatientIDs",):
-        return "SECRET"
-    return SAMPLE_BY_VR.get(vr, "SECRET")
+def sample(tag: BaseTag):
+    vr = vr_for(tag)
+    return Sequence([_secret_item()]) if vr == "SQ" else SAMPLE_BY_VR[vr]
 
 
-def full_dataset() -> Dataset:
-    """A CT instance carrying every attribute of the profile table, each with an identifying value."""
-    ds = f.dataset()
-    for keyword in deid.BASIC_PROFILE:
-        setattr(ds, keyword, sample(keyword))
-    ds.SOPClassUID = CTImageStorage
+def with_attribute(tag: BaseTag, *, nested: bool) -> Dataset:
+    """A small instance carrying ``tag`` with an identifying value, at the top level or in an item
+    two sequences down (sequences the table does not list)."""
+    ds = f.base_dataset(CTImageStorage, media_storage=True)
+    if tag.group == 0x0002:
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = SECRET_UID
+        return ds
+    target = ds
+    if nested:
+        target, outer = Dataset(), Dataset()
+        outer.ReferencedInstanceSequence = Sequence([target])
+        ds.ReferencedSeriesSequence = Sequence([outer])
+    target.add_new(tag, vr_for(tag), sample(tag))
     return ds
 
 
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
+def copied(tag: BaseTag, *, nested: bool, uids: deid.UIDMap) -> Dataset:
+    """Where ``tag`` lives in the de-identified file, written and read back."""
+    ds = pydicom.dcmread(io.BytesIO(deid.to_bytes(deid.deidentify(with_attribute(tag, nested=nested), uids))))
+    if tag.group == 0x0002:
+        return ds.file_meta
+    return ds.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0] if nested else ds
 
 
-def test_every_table_row_names_a_dicom_attribute_and_a_known_action():
-    assert len(deid.BASIC_PROFILE) > 200
-    for keyword, action in deid.BASIC_PROFILE.items():
-        assert tag_for_keyword(keyword) is not None, keyword
-        assert {part.rstrip("*") for part in action.split("/")} <= {"X", "Z", "D", "U"}, keyword
+def test_the_action_table_is_the_whole_of_table_e11():
+    assert len(ROWS) == len(TABLE["ALL_TAGS"]) == len(deid.PROFILE_TABLE) > 600
+    for row, action in ROWS:
+        assert deid.action_for(concrete_tag(row)) == action, row_id(row)
+    for tag in deid.LOCAL_ADDITIONS:
+        assert (tag >> 16, tag & 0xFFFF) not in deid.PROFILE_TABLE  # an addition, never an override
 
 
-@pytest.mark.parametrize("keyword", sorted(deid.BASIC_PROFILE))
-def test_each_profile_row_is_applied(keyword):
-    ds = full_dataset()
-    original = ds[keyword].value
-    result = deid.deidentify(ds, deid.UIDMap())
-    action = deid.resolve(deid.BASIC_PROFILE[keyword])
-    if tag_for_keyword(keyword) >> 16 == 0:
-        action = "X"  # command elements never stay in a stored data set
+@pytest.mark.parametrize(
+    ("row", "action", "nested"),
+    [
+        pytest.param(row, action, nested, id=f"{row_id(row)}-{'nested' if nested else 'top'}")
+        for row, action in ROWS + LOCAL_ROWS
+        for nested in (False, True)
+        if not (nested and row[0] == 0x0002)  # file meta information is never inside an item
+    ],
+)
+def test_each_table_row_is_applied(row, action, nested):
+    tag = concrete_tag(row)
+    if tag.group == 0x0000:
+        action = "X"  # command elements never stay in a stored file, whatever the table says
+    uids = deid.UIDMap()
+    first = copied(tag, nested=nested, uids=uids)
+    second = copied(tag, nested=nested, uids=uids)  # a second file of the same copy
     if action == "X":
-        assert keyword not in result
-    elif action == "Z":
-        assert keyword in result
-        assert result[keyword].is_empty
-    elif isinstance(result[keyword].value, Sequence):  # U or D: the items are cleaned
-        (item,) = result[keyword].value
-        assert "PatientID" in item and item["PatientID"].is_empty
-        assert str(item.PersonName) == "ANONYMOUS"
-        assert item.ReferencedSOPInstanceUID != SECRET_UID
-    else:  # U or D on a value
-        assert keyword in result
-        assert str(result[keyword].value) != str(original)
-    # The result still encodes as a valid file.
-    assert pydicom.dcmread(io.BytesIO(deid.to_bytes(result)))
+        assert tag not in first
+        return
+    assert tag in first
+    element = first[tag]
+    if action == "Z":
+        assert element.is_empty
+    elif element.VR == "SQ":  # D or U: the sequence stays, its item cleaned
+        (item,) = element.value
+        assert item["PatientName"].is_empty
+        assert item.ReferencedSOPClassUID == CTImageStorage
+        assert item.ReferencedSOPInstanceUID == second[tag].value[0].ReferencedSOPInstanceUID != SECRET_UID
+    else:  # D or U on a value: replaced, never emptied
+        original = SECRET_UID if tag.group == 0x0002 else sample(tag)
+        assert not element.is_empty
+        assert str(element.value) != str(original)
+        if action == "U":
+            assert UID(element.value).is_valid
+            assert element.value == second[tag].value  # the same original, the same replacement
+
+
+def test_structured_report_content_is_kept_with_its_values_replaced():
+    ds = f.base_dataset(f.BASIC_TEXT_SR)
+    text, name, code = Dataset(), Dataset(), Dataset()
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "121106", "DCM", "Comment"
+    text.ValueType, text.ConceptNameCodeSequence, text.TextValue = "TEXT", [code], "Seen by Secret^Person"
+    name.ValueType, name.ConceptNameCodeSequence, name.PersonName = "PNAME", [code], "Secret^Person"
+    ds.ContentSequence = Sequence([text, name])
+    result = deid.deidentify(ds, deid.UIDMap())
+    kept_text, kept_name = result.ContentSequence
+    assert (kept_text.ValueType, kept_text.TextValue) == ("TEXT", "ANONYMOUS")
+    assert (kept_name.ValueType, str(kept_name.PersonName)) == ("PNAME", "ANONYMOUS")
+    assert kept_text.ConceptNameCodeSequence[0].CodeValue == "121106"
 
 
 def test_rules_reach_into_sequences_and_private_tags_go():
