@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from django.test import Client
+from playwright.sync_api import expect
 
 from studies.ingest import ingest_file
 from tests.browser import (  # noqa: F401  (fixtures)
@@ -84,14 +85,19 @@ def overlay(page, corner: str) -> str:
     return page.locator(f"[data-overlay={corner}]").inner_text()
 
 
+def expect_overlay(page, corner: str, text: str) -> None:
+    """The overlay is drawn on the next frame after a change: wait for it to show ``text``."""
+    expect(page.locator(f"[data-overlay={corner}]")).to_contain_text(text, timeout=5000)
+
+
 def within(actual: float, expected: float, fraction: float = 0.01) -> bool:
     return abs(actual - expected) <= abs(expected) * fraction
 
 
 def test_length_and_ellipse_measure_known_geometry_within_one_percent(open_viewer, physician, study_uid):
     page = open_viewer(physician, study_uid)
-    assert "Im 1 / 3" in overlay(page, "bl")
-    assert "Viewer Test" in overlay(page, "tl")
+    expect_overlay(page, "bl", "Im 1 / 3")
+    expect_overlay(page, "tl", "Viewer Test")
 
     page.keyboard.press("l")
     drag(page, (dicom.BAR["x0"], dicom.BAR["y"]), (dicom.BAR["x1"], dicom.BAR["y"]))
@@ -136,11 +142,11 @@ def test_scroll_window_zoom_and_view_state(open_viewer, physician, study_uid):
     page.mouse.move(*screen(page, 128, 128))
     page.mouse.wheel(0, -120)
     page.wait_for_function(f"() => {VIEWER}.index === 1")
-    assert "Im 2 / 3" in overlay(page, "bl")
+    expect_overlay(page, "bl", "Im 2 / 3")
 
     page.keyboard.press("1")  # CT brain preset
     page.wait_for_function(f"() => {VIEWER}.window.width === 80")
-    assert "W 80  L 40" in overlay(page, "bl")
+    expect_overlay(page, "bl", "W 80  L 40")
     page.keyboard.press("w")
     drag(page, (60, 200), (100, 180))
     state = page.evaluate(f"{VIEWER}.getViewState()")
@@ -200,13 +206,13 @@ def test_annotations_from_elsewhere_are_shown_and_not_echoed(open_viewer, physic
     change = page.evaluate("window.changes[0]")
     assert change["action"] == "created"
     assert change["annotation"]["tool"] == "key_image"
-    assert "Key image" in overlay(page, "tr")
+    expect_overlay(page, "tr", "Key image")
 
 
 def test_patient_gets_read_only_viewer(open_viewer, patient_user, study_uid):
     page = open_viewer(patient_user, study_uid)
     assert page.locator("[data-tool=length]").count() == 0
-    assert "Read only" in overlay(page, "tr")
+    expect_overlay(page, "tr", "Read only")
     page.keyboard.press("l")
     page.keyboard.press("m")
     drag(page, (20, 20), (200, 200))
@@ -240,7 +246,7 @@ def test_xray_uses_imager_spacing_and_colour_clip_uses_rendered_frames(open_view
     page.click(f"[data-series='{series[2][1]}']")
     page.wait_for_function(f"() => {VIEWER}.series.modality === 'US' && {VIEWER}.shown && {VIEWER}.shown.bitmap")
     assert page.evaluate(f"{VIEWER}.series.stack.length") == 4
-    assert "Fr 1 / 4" in overlay(page, "bl")
+    expect_overlay(page, "bl", "Fr 1 / 4")
     page.keyboard.press("End")
     page.wait_for_function(f"() => {VIEWER}.shown.frame === 4")
     red = page.evaluate(f"{VIEWER}.imageCanvas.getContext('2d').getImageData(45, 30, 1, 1).data[0]")
@@ -296,7 +302,7 @@ def test_grayscale_multiframe_is_windowed_in_the_browser_and_plays_as_cine(open_
     page.keyboard.press("End")
     page.wait_for_function(f"() => {VIEWER}.shown.frame === 3")
     assert page.evaluate(f"{VIEWER}.shown.pixels[0]") == 150
-    assert "Fr 3 / 3" in overlay(page, "bl")
+    expect_overlay(page, "bl", "Fr 3 / 3")
     page.keyboard.press(" ")
     page.wait_for_function(f"() => {VIEWER}.index === 0")
     page.wait_for_function(f"() => {VIEWER}.index === 1")
@@ -328,7 +334,7 @@ def test_toolbar_invert_fit_reset_and_help(open_viewer, physician, study_uid):
     page.click("[data-action=invert]")
     page.wait_for_function(f"() => ({pixel})() === 255 - {before}")
     assert page.get_attribute("[data-action=invert]", "aria-pressed") == "true"
-    assert "Inverted" in overlay(page, "bl")
+    expect_overlay(page, "bl", "Inverted")
 
     page.evaluate(f"{VIEWER}.setZoom(3)")
     page.click("[data-action=fit]")
