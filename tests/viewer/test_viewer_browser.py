@@ -81,10 +81,6 @@ def drag(page, start, end) -> None:
     page.mouse.up()
 
 
-def overlay(page, corner: str) -> str:
-    return page.locator(f"[data-overlay={corner}]").inner_text()
-
-
 def expect_overlay(page, corner: str, text: str) -> None:
     """The overlay is drawn on the next frame after a change: wait for it to show ``text``."""
     expect(page.locator(f"[data-overlay={corner}]")).to_contain_text(text, timeout=5000)
