@@ -22,9 +22,7 @@ from django.db.models.functions import Cast
 from pydicom import dcmread
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.encaps import get_frame
-from pydicom.filereader import read_file_meta_info
 from pydicom.pixels import pixel_array
-from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from .models import Instance, Series, Study
 from .rendering import NotAnImage, RenderError, load_frame
@@ -971,21 +969,6 @@ def add_missing_preamble(path: str) -> bool:
         shutil.copyfileobj(source, out, 1 << 20)
     os.replace(fixed, path)
     return True
-
-
-def header_uids(path: str) -> tuple[str, str, str] | None:
-    """(StudyInstanceUID, SOPClassUID, SOPInstanceUID) from a part's header; None when unreadable.
-
-    None for a deflated data set too: pydicom inflates it whole in memory, so only ingest, which
-    inflates with a limit, reads it.
-    """
-    try:
-        if read_file_meta_info(path).get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
-            return None
-        ds = dcmread(path, stop_before_pixels=True, specific_tags=[0x0020000D, 0x00080016, 0x00080018])
-    except Exception:  # noqa: BLE001 (an unreadable part is left to ingest, which names its defect)
-        return None
-    return tuple(str(ds.get(keyword, "")) for keyword in ("StudyInstanceUID", "SOPClassUID", "SOPInstanceUID"))
 
 
 # --- Frames ------------------------------------------------------------------------------------

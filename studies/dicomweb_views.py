@@ -552,11 +552,10 @@ def _store(request: HttpRequest, user, study_uid: str | None = None) -> HttpResp
                 results.append(dw.RefusedPart(filename=name, reason=reason))
                 continue
             dw.add_missing_preamble(part.path)
-            accepted.append((name, part, dw.header_uids(part.path)))
-        # The whole request is one transaction, a savepoint per part: one commit, not one per instance.
+            accepted.append((name, part))
+        # The whole request is one batch: its rows are written together and committed once.
         with IngestBatch(user) as batch:
-            batch.expect(uids[2] for _name, _part, uids in accepted if uids)
-            for name, part, _uids in accepted:
+            for name, part in accepted:
                 results.append(ingest_file(part.path, filename=name, user=user, study_uid=study_uid, batch=batch))
     status, dataset = dw.stow_response(results, urls.instance, urls.study)
     return HttpResponse(json.dumps(dataset, separators=(",", ":")), status=status, content_type=dw.DICOM_JSON)

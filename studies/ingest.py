@@ -8,18 +8,21 @@ nesting and pixel data shorter than declared are caught without loading the file
 reads the header (``stop_before_pixels``, large values deferred). Files pydicom reads with
 warnings are kept and marked ``coerced``.
 
-Storage: the file is staged with its preamble zeroed and hashed, then moved into the default
-storage; the database rows are written in one transaction, and the thumbnail is queued after
-commit. Re-sending an instance with the same bytes is "already_stored"; different bytes under a
-stored SOPInstanceUID are a "conflict" and the original is kept.
+Storage: the file is staged with its preamble zeroed and hashed; when its batch commits it is moved
+into the default storage and the rows of all the batch's files are written together in one
+transaction (``IngestBatch``), and the thumbnails are queued after commit. Re-sending an instance
+with the same bytes is "already_stored"; different bytes under a stored SOPInstanceUID are a
+"conflict" and the original is kept.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import logging
+import operator
 import os
 import re
 import stat
@@ -33,8 +36,8 @@ from typing import Any, BinaryIO
 
 import pydicom
 from django.conf import settings
-from django.db import IntegrityError, OperationalError, transaction
-from django.db.models import F
+from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
@@ -46,7 +49,7 @@ from pydicom.valuerep import VR
 
 from . import storage
 from .models import AccessGrant, Instance, Patient, Series, Study
-from .permissions import grant_access, visible_studies
+from .permissions import grant_access_to_studies, visible_studies
 
 logger = logging.getLogger(__name__)
 
@@ -146,8 +149,10 @@ def ingest_file(
 ) -> IngestResult:
     """Ingest one file (a path or a seekable binary file object). Never raises for bad data.
 
-    Inside ``with IngestBatch(user) as batch``, pass ``batch``: the file's rows are then written in
-    the batch's transaction (a savepoint of its own) and committed with the others. ``grant=False``
+    Inside ``with IngestBatch(user) as batch``, pass ``batch``: the file is checked and staged at
+    once, its rows are written with the others' when the batch commits, and the result returned
+    here is final from then on (a file found stored meanwhile becomes "already_stored", one of a
+    study the user may not see "forbidden_study"). ``grant=False``
     records the user as uploader without giving them an access grant of their own: for objects made
     from a study the user already sees (a measurement report, a signed report, a patient's photo),
     whose access should follow the study's, not outlive it.
@@ -293,72 +298,19 @@ def _ingest(fp: BinaryIO, *, filename: str, batch: IngestBatch, study_uid: str |
             f"The file belongs to study {uids['study_instance_uid']}, not to study {study_uid} it was sent to.",
             **uids,
         )
-    if not batch.may_add_to(uids["study_instance_uid"]):
-        # Otherwise one instance carrying someone else's StudyInstanceUID would be a way into
-        # their study (the uploader is granted access to the study an instance lands in).
-        raise IngestRefusedError(
-            "forbidden_study",
-            f"The file belongs to study {uids['study_instance_uid']}, which is stored and not shared with you: "
-            "ask for access to it first.",
-            **uids,
-        )
     _check_pixel_data(ds, layout, uids)
     metadata, metadata_warnings = _metadata(ds, layout, uids)
     read_warnings += metadata_warnings
     fields = _instance_fields(ds, layout, transfer_syntax)
 
-    existing = None if batch.known_new(uids["sop_instance_uid"]) else _existing(uids["sop_instance_uid"])
-    staged = storage.stage_with_zeroed_preamble(fp)
-    if existing is not None:
-        staged.discard()
-        return _resend_result(existing, staged.sha256, filename, uids)
-
-    stored = storage.store(staged)
-    try:
-        instance = batch.record(ds, uids, fields, metadata, stored)
-    except IntegrityError:
-        # Another upload of the same instance won the race: ours is a re-send of theirs.
-        storage.delete(stored.name)
-        existing = _existing(uids["sop_instance_uid"])
-        if existing is None:
-            raise IngestRefusedError(
-                "conflict",
-                "The instance could not be recorded because of a simultaneous change to its study; send it again.",
-                **uids,
-            ) from None
-        return _resend_result(existing, stored.sha256, filename, uids)
-    except BaseException:
-        storage.delete(stored.name)
-        raise
-    result = IngestResult(filename=filename, status=STORED, instance_id=instance.pk, **uids)
+    patient, study, series = _row_values(ds, uids)
+    result = IngestResult(filename=filename, status=STORED, **uids)
     if read_warnings:
         result.coerced = True
         result.reason = "Stored; the file does not fully conform: " + "; ".join(read_warnings)
+    staged = storage.stage_with_zeroed_preamble(fp)
+    batch.add(_Pending(result, uids, fields, metadata, patient, study, series, staged))
     return result
-
-
-def _existing(sop_instance_uid: str) -> Instance | None:
-    return Instance.objects.filter(sop_instance_uid=sop_instance_uid).only("pk", "sha256").first()
-
-
-def _resend_result(existing: Instance, sha256: str, filename: str, uids: dict[str, str]) -> IngestResult:
-    if existing.sha256 == sha256:
-        return IngestResult(filename=filename, status=ALREADY_STORED, instance_id=existing.pk, **uids)
-    raise IngestRefusedError(
-        "conflict",
-        f"An instance with SOPInstanceUID {uids['sop_instance_uid']} is already stored with different content; "
-        "the stored one is kept.",
-        **uids,
-    )
-
-
-def _queue_render(instance_pk: int) -> None:
-    def queue() -> None:
-        from studies import tasks
-
-        tasks.render_instance.delay(instance_pk=instance_pk)
-
-    transaction.on_commit(queue)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -815,14 +767,101 @@ def _patient_key(ds: Dataset, study_uid: str) -> tuple[str, str]:
     return patient_id, issuer
 
 
-class IngestBatch:
-    """The database side of ingesting several files: one transaction, a savepoint per file.
+def _row_values(ds: Dataset, uids: dict[str, str]) -> tuple[dict, dict, dict]:
+    """What the Patient, Study and Series rows of a file would hold, read while the header is open."""
+    patient_id, issuer = _patient_key(ds, uids["study_instance_uid"])
+    patient = {
+        "patient_id": patient_id,
+        "issuer": issuer,
+        "name": _text(ds, "PatientName", 324),
+        "birth_date": _date(_text(ds, "PatientBirthDate", 16)),
+        "sex": _text(ds, "PatientSex", 16),
+    }
+    study = {
+        "study_date": _date(_text(ds, "StudyDate", 16)),
+        "study_time": _time(_text(ds, "StudyTime", 32)),
+        "description": _text(ds, "StudyDescription", 256),
+        "accession_number": _text(ds, "AccessionNumber", 64),
+        "study_id": _text(ds, "StudyID", 32),
+        "referring_physician": _text(ds, "ReferringPhysicianName", 324),
+    }
+    series = {
+        "modality": _text(ds, "Modality", 16),
+        "series_number": _int(ds, "SeriesNumber", None, low=-(2**31)),
+        "description": _text(ds, "SeriesDescription", 256),
+        "body_part": _text(ds, "BodyPartExamined", 64),
+    }
+    return patient, study, series
 
-    A file whose rows cannot be written rolls back only its own savepoint; the others are kept.
-    Within the transaction each study is locked once (so its counts stay exact under concurrent
-    uploads), study and series rows are looked up once, and the counts and the uploader's access
-    grant are written once per study when the batch commits. Files moved into storage by a batch
-    that is rolled back are deleted again.
+
+@dataclass(eq=False)
+class _Pending:
+    """A checked file staged for storage whose rows the batch writes when it commits."""
+
+    result: IngestResult
+    uids: dict[str, str]
+    fields: dict
+    metadata: dict
+    patient: dict
+    study: dict
+    series: dict
+    staged: storage.StagedFile
+    stored: storage.Stored | None = None
+
+    @property
+    def sop_instance_uid(self) -> str:
+        return self.uids["sop_instance_uid"]
+
+    @property
+    def study_instance_uid(self) -> str:
+        return self.uids["study_instance_uid"]
+
+    @property
+    def series_instance_uid(self) -> str:
+        return self.uids["series_instance_uid"]
+
+    @property
+    def sha256(self) -> str:
+        return self.staged.sha256
+
+
+@dataclass
+class _Written:
+    """What one write of pending files did, applied to the batch only once its savepoint is released."""
+
+    stored: list[tuple[_Pending, Instance, Study, Series]] = field(default_factory=list)
+    new_series: set[str] = field(default_factory=set)
+    refused: list[tuple[_Pending, str, str]] = field(default_factory=list)
+    resent: list[tuple[_Pending, int, str]] = field(default_factory=list)  # (file, stored pk, stored sha256)
+    repeats: list[tuple[_Pending, _Pending]] = field(default_factory=list)  # (file, earlier file in this write)
+    allowed: set[str] = field(default_factory=set)
+
+
+class _RowsChangedError(IntegrityError):
+    """Rows a write depends on were stored by a simultaneous upload after the write looked them up."""
+
+
+def _stored_instances(sop_instance_uids: Iterable[str]) -> dict[str, tuple[int, str]]:
+    """SOP Instance UID -> (pk, sha256) of those already stored."""
+    rows = Instance.objects.filter(sop_instance_uid__in=set(sop_instance_uids)).values_list(
+        "sop_instance_uid", "pk", "sha256"
+    )
+    return {uid: (pk, sha256) for uid, pk, sha256 in rows}
+
+
+class IngestBatch:
+    """The database side of ingesting several files: their rows written together, in one transaction.
+
+    ``ingest_file`` checks and stages each file and hands it to the batch; when the batch commits,
+    the rows of all its files are written at once: one query for the instances already stored, one
+    to lock the batch's stored studies (in UID order, so simultaneous uploads do not deadlock), one
+    for their series, the new rows inserted in bulk, the counts and the uploader's access grant
+    written once per study, and one render message for the lot. Results handed out by
+    ``ingest_file`` inside a batch are final once the batch has committed.
+
+    When a simultaneous upload creates one of the same rows first, the bulk write is rolled back (a
+    savepoint) and the files are written one by one, each settling as stored, already stored or a
+    conflict. Files moved into storage by a transaction that is rolled back are deleted again.
     """
 
     def __init__(self, user, *, grant: bool = True) -> None:
@@ -830,24 +869,12 @@ class IngestBatch:
         self.uploader = user if user is not None and user.is_authenticated else None
         self.grant = grant
         self._atomic: transaction.Atomic | None = None
-        self._new: set[str] = set()
-        self._may_add: dict[str, bool] = {}
+        # Study UIDs this batch's user may add to, kept across the batch's transactions.
+        self._allowed: set[str] = set()
 
     def __enter__(self) -> IngestBatch:
         self._begin()
         return self
-
-    def may_add_to(self, study_uid: str) -> bool:
-        """Whether this batch's user may add instances to ``study_uid``: a new study, or one they
-        may see. Ingest without a user (the system's own objects) may add to any study."""
-        if self.user is None:
-            return True
-        allowed = self._may_add.get(study_uid)
-        if allowed is None:
-            stored = Study.objects.filter(study_instance_uid=study_uid)
-            allowed = not stored.exists() or visible_studies(self.user).filter(study_instance_uid=study_uid).exists()
-            self._may_add[study_uid] = allowed
-        return allowed
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
@@ -855,13 +882,16 @@ class IngestBatch:
         else:
             self._end(exc_type, exc, tb)
 
+    def add(self, pending: _Pending) -> None:
+        self._pending.append(pending)
+
     def _begin(self) -> None:
         self._studies: dict[str, Study] = {}  # locked in this transaction
         self._series: dict[str, Series] = {}
         self._series_added: dict[int, int] = {}  # series pk -> instances stored
-        self._study_added: dict[int, list] = {}  # study pk -> [instances, new series, new modalities]
-        self._stored: list[str] = []
-        self._files = 0
+        self._study_added: dict[int, list] = {}  # study pk -> [instances, new series, new modalities, study]
+        self._stored: set[str] = set()
+        self._pending: list[_Pending] = []
         self._atomic = transaction.atomic()
         self._atomic.__enter__()
 
@@ -871,170 +901,328 @@ class IngestBatch:
             return  # a failed commit already ended this transaction
         try:
             if exc_type is None:
+                self._flush()
                 self._write_counts()
         except BaseException as error:
             atomic.__exit__(type(error), error, error.__traceback__)
-            self._delete_stored()
+            self._abandon()
             raise
         try:
             atomic.__exit__(exc_type, exc, tb)
         except BaseException:
-            self._delete_stored()
+            self._abandon()
             raise
         if exc_type is not None:
-            self._delete_stored()
+            self._abandon()
 
     def commit(self, *, restart: bool = True) -> None:
-        """Write the counts and grants, commit, and (``restart``) begin the next transaction."""
+        """Write the pending files' rows, the counts and grants, commit, and (``restart``) begin the
+        next transaction."""
         self._end()
         if restart:
             self._begin()
 
-    def expect(self, sop_instance_uids: Iterable[str]) -> None:
-        """Look up in one query which of the instances about to be ingested are not stored yet, so
-        their files skip the per-file lookup (a simultaneous upload of one of them is still caught
-        by the unique SOP Instance UID)."""
-        wanted = {uid for uid in sop_instance_uids if uid}
-        stored = set(Instance.objects.filter(sop_instance_uid__in=wanted).values_list("sop_instance_uid", flat=True))
-        self._new = wanted - stored
-
-    def known_new(self, sop_instance_uid: str) -> bool:
-        return sop_instance_uid in self._new
-
-    def _delete_stored(self) -> None:
+    def _abandon(self) -> None:
         for name in self._stored:
             storage.delete(name)
+        for pending in self._pending:
+            pending.staged.discard()
 
-    def record(
-        self, ds: Dataset, uids: dict[str, str], fields: dict, metadata: dict, stored: storage.Stored
-    ) -> Instance:
-        """Write one file's rows in a savepoint; retried once in a fresh transaction when the
-        database breaks a deadlock with a simultaneous upload by failing this one."""
+    # -- writing the rows ---------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        rendered: list[int] = []
         try:
-            instance = self._record_or_retry(ds, uids, fields, metadata, stored)
-        except OperationalError:
-            if not self._files:
-                raise
-            logger.warning("ingest: batch committed early to resolve a lock conflict with a simultaneous upload")
-            self.commit()
-            instance = self._record_or_retry(ds, uids, fields, metadata, stored)
-        self._new.discard(uids["sop_instance_uid"])
-        self._stored.append(stored.name)
-        self._files += 1
-        return instance
+            rendered += self._write(pending)
+        except (IntegrityError, OperationalError) as exc:
+            # A simultaneous upload wrote one of the same rows first (or the database broke a lock
+            # conflict with it): the bulk write is rolled back and each file is written on its own.
+            logger.info("ingest: writing %d files one by one after %s", len(pending), type(exc).__name__)
+            for item in pending:
+                rendered += self._write_alone(item)
+        self._pending = []
+        if rendered:
+            _queue_renders(rendered)
 
-    def _record_or_retry(
-        self, ds: Dataset, uids: dict[str, str], fields: dict, metadata: dict, stored: storage.Stored
-    ) -> Instance:
-        try:
-            return self._record(ds, uids, fields, metadata, stored)
-        except IntegrityError:
-            # A simultaneous upload created the same patient, study or series first; its rows are
-            # visible now. A second IntegrityError is the instance itself, stored meanwhile.
-            return self._record(ds, uids, fields, metadata, stored)
+    def _write_alone(self, item: _Pending) -> list[int]:
+        for attempt in (1, 2):
+            try:
+                return self._write([item])
+            except IntegrityError:
+                # Either this instance was stored meanwhile (then it is a re-send), or its patient,
+                # study or series was, and those rows are visible now: write it once more.
+                existing = _stored_instances([item.sop_instance_uid]).get(item.sop_instance_uid)
+                if existing is not None:
+                    self._apply(_Written(resent=[(item, *existing)]))
+                    return []
+                if attempt == 2:
+                    break
+            except OperationalError:
+                break
+        reason = "The instance could not be recorded because of a simultaneous change to its study; send it again."
+        self._apply(_Written(refused=[(item, "conflict", reason)]))
+        return []
 
-    def _record(
-        self, ds: Dataset, uids: dict[str, str], fields: dict, metadata: dict, stored: storage.Stored
-    ) -> Instance:
+    def _write(self, items: list[_Pending]) -> list[int]:
+        """Write the rows of ``items`` in a savepoint; returns the pks of the instances stored."""
+        written = _Written()
         with transaction.atomic():
-            study = self._studies.get(uids["study_instance_uid"]) or _locked_study(ds, uids, self.uploader)
-            # Rows are looked up, then inserted without a savepoint of their own: an insert that loses
-            # a race rolls back this file's savepoint and the file is recorded again.
-            series = self._series.get(uids["series_instance_uid"])
-            series_created = False
-            if series is None:
-                series = Series.objects.filter(series_instance_uid=uids["series_instance_uid"]).first()
-            if series is None:
-                series_created = True
-                series = Series.objects.create(
-                    series_instance_uid=uids["series_instance_uid"],
-                    study=study,
-                    modality=_text(ds, "Modality", 16),
-                    series_number=_int(ds, "SeriesNumber", None, low=-(2**31)),
-                    description=_text(ds, "SeriesDescription", 256),
-                    body_part=_text(ds, "BodyPartExamined", 64),
-                )
-            if series.study_id != study.pk:
-                raise IngestRefusedError(
-                    "conflict",
-                    f"Series {uids['series_instance_uid']} is already stored in another study; the stored one is kept.",
-                    **uids,
-                )
-            # An IntegrityError here (the same instance stored meanwhile) rolls this file's savepoint back.
-            instance = Instance.objects.create(
-                sop_instance_uid=uids["sop_instance_uid"],
-                sop_class_uid=uids["sop_class_uid"],
-                series=series,
-                file=stored.name,
-                size=stored.size,
-                sha256=stored.sha256,
-                metadata=metadata,
-                uploaded_by=self.uploader,
-                **fields,
+            studies = self._lock_studies({item.study_instance_uid for item in items})
+            forbidden = self._forbidden(studies)
+            written.allowed = set(studies) - forbidden
+            existing = _stored_instances(
+                item.sop_instance_uid for item in items if item.study_instance_uid not in forbidden
             )
-            _queue_render(instance.pk)
-        # Only now that the savepoint is released do the rows join the batch's caches and counts.
-        self._studies[study.study_instance_uid] = study
-        self._series[series.series_instance_uid] = series
-        self._series_added[series.pk] = self._series_added.get(series.pk, 0) + 1
-        added = self._study_added.setdefault(study.pk, [0, 0, set(), study])
-        added[0] += 1
-        if series_created:
-            added[1] += 1
-            if series.modality:
-                added[2].add(series.modality)
-        return instance
+            firsts: dict[str, _Pending] = {}
+            fresh: list[_Pending] = []
+            for item in items:
+                if item.study_instance_uid in forbidden:
+                    # Otherwise one instance carrying someone else's StudyInstanceUID would be a way
+                    # into their study (the uploader is granted access to the study it lands in).
+                    reason = (
+                        f"The file belongs to study {item.study_instance_uid}, which is stored and not shared "
+                        "with you: ask for access to it first."
+                    )
+                    written.refused.append((item, "forbidden_study", reason))
+                elif item.sop_instance_uid in existing:
+                    written.resent.append((item, *existing[item.sop_instance_uid]))
+                elif item.sop_instance_uid in firsts:
+                    written.repeats.append((item, firsts[item.sop_instance_uid]))
+                else:
+                    firsts[item.sop_instance_uid] = item
+                    fresh.append(item)
+            series = self._stored_series({item.series_instance_uid for item in fresh})
+            placed: list[_Pending] = []
+            owners: dict[str, str] = {}  # series UID -> study UID, for series new in this write
+            for item in fresh:
+                known = series.get(item.series_instance_uid)
+                if known is not None:
+                    study = studies.get(item.study_instance_uid)
+                    if study is None and known.study.study_instance_uid == item.study_instance_uid:
+                        raise _RowsChangedError("the study was stored by a simultaneous upload after it was looked up")
+                    belongs = study is not None and known.study_id == study.pk
+                else:
+                    owner = owners.setdefault(item.series_instance_uid, item.study_instance_uid)
+                    belongs = owner == item.study_instance_uid
+                if not belongs:
+                    reason = (
+                        f"Series {item.series_instance_uid} is already stored in another study; the stored one is kept."
+                    )
+                    written.refused.append((item, "conflict", reason))
+                else:
+                    placed.append(item)
+            created = _create_studies(
+                [item for item in placed if item.study_instance_uid not in studies], self.uploader
+            )
+            studies.update(created)
+            written.allowed |= created.keys()
+            new_series = []
+            for item in placed:
+                if item.series_instance_uid not in series:
+                    row = Series(
+                        series_instance_uid=item.series_instance_uid,
+                        study=studies[item.study_instance_uid],
+                        **item.series,
+                    )
+                    series[item.series_instance_uid] = row
+                    new_series.append(row)
+            _insert(Series, new_series)
+            written.new_series = {row.series_instance_uid for row in new_series}
+            for item in placed:
+                study, item_series = studies[item.study_instance_uid], series[item.series_instance_uid]
+                stored = self._place(item)
+                instance = Instance(
+                    sop_instance_uid=item.sop_instance_uid,
+                    sop_class_uid=item.uids["sop_class_uid"],
+                    series=item_series,
+                    file=stored.name,
+                    size=stored.size,
+                    sha256=stored.sha256,
+                    metadata=item.metadata,
+                    uploaded_by=self.uploader,
+                    **item.fields,
+                )
+                written.stored.append((item, instance, study, item_series))
+            _insert(Instance, [instance for _item, instance, _study, _series in written.stored])
+        self._apply(written)
+        return [instance.pk for _item, instance, _study, _series in written.stored]
+
+    def _lock_studies(self, study_uids: set[str]) -> dict[str, Study]:
+        """The stored studies among ``study_uids``, locked until commit (one ingest at a time per
+        study, so their counts stay exact under simultaneous uploads)."""
+        studies = {uid: self._studies[uid] for uid in study_uids if uid in self._studies}
+        missing = sorted(study_uids - studies.keys())
+        if missing:
+            locked = Study.objects.select_for_update().filter(study_instance_uid__in=missing)
+            studies.update((study.study_instance_uid, study) for study in locked.order_by("study_instance_uid"))
+        return studies
+
+    def _forbidden(self, studies: dict[str, Study]) -> set[str]:
+        """Stored studies this batch's user may not add to: those they may not see. Ingest without
+        a user (the system's own objects) may add to any study."""
+        if self.user is None:
+            return set()
+        unknown = [uid for uid in studies if uid not in self._allowed]
+        if not unknown:
+            return set()
+        visible = visible_studies(self.user).filter(study_instance_uid__in=unknown)
+        return set(unknown) - set(visible.values_list("study_instance_uid", flat=True))
+
+    def _stored_series(self, series_uids: set[str]) -> dict[str, Series]:
+        series = {uid: self._series[uid] for uid in series_uids if uid in self._series}
+        missing = series_uids - series.keys()
+        if missing:
+            series.update(
+                (row.series_instance_uid, row)
+                for row in Series.objects.filter(series_instance_uid__in=missing).select_related("study")
+            )
+        return series
+
+    def _place(self, item: _Pending) -> storage.Stored:
+        """Move a file into storage (once: a write rolled back and retried reuses it)."""
+        if item.stored is None:
+            item.stored = storage.store(item.staged)
+            self._stored.add(item.stored.name)
+        return item.stored
+
+    def _drop(self, item: _Pending) -> None:
+        if item.stored is not None:
+            self._stored.discard(item.stored.name)
+            storage.delete(item.stored.name)
+            item.stored = None
+        item.staged.discard()
+
+    def _apply(self, written: _Written) -> None:
+        """Settle each file's result and join the written rows to the batch's caches and counts."""
+        self._allowed |= written.allowed
+        for item, instance, study, series in written.stored:
+            item.result.status = STORED
+            item.result.instance_id = instance.pk
+            self._studies[study.study_instance_uid] = study
+            self._series[series.series_instance_uid] = series
+            self._series_added[series.pk] = self._series_added.get(series.pk, 0) + 1
+            added = self._study_added.setdefault(study.pk, [0, 0, set(), study])
+            added[0] += 1
+            if series.series_instance_uid in written.new_series:
+                written.new_series.discard(series.series_instance_uid)
+                added[1] += 1
+                if series.modality:
+                    added[2].add(series.modality)
+        for item, code, reason in written.refused:
+            self._settle(item, REFUSED, code=code, reason=reason)
+        for item, pk, sha256 in written.resent:
+            self._settle_resend(item, pk, sha256)
+        for item, first in written.repeats:
+            if first.result.status == STORED:
+                self._settle_resend(item, first.result.instance_id, first.sha256)
+            else:
+                self._settle(item, first.result.status, code=first.result.code, reason=first.result.reason)
+
+    def _settle_resend(self, item: _Pending, pk: int, sha256: str) -> None:
+        if sha256 == item.sha256:
+            self._settle(item, ALREADY_STORED, instance_id=pk)
+        else:
+            reason = (
+                f"An instance with SOPInstanceUID {item.sop_instance_uid} is already stored with different "
+                "content; the stored one is kept."
+            )
+            self._settle(item, REFUSED, code="conflict", reason=reason)
+
+    def _settle(self, item: _Pending, status: str, *, code: str = "", reason: str = "", instance_id=None) -> None:
+        self._drop(item)
+        item.result.status, item.result.code, item.result.reason = status, code, reason
+        item.result.instance_id, item.result.coerced = instance_id, False
 
     def _write_counts(self) -> None:
-        for series_pk, count in self._series_added.items():
-            Series.objects.filter(pk=series_pk).update(num_instances=F("num_instances") + count)
-        now = timezone.now()
-        for study_pk, (instances, new_series, modalities, study) in self._study_added.items():
-            changes: dict[str, Any] = {"num_instances": F("num_instances") + instances, "updated_at": now}
-            if new_series:
-                changes["num_series"] = F("num_series") + new_series
-            if modalities - set(study.modality_list):
-                changes["modalities"] = "\\".join(sorted({*study.modality_list, *modalities}))[:128]
-            Study.objects.filter(pk=study_pk).update(**changes)
-            if self.uploader is not None and self.grant:
-                grant_access(
-                    user=self.uploader, study=study, reason=AccessGrant.Reason.UPLOADER, granted_by=self.uploader
-                )
+        """Add the transaction's instances, series and modalities to the counts, in one statement per
+        table, and give the uploader their grant to the studies."""
+        if self._series_added:
+            increments = [When(pk=pk, then=Value(count)) for pk, count in self._series_added.items()]
+            Series.objects.filter(pk__in=self._series_added).update(
+                num_instances=F("num_instances") + Case(*increments, default=Value(0))
+            )
+        if not self._study_added:
+            return
+        instances, series, modalities = [], [], []
+        for study_pk, (added, new_series, new_modalities, study) in self._study_added.items():
+            instances.append(When(pk=study_pk, then=Value(added)))
+            series.append(When(pk=study_pk, then=Value(new_series)))
+            if new_modalities - set(study.modality_list):
+                joined = "\\".join(sorted({*study.modality_list, *new_modalities}))[:128]
+                modalities.append(When(pk=study_pk, then=Value(joined)))
+        changes: dict[str, Any] = {
+            "num_instances": F("num_instances") + Case(*instances, default=Value(0)),
+            "num_series": F("num_series") + Case(*series, default=Value(0)),
+            "updated_at": timezone.now(),
+        }
+        if modalities:
+            changes["modalities"] = Case(*modalities, default=F("modalities"))
+        Study.objects.filter(pk__in=self._study_added).update(**changes)
+        if self.uploader is not None and self.grant:
+            studies = [study for _added, _series, _modalities, study in self._study_added.values()]
+            grant_access_to_studies(
+                user=self.uploader, studies=studies, reason=AccessGrant.Reason.UPLOADER, granted_by=self.uploader
+            )
 
 
-def _locked_study(ds: Dataset, uids: dict[str, str], uploader) -> Study:
-    # One ingest at a time per study (row lock until commit), so the counts stay exact under concurrency.
-    study = Study.objects.select_for_update().filter(study_instance_uid=uids["study_instance_uid"]).first()
-    if study is None:
-        study = _create_study(ds, uids, uploader)
-    return study
+def _insert(model, rows: list) -> None:
+    """Insert ``rows`` in one statement where the database returns their keys, else one by one."""
+    if not rows:
+        return
+    if connection.features.can_return_rows_from_bulk_insert:
+        model.objects.bulk_create(rows)
+    else:
+        for row in rows:
+            row.save(force_insert=True)
 
 
-def _create_study(ds: Dataset, uids: dict[str, str], uploader) -> Study:
-    patient_id, issuer = _patient_key(ds, uids["study_instance_uid"])
-    # Inserted in the caller's savepoint: a simultaneous upload creating the same patient or study
-    # makes the insert fail, the savepoint is rolled back and the file recorded again.
-    patient = Patient.objects.filter(patient_id=patient_id, issuer=issuer).first()
-    if patient is None:
-        patient = Patient.objects.create(
-            patient_id=patient_id,
-            issuer=issuer,
-            name=_text(ds, "PatientName", 324),
-            birth_date=_date(_text(ds, "PatientBirthDate", 16)),
-            sex=_text(ds, "PatientSex", 16),
+def _create_studies(items: list[_Pending], uploader) -> dict[str, Study]:
+    """Insert the studies of ``items`` (and their patients where new), in UID order; by study UID.
+
+    Inserted in the caller's savepoint: a simultaneous upload creating the same patient or study
+    makes the insert fail, the savepoint is rolled back and the files written again one by one.
+    """
+    firsts: dict[str, _Pending] = {}
+    for item in sorted(items, key=lambda item: item.study_instance_uid):
+        firsts.setdefault(item.study_instance_uid, item)
+    if not firsts:
+        return {}
+    keys = {(item.patient["patient_id"], item.patient["issuer"]): item for item in firsts.values()}
+    match = functools.reduce(operator.or_, (Q(patient_id=pid, issuer=issuer) for pid, issuer in keys))
+    patients = {(row.patient_id, row.issuer): row for row in Patient.objects.filter(match)}
+    new_patients = [
+        Patient(**item.patient, uploaded_by=uploader) for key, item in sorted(keys.items()) if key not in patients
+    ]
+    _insert(Patient, new_patients)
+    patients.update(((row.patient_id, row.issuer), row) for row in new_patients)
+    studies = {
+        uid: Study(
+            study_instance_uid=uid,
+            patient=patients[(item.patient["patient_id"], item.patient["issuer"])],
             uploaded_by=uploader,
+            **item.study,
         )
-    return Study.objects.create(
-        study_instance_uid=uids["study_instance_uid"],
-        patient=patient,
-        study_date=_date(_text(ds, "StudyDate", 16)),
-        study_time=_time(_text(ds, "StudyTime", 32)),
-        description=_text(ds, "StudyDescription", 256),
-        accession_number=_text(ds, "AccessionNumber", 64),
-        study_id=_text(ds, "StudyID", 32),
-        referring_physician=_text(ds, "ReferringPhysicianName", 324),
-        uploaded_by=uploader,
-    )
+        for uid, item in firsts.items()
+    }
+    _insert(Study, list(studies.values()))
+    return studies
+
+
+def _queue_renders(instance_pks: list[int]) -> None:
+    """After commit, one message for the thumbnails of the instances a batch stored."""
+
+    def queue() -> None:
+        from studies import tasks
+
+        if len(instance_pks) == 1:
+            tasks.render_instance.delay(instance_pk=instance_pks[0])
+        else:
+            tasks.render_instances.delay(instance_pks=instance_pks)
+
+    transaction.on_commit(queue)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -54,6 +54,14 @@ def render_instance(*, instance_pk: int) -> None:
 
 
 @shared_task
+def render_instances(*, instance_pks: list[int]) -> None:
+    """Queue a render of each instance: ingest sends one message per batch and the worker fans it
+    out, so a decoder that takes a worker down loses one instance's message, not the batch's."""
+    for pk in instance_pks:
+        render_instance.delay(instance_pk=pk)
+
+
+@shared_task
 def render_pending() -> int:
     """Queue thumbnails for instances that have waited too long; returns how many were queued."""
     cutoff = timezone.now() - PENDING_GRACE

@@ -211,10 +211,10 @@ def test_sending_to_a_given_study_refuses_a_file_of_another_study(physician):
 
 def test_render_task_is_queued_after_commit(physician, django_capture_on_commit_callbacks, monkeypatch):
     queued = []
-    monkeypatch.setattr(ingest, "_queue_render", lambda pk: queued.append(pk))
+    monkeypatch.setattr(ingest, "_queue_renders", lambda pks: queued.append(pks))
     result = ingest_file(io.BytesIO(f.make_ct()), filename="a.dcm", user=physician)
 
-    assert queued == [result.instance_id]
+    assert queued == [[result.instance_id]]
 
 
 def test_on_commit_callback_calls_the_render_task(physician, django_capture_on_commit_callbacks, monkeypatch):
@@ -231,14 +231,14 @@ def test_on_commit_callback_calls_the_render_task(physician, django_capture_on_c
 def test_lost_race_for_the_same_instance_is_already_stored_without_a_duplicate(physician, monkeypatch, media):
     data = f.make_ct()
     first = ingest_file(io.BytesIO(data), filename="a.dcm", user=physician)
-    real_existing = ingest._existing
+    real_lookup = ingest._stored_instances
     calls = []
 
-    def missed_while_the_other_upload_was_in_flight(uid):
-        calls.append(uid)
-        return None if len(calls) == 1 else real_existing(uid)
+    def missed_while_the_other_upload_was_in_flight(uids):
+        calls.append(uids)
+        return {} if len(calls) == 1 else real_lookup(uids)
 
-    monkeypatch.setattr(ingest, "_existing", missed_while_the_other_upload_was_in_flight)
+    monkeypatch.setattr(ingest, "_stored_instances", missed_while_the_other_upload_was_in_flight)
     again = ingest_file(io.BytesIO(data), filename="a.dcm", user=physician)
 
     assert again.status == "already_stored"
@@ -372,7 +372,61 @@ def test_a_file_refused_inside_a_batch_rolls_back_only_its_own_rows(physician, d
     assert (study.num_series, study.num_instances, study.modalities) == (2, 2, "CT\\MR")
     assert Series.objects.get(series_instance_uid=series_uid).num_instances == 1
     assert AccessGrant.objects.filter(study=study, user=physician).count() == 1
-    assert len(callbacks) == 2
+    assert len(callbacks) == 1  # one render message for the batch
+
+
+def test_a_batch_sends_one_render_message_that_the_worker_fans_out(
+    physician, django_capture_on_commit_callbacks, monkeypatch
+):
+    from studies import tasks
+
+    messages, renders = [], []
+    monkeypatch.setattr(tasks.render_instances, "delay", lambda **kwargs: messages.append(kwargs))
+    with django_capture_on_commit_callbacks(execute=True):
+        results = ingest_files([(f"{n}.dcm", io.BytesIO(f.make_ct())) for n in range(3)], user=physician)
+    pks = [result.instance_id for result in results]
+
+    assert messages == [{"instance_pks": pks}]
+    monkeypatch.setattr(tasks.render_instance, "delay", lambda **kwargs: renders.append(kwargs))
+    tasks.render_instances(instance_pks=pks)
+    assert renders == [{"instance_pk": pk} for pk in pks]
+
+
+def test_one_uid_twice_in_a_batch_with_other_content_is_a_conflict_for_the_second(physician, media):
+    uid = generate_uid()
+    results = ingest_files(
+        [
+            ("a.dcm", io.BytesIO(f.make_ct(SOPInstanceUID=uid, SeriesDescription="first"))),
+            ("b.dcm", io.BytesIO(f.make_ct(SOPInstanceUID=uid, SeriesDescription="second"))),
+        ],
+        user=physician,
+    )
+
+    assert [(r.status, r.code) for r in results] == [("stored", ""), ("refused", "conflict")]
+    assert uid in results[1].reason
+    assert Instance.objects.get().series.description == "first"
+    assert len(list((media / "dicom").rglob("*.dcm"))) == 1
+    assert not list((media / ".incoming").glob("*"))
+
+
+def test_a_batch_mixing_its_own_files_with_one_of_someone_elses_study_keeps_its_own(physician, outsider, media):
+    theirs = ingest_file(io.BytesIO(f.make_ct()), filename="theirs.dcm", user=physician)
+    results = ingest_files(
+        [
+            ("mine.dcm", io.BytesIO(f.make_ct())),
+            ("into-theirs.dcm", io.BytesIO(f.make_ct(StudyInstanceUID=theirs.study_instance_uid))),
+            ("mine-too.dcm", io.BytesIO(f.make_mr())),
+        ],
+        user=outsider,
+    )
+
+    assert [(r.status, r.code) for r in results] == [("stored", ""), ("refused", "forbidden_study"), ("stored", "")]
+    assert results[1].instance_id is None
+    their_study = Study.objects.get(study_instance_uid=theirs.study_instance_uid)
+    assert their_study.num_instances == 1
+    assert not can_view_study(outsider, their_study)
+    assert Instance.objects.count() == 3
+    assert not list((media / ".incoming").glob("*"))
 
 
 def test_files_beyond_one_batch_are_committed_in_several_with_exact_counts(physician, monkeypatch):

@@ -51,7 +51,7 @@ def test_simultaneous_uploads_of_one_instance_store_it_once(postgres, physician,
     data = f.make_ct()
     results = run_together([lambda: ingest_file(io.BytesIO(data), filename="a.dcm", user=physician) for _ in range(4)])
 
-    assert sorted(r.status for r in results) == ["already_stored"] * 3 + ["stored"]
+    assert sorted(r.status for r in results) == ["already_stored"] * 3 + ["stored"], [r.as_dict() for r in results]
     assert len({r.instance_id for r in results}) == 1
     assert Instance.objects.count() == 1
     assert Study.objects.get().num_instances == 1
@@ -67,7 +67,7 @@ def test_simultaneous_uploads_into_one_study_keep_its_counts_exact(postgres, phy
         [lambda data=data: ingest_file(io.BytesIO(data), filename="x.dcm", user=physician) for data in files]
     )
 
-    assert [r.status for r in results] == ["stored"] * 6
+    assert [r.status for r in results] == ["stored"] * 6, [(r.code, r.reason) for r in results]
     study = Study.objects.get(study_instance_uid=study_uid)
     assert (study.num_series, study.num_instances, study.modalities) == (4, 6, "CT\\MR")
     assert Series.objects.get(series_instance_uid=series_uid).num_instances == 3
