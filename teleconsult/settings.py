@@ -145,9 +145,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
         "max_size": env_int("DATABASE_POOL_MAX_SIZE", 10),
         "timeout": 30,
     }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
-    "DATABASE_SERVER_SIDE_BINDING", True
-):
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DATABASE_SERVER_SIDE_BINDING", True):
     # Parameters travel apart from the SQL instead of being quoted into it by the client, which
     # for the metadata of a batch of instances is most of the insert's cost. psycopg prepares a
     # statement run often: behind a transaction-mode pooler (pgbouncer), turn this off.
