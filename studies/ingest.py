@@ -47,7 +47,7 @@ from pydicom.pixels.utils import get_expected_length
 from pydicom.uid import UID
 from pydicom.valuerep import VR
 
-from . import storage
+from . import dicomjson, storage
 from .models import AccessGrant, Instance, Patient, Series, Study
 from .permissions import grant_access_to_studies, visible_studies
 
@@ -682,7 +682,8 @@ def _metadata(ds: Dataset, layout: _Layout, uids: dict[str, str]) -> tuple[dict,
     """The header as DICOM JSON, and the elements left out because their values are invalid.
 
     Bulk data (pixel data, large binary values) keeps only its VR, so DICOMweb can answer with a
-    BulkDataURI for it. Elements are converted one by one rather than with pydicom's
+    BulkDataURI for it. Plain elements are converted straight from their bytes
+    (``studies.dicomjson``), the others by pydicom, one by one rather than with pydicom's
     ``suppress_invalid_tags``, which switches pydicom's process-wide validation to "raise" while it
     runs and so would make uploads read in other threads at that moment fail.
     """
@@ -695,13 +696,22 @@ def _metadata(ds: Dataset, layout: _Layout, uids: dict[str, str]) -> tuple[dict,
         return _BULK_MARK
 
     try:
+        encoding = dicomjson.text_encoding(ds.get("SpecificCharacterSet"))
+    except Exception:
+        encoding = None
+    try:
         for tag in list(ds.keys()):
             key = f"{int(tag):08X}"
             raw = ds.get_item(tag, keep_deferred=True)
-            if isinstance(raw, RawDataElement) and raw.value is None and raw.length > BULK_DATA_THRESHOLD:
-                vr = raw.VR or _dictionary_vr(int(tag)) or "UN"
-                if vr in BULK_VRS:
-                    document[key] = {"vr": vr}
+            if isinstance(raw, RawDataElement):
+                if raw.value is None and raw.length > BULK_DATA_THRESHOLD:
+                    vr = raw.VR or _dictionary_vr(int(tag)) or "UN"
+                    if vr in BULK_VRS:
+                        document[key] = {"vr": vr}
+                        continue
+                direct = None if encoding is None else dicomjson.element_json(raw, encoding)
+                if direct is not None:
+                    document[key] = direct
                     continue
             marked.clear()
             try:

@@ -1,0 +1,134 @@
+"""studies.dicomjson: the DICOM JSON it writes for plain elements is pydicom's, on the whole corpus."""
+
+from __future__ import annotations
+
+import io
+import struct
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from pydicom.data import get_charset_files
+from pydicom.dataelem import RawDataElement
+from pydicom.tag import Tag
+
+from bench import corpus
+from studies.dicomjson import element_json, text_encoding
+
+
+def _read(path):
+    try:
+        return dcmread(path, stop_before_pixels=True, defer_size=1024)
+    except Exception:  # noqa: BLE001 (files pydicom cannot read are not ingested either)
+        return None
+
+
+def _pydicom_json(ds, tag):
+    try:
+        return ds[tag].to_json_dict(None, 1024)
+    except Exception:  # noqa: BLE001 (an invalid value: ingest leaves it out of the metadata)
+        return "invalid"
+
+
+def test_every_converted_element_of_the_corpus_matches_pydicom():
+    converted = compared_files = 0
+    mismatches = []
+    for path in [*corpus.source_files(), *map(Path, get_charset_files("*.dcm"))]:
+        fast_ds, slow_ds = _read(path), _read(path)
+        if fast_ds is None:
+            continue
+        encoding = text_encoding(fast_ds.get("SpecificCharacterSet"))
+        if encoding is None:
+            continue
+        compared_files += 1
+        for tag in list(fast_ds.keys()):
+            raw = fast_ds.get_item(tag, keep_deferred=True)
+            if not isinstance(raw, RawDataElement):
+                continue
+            fast = element_json(raw, encoding)
+            if fast is None:
+                continue
+            converted += 1
+            slow = _pydicom_json(slow_ds, tag)
+            if fast != slow:
+                mismatches.append((path.name, str(Tag(tag)), fast, slow))
+
+    assert mismatches == []
+    assert compared_files > 150
+    assert converted > 9_000  # most of the corpus's elements take the direct way
+
+
+def raw(tag: int, vr: str | None, value: bytes, *, little_endian: bool = True) -> RawDataElement:
+    return RawDataElement(Tag(tag), vr, len(value), value, 0, vr is None, little_endian)
+
+
+@pytest.mark.parametrize(
+    ("element", "expected"),
+    [
+        (raw(0x00080060, "CS", b"CT"), {"vr": "CS", "Value": ["CT"]}),
+        (raw(0x00080008, "CS", b"ORIGINAL\\PRIMARY\\AXIAL "), {"vr": "CS", "Value": ["ORIGINAL", "PRIMARY", "AXIAL"]}),
+        (raw(0x00080018, "UI", b"1.2.3\x00"), {"vr": "UI", "Value": ["1.2.3"]}),
+        (raw(0x00080018, None, b"1.2.3\x00"), {"vr": "UI", "Value": ["1.2.3"]}),  # implicit VR
+        (raw(0x00100010, "PN", b"Doe^Jane "), {"vr": "PN", "Value": [{"Alphabetic": "Doe^Jane"}]}),
+        (raw(0x00200013, "IS", b" 12 "), {"vr": "IS", "Value": [12]}),
+        (raw(0x00280030, "DS", b"0.5\\0.25"), {"vr": "DS", "Value": [0.5, 0.25]}),
+        (raw(0x00280010, "US", struct.pack("<H", 512)), {"vr": "US", "Value": [512]}),
+        (raw(0x00280010, "US", struct.pack(">H", 512), little_endian=False), {"vr": "US", "Value": [512]}),
+        (raw(0x00181050, "DS", b""), {"vr": "DS"}),
+        (raw(0x00081030, "LO", b""), {"vr": "LO"}),
+        (raw(0x00280010, "US", b""), {"vr": "US"}),
+        (raw(0x00100010, "PN", b""), {"vr": "PN"}),
+    ],
+)
+def test_plain_elements_are_converted(element, expected):
+    assert element_json(element, "iso8859") == expected
+
+
+@pytest.mark.parametrize(
+    "element",
+    [
+        raw(0x00091001, "LO", b"private"),  # private: pydicom knows the private dictionaries
+        raw(0x00200013, "IS", b"twelve"),  # invalid: pydicom decides (and ingest leaves it out)
+        raw(0x00280030, "DS", b"0,5"),
+        raw(0x00100010, "PN", b"Doe^Jane=\xe5\xb1\xb1\xe7\x94\xb0"),  # several component groups
+        raw(0x00080008, "CS", b"ORIGINAL\\\\AXIAL"),  # an empty value among others
+        raw(0x00280106, "US or SS", b"\x00\x00"),  # ambiguous VR
+        raw(0x00280010, "US", b"\x00\x02\x00"),  # length not a multiple of the value size
+        raw(0x7FE00010, "OW", b"\x00\x00"),
+        raw(0x00081111, "SQ", b""),
+        raw(0x00211234, None, b"x"),  # unknown tag, implicit VR
+    ],
+)
+def test_elements_pydicom_must_decide_are_left_to_it(element):
+    assert element_json(element, "iso8859") is None
+
+
+def test_text_in_another_character_set_is_left_to_pydicom():
+    assert text_encoding(None) == "iso8859"
+    assert text_encoding("ISO_IR 192") == "UTF8"
+    assert text_encoding(["ISO_IR 100"]) == "latin_1"
+    assert text_encoding("ISO 2022 IR 87") is None
+    assert text_encoding(["", "ISO 2022 IR 87"]) is None
+
+
+def test_undecodable_text_is_left_to_pydicom():
+    assert element_json(raw(0x00100010, "PN", b"M\xfcller"), "UTF8") is None
+
+
+@pytest.mark.parametrize("name", ["chrFren.dcm", "chrGerm.dcm", "chrX1.dcm", "chrH31.dcm", "chrRuss.dcm"])
+def test_ingested_names_in_other_character_sets_are_pydicoms(physician, settings, tmp_path, name):
+    from pydicom.data import get_charset_files
+
+    from studies.ingest import ingest_file
+    from studies.models import Instance
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    (path,) = get_charset_files(name)
+    data = open(path, "rb").read()  # noqa: SIM115 (read whole, test data)
+    result = ingest_file(io.BytesIO(data), filename=name, user=physician)
+
+    assert result.status == "stored", result.reason
+    ds = dcmread(io.BytesIO(data), stop_before_pixels=True)
+    metadata = Instance.objects.get(pk=result.instance_id).metadata
+    assert metadata["00100010"] == ds["PatientName"].to_json_dict(None, 1024)
+    assert metadata["00100010"]["Value"][0]["Alphabetic"] == str(ds.PatientName).split("=")[0]
