@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 
 import pytest
@@ -104,3 +105,41 @@ def test_two_daphnes_share_redis_and_one_restarts(redis_url, daphne_factory, liv
     assert me.status_code == 200
     assert me.json()["email"] == "shared@example.com"
     assert first.running and second.running
+
+
+@pytest.mark.django_db(transaction=True)
+def test_instances_stored_over_stow_get_thumbnails_from_a_real_celery_worker(
+    redis_url, daphne_factory, celery_worker_factory, live_user, password
+):
+    from bench.ingest import multipart
+    from studies.models import Instance
+    from tests.studies import dicom_factory
+
+    worker = celery_worker_factory(wait=False)
+    server = daphne_factory()
+    user = live_user(email="stow@example.com")
+    token = requests.post(
+        f"{server.url}/api/v1/auth/token/", json={"email": user.email, "password": password}, timeout=30
+    ).json()["token"]
+    files = [dicom_factory.make_ct(), dicom_factory.make_ct(), dicom_factory.make_mr()]
+    body, content_type = multipart(files)
+
+    answer = requests.post(
+        f"{server.url}/dicomweb/studies",
+        data=body,
+        headers={"Authorization": f"Token {token}", "Content-Type": content_type},
+        timeout=60,
+    )
+
+    assert answer.status_code == 200, answer.text[:500]
+    deadline = time.monotonic() + 60
+    while Instance.objects.filter(status=Instance.Status.PENDING).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    instances = list(Instance.objects.all())
+    assert len(instances) == 3
+    assert {instance.status for instance in instances} == {Instance.Status.READY}, worker.log()[-2000:]
+    assert all(instance.thumbnail for instance in instances)
+    assert worker.stop() == 0
+    # One message for the request, fanned out by the worker into one render per instance.
+    assert worker.log().count("studies.tasks.render_instances") >= 1
+    assert worker.log().count("studies.tasks.render_instance[") >= 3
