@@ -5,6 +5,11 @@ that address is linked at once and told by email; otherwise an invitation is kep
 and the account made with that address is linked when the address is confirmed (allauth's
 ``email_confirmed`` signal), because confirming proves the person owns it. One account may be
 linked to several Patient records (different institutions); a record has one account.
+
+An invitation links only while it is pending: it expires ``TELECONSULT_INVITATION_DAYS`` after it
+was sent, so an old email, or an address that later changes hands, links nothing. Inviting the
+same address to the same record again while an invitation is pending sends that invitation again
+(same expiry); once it has expired, a new invitation with a new expiry is sent.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import transaction
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import dateformat, timezone
 
 from .models import Patient, PatientInvitation
 
@@ -78,17 +83,32 @@ def invite(patient: Patient, *, email: str, by, request=None) -> InviteOutcome:
 
 def _send_invitation(patient: Patient, *, email: str, by, request) -> InviteOutcome:
     """An account with an unconfirmed address is linked only once it is confirmed."""
-    invitation = PatientInvitation.objects.create(patient=patient, email=email, invited_by=by)
+    with transaction.atomic():
+        # Lock the record so that two clicks at once send one invitation, not two.
+        Patient.objects.select_for_update().filter(pk=patient.pk).first()
+        invitation = PatientInvitation.pending().filter(patient=patient, email__iexact=email).first()
+        again = invitation is not None
+        if invitation is None:
+            invitation = PatientInvitation.objects.create(patient=patient, email=email, invited_by=by)
+    until = valid_until(invitation)
     signup = f"{_absolute(request, reverse('account_signup'))}?{urlencode({'email': email})}"
     send_mail(
         "You are invited to see your images on teleconsult",
         f"Hello,\n\n{by.display_name} invites you to see your medical images and reports online.\n"
         f"Create your account with this email address ({email}):\n{signup}\n\n"
-        "Your records are linked as soon as you confirm the address.\n",
+        "Your records are linked as soon as you confirm the address.\n"
+        f"This invitation is valid until {until}. After that, ask your physician to invite you again.\n",
         None,
         [email],
     )
-    return InviteOutcome(linked=False, message=f"Invitation sent to {email}.", invitation=invitation)
+    sent = "sent again" if again else "sent"
+    return InviteOutcome(
+        linked=False, message=f"Invitation {sent} to {email}; it is valid until {until}.", invitation=invitation
+    )
+
+
+def valid_until(invitation: PatientInvitation) -> str:
+    return dateformat.format(timezone.localtime(invitation.expires_at), "j F Y, H:i T")
 
 
 def link_account(patient: Patient, account) -> None:
@@ -101,15 +121,14 @@ def accept_invitations(user, email: str) -> int:
     if not user.is_patient or not email:
         return 0
     linked = 0
+    now = timezone.now()
     with transaction.atomic():
-        pending = PatientInvitation.objects.select_for_update().filter(email__iexact=email, accepted_at__isnull=True)
+        pending = PatientInvitation.pending(at=now).select_for_update().filter(email__iexact=email)
         for invitation in pending.select_related("patient"):
             if invitation.patient.account_id in (None, user.pk):
                 link_account(invitation.patient, user)
                 linked += 1
-            invitation.accepted_at = timezone.now()
-            invitation.accepted_by = user
-            invitation.save(update_fields=["accepted_at", "accepted_by"])
+            invitation.accept(by=user, at=now)
     return linked
 
 

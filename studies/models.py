@@ -246,6 +246,45 @@ class PatientInvitation(models.Model):
     def __str__(self) -> str:
         return f"Invitation of {self.email} to patient {self.patient_id}"
 
+    # An invitation is good for TELECONSULT_INVITATION_DAYS from ``created_at``: an old email in
+    # an inbox, or an address that later changes hands, must not link the record any more.
+    @staticmethod
+    def lifetime():
+        from datetime import timedelta
+
+        return timedelta(days=settings.TELECONSULT_INVITATION_DAYS)
+
+    @classmethod
+    def pending(cls, at=None) -> models.QuerySet:
+        """Invitations that may still be accepted: not accepted yet and not expired at ``at``."""
+        at = at or timezone.now()
+        return cls.objects.filter(accepted_at__isnull=True, created_at__gt=at - cls.lifetime())
+
+    @property
+    def expires_at(self):
+        return self.created_at + self.lifetime()
+
+    def status_at(self, at) -> str:
+        if self.accepted_at is not None:
+            return "accepted"
+        if self.expires_at <= at:
+            return "expired"
+        return "pending"
+
+    @property
+    def status(self) -> str:
+        """pending, accepted or expired"""
+        return self.status_at(timezone.now())
+
+    def accept(self, *, by, at=None) -> None:
+        at = at or timezone.now()
+        status = self.status_at(at)
+        if status != "pending":
+            raise ValueError(f"An {status} invitation cannot be accepted.")
+        self.accepted_at = at
+        self.accepted_by = by
+        self.save(update_fields=["accepted_at", "accepted_by"])
+
 
 class PatientMerge(models.Model):
     """What an administrator merged: the record that disappeared and where its studies went."""

@@ -370,3 +370,10 @@ TELECONSULT_BASE_URL = (env_str("TELECONSULT_BASE_URL") or ("http://127.0.0.1:80
 # are summarised into one access-history event.
 TELECONSULT_MAX_PHOTO_SIZE = env_int("TELECONSULT_MAX_PHOTO_SIZE", 30 * 1024 * 1024)
 TELECONSULT_AUDIT_SUMMARY_MINUTES = env_int("TELECONSULT_AUDIT_SUMMARY_MINUTES", 30)
+
+# How long a patient invitation email may link the record it was sent for.
+TELECONSULT_INVITATION_DAYS = env_int("TELECONSULT_INVITATION_DAYS", 14)
+if not 1 <= TELECONSULT_INVITATION_DAYS <= 3650:
+    raise ImproperlyConfigured(
+        f"TELECONSULT_INVITATION_DAYS must be between 1 and 3650, not {TELECONSULT_INVITATION_DAYS}"
+    )
