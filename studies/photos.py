@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -53,6 +54,7 @@ class Kind:
 
 PHOTO = Kind("XC", "Photos added from a phone", 9001)
 DOCUMENT = Kind("DOC", "Documents added from a phone", 9002)
+KINDS = {kind.modality: kind for kind in (PHOTO, DOCUMENT)}
 
 
 class PhotoRefusedError(Exception):
@@ -146,7 +148,9 @@ def _patient_and_study(ds: Dataset, study: Study) -> None:
 
 
 def _series_for(study: Study, kind: Kind) -> tuple[str, int, int]:
-    """(SeriesInstanceUID, SeriesNumber, next InstanceNumber) of the study's series for ``kind``."""
+    """(SeriesInstanceUID, SeriesNumber, next InstanceNumber) of the study's series for ``kind``.
+
+    Only right while the study is locked until the instance is stored (``add_to_study``)."""
     series = Series.objects.filter(study=study, modality=kind.modality, description=kind.series_description).first()
     if series is None:
         return generate_uid(), kind.first_series_number, 1
@@ -164,13 +168,9 @@ def _base(study: Study, kind: Kind, sop_class: str, transfer_syntax: str, user) 
     ds.SOPInstanceUID = generate_uid()
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     _patient_and_study(ds, study)
-    series_uid, series_number, instance_number = _series_for(study, kind)
     now = timezone.localtime()
-    ds.SeriesInstanceUID = series_uid
-    ds.SeriesNumber = series_number
     ds.SeriesDescription = kind.series_description
     ds.Modality = kind.modality
-    ds.InstanceNumber = instance_number
     ds.Manufacturer = "teleconsult"
     ds.InstanceCreationDate = ds.ContentDate = now.strftime("%Y%m%d")
     ds.InstanceCreationTime = ds.ContentTime = now.strftime("%H%M%S")
@@ -217,12 +217,21 @@ def pdf_dataset(study: Study, data: bytes, *, title: str, user) -> Dataset:
     return ds
 
 
+def place_in_series(ds: Dataset, study: Study) -> None:
+    """Give ``ds`` the series of its kind in ``study`` and the next instance number there."""
+    series_uid, series_number, instance_number = _series_for(study, KINDS[ds.Modality])
+    ds.SeriesInstanceUID = series_uid
+    ds.SeriesNumber = series_number
+    ds.InstanceNumber = instance_number
+
+
 def _title(filename: str) -> str:
     stem = filename.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0].strip()
     return stem or "Document"
 
 
 def build_dataset(study: Study, data: bytes, *, filename: str, user) -> Dataset:
+    """The photo or PDF as a DICOM object of ``study``, not yet placed in a series."""
     if _is_pdf(data):
         if b"%%EOF" not in data[-4096:]:
             raise PhotoRefusedError("not_pdf", "The PDF is incomplete (no end-of-file marker): send it again.")
@@ -251,15 +260,24 @@ def add_to_study(study: Study, upload: BinaryIO, *, size: int, filename: str, us
     says why when it cannot."""
     data = read_upload(upload, size)
     ds = build_dataset(study, data, filename=filename, user=user)
-    # A patient sees the study as its patient: adding to it gives no uploader grant of its own,
-    # which would outlive a correction of the patient link.
-    result: IngestResult = ingest_file(
-        _encode(ds),
-        filename=f"{filename or 'upload'}.dcm",
-        user=user,
-        study_uid=study.study_instance_uid,
-        grant=not user.is_patient,
-    )
+    # One addition at a time per study, from choosing the series and instance number until the
+    # instance is stored: otherwise two simultaneous first photos each start a series of their
+    # own, and two simultaneous photos take the same number. The study's row lock is held to the
+    # end of this transaction, and ingest_file's rows, written in a savepoint of it, commit with
+    # it. SQLite ignores the row lock, but its transactions are serializable: there a simultaneous
+    # addition is refused as a conflict, to be sent again, like any simultaneous upload.
+    with transaction.atomic():
+        locked = Study.objects.select_for_update().get(pk=study.pk)
+        place_in_series(ds, locked)
+        # A patient sees the study as its patient: adding to it gives no uploader grant of its own,
+        # which would outlive a correction of the patient link.
+        result: IngestResult = ingest_file(
+            _encode(ds),
+            filename=f"{filename or 'upload'}.dcm",
+            user=user,
+            study_uid=study.study_instance_uid,
+            grant=not user.is_patient,
+        )
     if result.status != STORED or result.instance_id is None:
         logger.warning("A phone %s for study %s was not stored: %s", ds.Modality, study.pk, result.reason)
         raise PhotoRefusedError(result.code or "not_stored", result.reason or "The file could not be stored.")
