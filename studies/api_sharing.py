@@ -223,7 +223,12 @@ class PatientInviteView(APIView):
                 "InviteLinked", {"status": serializers.CharField(), "detail": serializers.CharField()}
             ),
             201: inline_serializer(
-                "InviteSent", {"status": serializers.CharField(), "detail": serializers.CharField()}
+                "InviteSent",
+                {
+                    "status": serializers.CharField(),
+                    "detail": serializers.CharField(),
+                    "expires_at": serializers.DateTimeField(help_text="Until when the invitation link is valid."),
+                },
             ),
         },
     )
@@ -239,8 +244,10 @@ class PatientInviteView(APIView):
             raise PermissionDenied(str(exc)) from None
         except invitations.InviteError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT if exc.conflict else 400)
-        code = status.HTTP_200_OK if outcome.linked else status.HTTP_201_CREATED
-        return Response({"status": "linked" if outcome.linked else "invited", "detail": outcome.message}, status=code)
+        if outcome.linked:
+            return Response({"status": "linked", "detail": outcome.message}, status=status.HTTP_200_OK)
+        answer = {"status": "invited", "detail": outcome.message, "expires_at": outcome.invitation.expires_at}
+        return Response(answer, status=status.HTTP_201_CREATED)
 
 
 class StudyDetailView(APIView):

@@ -18,6 +18,7 @@ from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from studies.models import Patient, PatientInvitation, PatientMerge, Study
 from tests.factories import UserFactory, make_study
@@ -216,6 +217,7 @@ def test_invitation_email_and_answer_say_until_when_it_is_valid(auth_client, phy
     assert invitation.status == "pending"
     assert invitation.expires_at == invitation.created_at + timedelta(days=14)
     assert answer.json()["status"] == "invited"
+    assert parse_datetime(answer.json()["expires_at"]) == invitation.expires_at
     assert f"valid until {spelled(invitation.expires_at)}" in answer.json()["detail"]
     assert f"valid until {spelled(invitation.expires_at)}" in mail.outbox[-1].body
 
