@@ -5,13 +5,18 @@ Ingest stores every header as DICOM JSON. pydicom's way there (convert the raw e
 most elements are plain: a UID, a code string, a number or a short text in the default or a
 single-byte/UTF-8 character set. ``element_json`` converts those itself and answers None for
 anything pydicom must decide (sequences, binary and ambiguous VRs, private and unknown tags, other
-character sets, values that are empty among others or not valid numbers), so the caller falls back
-to pydicom. ``tests/studies/test_dicomjson.py`` checks that the result is pydicom's, element for
-element, on every file of the reference corpus.
+character sets, escape sequences, values that are empty among others, blanks around a UID or
+code, NULs inside a value, numbers that are not valid or not finite), so the caller falls back to
+pydicom. ``tests/studies/test_dicomjson.py`` checks that the result is pydicom's, element for
+element, on every file of the reference corpus and pydicom's character set files.
+
+``storable`` says whether a converted element can be kept in a JSON column: PostgreSQL's jsonb
+holds neither NaN nor infinity nor a NUL character, all of which pydicom accepts.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import struct
 from typing import Any
@@ -59,26 +64,38 @@ def element_json(raw: RawDataElement, encoding: str) -> dict | None:
             return None
     if not value:
         return {"vr": vr} if vr in _CONVERTED_VRS else None
-    try:
-        if vr in _NUMBERS:
+    if vr in _NUMBERS:
+        try:
             return _numbers(vr, value, raw.is_little_endian)
+        except struct.error:
+            return None
+    if b"\x1b" in value:
+        return None  # escape sequences: pydicom's decoding removes them
+    try:
         if vr in _ASCII_VRS:
-            return _strings(vr, value.decode(default_encoding).rstrip(" \x00").split("\\"))
+            parts = value.decode(default_encoding).rstrip(" \x00").split("\\")
+            if any(part != part.strip() for part in parts):
+                return None  # blanks around a value: pydicom strips them from a UID, not from a code
+            return _strings(vr, parts)
         if vr in _SPLIT_TEXT_VRS:
             return _strings(vr, [part.rstrip("\x00 ") for part in value.decode(encoding).split("\\")])
         if vr in _SINGLE_TEXT_VRS:
             text = value.decode(encoding).rstrip("\x00 ")
+            if "\x00" in text:
+                return None
             return {"vr": vr, "Value": [text]} if text else {"vr": vr}
         if vr in ("IS", "DS"):
             return _decimal_strings(vr, value.decode(default_encoding))
         if vr == "PN":
             return _person_names(value.rstrip(b"\x00 ").decode(encoding))
-    except (UnicodeDecodeError, struct.error):
+    except UnicodeDecodeError:
         return None
     return None
 
 
 def _strings(vr: str, parts: list[str]) -> dict | None:
+    if any("\x00" in part for part in parts):
+        return None  # a NUL inside a value: not storable as JSON text, left to pydicom and the caller
     if len(parts) == 1:
         return {"vr": vr, "Value": parts} if parts[0] else {"vr": vr}
     if "" in parts:
@@ -87,13 +104,16 @@ def _strings(vr: str, parts: list[str]) -> dict | None:
 
 
 def _decimal_strings(vr: str, text: str) -> dict | None:
-    parts = [part.strip(" \x00") for part in text.strip(" \x00").split("\\")]
+    parts = [part.strip(" ") for part in text.rstrip(" \x00").split("\\")]
     if parts == [""]:
         return {"vr": vr}
     pattern, number = (_INTEGER, int) if vr == "IS" else (_DECIMAL, float)
     if not all(pattern.match(part) for part in parts):
         return None
-    return {"vr": vr, "Value": [number(part) for part in parts]}
+    numbers = [number(part) for part in parts]
+    if not all(math.isfinite(value) for value in numbers):
+        return None  # "1e400": JSON has no infinity
+    return {"vr": vr, "Value": numbers}
 
 
 def _numbers(vr: str, value: bytes, little_endian: bool) -> dict | None:
@@ -102,11 +122,13 @@ def _numbers(vr: str, value: bytes, little_endian: bool) -> dict | None:
     if len(value) % size:
         return None
     numbers = struct.unpack(f"{'<' if little_endian else '>'}{len(value) // size}{code}", value)
+    if code in "fd" and not all(math.isfinite(number) for number in numbers):
+        return None  # NaN and infinity have no JSON form
     return {"vr": vr, "Value": list(numbers)}
 
 
 def _person_names(text: str) -> dict | None:
-    if "=" in text:
+    if "=" in text or "\x00" in text:
         return None
     parts = text.split("\\")
     if parts == [""]:
@@ -114,3 +136,16 @@ def _person_names(text: str) -> dict | None:
     if "" in parts:
         return None
     return {"vr": "PN", "Value": [{"Alphabetic": part} for part in parts]}
+
+
+def storable(node: Any) -> bool:
+    """Whether a DICOM JSON element (or part of one) fits a JSON column: finite numbers, no NULs."""
+    if isinstance(node, str):
+        return "\x00" not in node
+    if isinstance(node, float):
+        return math.isfinite(node)
+    if isinstance(node, dict):
+        return all(storable(value) for value in node.values())
+    if isinstance(node, list):
+        return all(storable(value) for value in node)
+    return True

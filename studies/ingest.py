@@ -36,7 +36,7 @@ from typing import Any, BinaryIO
 
 import pydicom
 from django.conf import settings
-from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db import DataError, IntegrityError, OperationalError, connection, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 from pydicom.datadict import dictionary_VR
@@ -679,7 +679,8 @@ def _strip_bulk_marks(node: Any) -> Any:
 
 
 def _metadata(ds: Dataset, layout: _Layout, uids: dict[str, str]) -> tuple[dict, list[str]]:
-    """The header as DICOM JSON, and the elements left out because their values are invalid.
+    """The header as DICOM JSON, and the elements left out because their values are invalid (or,
+    like NaN or a NUL inside a text, valid for pydicom but not storable as JSON).
 
     Bulk data (pixel data, large binary values) keeps only its VR, so DICOMweb can answer with a
     BulkDataURI for it. Plain elements are converted straight from their bytes
@@ -716,6 +717,9 @@ def _metadata(ds: Dataset, layout: _Layout, uids: dict[str, str]) -> tuple[dict,
             marked.clear()
             try:
                 converted = ds[tag].to_json_dict(mark_bulk, BULK_DATA_THRESHOLD)
+                if not dicomjson.storable(converted):
+                    left_out.append(_tag_name(int(tag)))
+                    continue
                 document[key] = _strip_bulk_marks(converted) if marked else converted
             except RecursionError:
                 raise
@@ -859,6 +863,54 @@ def _stored_instances(sop_instance_uids: Iterable[str]) -> dict[str, tuple[int, 
     return {uid: (pk, sha256) for uid, pk, sha256 in rows}
 
 
+def _sort_out(
+    items: list[_Pending], existing: dict[str, tuple[int, str]], forbidden: set[str], written: _Written
+) -> list[_Pending]:
+    """Settle the files of studies the user may not see, re-sends and repeats; the others."""
+    firsts: dict[str, _Pending] = {}
+    fresh: list[_Pending] = []
+    for item in items:
+        if item.study_instance_uid in forbidden:
+            # Otherwise one instance carrying someone else's StudyInstanceUID would be a way into
+            # their study (the uploader is granted access to the study it lands in).
+            reason = (
+                f"The file belongs to study {item.study_instance_uid}, which is stored and not shared "
+                "with you: ask for access to it first."
+            )
+            written.refused.append((item, "forbidden_study", reason))
+        elif item.sop_instance_uid in existing:
+            written.resent.append((item, *existing[item.sop_instance_uid]))
+        elif item.sop_instance_uid in firsts:
+            written.repeats.append((item, firsts[item.sop_instance_uid]))
+        else:
+            firsts[item.sop_instance_uid] = item
+            fresh.append(item)
+    return fresh
+
+
+def _in_their_series(
+    items: list[_Pending], studies: dict[str, Study], series: dict[str, Series], written: _Written
+) -> list[_Pending]:
+    """The files whose series is new or already in their own study; the others are conflicts."""
+    kept: list[_Pending] = []
+    owners: dict[str, str] = {}  # series UID -> study UID, for series new in this write
+    for item in items:
+        known = series.get(item.series_instance_uid)
+        if known is not None:
+            study = studies.get(item.study_instance_uid)
+            if study is None and known.study.study_instance_uid == item.study_instance_uid:
+                raise _RowsChangedError("the study was stored by a simultaneous upload after it was looked up")
+            belongs = study is not None and known.study_id == study.pk
+        else:
+            belongs = owners.setdefault(item.series_instance_uid, item.study_instance_uid) == item.study_instance_uid
+        if belongs:
+            kept.append(item)
+        else:
+            reason = f"Series {item.series_instance_uid} is already stored in another study; the stored one is kept."
+            written.refused.append((item, "conflict", reason))
+    return kept
+
+
 class IngestBatch:
     """The database side of ingesting several files: their rows written together, in one transaction.
 
@@ -941,13 +993,14 @@ class IngestBatch:
     # -- writing the rows ---------------------------------------------------------------------
 
     def _flush(self) -> None:
-        pending, self._pending = self._pending, []
+        # The files stay in self._pending until written, so an error here lets _abandon remove them.
+        pending = self._pending
         if not pending:
             return
         rendered: list[int] = []
         try:
             rendered += self._write(pending)
-        except (IntegrityError, OperationalError) as exc:
+        except (IntegrityError, OperationalError, DataError) as exc:
             # A simultaneous upload wrote one of the same rows first (or the database broke a lock
             # conflict with it): the bulk write is rolled back and each file is written on its own.
             logger.info("ingest: writing %d files one by one after %s", len(pending), type(exc).__name__)
@@ -958,20 +1011,20 @@ class IngestBatch:
             _queue_renders(rendered)
 
     def _write_alone(self, item: _Pending) -> list[int]:
-        for attempt in (1, 2):
+        for _attempt in range(3):
             try:
                 return self._write([item])
             except IntegrityError:
-                # Either this instance was stored meanwhile (then it is a re-send), or its patient,
-                # study or series was, and those rows are visible now: write it once more.
-                existing = _stored_instances([item.sop_instance_uid]).get(item.sop_instance_uid)
-                if existing is not None:
-                    self._apply(_Written(resent=[(item, *existing)]))
-                    return []
-                if attempt == 2:
-                    break
+                # The instance, its patient, study or series was stored meanwhile and is visible
+                # now: writing again settles the file with every check (a re-send, a conflict, a
+                # study the user may not see) made anew.
+                continue
             except OperationalError:
                 break
+            except DataError as exc:
+                reason = f"The header holds a value the database cannot store: {exc}".strip()
+                self._apply(_Written(refused=[(item, "corrupt", reason)]))
+                return []
         reason = "The instance could not be recorded because of a simultaneous change to its study; send it again."
         self._apply(_Written(refused=[(item, "conflict", reason)]))
         return []
@@ -980,50 +1033,15 @@ class IngestBatch:
         """Write the rows of ``items`` in a savepoint; returns the pks of the instances stored."""
         written = _Written()
         with transaction.atomic():
+            # Instances first, then studies: the study of any instance found here is committed
+            # already, so it is among the locked studies and the visibility check covers it.
+            existing = _stored_instances(item.sop_instance_uid for item in items)
             studies = self._lock_studies({item.study_instance_uid for item in items})
             forbidden = self._forbidden(studies)
             written.allowed = set(studies) - forbidden
-            existing = _stored_instances(
-                item.sop_instance_uid for item in items if item.study_instance_uid not in forbidden
-            )
-            firsts: dict[str, _Pending] = {}
-            fresh: list[_Pending] = []
-            for item in items:
-                if item.study_instance_uid in forbidden:
-                    # Otherwise one instance carrying someone else's StudyInstanceUID would be a way
-                    # into their study (the uploader is granted access to the study it lands in).
-                    reason = (
-                        f"The file belongs to study {item.study_instance_uid}, which is stored and not shared "
-                        "with you: ask for access to it first."
-                    )
-                    written.refused.append((item, "forbidden_study", reason))
-                elif item.sop_instance_uid in existing:
-                    written.resent.append((item, *existing[item.sop_instance_uid]))
-                elif item.sop_instance_uid in firsts:
-                    written.repeats.append((item, firsts[item.sop_instance_uid]))
-                else:
-                    firsts[item.sop_instance_uid] = item
-                    fresh.append(item)
+            fresh = _sort_out(items, existing, forbidden, written)
             series = self._stored_series({item.series_instance_uid for item in fresh})
-            placed: list[_Pending] = []
-            owners: dict[str, str] = {}  # series UID -> study UID, for series new in this write
-            for item in fresh:
-                known = series.get(item.series_instance_uid)
-                if known is not None:
-                    study = studies.get(item.study_instance_uid)
-                    if study is None and known.study.study_instance_uid == item.study_instance_uid:
-                        raise _RowsChangedError("the study was stored by a simultaneous upload after it was looked up")
-                    belongs = study is not None and known.study_id == study.pk
-                else:
-                    owner = owners.setdefault(item.series_instance_uid, item.study_instance_uid)
-                    belongs = owner == item.study_instance_uid
-                if not belongs:
-                    reason = (
-                        f"Series {item.series_instance_uid} is already stored in another study; the stored one is kept."
-                    )
-                    written.refused.append((item, "conflict", reason))
-                else:
-                    placed.append(item)
+            placed = [item for item in _in_their_series(fresh, studies, series, written) if self._placed(item, written)]
             created = _create_studies(
                 [item for item in placed if item.study_instance_uid not in studies], self.uploader
             )
@@ -1042,23 +1060,33 @@ class IngestBatch:
             _insert(Series, new_series)
             written.new_series = {row.series_instance_uid for row in new_series}
             for item in placed:
-                study, item_series = studies[item.study_instance_uid], series[item.series_instance_uid]
-                stored = self._place(item)
                 instance = Instance(
                     sop_instance_uid=item.sop_instance_uid,
                     sop_class_uid=item.uids["sop_class_uid"],
-                    series=item_series,
-                    file=stored.name,
-                    size=stored.size,
-                    sha256=stored.sha256,
+                    series=series[item.series_instance_uid],
+                    file=item.stored.name,
+                    size=item.stored.size,
+                    sha256=item.stored.sha256,
                     metadata=item.metadata,
                     uploaded_by=self.uploader,
                     **item.fields,
                 )
-                written.stored.append((item, instance, study, item_series))
+                written.stored.append((item, instance, studies[item.study_instance_uid], instance.series))
             _insert(Instance, [instance for _item, instance, _study, _series in written.stored])
         self._apply(written)
         return [instance.pk for _item, instance, _study, _series in written.stored]
+
+    def _placed(self, item: _Pending, written: _Written) -> bool:
+        """Move the file into storage (once: a write rolled back and retried reuses it); False,
+        with the file refused, when storage fails."""
+        if item.stored is None:
+            try:
+                item.stored = storage.store(item.staged)
+            except OSError as exc:
+                written.refused.append((item, "unreadable", f"The file could not be stored: {exc}"))
+                return False
+            self._stored.add(item.stored.name)
+        return True
 
     def _lock_studies(self, study_uids: set[str]) -> dict[str, Study]:
         """The stored studies among ``study_uids``, locked until commit (one ingest at a time per
@@ -1090,13 +1118,6 @@ class IngestBatch:
                 for row in Series.objects.filter(series_instance_uid__in=missing).select_related("study")
             )
         return series
-
-    def _place(self, item: _Pending) -> storage.Stored:
-        """Move a file into storage (once: a write rolled back and retried reuses it)."""
-        if item.stored is None:
-            item.stored = storage.store(item.staged)
-            self._stored.add(item.stored.name)
-        return item.stored
 
     def _drop(self, item: _Pending) -> None:
         if item.stored is not None:
@@ -1183,7 +1204,8 @@ def _insert(model, rows: list) -> None:
     if not rows:
         return
     if connection.features.can_return_rows_from_bulk_insert:
-        model.objects.bulk_create(rows)
+        # Batches keep each statement well under PostgreSQL's 65,535 parameters.
+        model.objects.bulk_create(rows, batch_size=1000)
     else:
         for row in rows:
             row.save(force_insert=True)

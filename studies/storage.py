@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import secrets
 import tempfile
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -93,8 +94,9 @@ class Stored:
 
 
 def store(staged: StagedFile) -> Stored:
-    """Save a staged file under a content-addressed name; the name the storage chose is returned."""
-    name = f"dicom/{staged.sha256[:2]}/{staged.sha256}.dcm"
+    """Save a staged file under a name of its own (its hash, and a random part so that two uploads
+    of the same bytes never share a file one of them may delete); the name is returned."""
+    name = f"dicom/{staged.sha256[:2]}/{staged.sha256}-{secrets.token_hex(6)}.dcm"
     try:
         saved = default_storage.save(name, staged)
     finally:

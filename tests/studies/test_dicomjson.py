@@ -97,6 +97,14 @@ def test_plain_elements_are_converted(element, expected):
         raw(0x7FE00010, "OW", b"\x00\x00"),
         raw(0x00081111, "SQ", b""),
         raw(0x00211234, None, b"x"),  # unknown tag, implicit VR
+        raw(0x00080018, "UI", b" 1.2.3"),  # pydicom strips the blanks around a UID
+        raw(0x00100010, "PN", b"Caf\x1b(B\xe9"),  # escape sequences: pydicom removes them
+        raw(0x00081030, "LO", b"Caf\x1b-A\xe9"),
+        raw(0x00200013, "IS", b"\x0012"),  # invalid for pydicom
+        raw(0x00081030, "LO", b"A\x00B"),  # a NUL inside a value
+        raw(0x00181050, "DS", b"1e400"),  # not finite
+        raw(0x00189087, "FD", struct.pack("<d", float("nan"))),
+        raw(0x00189087, "FD", struct.pack("<d", float("inf"))),
     ],
 )
 def test_elements_pydicom_must_decide_are_left_to_it(element):
@@ -132,3 +140,13 @@ def test_ingested_names_in_other_character_sets_are_pydicoms(physician, settings
     metadata = Instance.objects.get(pk=result.instance_id).metadata
     assert metadata["00100010"] == ds["PatientName"].to_json_dict(None, 1024)
     assert metadata["00100010"]["Value"][0]["Alphabetic"] == str(ds.PatientName).split("=")[0]
+
+
+def test_storable_refuses_what_a_json_column_cannot_hold():
+    from studies.dicomjson import storable
+
+    assert storable({"vr": "LO", "Value": ["plain"]})
+    assert storable({"vr": "SQ", "Value": [{"00100010": {"vr": "PN", "Value": [{"Alphabetic": "A^B"}]}}]})
+    assert not storable({"vr": "FD", "Value": [float("nan")]})
+    assert not storable({"vr": "DS", "Value": [float("inf")]})
+    assert not storable({"vr": "SQ", "Value": [{"00081030": {"vr": "LO", "Value": ["A\x00B"]}}]})

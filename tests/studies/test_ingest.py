@@ -456,3 +456,46 @@ def test_a_failed_batch_removes_the_files_it_moved_into_storage(physician, media
 
     assert not list(media.rglob("*.dcm"))
     assert not Instance.objects.exists()
+
+
+def test_a_file_storage_refuses_is_refused_alone_and_leaves_nothing_behind(physician, media, monkeypatch):
+    from studies import storage
+
+    real_store, calls = storage.store, []
+
+    def full_disk_on_the_second(staged):
+        calls.append(staged)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real_store(staged)
+
+    monkeypatch.setattr(storage, "store", full_disk_on_the_second)
+    study_uid = generate_uid()
+    files = [(f"{n}.dcm", io.BytesIO(f.make_ct(StudyInstanceUID=study_uid))) for n in range(4)]
+    results = ingest_files(files, user=physician)
+
+    assert [(r.status, r.code) for r in results] == [("stored", ""), ("refused", "unreadable")] + [("stored", "")] * 2
+    assert "No space left on device" in results[1].reason
+    assert Study.objects.get(study_instance_uid=study_uid).num_instances == 3
+    assert len(list((media / "dicom").rglob("*.dcm"))) == 3
+    assert not list((media / ".incoming").glob("*"))
+
+
+def test_values_valid_for_pydicom_that_json_cannot_hold_are_left_out_and_the_file_kept(physician):
+    from pydicom.dataelem import DataElement
+
+    ds = f.dataset()
+    ds.add(DataElement(0x00189087, "FD", float("nan")))  # Diffusion b-value
+    ds.add(DataElement(0x00181050, "DS", "1e400"))  # Spatial Resolution
+    ds.add(DataElement(0x00081090, "LO", "Scanner\x00Model"))  # Manufacturer's Model Name
+    ds.ReferencedImageSequence = [f.base_dataset(f.CTImageStorage)]
+    ds.ReferencedImageSequence[0].add(DataElement(0x00189087, "FD", float("inf")))
+    result = ingest_file(io.BytesIO(f.to_bytes(ds)), filename="odd.dcm", user=physician)
+
+    assert result.status == "stored", result.reason
+    assert result.coerced
+    for tag in ("(0018,9087)", "(0018,1050)", "(0008,1090)", "(0008,1140)"):
+        assert tag in result.reason
+    metadata = Instance.objects.get(pk=result.instance_id).metadata
+    assert {"00189087", "00181050", "00081090", "00081140"}.isdisjoint(metadata)
+    assert metadata["00100010"] == {"vr": "PN", "Value": [{"Alphabetic": "Test^Patient"}]}

@@ -13,6 +13,7 @@ from pydicom.uid import generate_uid
 
 from studies.ingest import ingest_file
 from studies.models import Instance, Series, Study
+from studies.permissions import can_view_study
 from tests.studies import dicom_factory as f
 
 
@@ -71,6 +72,24 @@ def test_simultaneous_uploads_into_one_study_keep_its_counts_exact(postgres, phy
     study = Study.objects.get(study_instance_uid=study_uid)
     assert (study.num_series, study.num_instances, study.modalities) == (4, 6, "CT\\MR")
     assert Series.objects.get(series_instance_uid=series_uid).num_instances == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_users_storing_one_new_instance_at_once_never_reach_each_others_study(postgres, physician, outsider):
+    for _round in range(5):
+        data = f.make_ct()
+        users = (physician, outsider)
+        results = run_together(
+            [lambda user=user, data=data: ingest_file(io.BytesIO(data), filename="a.dcm", user=user) for user in users]
+        )
+
+        assert sorted((r.status, r.code) for r in results) == [("refused", "forbidden_study"), ("stored", "")]
+        for user, result in zip(users, results, strict=True):
+            if result.status != "stored":
+                assert result.instance_id is None
+                continue
+            instance = Instance.objects.select_related("series__study").get(pk=result.instance_id)
+            assert can_view_study(user, instance.series.study)
 
 
 def write_large_multiframe(path, *, frames: int, rows: int = 512, columns: int = 512) -> int:
