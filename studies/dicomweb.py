@@ -1085,7 +1085,7 @@ RENDERED_TYPES = ("image/jpeg", "image/png")
 @dataclass(frozen=True)
 class RenderParams:
     media_type: str
-    window: tuple[float, float] | None
+    window: tuple[float, float, str] | None  # center, width, VOI LUT function
     viewport: tuple[int, int] | None
     quality: int
 
@@ -1112,9 +1112,10 @@ def parse_render_params(params, accept_header: str | None) -> RenderParams:
             raise DicomwebError(f"window: {params['window']!r} is not center,width as numbers.") from None
         if width <= 0:
             raise DicomwebError("window: the width must be positive.")
-        if len(pieces) == 3 and pieces[2].strip().lower() not in WINDOW_FUNCTIONS:
+        function = pieces[2].strip().lower() if len(pieces) == 3 else "linear"
+        if function not in WINDOW_FUNCTIONS:
             raise DicomwebError("window: the function must be linear, linear-exact or sigmoid.")
-        window = (center, width)
+        window = (center, width, function.replace("-", "_").upper())
     viewport = None
     if params.get("viewport") is not None:
         pieces = params["viewport"].split(",")

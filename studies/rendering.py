@@ -563,6 +563,10 @@ def _first_number(value) -> float | None:
     return number if np.isfinite(number) else None
 
 
+# (center, width), or (center, width, VOI LUT function) as PS3.3 C.11.2.1.3 names them.
+Window = tuple[float, float] | tuple[float, float, str]
+
+
 def _file_window(ds: Dataset) -> tuple[float, float, str] | None:
     center = _first_number(ds.get("WindowCenter"))
     width = _first_number(ds.get("WindowWidth"))
@@ -607,7 +611,7 @@ def _scale_to_unit(values: np.ndarray, low: float, high: float) -> np.ndarray:
     return np.clip((values - low) / (high - low), 0.0, 1.0)
 
 
-def _grayscale(arr: np.ndarray, ds: Dataset, frame: int, window: tuple[float, float] | None) -> np.ndarray:
+def _grayscale(arr: np.ndarray, ds: Dataset, frame: int, window: Window | None) -> np.ndarray:
     """Stored values -> 0..1 floats: Modality LUT or rescale, then the VOI stage."""
     modality = _modality_source(ds, frame)
     if arr.dtype.kind in "iu" and ("ModalityLUTSequence" in modality or "RescaleSlope" in modality):
@@ -625,7 +629,7 @@ def _grayscale(arr: np.ndarray, ds: Dataset, frame: int, window: tuple[float, fl
     values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
 
     if window is not None:
-        return _window(values, window[0], window[1])
+        return _window(values, *window)
 
     voi = _voi_source(ds, frame)
     if voi.get("VOILUTSequence") and arr.dtype.kind in "iu":
@@ -732,13 +736,14 @@ def render_frame(
     source: Source,
     *,
     frame: int = 1,
-    window: tuple[float, float] | None = None,
+    window: Window | None = None,
     viewport: tuple[int, int] | None = None,
     invert: bool = False,
 ) -> Image.Image:
     """One frame as an 8-bit "L" or "RGB" image.
 
-    ``window`` is (center, width) in output units of the Modality LUT (e.g. HU); without it the
+    ``window`` is (center, width) or (center, width, VOI LUT function: "LINEAR", "LINEAR_EXACT",
+    "SIGMOID") in output units of the Modality LUT (e.g. HU); without it the
     file's VOI LUT or window is used, else a robust min-max. ``viewport`` (width, height) scales
     the picture to fit inside, keeping its aspect ratio.
     """
@@ -753,7 +758,7 @@ def _render(
     source: Source,
     frame: int,
     *,
-    window: tuple[float, float] | None = None,
+    window: Window | None = None,
     viewport: tuple[int, int] | None = None,
     invert: bool = False,
 ) -> Image.Image:
@@ -782,7 +787,7 @@ def _subsample(arr: np.ndarray, viewport: tuple[int, int]) -> np.ndarray:
     return arr[::step, ::step] if step >= 2 else arr
 
 
-def _to_image(arr: np.ndarray, ds: Dataset, frame: int, window: tuple[float, float] | None) -> Image.Image:
+def _to_image(arr: np.ndarray, ds: Dataset, frame: int, window: Window | None) -> Image.Image:
     photometric = str(ds.get("PhotometricInterpretation") or "").strip().upper()
     samples = int(ds.get("SamplesPerPixel") or 1)
     if arr.ndim == 3 and arr.shape[-1] == 3:

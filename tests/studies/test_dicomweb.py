@@ -383,6 +383,21 @@ def test_client_retrieves_rendered_images(physician, two_studies):
     assert b"".join(series.streaming_content).count(b"Content-Type: image/jpeg") == 2
 
 
+def test_rendered_window_function_is_applied(physician, two_studies):
+    ct, _mr = two_studies
+    base = f"/dicomweb/studies/{ct.StudyInstanceUID}/series/{ct.SeriesInstanceUID}/instances/{ct.SOPInstanceUID}"
+    images = {}
+    for function in ("linear", "sigmoid"):
+        answer = token_client(physician).get(
+            f"{base}/frames/1/rendered", {"accept": "image/png", "window": f"100,200,{function}"}
+        )
+        assert answer.status_code == 200
+        images[function] = np.asarray(Image.open(io.BytesIO(answer.content)).convert("L")).astype(int)
+
+    assert images["linear"].shape == images["sigmoid"].shape
+    assert (images["linear"] != images["sigmoid"]).any()
+
+
 @pytest.mark.parametrize(
     ("params", "name"),
     [

@@ -591,3 +591,16 @@ def test_a_panic_in_every_plugin_is_a_render_error(tmp_path):
         pytest.raises(RenderError, match="RLE Lossless"),
     ):
         render_frame(path)
+
+
+def test_a_given_sigmoid_window_follows_the_sigmoid_function():
+    hu = np.array([[-160, -60, 40, 140, 240]], dtype=np.int16)
+
+    linear = grey(render_frame(ct(hu), window=(40, 400)))[0]
+    sigmoid = grey(render_frame(ct(hu), window=(40, 400, "SIGMOID")))[0]
+
+    # PS3.3 C.11.2.1.3.1: y = 1 / (1 + exp(-4 (x - c) / w)), so the window's edges are not black and white.
+    expected = [255 / (1 + np.exp(-4 * (x - 40) / 400)) for x in hu[0]]
+    assert all(abs(value - want) <= 1.5 for value, want in zip(sigmoid, expected, strict=True))
+    assert linear[0] == 0 and sigmoid[0] > 20
+    assert linear[4] == 255 and sigmoid[4] < 235
