@@ -26,6 +26,7 @@ const TAGS = {
   RescaleType: "00281054",
   WindowCenter: "00281050",
   WindowWidth: "00281051",
+  VOILUTFunction: "00281056",
   PixelSpacing: "00280030",
   ImagerPixelSpacing: "00181164",
   ImagePositionPatient: "00200032",
@@ -74,6 +75,14 @@ export function value(dataset, keyword, fallback = null) {
   return first;
 }
 
+const VOI_FUNCTIONS = new Set(["LINEAR", "LINEAR_EXACT", "SIGMOID"]);
+
+/** The file's VOI LUT Function, LINEAR when absent or unknown. */
+function voiFunction(text) {
+  const name = String(text || "").trim().toUpperCase();
+  return VOI_FUNCTIONS.has(name) ? name : "LINEAR";
+}
+
 function numberOr(dataset, keyword, fallback) {
   const v = value(dataset, keyword, null);
   const n = v === null || v === "" ? NaN : Number(v);
@@ -113,6 +122,7 @@ export function instanceInfo(dataset) {
     rescaleType: value(dataset, "RescaleType", ""),
     windowCenter: numberOr(dataset, "WindowCenter", null),
     windowWidth: numberOr(dataset, "WindowWidth", null),
+    voiFunction: voiFunction(value(dataset, "VOILUTFunction", "")),
     pixelSpacing: numbers(dataset, "PixelSpacing"),
     imagerPixelSpacing: numbers(dataset, "ImagerPixelSpacing"),
     ultrasoundSpacing: ultrasoundSpacing(dataset),

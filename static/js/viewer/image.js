@@ -67,8 +67,19 @@ export function minMax(pixels) {
   return { min, max };
 }
 
-/** DICOM linear VOI function (PS3.3 C.11.2.1.2.1): modality value -> 0..255. */
-export function applyWindow(x, center, width) {
+/**
+ * DICOM VOI functions (PS3.3 C.11.2.1.2 and C.11.2.1.3): modality value -> 0..255.
+ * `fn` is the file's VOI LUT Function: LINEAR (the default), LINEAR_EXACT or SIGMOID.
+ */
+export function applyWindow(x, center, width, fn = "LINEAR") {
+  if (fn === "SIGMOID") {
+    return Math.round(255 / (1 + Math.exp((-4 * (x - center)) / width)));
+  }
+  if (fn === "LINEAR_EXACT") {
+    if (x <= center - width / 2) return 0;
+    if (x > center + width / 2) return 255;
+    return Math.round(((x - center) / width + 0.5) * 255);
+  }
   const w = Math.max(1, width);
   const lower = center - 0.5 - (w - 1) / 2;
   const upper = center - 0.5 + (w - 1) / 2;
@@ -98,10 +109,12 @@ export function buildLut(info, center, width, invert) {
   const upper = center - 0.5 + (w - 1) / 2;
   const scale = 255 / (w - 1 || 1);
   const base = center - 0.5;
+  const fn = info.voiFunction || "LINEAR";
   for (let i = 0; i < size; i++) {
     const x = (i - offset) * slope + intercept;
     let g;
-    if (x <= lower) g = 0;
+    if (fn !== "LINEAR") g = applyWindow(x, center, width, fn);
+    else if (x <= lower) g = 0;
     else if (x > upper) g = 255;
     else g = Math.round((x - base) * scale + 127.5);
     if (g > 255) g = 255;

@@ -71,6 +71,14 @@ test("instance info from DICOM JSON", () => {
   assert.equal(info.patientName, "Doe Jane");
   assert.equal(info.photometric, "MONOCHROME2");
   assert.equal(value(ds, "StudyDate", "none"), "none");
+  assert.equal(info.voiFunction, "LINEAR");
+});
+
+test("the VOI LUT function is read from the header, LINEAR when unknown", () => {
+  const info = (text) => instanceInfo({ "00281056": { vr: "CS", Value: [text] } }).voiFunction;
+  assert.equal(info("SIGMOID"), "SIGMOID");
+  assert.equal(info("linear_exact "), "LINEAR_EXACT");
+  assert.equal(info("CUBIC"), "LINEAR");
 });
 
 test("instances sort along the slice normal, else by number", () => {

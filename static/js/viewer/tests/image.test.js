@@ -71,6 +71,25 @@ test("the lookup table applies rescale and window to signed CT values", () => {
   assert.equal(lut[off] >>> 24, 0xff);
 });
 
+test("LINEAR_EXACT and SIGMOID window functions", () => {
+  assert.equal(applyWindow(0, 40, 80, "LINEAR_EXACT"), 0);
+  assert.equal(applyWindow(40, 40, 80, "LINEAR_EXACT"), 128);
+  assert.equal(applyWindow(80, 40, 80, "LINEAR_EXACT"), 255);
+  // y = 255 / (1 + exp(-4 (x - c) / w)): mid grey at the centre, never quite black or white
+  assert.equal(applyWindow(40, 40, 80, "SIGMOID"), 128);
+  assert.equal(applyWindow(0, 40, 80, "SIGMOID"), Math.round(255 / (1 + Math.exp(2))));
+  assert.ok(applyWindow(-1000, 40, 80, "SIGMOID") === 0 && applyWindow(80, 40, 80, "SIGMOID") < 255);
+});
+
+test("the lookup table follows the file's VOI LUT function", () => {
+  const info = { bitsAllocated: 8, pixelRepresentation: 0, voiFunction: "SIGMOID" };
+  const lut = buildLut(info, 128, 64, false);
+  for (const stored of [0, 96, 128, 160, 255]) {
+    assert.equal(gray(lut[stored]), applyWindow(stored, 128, 64, "SIGMOID"));
+  }
+  assert.notEqual(gray(lut[110]), gray(buildLut({ bitsAllocated: 8, pixelRepresentation: 0 }, 128, 64, false)[110]));
+});
+
 test("inverting flips the grey levels", () => {
   const info = { bitsAllocated: 8, pixelRepresentation: 0 };
   const lut = buildLut(info, 128, 256, true);
