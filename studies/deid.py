@@ -4,7 +4,8 @@ The action for each attribute comes from PS3.15 Table E.1-1 (basic profile colum
 edition of the standard, as the ``dicom-anonymizer`` package (KitwareMedical) ships it: its
 ``dicomfields_2026c`` database lists every row of the table (655: 652 attributes and the three
 repeating-group rows for curve data, overlay data and overlay comments) under the row's action.
-``PROFILE_TABLE`` is that data; ``LOCAL_ADDITIONS`` holds the one attribute acted on beyond it.
+``PROFILE_TABLE`` is that data; ``LOCAL_ADDITIONS`` holds the attributes acted on beyond it and
+``LOCAL_OVERRIDES`` the rows acted on more strictly, each with its reason.
 The package's own engine is not used: it keeps one UID map for the whole process (two copies
 would share replacements), applies the table to the top level of a data set only, not inside
 sequence items, and writes a dummy date where the table says remove one.
@@ -46,6 +47,7 @@ import pydicom
 from dicomanonymizer.dicomfields_selector import dicom_anonymization_database_selector
 from django.http import StreamingHttpResponse
 from django.utils import timezone
+from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
@@ -53,7 +55,7 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
-from .downloads import CHUNK, _Sink
+from .downloads import CHUNK, _Sink, series_folder
 from .models import Instance, Study
 
 logger = logging.getLogger(__name__)
@@ -84,6 +86,17 @@ LOCAL_ADDITIONS: dict[int, str] = {
     # value attributes of its items (Date, Time, DateTime, Person Name: D; UID: U); the text is
     # replaced the same way, so the items stay valid.
     0x0040A160: "D",
+    # Retrieve URL and Retrieve URI: an address of the original study at its source, holding the
+    # original Study Instance UID in text (UID replacement only reaches UI values).
+    0x00081190: "X",
+    0x0040E010: "X",
+}
+# Rows of the table acted on more strictly than it asks, each with the reason.
+LOCAL_OVERRIDES: dict[int, str] = {
+    # Person Identification Code Sequence: a person's ID as a code (an employee number, a name as
+    # the meaning). The table lists it D, but a code's value and meaning are no table rows, so
+    # keeping its items cleaned would keep the ID: removed.
+    0x00401101: "X",
 }
 # Not added: Context Group Extension Creator UID and Creator-Version UID, which earlier editions
 # listed, are replaced anyway as unregistered UIDs; Modifying Device Manufacturer (retired) names a
@@ -113,14 +126,25 @@ DUMMY_BY_VR: dict[str, object] = {
 }
 
 
-def resolve(action: str) -> str:
-    """One action for a table entry: compound actions as the module docstring says."""
+def resolve(action: str, vr: str = "") -> str:
+    """One action for a table entry: compound actions as the module docstring says, except that a
+    sequence the table allows to remove (X) is removed: its items may hold codes and text that
+    no table row reaches."""
     # "U*": replace the UIDs inside the sequence (the sequence itself is kept).
     choices = {part.rstrip("*") for part in action.split("/")}
+    if vr == "SQ" and "X" in choices and "U" not in choices:
+        return "X"
     for single in ("U", "Z", "D", "X"):
         if single in choices:
             return single
     raise ValueError(f"Unknown de-identification action {action!r}")
+
+
+def _dictionary_vr(tag: int) -> str:
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return ""
 
 
 def _profile_table() -> dict[tuple[int, ...], str]:
@@ -137,9 +161,12 @@ def _profile_table() -> dict[tuple[int, ...], str]:
 
 PROFILE_TABLE = _profile_table()
 TAG_ACTIONS: dict[int, str] = {
-    (row[0] << 16) | row[1]: resolve(action) for row, action in PROFILE_TABLE.items() if len(row) == 2
+    (row[0] << 16) | row[1]: resolve(action, _dictionary_vr((row[0] << 16) | row[1]))
+    for row, action in PROFILE_TABLE.items()
+    if len(row) == 2
 }
 TAG_ACTIONS.update(LOCAL_ADDITIONS)
+TAG_ACTIONS.update(LOCAL_OVERRIDES)
 # Repeating groups, where the low byte of the group varies: curve data, overlay data and comments.
 MASKED_ACTIONS: list[tuple[tuple[int, ...], str]] = [
     (row, resolve(action)) for row, action in PROFILE_TABLE.items() if len(row) == 4
@@ -194,8 +221,29 @@ def _dummy(element: DataElement, uids: UIDMap) -> None:
         element.value = None  # a VR without a sensible dummy (AT): emptied rather than kept
 
 
-def clean(ds: Dataset, uids: UIDMap) -> None:
-    """Apply the basic profile to ``ds`` in place, sequence items included."""
+# Coding schemes whose codes may be made up on site (PS3.16 8.2: "99" prefixed and "L" are local):
+# their values and meanings inside a structured report can be anything, a name included.
+def _is_local_scheme(designator: str) -> bool:
+    designator = str(designator or "").strip().upper()
+    return not designator or designator == "L" or designator.startswith("99")
+
+
+def _clean_local_code(ds: Dataset) -> None:
+    if "CodeMeaning" in ds and _is_local_scheme(ds.get("CodingSchemeDesignator", "")):
+        for keyword in ("CodeValue", "LongCodeValue", "URNCodeValue"):
+            if keyword in ds:
+                setattr(ds, keyword, "ANONYMOUS" if keyword != "URNCodeValue" else "urn:anonymous")
+        ds.CodeMeaning = "ANONYMOUS"
+
+
+def clean(ds: Dataset, uids: UIDMap, *, in_content: bool = False) -> None:
+    """Apply the basic profile to ``ds`` in place, sequence items included.
+
+    Beyond the table: attributes the data dictionary does not know and every URL (UR) are removed,
+    since nothing says what they hold; inside a structured report's Content Sequence, codes of
+    local coding schemes get dummy values and meanings."""
+    if in_content:
+        _clean_local_code(ds)
     for tag in list(ds.keys()):
         element = ds[tag]
         if tag.is_private or tag.group == 0x0000:
@@ -203,14 +251,18 @@ def clean(ds: Dataset, uids: UIDMap) -> None:
             del ds[tag]
             continue
         action = action_for(tag)
+        if action is None and (element.VR == "UR" or not _dictionary_vr(int(tag))):
+            del ds[tag]
+            continue
         if action == "X":
             del ds[tag]
         elif action == "Z":
             element.value = Sequence() if element.VR == "SQ" else None
         elif element.VR == "SQ":
             # A "D" or "U" sequence keeps its structure with cleaned contents, as does any other.
+            inside = in_content or int(tag) == CONTENT_SEQUENCE
             for item in element.value:
-                clean(item, uids)
+                clean(item, uids, in_content=inside)
         elif action == "D":
             _dummy(element, uids)
         elif action == "U" or element.VR == "UI":
@@ -240,6 +292,9 @@ def deidentify(ds: Dataset, uids: UIDMap) -> Dataset:
     ds.file_meta = meta
     ds.preamble = b"\0" * 128
     return ds
+
+
+CONTENT_SEQUENCE = 0x0040A730
 
 
 def flag_reason(ds: Dataset) -> str:
@@ -289,7 +344,7 @@ def deidentified_files(study: Study, *, include_flagged: bool, report: CopyRepor
     series_folders: dict[int, str] = {}
     for position, instance in enumerate(_instances(study), start=1):
         folder = series_folders.setdefault(
-            instance.series_id, f"series-{len(series_folders) + 1:03d}-{instance.series.modality or 'OT'}"
+            instance.series_id, series_folder(f"{len(series_folders) + 1:03d}", instance.series.modality)
         )
         name = f"DICOM/{folder}/{position:05d}.dcm"
         ds = _read(instance)

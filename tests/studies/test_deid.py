@@ -38,7 +38,21 @@ RESOLVED = {
     "X_Z_D_TAGS": "Z",
     "X_Z_U_STAR_TAGS": "U",
 }
-ROWS = [(tuple(row), action) for category, action in RESOLVED.items() for row in TABLE[category]]
+# A sequence the table allows to remove is removed (its items may hold what no row reaches), and
+# the module's stricter overrides apply.
+OPTIONAL_REMOVAL = {"X_Z_TAGS", "X_D_TAGS", "X_Z_D_TAGS"}
+
+
+def expected_action(category: str, row: tuple[int, ...]) -> str:
+    tag = (row[0] << 16) | row[1]
+    if tag in deid.LOCAL_OVERRIDES:
+        return deid.LOCAL_OVERRIDES[tag]
+    if category in OPTIONAL_REMOVAL and len(row) == 2 and deid._dictionary_vr(tag) == "SQ":
+        return "X"
+    return RESOLVED[category]
+
+
+ROWS = [(tuple(row), expected_action(category, tuple(row))) for category in RESOLVED for row in TABLE[category]]
 LOCAL_ROWS = [((tag >> 16, tag & 0xFFFF), action) for tag, action in deid.LOCAL_ADDITIONS.items()]
 
 SAMPLE_BY_VR = {
@@ -368,3 +382,45 @@ def test_a_file_that_cannot_be_rewritten_is_left_out_and_listed(client, physicia
     archive = _zip(client.get(url(study, "?include_burned_in=1")))
     assert len([n for n in archive.namelist() if n.endswith(".dcm")]) == 1
     assert "could not be de-identified" in archive.read("README.txt").decode()
+
+
+def test_operator_ids_local_codes_urls_and_unknown_attributes_do_not_survive():
+    ds = f.dataset()
+    person_code = Dataset()
+    person_code.CodeValue, person_code.CodingSchemeDesignator = "EMP-778899", "99HOSP"
+    person_code.CodeMeaning = "Tech Tina Smith"
+    operator = Dataset()
+    operator.PersonIdentificationCodeSequence = Sequence([person_code])
+    ds.OperatorIdentificationSequence = Sequence([operator])
+    ds.PersonIdentificationCodeSequence = Sequence([person_code])
+    ds.RetrieveURL = f"https://pacs.example.org/wado/studies/{ds.StudyInstanceUID}"
+    ds.add_new(0x0040E010, "UR", f"https://pacs.example.org/rs/studies/{ds.StudyInstanceUID}")
+    ds.add_new(0x00109999, "LO", "UNKNOWN PUBLIC DOE")  # a public tag no dictionary knows
+    local, standard, concept = Dataset(), Dataset(), Dataset()
+    local.CodeValue, local.CodingSchemeDesignator, local.CodeMeaning = "LOCALX9", "99LOCAL", "Seen at St Mary's"
+    standard.CodeValue, standard.CodingSchemeDesignator, standard.CodeMeaning = "121106", "DCM", "Comment"
+    concept.ValueType, concept.ConceptNameCodeSequence, concept.ConceptCodeSequence = "CODE", [standard], [local]
+    ds.ContentSequence = Sequence([concept])
+    study_uid = ds.StudyInstanceUID
+
+    result = deid.to_bytes(deid.deidentify(ds, deid.UIDMap()))
+
+    for secret in (b"EMP-778899", b"Tina", b"pacs.example.org", study_uid.encode(), b"UNKNOWN PUBLIC", b"St Mary"):
+        assert secret not in result, secret
+    copy = pydicom.dcmread(io.BytesIO(result))
+    item = copy.ContentSequence[0]
+    assert item.ConceptNameCodeSequence[0].CodeValue == "121106"  # standard codes keep the report's structure
+    assert item.ConceptCodeSequence[0].CodeMeaning == "ANONYMOUS"
+
+
+def test_a_modality_with_path_characters_cannot_make_zip_entries_climb_out(client, physician, study):
+    from studies.models import Series
+
+    Series.objects.filter(study=study).update(modality="/../../../etc")
+    client.force_login(physician)
+    for path in (url(study), f"/studies/{study.study_instance_uid}/download/"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        names = _zip(response).namelist()
+        assert names and all(".." not in name.split("/") and not name.startswith("/") for name in names), names
+        assert any("series-" in name and "_etc" in name for name in names), names
