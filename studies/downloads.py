@@ -6,6 +6,7 @@ response, with data descriptors since the sink cannot seek.
 
 from __future__ import annotations
 
+import re
 import zipfile
 from collections.abc import Iterator
 
@@ -17,6 +18,13 @@ from django.utils.text import slugify
 from .models import Instance, Study
 
 CHUNK = 256 * 1024
+_UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def series_folder(number, modality: str) -> str:
+    """A zip folder name for a series: only letters, digits, '-' and '_' from the modality, which
+    comes from the uploaded file and could otherwise carry '/' or '..' into the archive."""
+    return f"series-{number}-{_UNSAFE_IN_NAME.sub('_', modality or '')[:16] or 'OT'}"
 
 
 class _Sink:
@@ -52,7 +60,7 @@ def _member_names(study: Study) -> list[tuple[Instance, str]]:
     for instance in _instances(study):
         series = instance.series
         series_number = series.series_number if series.series_number is not None else series.pk
-        folder = f"series-{series_number}-{series.modality or 'OT'}"
+        folder = series_folder(series_number, series.modality)
         number = instance.instance_number if instance.instance_number is not None else instance.pk
         names.append((instance, f"DICOM/{folder}/{number:05d}-{instance.pk}.dcm"))
     return names
