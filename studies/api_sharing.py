@@ -209,7 +209,7 @@ class AccessEventListView(generics.ListAPIView):
 
 
 class InviteSerializer(serializers.Serializer):
-    email = serializers.EmailField()
+    email = serializers.EmailField(max_length=254)
 
 
 class PatientInviteView(APIView):

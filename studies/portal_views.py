@@ -51,7 +51,7 @@ class GrantForm(forms.Form):
 
 
 class InviteForm(forms.Form):
-    email = forms.EmailField(label="Patient's email address")
+    email = forms.EmailField(label="Patient's email address", max_length=254)
 
 
 def is_patient_of(user, study: Study) -> bool:

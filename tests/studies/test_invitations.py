@@ -150,7 +150,10 @@ def test_one_person_may_be_linked_to_several_patient_records(auth_client, physic
     assert Study.objects.visible_to(patient_user).count() == 2
 
 
-@pytest.mark.parametrize("email", ["", "not-an-email", None])
+@pytest.mark.parametrize(
+    "email",
+    ["", "not-an-email", None, "a" * 64 + "@" + ".".join(["b" * 60] * 4) + ".com"],  # the last: 313 characters
+)
 def test_bad_email_is_a_400_naming_the_field(auth_client, physician, patient, email):
     answer = invite(auth_client(physician), patient, email)
     assert answer.status_code == 400
@@ -187,6 +190,10 @@ def test_patient_page_form_links_and_says_so(client, physician, patient, patient
     assert b"Linked to the existing patient account" in response.content
     response = client.post(reverse("studies:invite-patient", args=[patient.pk]), {"email": "nope"}, follow=True)
     assert b"Enter a valid email address" in response.content
+    too_long = "a" * 64 + "@" + ".".join(["b" * 60] * 4) + ".com"
+    response = client.post(reverse("studies:invite-patient", args=[patient.pk]), {"email": too_long}, follow=True)
+    assert response.status_code == 200
+    assert not PatientInvitation.objects.filter(email=too_long).exists()
 
 
 def test_admin_merges_patient_records_and_keeps_a_note(client, admin_user, physician, patient_user):
