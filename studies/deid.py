@@ -90,6 +90,12 @@ LOCAL_ADDITIONS: dict[int, str] = {
     # original Study Instance UID in text (UID replacement only reaches UI values).
     0x00081190: "X",
     0x0040E010: "X",
+    # Study Update DateTime: a date, where the copy says its dates are removed; Updated Metadata
+    # Sequence: earlier values of updated attributes (a corrected name, say); HL7 Instance
+    # Identifier: the ID of the HL7 message the object came from.
+    0x0008041F: "X",
+    0x0008041E: "X",
+    0x0040E001: "X",
 }
 # Rows of the table acted on more strictly than it asks, each with the reason.
 LOCAL_OVERRIDES: dict[int, str] = {
