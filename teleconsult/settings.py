@@ -151,8 +151,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
     # statement run often: behind a transaction-mode pooler (pgbouncer), turn this off.
     DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Several writers (daphne, worker, import) share one file: wait instead of failing.
+    # Several writers (daphne, worker, import) share one file: wait instead of failing. A
+    # transaction takes the write lock when it begins (IMMEDIATE), so one that reads first and then
+    # writes waits its turn instead of failing at once with "database is locked".
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 if REDIS_URL:
