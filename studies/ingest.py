@@ -1249,10 +1249,16 @@ def _queue_renders(instance_pks: list[int]) -> None:
     def queue() -> None:
         from studies import tasks
 
-        if len(instance_pks) == 1:
-            tasks.render_instance.delay(instance_pk=instance_pks[0])
-        else:
-            tasks.render_instances.delay(instance_pks=instance_pks)
+        try:
+            if len(instance_pks) == 1:
+                tasks.render_instance.delay(instance_pk=instance_pks[0])
+            else:
+                tasks.render_instances.delay(instance_pks=instance_pks)
+        except Exception:
+            # The instances are stored: a broker that is down (or, without one, a render run in
+            # place that fails) must not turn the upload into an error. They stay pending, and
+            # beat's safety net (render_pending) queues them again.
+            logger.exception("ingest: thumbnails of %d stored instances not queued now", len(instance_pks))
 
     transaction.on_commit(queue)
 

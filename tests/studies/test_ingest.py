@@ -499,3 +499,21 @@ def test_values_valid_for_pydicom_that_json_cannot_hold_are_left_out_and_the_fil
     metadata = Instance.objects.get(pk=result.instance_id).metadata
     assert {"00189087", "00181050", "00081090", "00081140"}.isdisjoint(metadata)
     assert metadata["00100010"] == {"vr": "PN", "Value": [{"Alphabetic": "Test^Patient"}]}
+
+
+def test_an_upload_is_stored_even_when_its_thumbnails_cannot_be_queued(
+    physician, django_capture_on_commit_callbacks, monkeypatch
+):
+    from kombu.exceptions import OperationalError as BrokerError
+
+    from studies import tasks
+
+    def broker_down(**kwargs):
+        raise BrokerError("Error 111 connecting to redis:6379. Connection refused.")
+
+    monkeypatch.setattr(tasks.render_instances, "delay", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        results = ingest_files([(f"{n}.dcm", io.BytesIO(f.make_ct())) for n in range(2)], user=physician)
+
+    assert [r.status for r in results] == ["stored", "stored"]
+    assert set(Instance.objects.values_list("status", flat=True)) == {Instance.Status.PENDING}  # for the safety net
