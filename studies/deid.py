@@ -47,7 +47,6 @@ import pydicom
 from dicomanonymizer.dicomfields_selector import dicom_anonymization_database_selector
 from django.http import StreamingHttpResponse
 from django.utils import timezone
-from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
@@ -55,6 +54,7 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
+from .dicomjson import dictionary_vr
 from .downloads import CHUNK, _Sink, series_folder
 from .models import Instance, Study
 
@@ -146,13 +146,6 @@ def resolve(action: str, vr: str = "") -> str:
     raise ValueError(f"Unknown de-identification action {action!r}")
 
 
-def _dictionary_vr(tag: int) -> str:
-    try:
-        return dictionary_VR(tag)
-    except KeyError:
-        return ""
-
-
 def _profile_table() -> dict[tuple[int, ...], str]:
     """Table E.1-1: (group, element), or (group, element, group mask, element mask) for a repeating
     group, -> the action as the table writes it."""
@@ -167,7 +160,7 @@ def _profile_table() -> dict[tuple[int, ...], str]:
 
 PROFILE_TABLE = _profile_table()
 TAG_ACTIONS: dict[int, str] = {
-    (row[0] << 16) | row[1]: resolve(action, _dictionary_vr((row[0] << 16) | row[1]))
+    (row[0] << 16) | row[1]: resolve(action, dictionary_vr((row[0] << 16) | row[1]))
     for row, action in PROFILE_TABLE.items()
     if len(row) == 2
 }
@@ -257,7 +250,7 @@ def clean(ds: Dataset, uids: UIDMap, *, in_content: bool = False) -> None:
             del ds[tag]
             continue
         action = action_for(tag)
-        if action is None and (element.VR == "UR" or not _dictionary_vr(int(tag))):
+        if action is None and (element.VR == "UR" or not dictionary_vr(int(tag))):
             del ds[tag]
             continue
         if action == "X":

@@ -37,6 +37,14 @@ _INTEGER = re.compile(r"[+-]?[0-9]+\Z")
 _DECIMAL = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?\Z")
 
 
+def dictionary_vr(tag: int) -> str:
+    """The VR the data dictionary gives ``tag``, or "" for a tag it does not know."""
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return ""
+
+
 def text_encoding(specific_character_set: Any) -> str | None:
     """The codec for the text of a data set with this SpecificCharacterSet; None when pydicom's own
     decoding (code extensions, several character sets) is needed."""
@@ -56,12 +64,9 @@ def element_json(raw: RawDataElement, encoding: str) -> dict | None:
     tag = int(raw.tag)
     if value is None or (tag >> 16) % 2 or config.datetime_conversion:
         return None
-    vr = raw.VR
-    if vr is None:
-        try:
-            vr = dictionary_VR(tag)
-        except KeyError:
-            return None
+    vr = raw.VR or dictionary_vr(tag)
+    if not vr:
+        return None
     if not value:
         return {"vr": vr} if vr in _CONVERTED_VRS else None
     if vr in _NUMBERS:

@@ -39,7 +39,6 @@ from django.conf import settings
 from django.db import DataError, IntegrityError, OperationalError, connection, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
-from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -508,7 +507,7 @@ def _walk(fp: BinaryIO, start: int, size: int, transfer_syntax: str) -> _Layout:
         is_sequence = (
             vr == b"SQ"
             or length == UNDEFINED_LENGTH
-            or (here_implicit and group % 2 == 0 and _dictionary_vr(tag) == "SQ")
+            or (here_implicit and group % 2 == 0 and dicomjson.dictionary_vr(tag) == "SQ")
         )
         if is_sequence:
             end = None if length == UNDEFINED_LENGTH else value_start + length
@@ -532,13 +531,6 @@ def _walk(fp: BinaryIO, start: int, size: int, transfer_syntax: str) -> _Layout:
                 f"The file is truncated: element {_tag_name(tag)} declares {length} bytes but only "
                 f"{size - value_start} remain.",
             )
-
-
-def _dictionary_vr(tag: int) -> str:
-    try:
-        return dictionary_VR(tag)
-    except KeyError:
-        return ""
 
 
 def _scan_fragments(fp: BinaryIO, pos: int, size: int, order: str) -> tuple[int, int]:
@@ -706,7 +698,7 @@ def _metadata(ds: Dataset, layout: _Layout, uids: dict[str, str]) -> tuple[dict,
             raw = ds.get_item(tag, keep_deferred=True)
             if isinstance(raw, RawDataElement):
                 if raw.value is None and raw.length > BULK_DATA_THRESHOLD:
-                    vr = raw.VR or _dictionary_vr(int(tag)) or "UN"
+                    vr = raw.VR or dicomjson.dictionary_vr(int(tag)) or "UN"
                     if vr in BULK_VRS:
                         document[key] = {"vr": vr}
                         continue

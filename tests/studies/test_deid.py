@@ -47,7 +47,7 @@ def expected_action(category: str, row: tuple[int, ...]) -> str:
     tag = (row[0] << 16) | row[1]
     if tag in deid.LOCAL_OVERRIDES:
         return deid.LOCAL_OVERRIDES[tag]
-    if category in OPTIONAL_REMOVAL and len(row) == 2 and deid._dictionary_vr(tag) == "SQ":
+    if category in OPTIONAL_REMOVAL and len(row) == 2 and deid.dictionary_vr(tag) == "SQ":
         return "X"
     return RESOLVED[category]
 
