@@ -61,26 +61,28 @@ def get_patient_for_user(user, pk: int) -> Patient:
 
 def grant_access(*, user, study: Study, reason: str, granted_by=None, source: str = "", until=None) -> AccessGrant:
     """Give ``user`` access to ``study`` for ``reason`` (idempotent per user, study, reason, source)."""
-    grant = AccessGrant.objects.active().filter(user=user, study=study, reason=reason, source=source).first()
-    if grant is None:
-        grant = AccessGrant.objects.create(
-            user=user, study=study, reason=reason, source=source, granted_by=granted_by, until=until
-        )
+    (grant,) = grant_access_to_studies(
+        user=user, studies=[study], reason=reason, granted_by=granted_by, source=source, until=until
+    )
     return grant
 
 
-def grant_access_to_studies(*, user, studies: list[Study], reason: str, granted_by=None) -> None:
-    """``grant_access`` for several studies at once: one query for the grants that exist, one insert."""
-    held = set(
-        AccessGrant.objects.active()
-        .filter(user=user, study__in=studies, reason=reason, source="")
-        .values_list("study_id", flat=True)
-    )
-    AccessGrant.objects.bulk_create(
-        AccessGrant(user=user, study=study, reason=reason, source="", granted_by=granted_by)
+def grant_access_to_studies(
+    *, user, studies: list[Study], reason: str, granted_by=None, source: str = "", until=None
+) -> list[AccessGrant]:
+    """``grant_access`` for several studies at once (one query for the grants held, one insert for
+    the rest); the grants, in the order of ``studies``."""
+    held: dict[int, AccessGrant] = {}
+    for grant in AccessGrant.objects.active().filter(user=user, study__in=studies, reason=reason, source=source):
+        held.setdefault(grant.study_id, grant)  # the earliest, as grants are ordered by "since"
+    new = [
+        AccessGrant(user=user, study=study, reason=reason, source=source, granted_by=granted_by, until=until)
         for study in studies
         if study.pk not in held
-    )
+    ]
+    AccessGrant.objects.bulk_create(new)
+    held.update((grant.study_id, grant) for grant in new)
+    return [held[study.pk] for study in studies]
 
 
 def revoke_access(*, user, study: Study, reason: str, source: str = "", by=None) -> int:
