@@ -22,6 +22,8 @@ import sys
 import tempfile
 import time
 
+from bench import harness
+
 P95_TARGET_MS = 50.0
 SURNAMES = ["Smith", "Jones", "Garcia", "Muller", "Rossi", "Dubois", "Nowak", "Silva", "Kim", "Sato", "Novak", "Berg"]
 GIVEN = ["Anna", "Ben", "Carla", "David", "Eva", "Farid", "Greta", "Hugo", "Ines", "Jan", "Kai", "Lena"]
@@ -32,29 +34,6 @@ DESCRIPTIONS = ["Head CT", "Chest CT", "Knee MR", "Brain MR", "Chest X-ray", "Ab
 # Rows per insert: PostgreSQL takes at most 65,535 parameters in one statement.
 BATCH = 1000
 DEFAULT_PG = "postgres://postgres@127.0.0.1:5432/teleconsult_bench_qido"
-
-
-def setup_django(database_url: str | None) -> str:
-    """Django on ``database_url`` (recreated when it is PostgreSQL and reachable), else SQLite."""
-    from bench.harness import scratch_database
-
-    database_url = scratch_database(database_url) if database_url else None
-    data_dir = tempfile.mkdtemp(prefix="bench-qido-")
-    os.environ["TELECONSULT_DATA_DIR"] = data_dir
-    os.environ.setdefault("DEBUG", "1")
-    os.environ["TELECONSULT_MFA_REQUIRED"] = "0"
-    os.environ["DJANGO_SETTINGS_MODULE"] = "teleconsult.settings"
-    if database_url:
-        os.environ["DATABASE_URL"] = database_url
-    else:
-        os.environ.pop("DATABASE_URL", None)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0, interactive=False)
-    return data_dir
 
 
 def populate(count: int):
@@ -211,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         help="a scratch database, recreated (default: PostgreSQL on loopback when reachable, else SQLite)",
     )
     args = parser.parse_args(argv)
-    data_dir = setup_django(args.database_url)
+    data_dir = tempfile.mkdtemp(prefix="bench-qido-")
+    harness.setup_django(data_dir, args.database_url, redis_url=None)
     try:
         from django.db import connection
 
