@@ -40,7 +40,7 @@ def make_ct_series(directory: Path, slices: int, size: int = 512) -> list[Path]:
     import numpy as np
     from pydicom.uid import CTImageStorage, generate_uid
 
-    from tests.studies.dicom_factory import base_dataset
+    from tests.studies.dicom_factory import base_dataset, set_ct_pixels
 
     directory.mkdir(parents=True, exist_ok=True)
     study_uid, series_uid, frame_uid = generate_uid(), generate_uid(), generate_uid()
@@ -62,7 +62,6 @@ def make_ct_series(directory: Path, slices: int, size: int = 512) -> list[Path]:
         disc = (x - c) ** 2 + (y - c + (t - 0.5) * 0.2 * size) ** 2 <= (0.04 * size) ** 2
         hu[disc] = 150
         hu += rng.normal(0, 8, size=(size, size)).astype(np.float32)
-        stored = np.clip(np.round(hu + 1024), -32768, 32767).astype(np.int16)
 
         ds = base_dataset(
             CTImageStorage,
@@ -87,18 +86,7 @@ def make_ct_series(directory: Path, slices: int, size: int = 512) -> list[Path]:
         ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
         ds.SliceThickness = 1.0
         ds.PixelSpacing = [spacing, spacing]
-        ds.Rows = ds.Columns = size
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.BitsAllocated = 16
-        ds.BitsStored = 16
-        ds.HighBit = 15
-        ds.PixelRepresentation = 1
-        ds.RescaleIntercept = -1024
-        ds.RescaleSlope = 1
-        ds.WindowCenter = 40
-        ds.WindowWidth = 400
-        ds.PixelData = stored.tobytes()
+        set_ct_pixels(ds, hu)
         path = directory / f"slice{i + 1:03d}.dcm"
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)

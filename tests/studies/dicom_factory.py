@@ -88,6 +88,22 @@ def dataset(
     return ds
 
 
+def set_ct_pixels(ds: Dataset, hu: np.ndarray) -> None:
+    """Give ``ds`` signed 16-bit CT pixels for the Hounsfield units ``hu`` (rows x columns), stored
+    with rescale intercept -1024 and a 40/400 soft-tissue window."""
+    ds.Rows, ds.Columns = hu.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 1
+    ds.RescaleIntercept = -1024
+    ds.RescaleSlope = 1
+    ds.WindowCenter = 40
+    ds.WindowWidth = 400
+    ds.PixelData = np.clip(np.round(hu + 1024), -32768, 32767).astype(np.int16).tobytes()
+
+
 def to_bytes(ds: Dataset, path: str | os.PathLike | None = None, *, preamble: bytes | None = None) -> bytes:
     """Encode ``ds`` as a PS3.10 file (with file meta filled in from the data set)."""
     meta = ds.file_meta

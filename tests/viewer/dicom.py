@@ -14,7 +14,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from tests.studies.dicom_factory import base_dataset
+from tests.studies.dicom_factory import base_dataset, set_ct_pixels
 
 BAR = {"x0": 28, "x1": 228, "y": 32}  # 200 px long
 DISC = {"cx": 128, "cy": 128, "r": 40, "hu": 60}
@@ -56,17 +56,7 @@ def ct_slices(study_uid: str, count: int = 3, size: int = 256) -> list[Dataset]:
         ds.ImagePositionPatient = [0, 0, float(i)]
         ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
         ds.PixelSpacing = [CT_SPACING, CT_SPACING]
-        ds.Rows = ds.Columns = size
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.BitsAllocated = ds.BitsStored = 16
-        ds.HighBit = 15
-        ds.PixelRepresentation = 1
-        ds.RescaleIntercept = -1024
-        ds.RescaleSlope = 1
-        ds.WindowCenter = 40
-        ds.WindowWidth = 400
-        ds.PixelData = (hu + 1024).astype(np.int16).tobytes()
+        set_ct_pixels(ds, hu)
         slices.append(ds)
     return slices
 
