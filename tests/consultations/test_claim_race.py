@@ -3,39 +3,25 @@ PostgreSQL with separate connections: exactly one wins, the other gets 409 namin
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from django.db import connection
 
 from consultations import actions
 from consultations.models import ConsultRequest, State
 from studies.models import AccessGrant
+from tests.concurrency import run_together
 from tests.factories import ConsultFactory, SpecialistFactory, UserFactory, make_study
 
 
 def _accept_at_once(consult_pk: int, users) -> list:
     from rest_framework.test import APIClient
 
-    barrier = threading.Barrier(len(users))
-    results: list = [None] * len(users)
-
-    def run(index: int, user) -> None:
+    def accept(user) -> tuple[int, dict]:
         client = APIClient()
         client.force_authenticate(user=user)
-        try:
-            barrier.wait(timeout=10)
-            response = client.post(f"/api/v1/consults/{consult_pk}/accept/")
-            results[index] = (response.status_code, response.json())
-        finally:
-            connection.close()
+        response = client.post(f"/api/v1/consults/{consult_pk}/accept/")
+        return response.status_code, response.json()
 
-    threads = [threading.Thread(target=run, args=(i, u)) for i, u in enumerate(users)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    return results
+    return run_together([lambda user=user: accept(user) for user in users])
 
 
 @pytest.mark.django_db(transaction=True)

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import io
 import struct
-import threading
 import tracemalloc
 
 import pytest
-from django.db import connection
 from pydicom.uid import generate_uid
 
 from studies.ingest import ingest_file
 from studies.models import Instance, Series, Study
 from studies.permissions import can_view_study
+from tests.concurrency import run_together
 from tests.studies import dicom_factory as f
 
 
@@ -21,30 +20,6 @@ from tests.studies import dicom_factory as f
 def media(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     return settings.MEDIA_ROOT
-
-
-def run_together(jobs) -> list:
-    """Run the callables in threads released at the same moment; their results in order."""
-    barrier = threading.Barrier(len(jobs))
-    results: list = [None] * len(jobs)
-    errors: list = []
-
-    def worker(index, job):
-        try:
-            barrier.wait()
-            results[index] = job()
-        except Exception as exc:  # surfaced by the assertion below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i, job)) for i, job in enumerate(jobs)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
-    return results
 
 
 @pytest.mark.django_db(transaction=True)

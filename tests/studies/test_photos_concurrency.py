@@ -11,8 +11,8 @@ from pydicom.uid import generate_uid
 from studies import photos
 from studies.ingest import ingest_file
 from studies.models import Instance, Series, Study
+from tests.concurrency import run_together
 from tests.studies import dicom_factory as f
-from tests.studies.test_ingest_concurrency import run_together
 from tests.studies.test_photos import MINIMAL_PDF, jpeg_with_exif
 
 
