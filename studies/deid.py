@@ -55,7 +55,7 @@ from pydicom.tag import BaseTag
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 from .dicomjson import dictionary_vr
-from .downloads import CHUNK, _Sink, series_folder
+from .downloads import CHUNK, _Sink, series_folder, study_instances
 from .models import Instance, Study
 
 logger = logging.getLogger(__name__)
@@ -320,15 +320,6 @@ class CopyReport:
     unreadable: list[str] = field(default_factory=list)
 
 
-def _instances(study: Study):
-    return (
-        Instance.objects.filter(series__study=study)
-        .select_related("series")
-        .defer("metadata")
-        .order_by("series__series_number", "series_id", "instance_number", "pk")
-    )
-
-
 def _read(instance: Instance) -> Dataset | None:
     try:
         with instance.file.storage.open(instance.file.name, "rb") as source:
@@ -341,7 +332,7 @@ def deidentified_files(study: Study, *, include_flagged: bool, report: CopyRepor
     """(name in the copy, file bytes) for each instance of ``study`` that goes into the copy."""
     uids = UIDMap()
     series_folders: dict[int, str] = {}
-    for position, instance in enumerate(_instances(study), start=1):
+    for position, instance in enumerate(study_instances(study), start=1):
         folder = series_folders.setdefault(
             instance.series_id, series_folder(f"{len(series_folders) + 1:03d}", instance.series.modality)
         )

@@ -46,7 +46,8 @@ class _Sink:
         return data
 
 
-def _instances(study: Study):
+def study_instances(study: Study):
+    """The study's instances in download order (series, then instance number), metadata left out."""
     return (
         Instance.objects.filter(series__study=study)
         .select_related("series")
@@ -57,7 +58,7 @@ def _instances(study: Study):
 
 def _member_names(study: Study) -> list[tuple[Instance, str]]:
     names = []
-    for instance in _instances(study):
+    for instance in study_instances(study):
         series = instance.series
         series_number = series.series_number if series.series_number is not None else series.pk
         folder = series_folder(series_number, series.modality)
