@@ -4,7 +4,8 @@ Ingest stores every header as DICOM JSON. pydicom's way there (convert the raw e
 ``DataElement``, validate it, then ``to_json_dict``) is most of the cost of ingesting a file, and
 most elements are plain: a UID, a code string, a number or a short text in the default or a
 single-byte/UTF-8 character set. ``element_json`` converts those itself and answers None for
-anything pydicom must decide (sequences, binary and ambiguous VRs, private and unknown tags, other
+anything pydicom must decide (sequences, binary and ambiguous VRs, private tags of implicit VR,
+unknown tags, other
 character sets, escape sequences, values that are empty among others, blanks around a UID or
 code, NULs inside a value, numbers that are not valid or not finite), so the caller falls back to
 pydicom. ``tests/studies/test_dicomjson.py`` checks that the result is pydicom's, element for
@@ -28,7 +29,7 @@ from pydicom.dataelem import RawDataElement
 
 # SpecificCharacterSet values whose text decodes with one Python codec, as pydicom decodes it.
 _CHARSETS = {"": default_encoding, "ISO_IR 6": default_encoding, "ISO_IR 100": "latin_1", "ISO_IR 192": "UTF8"}
-_ASCII_VRS = {"CS", "DA", "DT", "TM", "UI"}
+_ASCII_VRS = {"AS", "CS", "DA", "DT", "TM", "UI"}
 _SPLIT_TEXT_VRS = {"SH", "LO", "UC"}
 _SINGLE_TEXT_VRS = {"LT", "ST", "UT"}
 _NUMBERS = {"US": "H", "UL": "L", "SS": "h", "SL": "l", "FL": "f", "FD": "d", "SV": "q", "UV": "Q"}
@@ -62,8 +63,10 @@ def element_json(raw: RawDataElement, encoding: str) -> dict | None:
     """The DICOM JSON of ``raw`` as pydicom would give it, or None when pydicom must convert it."""
     value = raw.value
     tag = int(raw.tag)
-    if value is None or (tag >> 16) % 2 or config.datetime_conversion:
+    if value is None or config.datetime_conversion:
         return None
+    if (tag >> 16) % 2 and raw.VR in (None, "UN"):
+        return None  # a private element of implicit or unknown VR: pydicom knows the private dictionaries
     vr = raw.VR or dictionary_vr(tag)
     if not vr:
         return None
@@ -123,7 +126,7 @@ def _decimal_strings(vr: str, text: str) -> dict | None:
 
 def _numbers(vr: str, value: bytes, little_endian: bool) -> dict | None:
     code = _NUMBERS[vr]
-    size = struct.calcsize(code)
+    size = struct.calcsize(f"<{code}")  # standard sizes: natively, "l" is 8 bytes
     if len(value) % size:
         return None
     numbers = struct.unpack(f"{'<' if little_endian else '>'}{len(value) // size}{code}", value)

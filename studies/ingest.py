@@ -43,6 +43,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.pixels.utils import get_expected_length
+from pydicom.tag import BaseTag
 from pydicom.uid import UID
 from pydicom.valuerep import VR
 
@@ -696,22 +697,14 @@ def _metadata(ds: Dataset, layout: _Layout, uids: dict[str, str]) -> tuple[dict,
         for tag in list(ds.keys()):
             key = f"{int(tag):08X}"
             raw = ds.get_item(tag, keep_deferred=True)
-            if isinstance(raw, RawDataElement):
-                if raw.value is None and raw.length > BULK_DATA_THRESHOLD:
-                    vr = raw.VR or dicomjson.dictionary_vr(int(tag)) or "UN"
-                    if vr in BULK_VRS:
-                        document[key] = {"vr": vr}
-                        continue
-                direct = None if encoding is None else dicomjson.element_json(raw, encoding)
-                if direct is not None:
-                    document[key] = direct
+            if isinstance(raw, RawDataElement) and raw.value is None and raw.length > BULK_DATA_THRESHOLD:
+                vr = raw.VR or dicomjson.dictionary_vr(int(tag)) or "UN"
+                if vr in BULK_VRS:
+                    document[key] = {"vr": vr}
                     continue
             marked.clear()
             try:
-                converted = ds[tag].to_json_dict(mark_bulk, BULK_DATA_THRESHOLD)
-                if not dicomjson.storable(converted):
-                    left_out.append(_tag_name(int(tag)))
-                    continue
+                converted = _element_json(ds, tag, encoding, mark_bulk)
                 document[key] = _strip_bulk_marks(converted) if marked else converted
             except RecursionError:
                 raise
@@ -725,6 +718,37 @@ def _metadata(ds: Dataset, layout: _Layout, uids: dict[str, str]) -> tuple[dict,
         document[f"{layout.pixel_tag:08X}"] = {"vr": layout.pixel_vr or "OW"}
     notes = [f"invalid values left out of the metadata: {', '.join(left_out[:10])}"] if left_out else []
     return dict(sorted(document.items())), notes
+
+
+def _element_json(ds: Dataset, tag: BaseTag, encoding: str | None, mark_bulk) -> dict:
+    """One element of ``ds`` as DICOM JSON: plain elements straight from their bytes, the items of
+    a sequence element by element the same way (with their own character set when they name one),
+    anything else by pydicom. An element pydicom cannot convert raises, whatever its depth, so the
+    caller leaves out the whole top-level element, as pydicom's own conversion would fail it. So
+    does a value pydicom accepts but a JSON column cannot hold (the direct way never gives one)."""
+    raw = ds.get_item(tag, keep_deferred=True)
+    if encoding is not None and isinstance(raw, RawDataElement) and raw.value is not None:
+        direct = dicomjson.element_json(raw, encoding)
+        if direct is not None:
+            return direct
+        if not (int(tag) >> 16) % 2 and (raw.VR or dicomjson.dictionary_vr(int(tag))) == "SQ":
+            return {"vr": "SQ", "Value": [_item_json(item, encoding, mark_bulk) for item in ds[tag].value]}
+    converted = ds[tag].to_json_dict(mark_bulk, BULK_DATA_THRESHOLD)
+    if not dicomjson.storable(converted):
+        raise ValueError("a value pydicom accepts but a JSON column cannot hold (NaN, infinity, a NUL)")
+    return converted
+
+
+def _item_json(item: Dataset, encoding: str | None, mark_bulk) -> dict:
+    if 0x00080005 in item:
+        # An item naming its own character set: its text is decoded with it (pydicom's rule, which
+        # falls back to the enclosing data set's when the value is empty).
+        try:
+            own = item[0x00080005].value
+            encoding = dicomjson.text_encoding(own) if own else encoding
+        except Exception:
+            encoding = None
+    return {f"{int(tag):08X}": _element_json(item, tag, encoding, mark_bulk) for tag in list(item.keys())}
 
 
 def _instance_fields(ds: Dataset, layout: _Layout, transfer_syntax: str) -> dict:

@@ -13,7 +13,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.tag import Tag
 
 from bench import corpus
-from studies.dicomjson import element_json, text_encoding
+from studies.dicomjson import dictionary_vr, element_json, text_encoding
 
 
 def _read(path):
@@ -58,6 +58,70 @@ def test_every_converted_element_of_the_corpus_matches_pydicom():
     assert converted > 9_000  # most of the corpus's elements take the direct way
 
 
+def _pydicom_with_bulk(ds, tag):
+    from studies.ingest import BULK_DATA_THRESHOLD, _strip_bulk_marks
+
+    try:
+        return _strip_bulk_marks(ds[tag].to_json_dict(lambda element: "teleconsult:bulk", BULK_DATA_THRESHOLD))
+    except Exception:  # noqa: BLE001 (an invalid value anywhere inside: the whole element is left out)
+        return "invalid"
+
+
+def _ours(ds, tag, encoding):
+    from studies.ingest import _element_json, _strip_bulk_marks
+
+    try:
+        return _strip_bulk_marks(_element_json(ds, tag, encoding, lambda element: "teleconsult:bulk"))
+    except Exception:  # noqa: BLE001
+        return "invalid"
+
+
+def test_every_sequence_of_the_corpus_converts_as_pydicom_converts_it():
+    """Sequences are converted item by item, element by element, the same way as the top level."""
+    sequences = items = 0
+    mismatches = []
+    for path in [*corpus.source_files(), *map(Path, get_charset_files("*.dcm"))]:
+        fast_ds, slow_ds = _read(path), _read(path)
+        if fast_ds is None:
+            continue
+        encoding = text_encoding(fast_ds.get("SpecificCharacterSet"))
+        for tag in list(fast_ds.keys()):
+            raw_element = fast_ds.get_item(tag, keep_deferred=True)
+            if not isinstance(raw_element, RawDataElement) or (raw_element.VR or dictionary_vr(tag)) != "SQ":
+                continue
+            fast, slow = _ours(fast_ds, tag, encoding), _pydicom_with_bulk(slow_ds, tag)
+            sequences += 1
+            items += len(slow["Value"]) if isinstance(slow, dict) else 0
+            if fast != slow:
+                mismatches.append((path.name, str(Tag(tag))))
+
+    assert mismatches == []
+    assert sequences > 100
+    assert items > 400
+
+
+def test_an_item_with_its_own_character_set_is_decoded_with_it():
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    item = Dataset()
+    item.SpecificCharacterSet = "ISO_IR 100"
+    item.add_new(0x00081030, "LO", "Caf\xe9".encode("latin_1"))
+    plain = Dataset()
+    plain.add_new(0x00081030, "LO", "Caf\xc3\xa9")
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.ReferencedStudySequence = Sequence([item, plain])
+    buffer = io.BytesIO()
+    ds.save_as(buffer, implicit_vr=False, little_endian=True)
+    read = dcmread(io.BytesIO(buffer.getvalue()), force=True)
+
+    converted = _ours(read, 0x00081110, "UTF8")
+
+    assert converted["Value"][0]["00081030"] == {"vr": "LO", "Value": ["Caf\xe9"]}
+    assert converted == _pydicom_with_bulk(dcmread(io.BytesIO(buffer.getvalue()), force=True), 0x00081110)
+
+
 def raw(tag: int, vr: str | None, value: bytes, *, little_endian: bool = True) -> RawDataElement:
     return RawDataElement(Tag(tag), vr, len(value), value, 0, vr is None, little_endian)
 
@@ -74,6 +138,10 @@ def raw(tag: int, vr: str | None, value: bytes, *, little_endian: bool = True) -
         (raw(0x00280030, "DS", b"0.5\\0.25"), {"vr": "DS", "Value": [0.5, 0.25]}),
         (raw(0x00280010, "US", struct.pack("<H", 512)), {"vr": "US", "Value": [512]}),
         (raw(0x00280010, "US", struct.pack(">H", 512), little_endian=False), {"vr": "US", "Value": [512]}),
+        (raw(0x00280010, "UL", struct.pack("<2L", 7, 2**32 - 1)), {"vr": "UL", "Value": [7, 2**32 - 1]}),
+        (raw(0x00189219, "SL", struct.pack("<l", -5)), {"vr": "SL", "Value": [-5]}),
+        (raw(0x00191001, "SL", struct.pack("<l", -5)), {"vr": "SL", "Value": [-5]}),  # private, explicit VR
+        (raw(0x00101010, "AS", b"045Y"), {"vr": "AS", "Value": ["045Y"]}),
         (raw(0x00181050, "DS", b""), {"vr": "DS"}),
         (raw(0x00081030, "LO", b""), {"vr": "LO"}),
         (raw(0x00280010, "US", b""), {"vr": "US"}),
@@ -87,7 +155,8 @@ def test_plain_elements_are_converted(element, expected):
 @pytest.mark.parametrize(
     "element",
     [
-        raw(0x00091001, "LO", b"private"),  # private: pydicom knows the private dictionaries
+        raw(0x00091001, None, b"private"),  # private, implicit VR: pydicom knows the private dictionaries
+        raw(0x00091001, "UN", b"private"),
         raw(0x00200013, "IS", b"twelve"),  # invalid: pydicom decides (and ingest leaves it out)
         raw(0x00280030, "DS", b"0,5"),
         raw(0x00100010, "PN", b"Doe^Jane=\xe5\xb1\xb1\xe7\x94\xb0"),  # several component groups
