@@ -727,11 +727,14 @@ def _element_json(ds: Dataset, tag: BaseTag, encoding: str | None, mark_bulk) ->
     caller leaves out the whole top-level element, as pydicom's own conversion would fail it. So
     does a value pydicom accepts but a JSON column cannot hold (the direct way never gives one)."""
     raw = ds.get_item(tag, keep_deferred=True)
-    if encoding is not None and isinstance(raw, RawDataElement) and raw.value is not None:
-        direct = dicomjson.element_json(raw, encoding)
-        if direct is not None:
-            return direct
-        if not (int(tag) >> 16) % 2 and (raw.VR or dicomjson.dictionary_vr(int(tag))) == "SQ":
+    if encoding is not None:
+        if isinstance(raw, RawDataElement):
+            direct = dicomjson.element_json(raw, encoding)  # None for a deferred value, read below
+            if direct is not None:
+                return direct
+        # A sequence, raw or already read (by the checks before this), is converted item by item.
+        private = (int(tag) >> 16) % 2
+        if raw.VR == "SQ" or (not private and not raw.VR and dicomjson.dictionary_vr(int(tag)) == "SQ"):
             return {"vr": "SQ", "Value": [_item_json(item, encoding, mark_bulk) for item in ds[tag].value]}
     converted = ds[tag].to_json_dict(mark_bulk, BULK_DATA_THRESHOLD)
     if not dicomjson.storable(converted):
