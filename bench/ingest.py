@@ -62,10 +62,11 @@ def stow(url: str, batches: list[list[bytes]], headers: dict[str, str]) -> dict:
     stored = failed = 0
     statuses: dict[int, int] = {}
     session = requests.Session()
-    # One search and one store first, on both servers, so start-up work (connections, lazy imports
-    # on the first store) is not timed: the figure is the steady rate of a running server.
+    # One search and one store of two instances first, on both servers, so start-up work
+    # (connections, lazy imports, checking processes starting) is not timed: the figure is the
+    # steady rate of a running server.
     session.get(url, headers={**headers, "Accept": "application/dicom+json"}, timeout=60)
-    body, content_type = multipart([warm_up_instance()])
+    body, content_type = multipart([warm_up_instance(), warm_up_instance()])
     session.post(url, data=body, headers={**headers, "Content-Type": content_type}, timeout=60)
     began = time.perf_counter()
     for batch in batches:
@@ -100,7 +101,9 @@ def start_ours(args, data_dir: str):
         redis_url=args.redis_url,
         secret_key=secrets.token_urlsafe(50),
     )
-    return factory, factory.daphne(), token, database_url
+    # Checking processes as configured, else the production default (one per core, up to 4).
+    server = factory.daphne(TELECONSULT_INGEST_PROCESSES=os.environ.get("TELECONSULT_INGEST_PROCESSES"))
+    return factory, server, token, database_url
 
 
 def report(label: str, result: dict, count: int, megabytes: float) -> float:

@@ -26,7 +26,7 @@ from accounts.authentication import BearerlessTokenAuthentication
 
 from . import audit
 from . import dicomweb as dw
-from .ingest import IngestBatch, ingest_file
+from .ingest import IngestBatch, ingest_paths
 from .models import Instance, Series, Study
 from .permissions import get_instance_for_user, get_series_for_user, get_study_for_user, visible_studies
 from .rendering import NotAnImage, RenderError, fit_within, middle_frame, read_header, render_frame
@@ -555,8 +555,7 @@ def _store(request: HttpRequest, user, study_uid: str | None = None) -> HttpResp
             accepted.append((name, part))
         # The whole request is one batch: its rows are written together and committed once.
         with IngestBatch(user) as batch:
-            for name, part in accepted:
-                results.append(ingest_file(part.path, filename=name, user=user, study_uid=study_uid, batch=batch))
+            results += ingest_paths([(name, part.path) for name, part in accepted], batch=batch, study_uid=study_uid)
     status, dataset = dw.stow_response(results, urls.instance, urls.study)
     return HttpResponse(json.dumps(dataset, separators=(",", ":")), status=status, content_type=dw.DICOM_JSON)
 

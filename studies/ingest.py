@@ -22,18 +22,23 @@ import datetime as dt
 import functools
 import hashlib
 import logging
+import multiprocessing
 import operator
 import os
 import re
 import stat
 import struct
 import tempfile
+import threading
 import zipfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from typing import Any, BinaryIO
 
+import django
 import pydicom
 from django.conf import settings
 from django.db import DataError, IntegrityError, OperationalError, connection, transaction
@@ -160,15 +165,47 @@ def ingest_file(
     if batch is None:
         with IngestBatch(user, grant=grant) as single:
             return ingest_file(source, filename=filename, user=user, study_uid=study_uid, batch=single)
+    return batch.add(_checked(source, filename, study_uid, _Limits.from_settings()))
+
+
+def ingest_paths(
+    files: Sequence[tuple[str, str]], *, batch: IngestBatch, study_uid: str | None = None
+) -> list[IngestResult]:
+    """``ingest_file`` for several files given as (name, path), checked side by side.
+
+    With ``TELECONSULT_INGEST_PROCESSES`` above 1, the files are checked, read and staged on that
+    many checking processes (Python reads a header on one core at a time), and handed to ``batch``
+    in order; the rows are written by this process as ever. One result per file, in order.
+    """
+    limits = _Limits.from_settings()
+    pool = _checking_pool() if len(files) > 1 else None
     try:
-        with _opened(source) as fp:
-            return _ingest(fp, filename=filename, batch=batch, study_uid=study_uid)
-    except IngestRefusedError as exc:
-        return IngestResult(filename=filename, status=REFUSED, code=exc.code, reason=exc.reason, **exc.uids)
-    except OSError as exc:
-        return IngestResult(
-            filename=filename, status=REFUSED, code="unreadable", reason=f"The file could not be read: {exc}"
-        )
+        futures = [pool.submit(_checked, path, name, study_uid, limits) for name, path in files] if pool else []
+    except BrokenProcessPool:
+        # The pool lost a process since its last upload: a new one serves the next upload.
+        _discard_checking_pool(pool)
+        futures = []
+    if not futures:
+        return [batch.add(_checked(path, name, study_uid, limits)) for name, path in files]
+    results: list[IngestResult] = []
+    try:
+        for (name, path), future in zip(files, futures, strict=True):
+            try:
+                outcome = future.result()
+            except BrokenProcessPool:
+                # A checking process died (killed, out of memory): this file and the rest are
+                # checked here instead, and a new pool is started for the next request.
+                _discard_checking_pool(pool)
+                outcome = _checked(path, name, study_uid, limits)
+            results.append(batch.add(outcome))
+    finally:
+        for future in futures[len(results) :]:
+            # Checks that will not be handed to the batch (an error above): their staged files go.
+            with contextlib.suppress(BaseException):
+                outcome = future.result() if not future.cancel() else None
+                if isinstance(outcome, _Pending):
+                    outcome.staged.discard()
+    return results
 
 
 def ingest_files(files: Iterable[tuple[str, Any]], *, user, study_uid: str | None = None) -> list[IngestResult]:
@@ -253,13 +290,41 @@ def _human(size: int) -> str:
     return f"{value:.1f} GB"
 
 
-def _ingest(fp: BinaryIO, *, filename: str, batch: IngestBatch, study_uid: str | None) -> IngestResult:
+def _checked(source, filename: str, study_uid: str | None, limits: _Limits) -> _Pending | IngestResult:
+    """A file checked and staged, or its refusal. Runs here or on a checking process alike."""
+    try:
+        with _opened(source) as fp:
+            return _check(fp, filename=filename, study_uid=study_uid, limits=limits)
+    except IngestRefusedError as exc:
+        return IngestResult(filename=filename, status=REFUSED, code=exc.code, reason=exc.reason, **exc.uids)
+    except OSError as exc:
+        return IngestResult(
+            filename=filename, status=REFUSED, code="unreadable", reason=f"The file could not be read: {exc}"
+        )
+
+
+@dataclass(frozen=True)
+class _Limits:
+    """What checking a file needs from the settings, handed to checking processes explicitly."""
+
+    max_file_size: int
+    staging_dir: str | None
+
+    @classmethod
+    def from_settings(cls) -> _Limits:
+        return cls(settings.TELECONSULT_MAX_FILE_SIZE, storage.staging_dir())
+
+
+def _check(fp: BinaryIO, *, filename: str, study_uid: str | None, limits: _Limits) -> _Pending:
+    """Check one file, read its header and stage it; raises IngestRefusedError with the reason.
+
+    Reads nothing but the file and ``limits``, so it runs the same on a checking process."""
     size = _size_of(fp)
     if size == 0:
         raise IngestRefusedError("empty", "The file is empty (0 bytes).")
-    if size > settings.TELECONSULT_MAX_FILE_SIZE:
+    if size > limits.max_file_size:
         raise IngestRefusedError(
-            "too_large", f"The file is {_human(size)}, over the limit of {_human(settings.TELECONSULT_MAX_FILE_SIZE)}."
+            "too_large", f"The file is {_human(size)}, over the limit of {_human(limits.max_file_size)}."
         )
     if os.path.basename(filename.replace("\\", "/")).upper() == "DICOMDIR":
         raise IngestRefusedError(
@@ -308,9 +373,8 @@ def _ingest(fp: BinaryIO, *, filename: str, batch: IngestBatch, study_uid: str |
     if read_warnings:
         result.coerced = True
         result.reason = "Stored; the file does not fully conform: " + "; ".join(read_warnings)
-    staged = storage.stage_with_zeroed_preamble(fp)
-    batch.add(_Pending(result, uids, fields, metadata, patient, study, series, staged))
-    return result
+    staged = storage.stage_with_zeroed_preamble(fp, limits.staging_dir)
+    return _Pending(result, uids, fields, metadata, patient, study, series, staged)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -963,8 +1027,12 @@ class IngestBatch:
         else:
             self._end(exc_type, exc, tb)
 
-    def add(self, pending: _Pending) -> None:
-        self._pending.append(pending)
+    def add(self, checked: _Pending | IngestResult) -> IngestResult:
+        """Take a checked file (its rows are written at commit); its result, final once committed."""
+        if isinstance(checked, IngestResult):
+            return checked
+        self._pending.append(checked)
+        return checked.result
 
     def _begin(self) -> None:
         self._studies: dict[str, Study] = {}  # locked in this transaction
@@ -1280,6 +1348,51 @@ def _queue_renders(instance_pks: list[int]) -> None:
             logger.exception("ingest: thumbnails of %d stored instances not queued now", len(instance_pks))
 
     transaction.on_commit(queue)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking processes
+
+_pool_lock = threading.Lock()
+_pool: ProcessPoolExecutor | None = None
+_pool_owner = 0  # the pid that started _pool: a forked child starts its own
+
+
+def _checking_pool() -> ProcessPoolExecutor | None:
+    """This process's pool of checking processes, started on first use; None when checking here."""
+    global _pool, _pool_owner
+    workers = settings.TELECONSULT_INGEST_PROCESSES
+    if workers < 2:
+        return None
+    with _pool_lock:
+        if _pool is None or _pool_owner != os.getpid() or _pool._max_workers != workers:
+            # Started from a fresh interpreter (forkserver), not forked from this one: a server
+            # process has threads, and a fork copies their locks in whatever state they are.
+            _pool = ProcessPoolExecutor(
+                max_workers=workers, mp_context=multiprocessing.get_context("forkserver"), initializer=django.setup
+            )
+            _pool_owner = os.getpid()
+        return _pool
+
+
+def start_checking_processes() -> None:
+    """Start the checking processes now (at server start) rather than on the first upload."""
+    pool = _checking_pool()
+    if pool is not None:
+        for _ in range(settings.TELECONSULT_INGEST_PROCESSES):
+            pool.submit(_ready)
+
+
+def _ready() -> None:
+    """Run on each checking process at start: unpickling it imports this module (and pydicom)."""
+
+
+def _discard_checking_pool(pool: ProcessPoolExecutor) -> None:
+    global _pool
+    with _pool_lock:
+        if _pool is pool:
+            _pool = None
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 # ---------------------------------------------------------------------------------------------

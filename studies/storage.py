@@ -56,7 +56,8 @@ class StagedFile(File):
             os.unlink(self.path)
 
 
-def _staging_dir() -> str | None:
+def staging_dir() -> str | None:
+    """Where files are staged: beside the media root with FileSystemStorage, else the temp dir."""
     if isinstance(default_storage, FileSystemStorage):
         path = os.path.join(default_storage.location, ".incoming")
         os.makedirs(path, exist_ok=True)
@@ -64,11 +65,12 @@ def _staging_dir() -> str | None:
     return None
 
 
-def stage_with_zeroed_preamble(fp: BinaryIO) -> StagedFile:
-    """Copy ``fp`` (a PS3.10 file) to a temporary file with its preamble zeroed, hashing as it goes."""
+def stage_with_zeroed_preamble(fp: BinaryIO, directory: str | None) -> StagedFile:
+    """Copy ``fp`` (a PS3.10 file) to a temporary file in ``directory`` (``staging_dir()``, or None
+    for the temp dir) with its preamble zeroed, hashing as it goes."""
     digest = hashlib.sha256()
     size = 0
-    fd, path = tempfile.mkstemp(prefix="ingest-", suffix=".dcm", dir=_staging_dir())
+    fd, path = tempfile.mkstemp(prefix="ingest-", suffix=".dcm", dir=directory)
     try:
         with os.fdopen(fd, "wb") as out:
             fp.seek(PREAMBLE_SIZE)

@@ -11,6 +11,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator, OriginValidator  # noqa: E402
 
 from accounts.websocket import TokenOrSessionAuthMiddleware  # noqa: E402
+from studies import ingest  # noqa: E402
 from teleconsult.routing import websocket_urlpatterns  # noqa: E402
 
 
@@ -29,6 +30,9 @@ class BrowserOriginValidator(OriginValidator):
             return await self.application(scope, receive, send)
         return await super().__call__(scope, receive, send)
 
+
+# The processes that check uploaded files start with the server, not on its first upload.
+ingest.start_checking_processes()
 
 application = ProtocolTypeRouter(
     {

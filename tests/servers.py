@@ -283,6 +283,8 @@ class ServiceEnvironment:
             EMAIL_BACKEND=FILE_BACKEND,
             EMAIL_FILE_PATH=str(self.outbox.path),
             LOG_LEVEL="WARNING",
+            # Uploads are checked in the daphne itself unless a test asks for checking processes.
+            TELECONSULT_INGEST_PROCESSES="0",
         )
         if self.redis_url:
             env.update(

@@ -14,6 +14,9 @@ STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticF
 # Unit tests run background work in-process and keep throttling counters and channel groups per
 # test process; tests/integration starts real workers and daphne processes on REDIS_URL instead.
 CELERY_TASK_ALWAYS_EAGER = True
+# Files are checked in the test process; tests/studies/test_ingest_processes.py turns the checking
+# processes on, and the daphnes of tests/integration and tests/e2e run with the default.
+TELECONSULT_INGEST_PROCESSES = 0
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"

@@ -116,7 +116,8 @@ def test_instances_stored_over_stow_get_thumbnails_from_a_real_celery_worker(
     from tests.studies import dicom_factory
 
     worker = celery_worker_factory(wait=False)
-    server = daphne_factory()
+    # The daphne checks the files on two checking processes, as a production server does.
+    server = daphne_factory(TELECONSULT_INGEST_PROCESSES="2")
     user = live_user(email="stow@example.com")
     token = requests.post(
         f"{server.url}/api/v1/auth/token/", json={"email": user.email, "password": password}, timeout=30
@@ -132,6 +133,7 @@ def test_instances_stored_over_stow_get_thumbnails_from_a_real_celery_worker(
     )
 
     assert answer.status_code == 200, answer.text[:500]
+    assert len(answer.json()["00081199"]["Value"]) == 3
     deadline = time.monotonic() + 60
     while Instance.objects.filter(status=Instance.Status.PENDING).exists() and time.monotonic() < deadline:
         time.sleep(0.2)

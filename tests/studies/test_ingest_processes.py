@@ -1,0 +1,146 @@
+"""Checking processes: the files of one upload checked side by side, with the same results as here."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+from django.db import transaction
+
+from studies import ingest
+from studies.ingest import IngestBatch, ingest_paths
+from studies.models import Instance
+from tests.studies import dicom_factory
+
+
+@pytest.fixture
+def processes(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.TELECONSULT_INGEST_PROCESSES = 2
+    yield
+    if ingest._pool is not None:
+        ingest._discard_checking_pool(ingest._pool)
+
+
+def _files(tmp_path) -> list[tuple[str, str]]:
+    makers = {
+        "ct.dcm": dicom_factory.make_ct,
+        "mr.dcm": dicom_factory.make_mr,
+        "multiframe.dcm": dicom_factory.make_multiframe,
+        "sr.dcm": dicom_factory.make_sr,
+        "truncated.dcm": dicom_factory.make_truncated,
+        "mismatch.dcm": dicom_factory.make_dimensions_mismatch,
+        "random.dcm": dicom_factory.make_random_after_dicm,
+        "nested.dcm": lambda path: dicom_factory.make_nested(400, path),
+    }
+    files = []
+    for name, make in makers.items():
+        make(tmp_path / name)
+        files.append((name, str(tmp_path / name)))
+    (tmp_path / "empty.dcm").write_bytes(b"")
+    (tmp_path / "text.dcm").write_bytes(b"not a DICOM file at all" * 20)
+    return [*files, ("empty.dcm", str(tmp_path / "empty.dcm")), ("text.dcm", str(tmp_path / "text.dcm"))]
+
+
+def _stored(results) -> list[tuple]:
+    rows = {row.sop_instance_uid: row for row in Instance.objects.all()}
+    summary = []
+    for result in results:
+        row = rows.get(result.sop_instance_uid) if result.status == "stored" else None
+        fields = (row.metadata, row.rows, row.columns, row.number_of_frames, row.sha256) if row else None
+        summary.append((result.filename, result.status, result.code, result.sop_instance_uid, fields))
+    return summary
+
+
+def test_files_checked_on_checking_processes_are_stored_as_when_checked_here(physician, processes, settings, tmp_path):
+    files = _files(tmp_path)
+    settings.TELECONSULT_INGEST_PROCESSES = 0
+    with transaction.atomic():
+        with IngestBatch(physician) as batch:
+            here = ingest_paths(files, batch=batch)
+        expected = _stored(here)
+        transaction.set_rollback(True)
+    assert ingest._pool is None
+
+    settings.TELECONSULT_INGEST_PROCESSES = 2
+    with IngestBatch(physician) as batch:
+        there = ingest_paths(files, batch=batch)
+
+    assert ingest._pool is not None and ingest._pool._processes  # the checks ran on other processes
+    assert _stored(there) == expected
+    statuses = {result.filename: (result.status, result.code) for result in there}
+    assert statuses["ct.dcm"] == ("stored", "")
+    assert statuses["sr.dcm"] == ("stored", "")
+    assert statuses["truncated.dcm"][0] == statuses["random.dcm"][0] == "refused"
+    assert statuses["nested.dcm"] == ("refused", "too_deep")
+    assert statuses["empty.dcm"] == ("refused", "empty")
+    assert statuses["text.dcm"] == ("refused", "not_dicom")
+    # Nothing staged is left behind: stored files were moved, refused ones never staged or removed.
+    assert os.listdir(tmp_path / "media" / "dicom")
+    assert os.listdir(tmp_path / "media" / ".incoming") == []
+
+
+def test_checking_processes_apply_this_server_s_limits(physician, processes, settings, tmp_path):
+    settings.TELECONSULT_MAX_FILE_SIZE = 1000
+    dicom_factory.make_ct(tmp_path / "a.dcm")
+    dicom_factory.make_ct(tmp_path / "b.dcm")
+
+    with IngestBatch(physician) as batch:
+        results = ingest_paths([("a.dcm", str(tmp_path / "a.dcm")), ("b.dcm", str(tmp_path / "b.dcm"))], batch=batch)
+
+    assert [(result.status, result.code) for result in results] == [("refused", "too_large")] * 2
+    assert "over the limit of 1000 bytes" in results[0].reason
+
+
+def test_when_a_checking_process_dies_the_files_are_checked_here_and_a_new_pool_starts(physician, processes, tmp_path):
+    files = []
+    for number in range(6):
+        dicom_factory.make_ct(tmp_path / f"{number}.dcm")
+        files.append((f"{number}.dcm", str(tmp_path / f"{number}.dcm")))
+    ingest.start_checking_processes()
+    broken = ingest._pool
+    broken.submit(ingest._ready).result(timeout=60)
+    for process in list(broken._processes.values()):
+        os.kill(process.pid, signal.SIGKILL)
+        process.join(10)
+
+    with IngestBatch(physician) as batch:
+        results = ingest_paths(files, batch=batch)
+
+    assert [result.status for result in results] == ["stored"] * 6
+    assert Instance.objects.count() == 6
+    assert ingest._checking_pool() is not broken
+
+
+def test_when_a_checking_process_dies_during_an_upload_its_files_are_checked_here(
+    physician, processes, tmp_path, monkeypatch
+):
+    files = []
+    for number in range(4):
+        dicom_factory.make_ct(tmp_path / f"{number}.dcm")
+        files.append((f"{number}.dcm", str(tmp_path / f"{number}.dcm")))
+    ingest.start_checking_processes()
+    pool = ingest._pool
+    for future in [pool.submit(ingest._ready) for _ in range(2)]:
+        future.result(timeout=60)
+    busy = [pool.submit(time.sleep, 30) for _ in range(2)]  # both processes busy: the checks queue
+    submitted = []
+    real_submit = pool.submit
+
+    def submit_then_kill(*args, **kwargs):
+        submitted.append(real_submit(*args, **kwargs))
+        if len(submitted) == len(files):
+            for process in list(pool._processes.values()):
+                os.kill(process.pid, signal.SIGKILL)
+        return submitted[-1]
+
+    monkeypatch.setattr(pool, "submit", submit_then_kill)
+
+    with IngestBatch(physician) as batch:
+        results = ingest_paths(files, batch=batch)
+
+    assert [result.status for result in results] == ["stored"] * 4
+    assert all(future.exception(timeout=30) is not None for future in [*busy, *submitted])  # none ran there
+    assert ingest._checking_pool() is not pool
