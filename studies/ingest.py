@@ -233,15 +233,24 @@ def iter_ingest(files: Iterable[tuple[str, Any]], *, user, study_uid: str | None
 def _iter_ingest(
     files: Iterable[tuple[str, Any]], *, batch: IngestBatch, study_uid: str | None
 ) -> Iterator[IngestResult]:
-    user = batch.user
     budget = settings.TELECONSULT_MAX_REQUEST_SIZE
     total = 0
+    # Files on disk wait here to be checked together (``ingest_paths``), up to a batch's worth;
+    # results still come out in the order of ``files``.
+    waiting: list[tuple[str, str]] = []
+
+    def checked_waiting() -> list[IngestResult]:
+        results = ingest_paths(waiting, batch=batch, study_uid=study_uid) if waiting else []
+        waiting.clear()
+        return results
+
     for filename, source in files:
         try:
             with _opened(source) as fp:
                 size = _size_of(fp)
                 total += size
                 if total > budget:
+                    yield from checked_waiting()
                     yield IngestResult(
                         filename=filename,
                         status=REFUSED,
@@ -250,14 +259,32 @@ def _iter_ingest(
                     )
                     continue
                 if _is_zip(fp):
+                    yield from checked_waiting()
                     yield from _ingest_zip(fp, filename=filename, batch=batch, study_uid=study_uid)
                     continue
         except OSError as exc:
+            yield from checked_waiting()
             yield IngestResult(
                 filename=filename, status=REFUSED, code="unreadable", reason=f"The file could not be read: {exc}"
             )
             continue
-        yield ingest_file(source, filename=filename, user=user, study_uid=study_uid, batch=batch)
+        path = _path_of(source)
+        if path is None:
+            yield from checked_waiting()
+            yield ingest_file(source, filename=filename, user=batch.user, study_uid=study_uid, batch=batch)
+            continue
+        waiting.append((filename, path))
+        if len(waiting) >= BATCH_SIZE:
+            yield from checked_waiting()
+    yield from checked_waiting()
+
+
+def _path_of(source) -> str | None:
+    """The path of a file on disk (a path, or an upload Django spooled to a temporary file)."""
+    if isinstance(source, str | os.PathLike):
+        return os.fspath(source)
+    temporary_file_path = getattr(source, "temporary_file_path", None)
+    return temporary_file_path() if temporary_file_path else None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -144,3 +144,42 @@ def test_when_a_checking_process_dies_during_an_upload_its_files_are_checked_her
     assert [result.status for result in results] == ["stored"] * 4
     assert all(future.exception(timeout=30) is not None for future in [*busy, *submitted])  # none ran there
     assert ingest._checking_pool() is not pool
+
+
+def test_a_mixed_upload_keeps_its_order_with_checking_processes(physician, processes, settings, tmp_path):
+    import io
+
+    from studies.ingest import ingest_files
+
+    paths = []
+    for number in range(5):
+        dicom_factory.make_ct(tmp_path / f"{number}.dcm")
+        paths.append(str(tmp_path / f"{number}.dcm"))
+    archive = dicom_factory.make_zip({"in-zip.dcm": dicom_factory.make_mr()})
+    (tmp_path / "notes.txt").write_bytes(b"not DICOM")
+    files = [
+        ("0.dcm", paths[0]),
+        ("1.dcm", paths[1]),
+        ("memory.dcm", io.BytesIO(dicom_factory.make_ct())),  # an upload kept in memory
+        ("2.dcm", paths[2]),
+        ("archive.zip", io.BytesIO(archive)),
+        ("3.dcm", paths[3]),
+        ("notes.txt", str(tmp_path / "notes.txt")),
+        ("4.dcm", paths[4]),
+        ("again.dcm", paths[0]),
+    ]
+
+    results = ingest_files(files, user=physician)
+
+    assert [(result.filename, result.status) for result in results] == [
+        ("0.dcm", "stored"),
+        ("1.dcm", "stored"),
+        ("memory.dcm", "stored"),
+        ("2.dcm", "stored"),
+        ("archive.zip/in-zip.dcm", "stored"),
+        ("3.dcm", "stored"),
+        ("notes.txt", "refused"),
+        ("4.dcm", "stored"),
+        ("again.dcm", "already_stored"),
+    ]
+    assert Instance.objects.count() == 7
