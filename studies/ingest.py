@@ -44,6 +44,8 @@ from django.conf import settings
 from django.db import DataError, IntegrityError, OperationalError, connection, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
+from pydicom.charset import default_encoding
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -663,6 +665,10 @@ def _read_header(fp: BinaryIO) -> Dataset:
 
 
 def _text(ds: Dataset, keyword: str, max_length: int) -> str:
+    """A header value as one string (values joined by backslashes), NULs removed, stripped."""
+    plain = _plain_text(ds, keyword)
+    if plain is not None:
+        return plain.replace("\x00", "").strip()[:max_length]
     try:
         value = ds.get(keyword)
     except Exception:
@@ -672,6 +678,34 @@ def _text(ds: Dataset, keyword: str, max_length: int) -> str:
     if isinstance(value, MultiValue | list | tuple):
         value = "\\".join(str(v) for v in value)
     return str(value).replace("\x00", "").strip()[:max_length]
+
+
+def _plain_text(ds: Dataset, keyword: str) -> str | None:
+    """The value of a text element as pydicom's ``str`` gives it, decoded straight from its bytes
+    (this is read a dozen times per file); None when pydicom must decode it (another character
+    set, escape sequences, a value read already, bytes the character set cannot decode)."""
+    tag = tag_for_keyword(keyword)
+    raw = ds.get_item(tag, keep_deferred=True)
+    if not isinstance(raw, RawDataElement) or raw.value is None or b"\x1b" in raw.value:
+        return None
+    vr = raw.VR or dicomjson.dictionary_vr(tag)
+    if vr in _ASCII_TEXT_VRS:
+        encoding = default_encoding
+    elif vr in _CHARSET_TEXT_VRS:
+        encoding = dicomjson.text_encoding(ds.get("SpecificCharacterSet"))
+        if encoding is None:
+            return None
+    else:
+        return None
+    try:
+        text = raw.value.decode(encoding)
+    except UnicodeDecodeError:
+        return None
+    if vr == "PN" and "=" in text:
+        return None  # component groups: pydicom drops empty trailing ones
+    if vr in ("LT", "ST", "UT", "PN"):
+        return text.rstrip("\x00 ")  # one value (PN: pydicom strips the whole, not each value)
+    return "\\".join(part.rstrip("\x00 ") for part in text.split("\\"))
 
 
 def _uids(ds: Dataset, meta_sop_class: str) -> dict[str, str]:
@@ -750,6 +784,8 @@ def _int(ds: Dataset, keyword: str, default: int | None, low: int = 0, high: int
 
 
 _BULK_MARK = "teleconsult:bulk"
+_ASCII_TEXT_VRS = {"AE", "AS", "CS", "DA", "DT", "TM", "UI"}
+_CHARSET_TEXT_VRS = {"SH", "LO", "UC", "LT", "ST", "UT", "PN"}
 
 
 def _strip_bulk_marks(node: Any) -> Any:
