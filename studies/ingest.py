@@ -1350,8 +1350,26 @@ class IngestBatch:
 
 
 def _insert(model, rows: list) -> None:
-    """Insert ``rows`` in one statement where the database returns their keys, else one by one."""
+    """Insert ``rows`` and give them their keys: on PostgreSQL one prepared single-row INSERT
+    sent for all of them in one pipeline (half the cost of ``bulk_create``'s one statement, whose
+    text, and so its parsing, changes with the number of rows); elsewhere ``bulk_create`` where the
+    database returns keys, else one by one."""
     if not rows:
+        return
+    if connection.vendor == "postgresql":
+        fields, sql = _insert_statement(model)
+        values = []
+        for row in rows:
+            row._prepare_related_fields_for_save(operation_name="bulk_create")
+            values.append([field.get_db_prep_save(field.pre_save(row, True), connection) for field in fields])
+        # Django's error classes (IntegrityError for a simultaneous upload) as for its own queries.
+        with connection.cursor() as cursor, connection.wrap_database_errors:
+            psycopg_cursor = cursor.cursor
+            psycopg_cursor.executemany(sql, values, returning=True)
+            for row in rows:
+                row.pk = psycopg_cursor.fetchone()[0]
+                row._state.adding, row._state.db = False, connection.alias
+                psycopg_cursor.nextset()
         return
     if connection.features.can_return_rows_from_bulk_insert:
         # Batches keep each statement well under PostgreSQL's 65,535 parameters.
@@ -1359,6 +1377,16 @@ def _insert(model, rows: list) -> None:
     else:
         for row in rows:
             row.save(force_insert=True)
+
+
+@functools.cache
+def _insert_statement(model) -> tuple[list, str]:
+    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(field.column) for field in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    table, key = quote(model._meta.db_table), quote(model._meta.pk.column)
+    return fields, f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) RETURNING {key}"  # noqa: S608 (names from the model)
 
 
 def _create_studies(items: list[_Pending], uploader) -> dict[str, Study]:
