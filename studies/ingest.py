@@ -1320,6 +1320,46 @@ class IngestBatch:
     def _write_counts(self) -> None:
         """Add the transaction's instances, series and modalities to the counts, in one statement per
         table, and give the uploader their grant to the studies."""
+        if connection.vendor == "postgresql":
+            self._write_counts_postgresql()
+        else:
+            self._write_counts_orm()
+        if self._study_added and self.uploader is not None and self.grant:
+            studies = [study for _added, _series, _modalities, study in self._study_added.values()]
+            grant_access_to_studies(
+                user=self.uploader, studies=studies, reason=AccessGrant.Reason.UPLOADER, granted_by=self.uploader
+            )
+
+    def _new_modalities(self) -> dict[int, str]:
+        """ModalitiesInStudy of the studies this transaction adds a modality to, by study pk."""
+        changed = {}
+        for study_pk, (_added, _series, new_modalities, study) in self._study_added.items():
+            if new_modalities - set(study.modality_list):
+                changed[study_pk] = "\\".join(sorted({*study.modality_list, *new_modalities}))[:128]
+        return changed
+
+    def _write_counts_postgresql(self) -> None:
+        # One statement per table whose text never changes (the rows come as arrays), so it is
+        # parsed once per connection rather than built by the ORM for every batch.
+        series_sql, study_sql = _count_statements()
+        with connection.cursor() as cursor:
+            if self._series_added:
+                cursor.execute(series_sql, [list(self._series_added), list(self._series_added.values())])
+            if self._study_added:
+                modalities = self._new_modalities()
+                rows = self._study_added.items()
+                cursor.execute(
+                    study_sql,
+                    [
+                        timezone.now(),
+                        [study_pk for study_pk, _row in rows],
+                        [added for _pk, (added, _series, _modalities, _study) in rows],
+                        [new_series for _pk, (_added, new_series, _modalities, _study) in rows],
+                        [modalities.get(study_pk) for study_pk, _row in rows],
+                    ],
+                )
+
+    def _write_counts_orm(self) -> None:
         if self._series_added:
             increments = [When(pk=pk, then=Value(count)) for pk, count in self._series_added.items()]
             Series.objects.filter(pk__in=self._series_added).update(
@@ -1327,13 +1367,11 @@ class IngestBatch:
             )
         if not self._study_added:
             return
-        instances, series, modalities = [], [], []
-        for study_pk, (added, new_series, new_modalities, study) in self._study_added.items():
+        instances, series = [], []
+        for study_pk, (added, new_series, _new_modalities, _study) in self._study_added.items():
             instances.append(When(pk=study_pk, then=Value(added)))
             series.append(When(pk=study_pk, then=Value(new_series)))
-            if new_modalities - set(study.modality_list):
-                joined = "\\".join(sorted({*study.modality_list, *new_modalities}))[:128]
-                modalities.append(When(pk=study_pk, then=Value(joined)))
+        modalities = [When(pk=study_pk, then=Value(joined)) for study_pk, joined in self._new_modalities().items()]
         changes: dict[str, Any] = {
             "num_instances": F("num_instances") + Case(*instances, default=Value(0)),
             "num_series": F("num_series") + Case(*series, default=Value(0)),
@@ -1342,11 +1380,6 @@ class IngestBatch:
         if modalities:
             changes["modalities"] = Case(*modalities, default=F("modalities"))
         Study.objects.filter(pk__in=self._study_added).update(**changes)
-        if self.uploader is not None and self.grant:
-            studies = [study for _added, _series, _modalities, study in self._study_added.values()]
-            grant_access_to_studies(
-                user=self.uploader, studies=studies, reason=AccessGrant.Reason.UPLOADER, granted_by=self.uploader
-            )
 
 
 def _insert(model, rows: list) -> None:
@@ -1377,6 +1410,31 @@ def _insert(model, rows: list) -> None:
     else:
         for row in rows:
             row.save(force_insert=True)
+
+
+@functools.cache
+def _count_statements() -> tuple[str, str]:
+    """The UPDATEs that add a batch's counts, rows given as arrays (PostgreSQL)."""
+    quote = connection.ops.quote_name
+
+    def column(model, name: str) -> str:
+        return quote(model._meta.get_field(name).column)
+
+    series_sql = (
+        f"UPDATE {quote(Series._meta.db_table)} AS s SET {column(Series, 'num_instances')} = "  # noqa: S608 (names from the models)
+        f"s.{column(Series, 'num_instances')} + v.added "
+        f"FROM unnest(%s::bigint[], %s::integer[]) AS v(id, added) WHERE s.{column(Series, 'id')} = v.id"
+    )
+    study_sql = (
+        f"UPDATE {quote(Study._meta.db_table)} AS s SET "  # noqa: S608 (names from the models)
+        f"{column(Study, 'num_instances')} = s.{column(Study, 'num_instances')} + v.added, "
+        f"{column(Study, 'num_series')} = s.{column(Study, 'num_series')} + v.series, "
+        f"{column(Study, 'modalities')} = COALESCE(v.modalities, s.{column(Study, 'modalities')}), "
+        f"{column(Study, 'updated_at')} = %s "
+        "FROM unnest(%s::bigint[], %s::integer[], %s::integer[], %s::text[]) AS v(id, added, series, modalities) "
+        f"WHERE s.{column(Study, 'id')} = v.id"
+    )
+    return series_sql, study_sql
 
 
 @functools.cache
