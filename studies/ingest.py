@@ -1511,10 +1511,13 @@ def _checking_pool() -> ProcessPoolExecutor | None:
     """This process's pool of checking processes, started on first use; None when checking here."""
     global _pool, _pool_owner
     workers = settings.TELECONSULT_INGEST_PROCESSES
-    if workers < 2:
-        return None
+    if workers < 2 or multiprocessing.current_process().daemon:
+        return None  # a daemonic process (a Celery prefork child) may not start processes
     with _pool_lock:
-        if _pool is None or _pool_owner != os.getpid() or _pool._max_workers != workers:
+        if _pool is not None and _pool_owner == os.getpid() and _pool._max_workers != workers:
+            _pool.shutdown(wait=False, cancel_futures=True)  # the setting changed (tests)
+            _pool = None
+        if _pool is None or _pool_owner != os.getpid():
             # Started from a fresh interpreter (forkserver), not forked from this one: a server
             # process has threads, and a fork copies their locks in whatever state they are.
             _pool = ProcessPoolExecutor(

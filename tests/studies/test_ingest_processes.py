@@ -183,3 +183,27 @@ def test_a_mixed_upload_keeps_its_order_with_checking_processes(physician, proce
         ("again.dcm", "already_stored"),
     ]
     assert Instance.objects.count() == 7
+
+
+def test_import_dicom_checks_a_folder_on_checking_processes(physician, processes, tmp_path):
+    from django.core.management import call_command
+
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for number in range(25):
+        dicom_factory.make_ct(folder / f"{number:02}.dcm")
+    (folder / "notes.txt").write_bytes(b"not DICOM")
+
+    call_command("import_dicom", str(folder), user=physician.email, verbosity=0)
+
+    assert Instance.objects.count() == 25
+    assert ingest._pool is not None and ingest._pool._processes
+
+
+def test_a_daemonic_process_checks_files_itself(physician, processes, monkeypatch):
+    class Daemonic:
+        daemon = True
+
+    monkeypatch.setattr(ingest.multiprocessing, "current_process", lambda: Daemonic())
+
+    assert ingest._checking_pool() is None
