@@ -17,6 +17,7 @@ with the same bytes is "already_stored"; different bytes under a stored SOPInsta
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
 import functools
@@ -33,12 +34,11 @@ import threading
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from typing import Any, BinaryIO
 
-import django
 import pydicom
 from django.conf import settings
 from django.db import DataError, IntegrityError, OperationalError, connection, transaction
@@ -54,7 +54,7 @@ from pydicom.tag import BaseTag
 from pydicom.uid import UID
 from pydicom.valuerep import VR
 
-from . import dicomjson, storage
+from . import checking_process, dicomjson, storage
 from .models import AccessGrant, Instance, Patient, Series, Study
 from .permissions import grant_access_to_studies, visible_studies
 
@@ -181,33 +181,51 @@ def ingest_paths(
     """
     limits = _Limits.from_settings()
     pool = _checking_pool() if len(files) > 1 else None
-    try:
-        futures = [pool.submit(_checked, path, name, study_uid, limits) for name, path in files] if pool else []
-    except BrokenProcessPool:
-        # The pool lost a process since its last upload: a new one serves the next upload.
-        _discard_checking_pool(pool)
-        futures = []
-    if not futures:
+    if pool is None:
         return [batch.add(_checked(path, name, study_uid, limits)) for name, path in files]
+    # A few files per checking process in flight at a time, so that one large upload does not keep
+    # the pool from the uploads that arrive while it is checked.
+    window = 2 * settings.TELECONSULT_INGEST_PROCESSES
+    in_flight: collections.deque[Future | None] = collections.deque()
+    submitted = 0
     results: list[IngestResult] = []
     try:
-        for (name, path), future in zip(files, futures, strict=True):
-            try:
-                outcome = future.result()
-            except BrokenProcessPool:
-                # A checking process died (killed, out of memory): this file and the rest are
-                # checked here instead, and a new pool is started for the next request.
-                _discard_checking_pool(pool)
+        for name, path in files:
+            while submitted < len(files) and len(in_flight) < window:
+                in_flight.append(_submit(pool, files[submitted], study_uid, limits) if pool else None)
+                pool = pool if in_flight[-1] is not None else None
+                submitted += 1
+            future, outcome = in_flight.popleft(), None
+            if future is not None:
+                try:
+                    outcome = future.result()
+                except BrokenProcessPool:
+                    if pool is not None:
+                        _discard_checking_pool(pool)
+                    pool = None
+            if outcome is None:
+                # No pool, or a checking process died (killed, out of memory): checked here, and
+                # a new pool starts for the next upload.
                 outcome = _checked(path, name, study_uid, limits)
             results.append(batch.add(outcome))
     finally:
-        for future in futures[len(results) :]:
+        for future in in_flight:
             # Checks that will not be handed to the batch (an error above): their staged files go.
             with contextlib.suppress(BaseException):
-                outcome = future.result() if not future.cancel() else None
+                outcome = future.result() if future is not None and not future.cancel() else None
                 if isinstance(outcome, _Pending):
                     outcome.staged.discard()
     return results
+
+
+def _submit(pool: ProcessPoolExecutor, file: tuple[str, str], study_uid: str | None, limits: _Limits) -> Future | None:
+    """The check of ``file`` on the pool; None when the pool has lost a process (it is discarded)."""
+    name, path = file
+    try:
+        return pool.submit(_checked, path, name, study_uid, limits)
+    except BrokenProcessPool:
+        _discard_checking_pool(pool)
+        return None
 
 
 def ingest_files(files: Iterable[tuple[str, Any]], *, user, study_uid: str | None = None) -> list[IngestResult]:
@@ -703,9 +721,13 @@ def _plain_text(ds: Dataset, keyword: str) -> str | None:
         return None
     if vr == "PN" and "=" in text:
         return None  # component groups: pydicom drops empty trailing ones
+    text = text.rstrip("\x00 ")
     if vr in ("LT", "ST", "UT", "PN"):
-        return text.rstrip("\x00 ")  # one value (PN: pydicom strips the whole, not each value)
-    return "\\".join(part.rstrip("\x00 ") for part in text.split("\\"))
+        return text  # one value (PN: pydicom strips the whole, not each value)
+    parts = text.split("\\")
+    if len(parts) > 1 and any(part != part.strip(" \x00") for part in parts):
+        return None  # blanks around one of several values: pydicom keeps some of them
+    return text
 
 
 def _uids(ds: Dataset, meta_sop_class: str) -> dict[str, str]:
@@ -871,11 +893,10 @@ def _element_json(ds: Dataset, tag: BaseTag, encoding: str | None, mark_bulk) ->
 
 def _item_json(item: Dataset, encoding: str | None, mark_bulk) -> dict:
     if 0x00080005 in item:
-        # An item naming its own character set: its text is decoded with it (pydicom's rule, which
-        # falls back to the enclosing data set's when the value is empty).
+        # An item naming its own character set: its text is decoded with it, as pydicom does (an
+        # empty value naming the default repertoire, not the enclosing data set's).
         try:
-            own = item[0x00080005].value
-            encoding = dicomjson.text_encoding(own) if own else encoding
+            encoding = dicomjson.text_encoding(item[0x00080005].value)
         except Exception:
             encoding = None
     return {f"{int(tag):08X}": _element_json(item, tag, encoding, mark_bulk) for tag in list(item.keys())}
@@ -1339,8 +1360,9 @@ class IngestBatch:
         return changed
 
     def _write_counts_postgresql(self) -> None:
-        # One statement per table whose text never changes (the rows come as arrays), so it is
-        # parsed once per connection rather than built by the ORM for every batch.
+        # One statement per table whose text never changes (the rows come as arrays): built once,
+        # not by the ORM for every batch, and prepared by psycopg where parameters are bound
+        # server-side (DATABASE_SERVER_SIDE_BINDING).
         series_sql, study_sql = _count_statements()
         with connection.cursor() as cursor:
             if self._series_added:
@@ -1383,10 +1405,10 @@ class IngestBatch:
 
 
 def _insert(model, rows: list) -> None:
-    """Insert ``rows`` and give them their keys: on PostgreSQL one prepared single-row INSERT
-    sent for all of them in one pipeline (half the cost of ``bulk_create``'s one statement, whose
-    text, and so its parsing, changes with the number of rows); elsewhere ``bulk_create`` where the
-    database returns keys, else one by one."""
+    """Insert ``rows`` and give them their keys: on PostgreSQL one single-row INSERT, built once per
+    model, sent for all of them in one pipeline (half the cost of ``bulk_create``'s one statement,
+    whose text changes with the number of rows, so Django compiles and psycopg parses it anew);
+    elsewhere ``bulk_create`` where the database returns keys, else one by one."""
     if not rows:
         return
     if connection.vendor == "postgresql":
@@ -1521,18 +1543,24 @@ def _checking_pool() -> ProcessPoolExecutor | None:
             # Started from a fresh interpreter (forkserver), not forked from this one: a server
             # process has threads, and a fork copies their locks in whatever state they are.
             _pool = ProcessPoolExecutor(
-                max_workers=workers, mp_context=multiprocessing.get_context("forkserver"), initializer=django.setup
+                max_workers=workers,
+                mp_context=multiprocessing.get_context("forkserver"),
+                initializer=checking_process.start,
+                initargs=(os.getpid(),),
             )
             _pool_owner = os.getpid()
         return _pool
 
 
 def start_checking_processes() -> None:
-    """Start the checking processes now (at server start) rather than on the first upload."""
+    """Start the checking processes now (at server start) rather than on the first upload, and
+    remove files a checking process killed while staging them left behind (a day old)."""
     pool = _checking_pool()
-    if pool is not None:
-        for _ in range(settings.TELECONSULT_INGEST_PROCESSES):
-            pool.submit(_ready)
+    if pool is None:
+        return
+    for _ in range(settings.TELECONSULT_INGEST_PROCESSES):
+        pool.submit(_ready)
+    storage.remove_stale_staged_files(max_age=dt.timedelta(days=1))
 
 
 def _ready() -> None:
@@ -1542,8 +1570,10 @@ def _ready() -> None:
 def _discard_checking_pool(pool: ProcessPoolExecutor) -> None:
     global _pool
     with _pool_lock:
-        if _pool is pool:
-            _pool = None
+        if _pool is not pool:
+            return  # discarded already, by another upload that met the same broken pool
+        _pool = None
+    logger.warning("ingest: a checking process died; files are checked here until a new pool starts")
     pool.shutdown(wait=False, cancel_futures=True)
 
 

@@ -9,10 +9,12 @@ same file system as the media root, so saving it is a rename: a reader never see
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import os
 import secrets
 import tempfile
+import time
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -20,6 +22,7 @@ from django.core.files import File
 from django.core.files.storage import FileSystemStorage, default_storage
 
 PREAMBLE_SIZE = 128
+STAGED_PREFIX = "ingest-"
 CHUNK_SIZE = 1024 * 1024
 
 
@@ -65,12 +68,26 @@ def staging_dir() -> str | None:
     return None
 
 
+def remove_stale_staged_files(*, max_age: dt.timedelta) -> int:
+    """Remove staged files older than ``max_age`` (left by a process killed while staging); how many."""
+    directory = staging_dir() or tempfile.gettempdir()
+    cutoff = time.time() - max_age.total_seconds()
+    removed = 0
+    for entry in os.scandir(directory):
+        with contextlib.suppress(OSError):
+            name = entry.name
+            if name.startswith(STAGED_PREFIX) and name.endswith(".dcm") and entry.stat().st_mtime < cutoff:
+                os.unlink(entry.path)
+                removed += 1
+    return removed
+
+
 def stage_with_zeroed_preamble(fp: BinaryIO, directory: str | None) -> StagedFile:
     """Copy ``fp`` (a PS3.10 file) to a temporary file in ``directory`` (``staging_dir()``, or None
     for the temp dir) with its preamble zeroed, hashing as it goes."""
     digest = hashlib.sha256()
     size = 0
-    fd, path = tempfile.mkstemp(prefix="ingest-", suffix=".dcm", dir=directory)
+    fd, path = tempfile.mkstemp(prefix=STAGED_PREFIX, suffix=".dcm", dir=directory)
     try:
         with os.fdopen(fd, "wb") as out:
             fp.seek(PREAMBLE_SIZE)

@@ -15,7 +15,8 @@ STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticF
 # test process; tests/integration starts real workers and daphne processes on REDIS_URL instead.
 CELERY_TASK_ALWAYS_EAGER = True
 # Files are checked in the test process; tests/studies/test_ingest_processes.py turns the checking
-# processes on, and the daphnes of tests/integration and tests/e2e run with the default.
+# processes on. The daphnes of tests/integration and tests/e2e check in the daphne too
+# (tests/servers.py), but for the STOW-RS integration test, which runs two checking processes.
 TELECONSULT_INGEST_PROCESSES = 0
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

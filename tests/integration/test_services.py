@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import time
 import uuid
 
@@ -145,3 +147,37 @@ def test_instances_stored_over_stow_get_thumbnails_from_a_real_celery_worker(
     # One message for the request, fanned out by the worker into one render per instance.
     assert worker.log().count("studies.tasks.render_instances") >= 1
     assert worker.log().count("studies.tasks.render_instance[") >= 3
+    # Killed outright, the daphne cannot stop its checking processes: they end themselves.
+    checking = _descendants(server.pid)
+    assert len(checking) >= 3, checking  # the forkserver and two checking processes (and a resource tracker)
+    os.kill(server.pid, signal.SIGKILL)
+    server.process.wait(10)
+    deadline = time.monotonic() + 15
+    while [pid for pid in checking if _running(pid)] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [pid for pid in checking if _running(pid)] == []
+
+
+def _descendants(pid: int) -> list[int]:
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parents[int(entry)] = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1])  # noqa: SIM115
+            except (OSError, IndexError, ValueError):
+                continue
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie left for a parent that does not reap it has ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

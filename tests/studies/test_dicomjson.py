@@ -10,6 +10,7 @@ import pytest
 from pydicom import dcmread
 from pydicom.data import get_charset_files
 from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
 from bench import corpus
@@ -270,3 +271,41 @@ def test_header_text_read_from_bytes_is_pydicoms_on_the_whole_corpus():
 
     assert mismatches == []
     assert compared > 3_000
+
+
+def test_an_item_with_an_empty_character_set_is_decoded_with_the_default_repertoire():
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    item = Dataset()
+    item.add_new(0x00080005, "CS", "")
+    item.add_new(0x00081030, "LO", "Caf\xc3\xa9".encode("latin_1"))  # UTF-8 bytes, default repertoire
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.ReferencedStudySequence = Sequence([item])
+    buffer = io.BytesIO()
+    ds.save_as(buffer, implicit_vr=False, little_endian=True)
+
+    converted = _ours(dcmread(io.BytesIO(buffer.getvalue()), force=True), 0x00081110, "UTF8")
+
+    assert converted == _pydicom_with_bulk(dcmread(io.BytesIO(buffer.getvalue()), force=True), 0x00081110)
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value"),
+    [("Modality", b"CT \\PT "), ("StudyDescription", b"A \\B"), ("PatientSex", b"M\x00\\F")],
+)
+def test_several_values_with_blanks_around_them_are_read_by_pydicom(keyword, value):
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+    from studies.ingest import _plain_text, _text
+
+    tag = tag_for_keyword(keyword)
+    ds = Dataset()
+    ds[tag] = RawDataElement(Tag(tag), dictionary_VR(tag), len(value), value, 0, False, True)
+    pydicom_ds = Dataset()
+    pydicom_ds[tag] = RawDataElement(Tag(tag), dictionary_VR(tag), len(value), value, 0, False, True)
+    expected = "\\".join(str(v) for v in pydicom_ds.get(keyword)).replace("\x00", "").strip()
+
+    assert _plain_text(ds, keyword) is None
+    assert _text(ds, keyword, 64) == expected

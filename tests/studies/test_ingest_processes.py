@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import time
@@ -54,7 +55,17 @@ def _stored(results) -> list[tuple]:
     return summary
 
 
-def test_files_checked_on_checking_processes_are_stored_as_when_checked_here(physician, processes, settings, tmp_path):
+def _checked_elsewhere(caplog) -> bool:
+    """The checking processes started, stayed up and did the checks (none died, none fell back)."""
+    pool = ingest._pool
+    processes = list(pool._processes.values()) if pool is not None else []
+    died = [record for record in caplog.records if "checking process died" in record.getMessage()]
+    return bool(processes) and all(process.is_alive() for process in processes) and not died
+
+
+def test_files_checked_on_checking_processes_are_stored_as_when_checked_here(
+    physician, processes, settings, tmp_path, caplog
+):
     files = _files(tmp_path)
     settings.TELECONSULT_INGEST_PROCESSES = 0
     with transaction.atomic():
@@ -68,7 +79,7 @@ def test_files_checked_on_checking_processes_are_stored_as_when_checked_here(phy
     with IngestBatch(physician) as batch:
         there = ingest_paths(files, batch=batch)
 
-    assert ingest._pool is not None and ingest._pool._processes  # the checks ran on other processes
+    assert _checked_elsewhere(caplog)
     assert _stored(there) == expected
     statuses = {result.filename: (result.status, result.code) for result in there}
     assert statuses["ct.dcm"] == ("stored", "")
@@ -185,7 +196,7 @@ def test_a_mixed_upload_keeps_its_order_with_checking_processes(physician, proce
     assert Instance.objects.count() == 7
 
 
-def test_import_dicom_checks_a_folder_on_checking_processes(physician, processes, tmp_path):
+def test_import_dicom_checks_a_folder_on_checking_processes(physician, processes, tmp_path, caplog):
     from django.core.management import call_command
 
     folder = tmp_path / "folder"
@@ -197,7 +208,7 @@ def test_import_dicom_checks_a_folder_on_checking_processes(physician, processes
     call_command("import_dicom", str(folder), user=physician.email, verbosity=0)
 
     assert Instance.objects.count() == 25
-    assert ingest._pool is not None and ingest._pool._processes
+    assert _checked_elsewhere(caplog)
 
 
 def test_a_daemonic_process_checks_files_itself(physician, processes, monkeypatch):
@@ -207,3 +218,51 @@ def test_a_daemonic_process_checks_files_itself(physician, processes, monkeypatc
     monkeypatch.setattr(ingest.multiprocessing, "current_process", lambda: Daemonic())
 
     assert ingest._checking_pool() is None
+
+
+def test_one_request_keeps_only_a_few_files_per_process_in_flight(physician, processes, tmp_path, monkeypatch):
+    files = []
+    for number in range(12):
+        dicom_factory.make_ct(tmp_path / f"{number}.dcm")
+        files.append((f"{number}.dcm", str(tmp_path / f"{number}.dcm")))
+    pool = ingest._checking_pool()
+    counts = {"submitted": 0, "added": 0, "most in flight": 0}
+    real_submit = pool.submit
+
+    def counting_submit(*args, **kwargs):
+        counts["submitted"] += 1
+        counts["most in flight"] = max(counts["most in flight"], counts["submitted"] - counts["added"])
+        return real_submit(*args, **kwargs)
+
+    monkeypatch.setattr(pool, "submit", counting_submit)
+    with IngestBatch(physician) as batch:
+        real_add = batch.add
+
+        def counting_add(checked):
+            counts["added"] += 1
+            return real_add(checked)
+
+        monkeypatch.setattr(batch, "add", counting_add)
+        results = ingest_paths(files, batch=batch)
+
+    assert [result.status for result in results] == ["stored"] * 12
+    assert counts["submitted"] == 12
+    assert counts["most in flight"] == 4  # two per checking process
+
+
+def test_staged_files_left_behind_are_removed_once_a_day_old(settings, tmp_path):
+    from studies import storage
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    incoming = storage.staging_dir()
+    old, fresh, other = (os.path.join(incoming, name) for name in ("ingest-old.dcm", "ingest-new.dcm", "notes.txt"))
+    for path in (old, fresh, other):
+        open(path, "wb").close()  # noqa: SIM115
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(old, (two_days_ago, two_days_ago))
+    os.utime(other, (two_days_ago, two_days_ago))
+
+    removed = storage.remove_stale_staged_files(max_age=dt.timedelta(days=1))
+
+    assert removed == 1
+    assert sorted(os.listdir(incoming)) == ["ingest-new.dcm", "notes.txt"]
