@@ -34,7 +34,7 @@ import threading
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from typing import Any, BinaryIO
@@ -199,13 +199,15 @@ def ingest_paths(
             if future is not None:
                 try:
                     outcome = future.result()
-                except BrokenProcessPool:
+                except (BrokenProcessPool, CancelledError):
+                    # A checking process died, or another upload that met the dead process shut
+                    # the pool down and cancelled this check.
                     if pool is not None:
                         _discard_checking_pool(pool)
                     pool = None
             if outcome is None:
-                # No pool, or a checking process died (killed, out of memory): checked here, and
-                # a new pool starts for the next upload.
+                # No pool, or it broke (a process killed, out of memory): checked here, and a new
+                # pool starts for the next upload.
                 outcome = _checked(path, name, study_uid, limits)
             results.append(batch.add(outcome))
     finally:
@@ -223,7 +225,9 @@ def _submit(pool: ProcessPoolExecutor, file: tuple[str, str], study_uid: str | N
     name, path = file
     try:
         return pool.submit(_checked, path, name, study_uid, limits)
-    except BrokenProcessPool:
+    except (BrokenProcessPool, RuntimeError):
+        # Broken, or shut down by another upload that found it broken ("cannot schedule new
+        # futures after shutdown").
         _discard_checking_pool(pool)
         return None
 
@@ -1558,9 +1562,13 @@ def start_checking_processes() -> None:
     pool = _checking_pool()
     if pool is None:
         return
-    for _ in range(settings.TELECONSULT_INGEST_PROCESSES):
-        pool.submit(_ready)
-    storage.remove_stale_staged_files(max_age=dt.timedelta(days=1))
+    try:
+        for _ in range(settings.TELECONSULT_INGEST_PROCESSES):
+            pool.submit(_ready)
+        storage.remove_stale_staged_files(max_age=dt.timedelta(days=1))
+    except Exception:
+        # The server serves anyway: uploads are checked in it while the pool cannot start.
+        logger.exception("ingest: the checking processes could not be started")
 
 
 def _ready() -> None:

@@ -266,3 +266,48 @@ def test_staged_files_left_behind_are_removed_once_a_day_old(settings, tmp_path)
 
     assert removed == 1
     assert sorted(os.listdir(incoming)) == ["ingest-new.dcm", "notes.txt"]
+
+
+def _cts(tmp_path, count: int) -> list[tuple[str, str]]:
+    files = []
+    for number in range(count):
+        dicom_factory.make_ct(tmp_path / f"{number}.dcm")
+        files.append((f"{number}.dcm", str(tmp_path / f"{number}.dcm")))
+    return files
+
+
+def test_checks_cancelled_by_another_upload_shutting_the_pool_are_done_here(
+    physician, processes, tmp_path, monkeypatch
+):
+    files = _cts(tmp_path, 4)
+    pool = ingest._checking_pool()
+    busy = [pool.submit(time.sleep, 5) for _ in range(2)]  # the checks queue behind these
+    real_submit = pool.submit
+    submitted = []
+
+    def submit_then_shut_down(*args, **kwargs):
+        submitted.append(real_submit(*args, **kwargs))
+        if len(submitted) == len(files):
+            ingest._discard_checking_pool(pool)  # as another upload that met a dead process does
+        return submitted[-1]
+
+    monkeypatch.setattr(pool, "submit", submit_then_shut_down)
+
+    with IngestBatch(physician) as batch:
+        results = ingest_paths(files, batch=batch)
+
+    assert [result.status for result in results] == ["stored"] * 4
+    assert all(future.cancelled() for future in submitted)
+    del busy
+
+
+def test_a_pool_shut_down_meanwhile_is_replaced_and_the_files_checked_here(physician, processes, tmp_path):
+    files = _cts(tmp_path, 3)
+    pool = ingest._checking_pool()
+    pool.shutdown(wait=True)  # still this process's pool: submitting to it raises RuntimeError
+
+    with IngestBatch(physician) as batch:
+        results = ingest_paths(files, batch=batch)
+
+    assert [result.status for result in results] == ["stored"] * 3
+    assert ingest._checking_pool() is not pool
