@@ -311,3 +311,22 @@ def test_a_pool_shut_down_meanwhile_is_replaced_and_the_files_checked_here(physi
 
     assert [result.status for result in results] == ["stored"] * 3
     assert ingest._checking_pool() is not pool
+
+
+def test_an_api_upload_spooled_to_disk_is_checked_on_checking_processes(
+    physician, processes, settings, auth_client, caplog
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 0  # every uploaded file is spooled to a temporary file
+    files = [
+        SimpleUploadedFile("a.dcm", dicom_factory.make_ct(), content_type="application/dicom"),
+        SimpleUploadedFile("b.dcm", dicom_factory.make_mr(), content_type="application/dicom"),
+        SimpleUploadedFile("c.txt", b"not dicom at all" * 20, content_type="text/plain"),
+    ]
+
+    response = auth_client(physician).post("/api/v1/uploads/", {"files": files}, format="multipart")
+
+    assert response.status_code == 201, response.content
+    assert [result["status"] for result in response.json()["results"]] == ["stored", "stored", "refused"]
+    assert _checked_elsewhere(caplog)
