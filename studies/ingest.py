@@ -1020,6 +1020,7 @@ class _Written:
     resent: list[tuple[_Pending, int, str]] = field(default_factory=list)  # (file, stored pk, stored sha256)
     repeats: list[tuple[_Pending, _Pending]] = field(default_factory=list)  # (file, earlier file in this write)
     allowed: set[str] = field(default_factory=set)
+    created: set[int] = field(default_factory=set)  # pks of the studies this write created
 
 
 class _RowsChangedError(IntegrityError):
@@ -1129,6 +1130,7 @@ class IngestBatch:
         self._study_added: dict[int, list] = {}  # study pk -> [instances, new series, new modalities, study]
         self._stored: set[str] = set()
         self._pending: list[_Pending] = []
+        self._created: set[int] = set()  # pks of the studies created in this transaction
         self._atomic = transaction.atomic()
         self._atomic.__enter__()
 
@@ -1222,6 +1224,7 @@ class IngestBatch:
             )
             studies.update(created)
             written.allowed |= created.keys()
+            written.created = {study.pk for study in created.values()}
             new_series = []
             for item in placed:
                 if item.series_instance_uid not in series:
@@ -1304,6 +1307,7 @@ class IngestBatch:
     def _apply(self, written: _Written) -> None:
         """Settle each file's result and join the written rows to the batch's caches and counts."""
         self._allowed |= written.allowed
+        self._created |= written.created
         for item, instance, study, series in written.stored:
             item.result.status = STORED
             item.result.instance_id = instance.pk
@@ -1352,7 +1356,11 @@ class IngestBatch:
         if self._study_added and self.uploader is not None and self.grant:
             studies = [study for _added, _series, _modalities, study in self._study_added.values()]
             grant_access_to_studies(
-                user=self.uploader, studies=studies, reason=AccessGrant.Reason.UPLOADER, granted_by=self.uploader
+                user=self.uploader,
+                studies=studies,
+                reason=AccessGrant.Reason.UPLOADER,
+                granted_by=self.uploader,
+                created=self._created,
             )
 
     def _new_modalities(self) -> dict[int, str]:

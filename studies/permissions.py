@@ -68,12 +68,15 @@ def grant_access(*, user, study: Study, reason: str, granted_by=None, source: st
 
 
 def grant_access_to_studies(
-    *, user, studies: list[Study], reason: str, granted_by=None, source: str = "", until=None
+    *, user, studies: list[Study], reason: str, granted_by=None, source: str = "", until=None, created=()
 ) -> list[AccessGrant]:
     """``grant_access`` for several studies at once (one query for the grants held, one insert for
-    the rest); the grants, in the order of ``studies``."""
+    the rest); the grants, in the order of ``studies``. ``created``: pks of studies the caller's
+    transaction created, which no grant can name yet, so they are not looked up."""
     held: dict[int, AccessGrant] = {}
-    for grant in AccessGrant.objects.active().filter(user=user, study__in=studies, reason=reason, source=source):
+    looked_up = [study for study in studies if study.pk not in created]
+    grants = AccessGrant.objects.active().filter(user=user, study__in=looked_up, reason=reason, source=source)
+    for grant in grants if looked_up else ():
         held.setdefault(grant.study_id, grant)  # the earliest, as grants are ordered by "since"
     new = [
         AccessGrant(user=user, study=study, reason=reason, source=source, granted_by=granted_by, until=until)

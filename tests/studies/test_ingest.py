@@ -7,6 +7,7 @@ import io
 
 import pytest
 from django.core.files.storage import default_storage
+from pydicom import dcmread
 from pydicom.uid import generate_uid
 
 from studies import ingest
@@ -517,3 +518,24 @@ def test_an_upload_is_stored_even_when_its_thumbnails_cannot_be_queued(
 
     assert [r.status for r in results] == ["stored", "stored"]
     assert set(Instance.objects.values_list("status", flat=True)) == {Instance.Status.PENDING}  # for the safety net
+
+
+def test_the_uploader_holds_one_grant_per_study_whether_the_study_is_new_or_stored(physician):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    first = f.make_ct()
+    first_study = dcmread(io.BytesIO(first)).StudyInstanceUID
+    with CaptureQueriesContext(connection) as new_only:
+        ingest_files([("a.dcm", io.BytesIO(first)), ("b.dcm", io.BytesIO(f.make_mr()))], user=physician)
+    # Studies this upload created: no grant can name them yet, so none is looked up.
+    assert not [query for query in new_only.captured_queries if 'FROM "studies_accessgrant"' in query["sql"]]
+
+    ingest_files(
+        [("c.dcm", io.BytesIO(f.make_ct(StudyInstanceUID=first_study))), ("d.dcm", io.BytesIO(f.make_ct()))],
+        user=physician,
+    )
+
+    grants = AccessGrant.objects.filter(user=physician, reason=AccessGrant.Reason.UPLOADER)
+    assert grants.count() == Study.objects.count() == 3
+    assert grants.filter(study__study_instance_uid=first_study).count() == 1
