@@ -341,7 +341,8 @@ TELECONSULT_MAX_FILE_SIZE = env_int("TELECONSULT_MAX_FILE_SIZE", 2 * 1024**3)
 TELECONSULT_MAX_REQUEST_SIZE = env_int("TELECONSULT_MAX_REQUEST_SIZE", 4 * 1024**3)
 # Processes that check and read the files of one upload side by side (0 or 1: in the serving process);
 # by default one per CPU this process may run on, up to 4.
-TELECONSULT_INGEST_PROCESSES = env_int("TELECONSULT_INGEST_PROCESSES", min(4, len(os.sched_getaffinity(0))))
+_USABLE_CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+TELECONSULT_INGEST_PROCESSES = env_int("TELECONSULT_INGEST_PROCESSES", min(4, _USABLE_CPUS))
 TELECONSULT_ZIP_MAX_ENTRIES = env_int("TELECONSULT_ZIP_MAX_ENTRIES", 20000)
 TELECONSULT_ZIP_MAX_UNCOMPRESSED = env_int("TELECONSULT_ZIP_MAX_UNCOMPRESSED", 8 * 1024**3)
 TELECONSULT_ZIP_MAX_RATIO = env_int("TELECONSULT_ZIP_MAX_RATIO", 200)
