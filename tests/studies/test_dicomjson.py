@@ -24,6 +24,15 @@ def _read(path):
         return None
 
 
+def _corpus_datasets():
+    """Every readable file of the corpus and pydicom's character set files, read twice: one copy for
+    the direct conversion, one for pydicom's (conversion changes a data set)."""
+    for path in [*corpus.source_files(), *map(Path, get_charset_files("*.dcm"))]:
+        fast_ds, slow_ds = _read(path), _read(path)
+        if fast_ds is not None:
+            yield path, fast_ds, slow_ds
+
+
 def _pydicom_json(ds, tag):
     try:
         return ds[tag].to_json_dict(None, 1024)
@@ -34,10 +43,7 @@ def _pydicom_json(ds, tag):
 def test_every_converted_element_of_the_corpus_matches_pydicom():
     converted = compared_files = 0
     mismatches = []
-    for path in [*corpus.source_files(), *map(Path, get_charset_files("*.dcm"))]:
-        fast_ds, slow_ds = _read(path), _read(path)
-        if fast_ds is None:
-            continue
+    for path, fast_ds, slow_ds in _corpus_datasets():
         encoding = text_encoding(fast_ds.get("SpecificCharacterSet"))
         if encoding is None:
             continue
@@ -81,10 +87,7 @@ def test_every_sequence_of_the_corpus_converts_as_pydicom_converts_it():
     """Sequences are converted item by item, element by element, the same way as the top level."""
     sequences = items = 0
     mismatches = []
-    for path in [*corpus.source_files(), *map(Path, get_charset_files("*.dcm"))]:
-        fast_ds, slow_ds = _read(path), _read(path)
-        if fast_ds is None:
-            continue
+    for path, fast_ds, slow_ds in _corpus_datasets():
         encoding = text_encoding(fast_ds.get("SpecificCharacterSet"))
         for tag in list(fast_ds.keys()):
             raw_element = fast_ds.get_item(tag, keep_deferred=True)
@@ -251,10 +254,7 @@ def test_header_text_read_from_bytes_is_pydicoms_on_the_whole_corpus():
 
     compared = 0
     mismatches = []
-    for path in [*corpus.source_files(), *map(Path, get_charset_files("*.dcm"))]:
-        fast_ds, slow_ds = _read(path), _read(path)
-        if fast_ds is None:
-            continue
+    for path, fast_ds, slow_ds in _corpus_datasets():
         for keyword in TEXT_KEYWORDS:
             fast = _plain_text(fast_ds, keyword)
             if fast is None:

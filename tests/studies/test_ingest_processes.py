@@ -45,6 +45,14 @@ def _files(tmp_path) -> list[tuple[str, str]]:
     return [*files, ("empty.dcm", str(tmp_path / "empty.dcm")), ("text.dcm", str(tmp_path / "text.dcm"))]
 
 
+def _cts(tmp_path, count: int) -> list[tuple[str, str]]:
+    files = []
+    for number in range(count):
+        dicom_factory.make_ct(tmp_path / f"{number}.dcm")
+        files.append((f"{number}.dcm", str(tmp_path / f"{number}.dcm")))
+    return files
+
+
 def _stored(results) -> list[tuple]:
     rows = {row.sop_instance_uid: row for row in Instance.objects.all()}
     summary = []
@@ -106,10 +114,7 @@ def test_checking_processes_apply_this_server_s_limits(physician, processes, set
 
 
 def test_when_a_checking_process_dies_the_files_are_checked_here_and_a_new_pool_starts(physician, processes, tmp_path):
-    files = []
-    for number in range(6):
-        dicom_factory.make_ct(tmp_path / f"{number}.dcm")
-        files.append((f"{number}.dcm", str(tmp_path / f"{number}.dcm")))
+    files = _cts(tmp_path, 6)
     ingest.start_checking_processes()
     broken = ingest._pool
     broken.submit(ingest._ready).result(timeout=60)
@@ -128,10 +133,7 @@ def test_when_a_checking_process_dies_the_files_are_checked_here_and_a_new_pool_
 def test_when_a_checking_process_dies_during_an_upload_its_files_are_checked_here(
     physician, processes, tmp_path, monkeypatch
 ):
-    files = []
-    for number in range(4):
-        dicom_factory.make_ct(tmp_path / f"{number}.dcm")
-        files.append((f"{number}.dcm", str(tmp_path / f"{number}.dcm")))
+    files = _cts(tmp_path, 4)
     ingest.start_checking_processes()
     pool = ingest._pool
     for future in [pool.submit(ingest._ready) for _ in range(2)]:
@@ -221,10 +223,7 @@ def test_a_daemonic_process_checks_files_itself(physician, processes, monkeypatc
 
 
 def test_one_request_keeps_only_a_few_files_per_process_in_flight(physician, processes, tmp_path, monkeypatch):
-    files = []
-    for number in range(12):
-        dicom_factory.make_ct(tmp_path / f"{number}.dcm")
-        files.append((f"{number}.dcm", str(tmp_path / f"{number}.dcm")))
+    files = _cts(tmp_path, 12)
     pool = ingest._checking_pool()
     counts = {"submitted": 0, "added": 0, "most in flight": 0}
     real_submit = pool.submit
@@ -266,14 +265,6 @@ def test_staged_files_left_behind_are_removed_once_a_day_old(settings, tmp_path)
 
     assert removed == 1
     assert sorted(os.listdir(incoming)) == ["ingest-new.dcm", "notes.txt"]
-
-
-def _cts(tmp_path, count: int) -> list[tuple[str, str]]:
-    files = []
-    for number in range(count):
-        dicom_factory.make_ct(tmp_path / f"{number}.dcm")
-        files.append((f"{number}.dcm", str(tmp_path / f"{number}.dcm")))
-    return files
 
 
 def test_checks_cancelled_by_another_upload_shutting_the_pool_are_done_here(
