@@ -22,6 +22,7 @@ import contextlib
 import datetime as dt
 import functools
 import hashlib
+import json
 import logging
 import multiprocessing
 import operator
@@ -44,6 +45,7 @@ from django.conf import settings
 from django.db import DataError, IntegrityError, OperationalError, connection, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 from pydicom.charset import default_encoding
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
@@ -425,7 +427,10 @@ def _check(fp: BinaryIO, *, filename: str, study_uid: str | None, limits: _Limit
         result.coerced = True
         result.reason = "Stored; the file does not fully conform: " + "; ".join(read_warnings)
     staged = storage.stage_with_zeroed_preamble(fp, limits.staging_dir)
-    return _Pending(result, uids, fields, metadata, patient, study, series, staged)
+    # Serialized here, on the checking process: the server then handles one string per file
+    # rather than thousands of small objects (unpickling them and its garbage collector's passes
+    # over them cost it more than the JSON encoding itself).
+    return _Pending(result, uids, fields, json.dumps(metadata), patient, study, series, staged)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -986,7 +991,7 @@ class _Pending:
     result: IngestResult
     uids: dict[str, str]
     fields: dict
-    metadata: dict
+    metadata: str  # the DICOM JSON header, serialized
     patient: dict
     study: dict
     series: dict
@@ -1245,7 +1250,7 @@ class IngestBatch:
                     file=item.stored.name,
                     size=item.stored.size,
                     sha256=item.stored.sha256,
-                    metadata=item.metadata,
+                    metadata=_json_value(item.metadata),
                     uploaded_by=self.uploader,
                     **item.fields,
                 )
@@ -1428,7 +1433,7 @@ def _insert(model, rows: list) -> None:
         values = []
         for row in rows:
             row._prepare_related_fields_for_save(operation_name="bulk_create")
-            values.append([field.get_db_prep_save(field.pre_save(row, True), connection) for field in fields])
+            values.append([_db_value(field, row) for field in fields])
         # Django's error classes (IntegrityError for a simultaneous upload) as for its own queries.
         with connection.cursor() as cursor, connection.wrap_database_errors:
             psycopg_cursor = cursor.cursor
@@ -1444,6 +1449,23 @@ def _insert(model, rows: list) -> None:
     else:
         for row in rows:
             row.save(force_insert=True)
+
+
+class _JsonText(str):
+    """A JSON field's value already serialized (by a checking process), sent to PostgreSQL as is."""
+
+
+def _json_value(text: str):
+    """A JSON field's value from its serialized form: kept so on PostgreSQL, where ``_insert``
+    sends it as is; parsed elsewhere, where the ORM writes the rows."""
+    return _JsonText(text) if connection.vendor == "postgresql" else json.loads(text)
+
+
+def _db_value(field, row):
+    value = field.pre_save(row, True)
+    if isinstance(value, _JsonText):
+        return Jsonb(value, dumps=str)
+    return field.get_db_prep_save(value, connection)
 
 
 @functools.cache
