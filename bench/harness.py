@@ -66,3 +66,41 @@ def process_factory(label: str, *, data_dir: str, database_url: str, redis_url: 
         extra={"LOG_LEVEL": "WARNING", "DEBUG": "0", "SECRET_KEY": secret_key, "ALLOWED_HOSTS": "127.0.0.1,localhost"},
     )
     return ProcessFactory(environment, label=label)
+
+
+def cpu_seconds(root_pids: list[int], *, database: str | None = None) -> float | None:
+    """CPU time (user + system) used so far by the processes ``root_pids`` and all their
+    descendants, plus the PostgreSQL backends serving ``database``; None where /proc is missing.
+
+    Read before and after a timed run, it tells how much work a server did for it, which the
+    wall-clock rate alone hides on a busy or shared machine."""
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    used: dict[int, float] = {}
+    backends: set[int] = set()
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes() if database else b""
+        except OSError:
+            continue  # ended meanwhile
+        # The command name in parentheses may hold spaces: the fields start after the last ")".
+        fields = stat.rsplit(")", 1)[1].split()
+        pid = int(entry.name)
+        parents[pid] = int(fields[1])
+        used[pid] = (int(fields[11]) + int(fields[12])) / ticks
+        if database and cmdline.startswith(b"postgres: ") and f" {database} ".encode() in cmdline:
+            backends.add(pid)
+    counted = set(backends)
+    for pid in parents:
+        ancestor = pid
+        while ancestor and ancestor not in root_pids:
+            ancestor = parents.get(ancestor, 0)
+        if ancestor:
+            counted.add(pid)
+    return sum(used[pid] for pid in counted)
