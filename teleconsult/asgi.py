@@ -1,5 +1,6 @@
 """ASGI entry point: HTTP through Django, WebSockets through Channels."""
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -9,6 +10,7 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator, OriginValidator  # noqa: E402
+from django.urls import get_resolver  # noqa: E402
 
 from accounts.websocket import TokenOrSessionAuthMiddleware  # noqa: E402
 from studies import ingest  # noqa: E402
@@ -33,6 +35,20 @@ class BrowserOriginValidator(OriginValidator):
 
 # The processes that check uploaded files start with the server, not on its first upload.
 ingest.start_checking_processes()
+
+
+def settle_for_serving() -> None:
+    """Load what the first requests would load (the URL patterns and the views they import), then
+    move everything loaded so far out of the garbage collector's way for good (``gc.freeze``).
+
+    A full collection otherwise walks all of Django, DRF, pydicom and the project on every pass:
+    about 0.1 s each, once or twice per 60 MB of STOW-RS uploads (bench.ingest); about 0.01 s once
+    only what requests allocate is left to walk."""
+    get_resolver().url_patterns  # noqa: B018 - evaluated for its imports
+    gc.freeze()
+
+
+settle_for_serving()
 
 application = ProtocolTypeRouter(
     {
