@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import tempfile
 from collections.abc import Callable, Iterator
 from functools import partial, wraps
 
@@ -24,7 +23,7 @@ from rest_framework.exceptions import AuthenticationFailed
 
 from accounts.authentication import BearerlessTokenAuthentication
 
-from . import audit
+from . import audit, storage
 from . import dicomweb as dw
 from .ingest import IngestBatch, ingest_paths
 from .models import Instance, Series, Study
@@ -541,7 +540,7 @@ def _store(request: HttpRequest, user, study_uid: str | None = None) -> HttpResp
 
     urls = Urls(request)
     results: list = []
-    with tempfile.TemporaryDirectory(dir=settings.FILE_UPLOAD_TEMP_DIR) as directory:
+    with storage.request_dir() as directory:
         parts = dw.read_multipart(request, params["boundary"], directory, max_size=limit)
         accepted = []
         for number, part in enumerate(parts, start=1):
@@ -555,7 +554,8 @@ def _store(request: HttpRequest, user, study_uid: str | None = None) -> HttpResp
             accepted.append((name, part))
         # The whole request is one batch: its rows are written together and committed once.
         with IngestBatch(user) as batch:
-            results += ingest_paths([(name, part.path) for name, part in accepted], batch=batch, study_uid=study_uid)
+            files = [(name, part.path) for name, part in accepted]
+            results += ingest_paths(files, batch=batch, study_uid=study_uid, owned=True)
     status, dataset = dw.stow_response(results, urls.instance, urls.study)
     return HttpResponse(json.dumps(dataset, separators=(",", ":")), status=status, content_type=dw.DICOM_JSON)
 

@@ -173,18 +173,20 @@ def ingest_file(
 
 
 def ingest_paths(
-    files: Sequence[tuple[str, str]], *, batch: IngestBatch, study_uid: str | None = None
+    files: Sequence[tuple[str, str]], *, batch: IngestBatch, study_uid: str | None = None, owned: bool = False
 ) -> list[IngestResult]:
     """``ingest_file`` for several files given as (name, path), checked side by side.
 
     With ``TELECONSULT_INGEST_PROCESSES`` above 1, the files are checked, read and staged on that
     many checking processes (Python reads a header on one core at a time), and handed to ``batch``
     in order; the rows are written by this process as ever. One result per file, in order.
+    ``owned``: the files are the server's own temporary files (``storage.request_dir``), which are
+    moved into storage rather than copied, their preamble zeroed in place.
     """
     limits = _Limits.from_settings()
     pool = _checking_pool() if len(files) > 1 else None
     if pool is None:
-        return [batch.add(_checked(path, name, study_uid, limits)) for name, path in files]
+        return [batch.add(_checked(path, name, study_uid, limits, owned)) for name, path in files]
     # A few files per checking process in flight at a time, so that one large upload does not keep
     # the pool from the uploads that arrive while it is checked.
     window = 2 * settings.TELECONSULT_INGEST_PROCESSES
@@ -194,7 +196,7 @@ def ingest_paths(
     try:
         for name, path in files:
             while submitted < len(files) and len(in_flight) < window:
-                in_flight.append(_submit(pool, files[submitted], study_uid, limits) if pool else None)
+                in_flight.append(_submit(pool, files[submitted], study_uid, limits, owned) if pool else None)
                 pool = pool if in_flight[-1] is not None else None
                 submitted += 1
             future, outcome = in_flight.popleft(), None
@@ -210,7 +212,7 @@ def ingest_paths(
             if outcome is None:
                 # No pool, or it broke (a process killed, out of memory): checked here, and a new
                 # pool starts for the next upload.
-                outcome = _checked(path, name, study_uid, limits)
+                outcome = _checked(path, name, study_uid, limits, owned)
             results.append(batch.add(outcome))
     finally:
         for future in in_flight:
@@ -222,11 +224,13 @@ def ingest_paths(
     return results
 
 
-def _submit(pool: ProcessPoolExecutor, file: tuple[str, str], study_uid: str | None, limits: _Limits) -> Future | None:
+def _submit(
+    pool: ProcessPoolExecutor, file: tuple[str, str], study_uid: str | None, limits: _Limits, owned: bool
+) -> Future | None:
     """The check of ``file`` on the pool; None when the pool has lost a process (it is discarded)."""
     name, path = file
     try:
-        return pool.submit(_checked, path, name, study_uid, limits)
+        return pool.submit(_checked, path, name, study_uid, limits, owned)
     except (BrokenProcessPool, RuntimeError):
         # Broken, or shut down by another upload that found it broken ("cannot schedule new
         # futures after shutdown").
@@ -343,11 +347,15 @@ def _human(size: int) -> str:
     return f"{value:.1f} GB"
 
 
-def _checked(source, filename: str, study_uid: str | None, limits: _Limits) -> _Pending | IngestResult:
-    """A file checked and staged, or its refusal. Runs here or on a checking process alike."""
+def _checked(
+    source, filename: str, study_uid: str | None, limits: _Limits, owned: bool = False
+) -> _Pending | IngestResult:
+    """A file checked and staged, or its refusal. Runs here or on a checking process alike.
+    ``owned``: ``source`` is a path to a temporary file of the server's own, staged by moving it."""
     try:
         with _opened(source) as fp:
-            return _check(fp, filename=filename, study_uid=study_uid, limits=limits)
+            move_from = os.fspath(source) if owned else None
+            return _check(fp, filename=filename, study_uid=study_uid, limits=limits, move_from=move_from)
     except IngestRefusedError as exc:
         return IngestResult(filename=filename, status=REFUSED, code=exc.code, reason=exc.reason, **exc.uids)
     except OSError as exc:
@@ -368,8 +376,11 @@ class _Limits:
         return cls(settings.TELECONSULT_MAX_FILE_SIZE, storage.staging_dir())
 
 
-def _check(fp: BinaryIO, *, filename: str, study_uid: str | None, limits: _Limits) -> _Pending:
-    """Check one file, read its header and stage it; raises IngestRefusedError with the reason.
+def _check(
+    fp: BinaryIO, *, filename: str, study_uid: str | None, limits: _Limits, move_from: str | None = None
+) -> _Pending:
+    """Check one file, read its header and stage it (by moving the file at ``move_from``, the path of
+    ``fp``, when given); raises IngestRefusedError with the reason.
 
     Reads nothing but the file and ``limits``, so it runs the same on a checking process."""
     size = _size_of(fp)
@@ -426,7 +437,10 @@ def _check(fp: BinaryIO, *, filename: str, study_uid: str | None, limits: _Limit
     if read_warnings:
         result.coerced = True
         result.reason = "Stored; the file does not fully conform: " + "; ".join(read_warnings)
-    staged = storage.stage_with_zeroed_preamble(fp, limits.staging_dir)
+    if move_from is not None:
+        staged = storage.stage_by_moving(move_from, limits.staging_dir)
+    else:
+        staged = storage.stage_with_zeroed_preamble(fp, limits.staging_dir)
     # Serialized here, on the checking process: the server then handles one string per file
     # rather than thousands of small objects (unpickling them and its garbage collector's passes
     # over them cost it more than the JSON encoding itself).

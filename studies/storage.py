@@ -2,17 +2,21 @@
 
 Staging copies the upload once, zeroing the 128-byte preamble (a preamble can carry an executable,
 CVE-2019-11687) and computing the SHA-256 of the bytes as stored, so the hash of a re-sent file can
-be compared before anything reaches storage. With FileSystemStorage the staged file lives on the
-same file system as the media root, so saving it is a rename: a reader never sees half a file.
+be compared before anything reaches storage. A temporary file of the server's own (a STOW-RS part,
+written beside the staging directory) is not copied: its preamble is zeroed where it lies and the
+file is moved. With FileSystemStorage the staged file lives on the same file system as the media
+root, so saving it is a rename: a reader never sees half a file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import hashlib
 import os
 import secrets
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -23,6 +27,7 @@ from django.core.files.storage import FileSystemStorage, default_storage
 
 PREAMBLE_SIZE = 128
 STAGED_PREFIX = "ingest-"
+REQUEST_DIR_PREFIX = "request-"
 CHUNK_SIZE = 1024 * 1024
 
 
@@ -68,16 +73,28 @@ def staging_dir() -> str | None:
     return None
 
 
+def request_dir() -> tempfile.TemporaryDirectory:
+    """A temporary directory for one request's uploaded parts, on the staging directory's file
+    system, so that staging them moves them (``stage_by_moving``) rather than copying."""
+    return tempfile.TemporaryDirectory(prefix=REQUEST_DIR_PREFIX, dir=staging_dir())
+
+
 def remove_stale_staged_files(*, max_age: dt.timedelta) -> int:
-    """Remove staged files older than ``max_age`` (left by a process killed while staging); how many."""
+    """Remove staged files and request directories older than ``max_age`` (left by a process killed
+    while it staged them, or by a server killed in a request); how many."""
     directory = staging_dir() or tempfile.gettempdir()
     cutoff = time.time() - max_age.total_seconds()
     removed = 0
     for entry in os.scandir(directory):
         with contextlib.suppress(OSError):
             name = entry.name
-            if name.startswith(STAGED_PREFIX) and name.endswith(".dcm") and entry.stat().st_mtime < cutoff:
+            if entry.stat().st_mtime >= cutoff:
+                continue
+            if name.startswith(STAGED_PREFIX) and name.endswith(".dcm") and entry.is_file():
                 os.unlink(entry.path)
+                removed += 1
+            elif name.startswith(REQUEST_DIR_PREFIX) and entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
                 removed += 1
     return removed
 
@@ -103,6 +120,28 @@ def stage_with_zeroed_preamble(fp: BinaryIO, directory: str | None) -> StagedFil
         os.unlink(path)
         raise
     return StagedFile(path, digest.hexdigest(), size)
+
+
+def stage_by_moving(path: str, directory: str | None) -> StagedFile:
+    """Stage a temporary file of the server's own without copying it: its preamble zeroed where it
+    lies, its bytes hashed, the file moved into ``directory``. On another file system than
+    ``directory`` it is copied instead."""
+    with open(path, "r+b") as fp:
+        fp.write(bytes(PREAMBLE_SIZE))
+        fp.seek(0)
+        digest = hashlib.file_digest(fp, "sha256")
+        size = os.fstat(fp.fileno()).st_size
+    fd, staged = tempfile.mkstemp(prefix=STAGED_PREFIX, suffix=".dcm", dir=directory)
+    os.close(fd)
+    try:
+        os.replace(path, staged)
+    except OSError as exc:
+        os.unlink(staged)
+        if exc.errno != errno.EXDEV:
+            raise
+        with open(path, "rb") as fp:
+            return stage_with_zeroed_preamble(fp, directory)
+    return StagedFile(staged, digest.hexdigest(), size)
 
 
 @dataclass

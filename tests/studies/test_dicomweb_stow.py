@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ import requests
 from django.test import Client
 from pydicom.data import get_testdata_file
 
+from studies import storage
 from studies.dicomweb import DicomwebError, read_multipart
 from studies.models import Instance, Study
 from tests.studies.test_dicomweb_helpers import (
@@ -375,3 +378,26 @@ def test_deflated_part_is_stored(physician):
 
     assert answer.status_code == 200, answer.content
     assert Instance.objects.count() == 1
+
+
+def test_parts_are_stored_by_moving_them_with_their_preamble_zeroed(physician, settings, tmp_path, monkeypatch):
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+    def copied(*args, **kwargs):
+        raise AssertionError("a part of the request was copied, not moved")
+
+    monkeypatch.setattr(storage, "stage_with_zeroed_preamble", copied)
+    first, second = make_dataset(), make_dataset()
+    sent = [to_bytes(first), to_bytes(second)]
+    sent[0] = b"MZ" + b"\x90" * 126 + sent[0][128:]  # an executable's header in the preamble
+    answer = post(physician, multipart(*sent))
+    assert answer.status_code == 200
+    for ds, data in zip((first, second), sent, strict=True):
+        instance = Instance.objects.get(sop_instance_uid=ds.SOPInstanceUID)
+        with instance.file.open("rb") as handle:
+            kept = handle.read()
+        assert kept == bytes(128) + data[128:]
+        assert instance.sha256 == hashlib.sha256(kept).hexdigest()
+        assert instance.size == len(data)
+    # Nothing of the request is left beside the staging directory.
+    assert os.listdir(tmp_path / "media" / ".incoming") == []

@@ -323,3 +323,36 @@ def test_an_api_upload_spooled_to_disk_is_checked_on_checking_processes(
     assert response.status_code == 201, response.content
     assert [result["status"] for result in response.json()["results"]] == ["stored", "stored", "refused"]
     assert _checked_elsewhere(caplog)
+
+
+def test_files_of_the_servers_own_are_moved_and_others_left_where_they_are(physician, processes, tmp_path):
+    owned_dir = tmp_path / "media" / ".incoming" / "request-x"
+    owned_dir.mkdir(parents=True)
+    owned = _cts(owned_dir, 3)
+    theirs = _cts(tmp_path, 3)
+    with IngestBatch(physician) as batch:
+        results = ingest_paths(owned, batch=batch, owned=True) + ingest_paths(theirs, batch=batch)
+
+    assert [result.status for result in results] == ["stored"] * 6
+    assert os.listdir(owned_dir) == []  # moved into storage
+    assert all(os.path.exists(path) for _name, path in theirs)  # copied: a user's folder is left alone
+    for result in results:
+        instance = Instance.objects.get(pk=result.instance_id)
+        with instance.file.open("rb") as handle:
+            assert handle.read(128) == bytes(128)
+
+
+def test_request_directories_left_behind_are_removed_once_a_day_old(settings, tmp_path):
+    from studies import storage
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    incoming = storage.staging_dir()
+    old, fresh = (os.path.join(incoming, name) for name in ("request-old", "request-new"))
+    for directory in (old, fresh):
+        os.makedirs(directory)
+        open(os.path.join(directory, "part.dcm"), "wb").close()  # noqa: SIM115
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(old, (two_days_ago, two_days_ago))
+
+    assert storage.remove_stale_staged_files(max_age=dt.timedelta(days=1)) == 1
+    assert os.listdir(incoming) == ["request-new"]
