@@ -70,7 +70,9 @@ def process_factory(label: str, *, data_dir: str, database_url: str, redis_url: 
 
 def cpu_seconds(root_pids: list[int], *, database: str | None = None) -> float | None:
     """CPU time (user + system) used so far by the processes ``root_pids`` and all their
-    descendants, plus the PostgreSQL backends serving ``database``; None where /proc is missing.
+    descendants (those that ended too, once their parent reaped them), plus the PostgreSQL
+    backends serving ``database`` (those alive: the server's pool keeps them); None where /proc
+    is missing.
 
     Read before and after a timed run, it tells how much work a server did for it, which the
     wall-clock rate alone hides on a busy or shared machine."""
@@ -93,7 +95,8 @@ def cpu_seconds(root_pids: list[int], *, database: str | None = None) -> float |
         fields = stat.rsplit(")", 1)[1].split()
         pid = int(entry.name)
         parents[pid] = int(fields[1])
-        used[pid] = (int(fields[11]) + int(fields[12])) / ticks
+        # utime, stime, and cutime, cstime: the time of the children it has reaped.
+        used[pid] = sum(int(value) for value in fields[11:15]) / ticks
         if database and cmdline.startswith(b"postgres: ") and f" {database} ".encode() in cmdline:
             backends.add(pid)
     counted = set(backends)

@@ -181,7 +181,7 @@ def ingest_paths(
     many checking processes (Python reads a header on one core at a time), and handed to ``batch``
     in order; the rows are written by this process as ever. One result per file, in order.
     ``owned``: the files are the server's own temporary files (``storage.request_dir``), which are
-    moved into storage rather than copied, their preamble zeroed in place.
+    stored themselves rather than copies, their preamble zeroed in place.
     """
     limits = _Limits.from_settings()
     pool = _checking_pool() if len(files) > 1 else None
@@ -351,11 +351,11 @@ def _checked(
     source, filename: str, study_uid: str | None, limits: _Limits, owned: bool = False
 ) -> _Pending | IngestResult:
     """A file checked and staged, or its refusal. Runs here or on a checking process alike.
-    ``owned``: ``source`` is a path to a temporary file of the server's own, staged by moving it."""
+    ``owned``: ``source`` is a path to a temporary file of the server's own, staged where it lies."""
     try:
         with _opened(source) as fp:
-            move_from = os.fspath(source) if owned else None
-            return _check(fp, filename=filename, study_uid=study_uid, limits=limits, move_from=move_from)
+            in_place = os.fspath(source) if owned else None
+            return _check(fp, filename=filename, study_uid=study_uid, limits=limits, in_place=in_place)
     except IngestRefusedError as exc:
         return IngestResult(filename=filename, status=REFUSED, code=exc.code, reason=exc.reason, **exc.uids)
     except OSError as exc:
@@ -377,10 +377,10 @@ class _Limits:
 
 
 def _check(
-    fp: BinaryIO, *, filename: str, study_uid: str | None, limits: _Limits, move_from: str | None = None
+    fp: BinaryIO, *, filename: str, study_uid: str | None, limits: _Limits, in_place: str | None = None
 ) -> _Pending:
-    """Check one file, read its header and stage it (by moving the file at ``move_from``, the path of
-    ``fp``, when given); raises IngestRefusedError with the reason.
+    """Check one file, read its header and stage it (a copy, or the file at ``in_place``, the path of
+    ``fp``, itself); raises IngestRefusedError with the reason.
 
     Reads nothing but the file and ``limits``, so it runs the same on a checking process."""
     size = _size_of(fp)
@@ -437,14 +437,15 @@ def _check(
     if read_warnings:
         result.coerced = True
         result.reason = "Stored; the file does not fully conform: " + "; ".join(read_warnings)
-    if move_from is not None:
-        staged = storage.stage_by_moving(move_from, limits.staging_dir)
-    else:
-        staged = storage.stage_with_zeroed_preamble(fp, limits.staging_dir)
     # Serialized here, on the checking process: the server then handles one string per file
     # rather than thousands of small objects (unpickling them and its garbage collector's passes
     # over them cost it more than the JSON encoding itself).
-    return _Pending(result, uids, fields, json.dumps(metadata), patient, study, series, staged)
+    metadata_json = json.dumps(metadata)
+    if in_place is not None:
+        staged = storage.stage_in_place(in_place)
+    else:
+        staged = storage.stage_with_zeroed_preamble(fp, limits.staging_dir)
+    return _Pending(result, uids, fields, metadata_json, patient, study, series, staged)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1601,15 +1602,19 @@ def _checking_pool() -> ProcessPoolExecutor | None:
 
 
 def start_checking_processes() -> None:
-    """Start the checking processes now (at server start) rather than on the first upload, and
-    remove files a checking process killed while staging them left behind (a day old)."""
+    """Start the checking processes now (at server start) rather than on the first upload; first,
+    with or without them, remove what uploads cut short by a killed process left in the staging
+    directory (staged files and request directories a day old)."""
+    try:
+        storage.remove_stale_staged_files(max_age=dt.timedelta(days=1))
+    except OSError:
+        logger.exception("ingest: files left behind by uploads cut short could not be removed")
     pool = _checking_pool()
     if pool is None:
         return
     try:
         for _ in range(settings.TELECONSULT_INGEST_PROCESSES):
             pool.submit(_ready)
-        storage.remove_stale_staged_files(max_age=dt.timedelta(days=1))
     except Exception:
         # The server serves anyway: uploads are checked in it while the pool cannot start.
         logger.exception("ingest: the checking processes could not be started")

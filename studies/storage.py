@@ -4,15 +4,14 @@ Staging copies the upload once, zeroing the 128-byte preamble (a preamble can ca
 CVE-2019-11687) and computing the SHA-256 of the bytes as stored, so the hash of a re-sent file can
 be compared before anything reaches storage. A temporary file of the server's own (a STOW-RS part,
 written beside the staging directory) is not copied: its preamble is zeroed where it lies and the
-file is moved. With FileSystemStorage the staged file lives on the same file system as the media
-root, so saving it is a rename: a reader never sees half a file.
+file itself is staged. With FileSystemStorage the staged file lives on the same file system as the
+media root, so saving it is a rename: a reader never sees half a file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import errno
 import hashlib
 import os
 import secrets
@@ -75,7 +74,7 @@ def staging_dir() -> str | None:
 
 def request_dir() -> tempfile.TemporaryDirectory:
     """A temporary directory for one request's uploaded parts, on the staging directory's file
-    system, so that staging them moves them (``stage_by_moving``) rather than copying."""
+    system, so that they are staged where they lie (``stage_in_place``) and stored by a rename."""
     return tempfile.TemporaryDirectory(prefix=REQUEST_DIR_PREFIX, dir=staging_dir())
 
 
@@ -122,26 +121,16 @@ def stage_with_zeroed_preamble(fp: BinaryIO, directory: str | None) -> StagedFil
     return StagedFile(path, digest.hexdigest(), size)
 
 
-def stage_by_moving(path: str, directory: str | None) -> StagedFile:
+def stage_in_place(path: str) -> StagedFile:
     """Stage a temporary file of the server's own without copying it: its preamble zeroed where it
-    lies, its bytes hashed, the file moved into ``directory``. On another file system than
-    ``directory`` it is copied instead."""
+    lies and its bytes hashed. Doing it again gives the same file and hash, so a check that has to
+    be made again (its checking process died) finds the file as it was."""
     with open(path, "r+b") as fp:
         fp.write(bytes(PREAMBLE_SIZE))
         fp.seek(0)
         digest = hashlib.file_digest(fp, "sha256")
         size = os.fstat(fp.fileno()).st_size
-    fd, staged = tempfile.mkstemp(prefix=STAGED_PREFIX, suffix=".dcm", dir=directory)
-    os.close(fd)
-    try:
-        os.replace(path, staged)
-    except OSError as exc:
-        os.unlink(staged)
-        if exc.errno != errno.EXDEV:
-            raise
-        with open(path, "rb") as fp:
-            return stage_with_zeroed_preamble(fp, directory)
-    return StagedFile(staged, digest.hexdigest(), size)
+    return StagedFile(path, digest.hexdigest(), size)
 
 
 @dataclass

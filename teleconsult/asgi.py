@@ -45,6 +45,7 @@ def settle_for_serving() -> None:
     about 0.1 s each, once or twice per 60 MB of STOW-RS uploads (bench.ingest); about 0.01 s once
     only what requests allocate is left to walk."""
     get_resolver().url_patterns  # noqa: B018 - evaluated for its imports
+    gc.collect()  # garbage left by start-up is freed, not frozen with the rest
     gc.freeze()
 
 

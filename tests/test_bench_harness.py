@@ -38,3 +38,25 @@ def test_cpu_seconds_of_a_process_that_is_gone_is_nothing():
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     assert harness.cpu_seconds([gone.pid]) == 0
+
+
+def test_cpu_seconds_counts_children_that_ended_once_reaped():
+    burn_and_exit = CHILD.replace("\ntime.sleep(60)", "")
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import subprocess, sys, time; subprocess.run([sys.executable, '-c', {burn_and_exit!r}]); time.sleep(60)",
+        ],
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while harness.cpu_seconds([parent.pid]) < 0.4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # Whether the child is still running or already reaped, its time counts; once reaped, for good.
+        time.sleep(1)
+        assert harness.cpu_seconds([parent.pid]) >= 0.4
+    finally:
+        os.killpg(parent.pid, signal.SIGKILL)
+        parent.wait()

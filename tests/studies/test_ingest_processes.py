@@ -6,6 +6,8 @@ import datetime as dt
 import os
 import signal
 import time
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 from django.db import transaction
@@ -325,21 +327,73 @@ def test_an_api_upload_spooled_to_disk_is_checked_on_checking_processes(
     assert _checked_elsewhere(caplog)
 
 
-def test_files_of_the_servers_own_are_moved_and_others_left_where_they_are(physician, processes, tmp_path):
+def _cts_with_a_preamble(directory, count: int) -> list[tuple[str, str]]:
+    files = []
+    for number in range(count):
+        path = directory / f"{number}.dcm"
+        path.write_bytes(dicom_factory.to_bytes(dicom_factory.dataset(), preamble=b"MZ" + b"\x90" * 126))
+        files.append((path.name, str(path)))
+    return files
+
+
+def test_files_of_the_servers_own_are_stored_themselves_and_others_left_untouched(physician, processes, tmp_path):
     owned_dir = tmp_path / "media" / ".incoming" / "request-x"
     owned_dir.mkdir(parents=True)
-    owned = _cts(owned_dir, 3)
-    theirs = _cts(tmp_path, 3)
+    owned = _cts_with_a_preamble(owned_dir, 3)
+    theirs = _cts_with_a_preamble(tmp_path, 3)
+    before = [open(path, "rb").read() for _name, path in theirs]  # noqa: SIM115
     with IngestBatch(physician) as batch:
         results = ingest_paths(owned, batch=batch, owned=True) + ingest_paths(theirs, batch=batch)
 
     assert [result.status for result in results] == ["stored"] * 6
     assert os.listdir(owned_dir) == []  # moved into storage
-    assert all(os.path.exists(path) for _name, path in theirs)  # copied: a user's folder is left alone
+    # A user's folder (import_dicom) is read, never written: its preambles are as they were.
+    assert [open(path, "rb").read() for _name, path in theirs] == before  # noqa: SIM115
     for result in results:
         instance = Instance.objects.get(pk=result.instance_id)
         with instance.file.open("rb") as handle:
             assert handle.read(128) == bytes(128)
+
+
+def test_a_file_of_the_servers_own_staged_by_a_process_that_then_died_is_checked_again_here(
+    physician, processes, tmp_path, monkeypatch
+):
+    owned_dir = tmp_path / "media" / ".incoming" / "request-x"
+    owned_dir.mkdir(parents=True)
+    owned = _cts_with_a_preamble(owned_dir, 3)
+    pool = ingest._checking_pool()
+    real_submit = pool.submit
+
+    def staged_then_broken(*args, **kwargs):
+        # The check runs to the end (the file is staged where it lies), then the answer is lost
+        # as when its checking process dies before handing it back.
+        real_submit(*args, **kwargs).result()
+        lost = Future()
+        lost.set_exception(BrokenProcessPool("a checking process died"))
+        return lost
+
+    monkeypatch.setattr(pool, "submit", staged_then_broken)
+    with IngestBatch(physician) as batch:
+        results = ingest_paths(owned, batch=batch, owned=True)
+
+    assert [result.status for result in results] == ["stored"] * 3
+    assert os.listdir(owned_dir) == []
+    assert not [name for name in os.listdir(tmp_path / "media" / ".incoming") if name != "request-x"]
+
+
+def test_the_server_start_removes_what_killed_uploads_left_without_checking_processes(settings, tmp_path):
+    from studies import storage
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.TELECONSULT_INGEST_PROCESSES = 0
+    left = os.path.join(storage.staging_dir(), "request-old")
+    os.makedirs(left)
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(left, (two_days_ago, two_days_ago))
+
+    ingest.start_checking_processes()
+
+    assert os.listdir(storage.staging_dir()) == []
 
 
 def test_request_directories_left_behind_are_removed_once_a_day_old(settings, tmp_path):

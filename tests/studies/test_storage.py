@@ -1,13 +1,10 @@
-"""Staging: a file copied with its preamble zeroed, or one of the server's own moved."""
+"""Staging: a file copied with its preamble zeroed, or one of the server's own staged where it lies."""
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import io
 import os
-
-import pytest
 
 from studies import storage
 
@@ -21,44 +18,28 @@ def test_copying_zeroes_the_preamble_and_hashes_the_copy(tmp_path):
     assert (staged.sha256, staged.size) == (hashlib.sha256(EXPECTED).hexdigest(), len(DATA))
 
 
-def test_moving_zeroes_the_preamble_in_place_and_moves_the_file(tmp_path):
+def test_staging_in_place_zeroes_the_preamble_where_the_file_lies_and_hashes_it(tmp_path):
     source = tmp_path / "request-1" / "part.dcm"
     source.parent.mkdir()
     source.write_bytes(DATA)
-    staged = storage.stage_by_moving(str(source), str(tmp_path))
-    assert not source.exists()
-    assert os.path.dirname(staged.path) == str(tmp_path)
-    assert os.path.basename(staged.path).startswith(storage.STAGED_PREFIX)
-    assert open(staged.path, "rb").read() == EXPECTED  # noqa: SIM115
+    staged = storage.stage_in_place(str(source))
+    assert staged.path == str(source)
+    assert source.read_bytes() == EXPECTED
     assert (staged.sha256, staged.size) == (hashlib.sha256(EXPECTED).hexdigest(), len(DATA))
+    # Again (a check made anew after its checking process died): the same file, the same hash.
+    again = storage.stage_in_place(str(source))
+    assert (again.path, again.sha256, again.size) == (staged.path, staged.sha256, staged.size)
+    assert source.read_bytes() == EXPECTED
 
 
-def test_moving_across_file_systems_copies_instead(tmp_path, monkeypatch):
-    source = tmp_path / "part.dcm"
-    source.write_bytes(DATA)
-    staging = tmp_path / "staging"
-    staging.mkdir()
-
-    def cross_device(src, dst):
-        raise OSError(errno.EXDEV, "Invalid cross-device link")
-
-    monkeypatch.setattr(storage.os, "replace", cross_device)
-    staged = storage.stage_by_moving(str(source), str(staging))
-    assert open(staged.path, "rb").read() == EXPECTED  # noqa: SIM115
-    assert staged.sha256 == hashlib.sha256(EXPECTED).hexdigest()
-    assert [name for name in os.listdir(staging)] == [os.path.basename(staged.path)]  # no empty leftovers
-
-
-def test_moving_fails_loudly_on_other_errors_and_leaves_nothing_staged(tmp_path, monkeypatch):
-    source = tmp_path / "part.dcm"
-    source.write_bytes(DATA)
-    staging = tmp_path / "staging"
-    staging.mkdir()
-
-    def denied(src, dst):
-        raise PermissionError(errno.EACCES, "Permission denied")
-
-    monkeypatch.setattr(storage.os, "replace", denied)
-    with pytest.raises(PermissionError):
-        storage.stage_by_moving(str(source), str(staging))
-    assert os.listdir(staging) == []
+def test_a_file_staged_in_place_is_stored_by_moving_it(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    with storage.request_dir() as directory:
+        assert os.path.dirname(directory) == storage.staging_dir()
+        source = os.path.join(directory, "part.dcm")
+        with open(source, "wb") as out:
+            out.write(DATA)
+        stored = storage.store(storage.stage_in_place(source))
+        assert not os.path.exists(source)
+    assert open(tmp_path / "media" / stored.name, "rb").read() == EXPECTED  # noqa: SIM115
+    assert os.listdir(storage.staging_dir()) == []
