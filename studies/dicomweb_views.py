@@ -7,6 +7,7 @@ see is a 404, exactly like something that does not exist; a search shows them no
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from collections.abc import Callable, Iterator
@@ -29,6 +30,7 @@ from .ingest import IngestBatch, ingest_paths
 from .models import Instance, Series, Study
 from .permissions import get_instance_for_user, get_series_for_user, get_study_for_user, visible_studies
 from .rendering import NotAnImage, RenderError, fit_within, middle_frame, read_header, render_frame
+from .stow_body import SCOPE_KEY
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 THUMBNAIL_VIEWPORT = (256, 256)
@@ -540,8 +542,7 @@ def _store(request: HttpRequest, user, study_uid: str | None = None) -> HttpResp
 
     urls = Urls(request)
     results: list = []
-    with storage.request_dir() as directory:
-        parts = dw.read_multipart(request, params["boundary"], directory, max_size=limit)
+    with _received_parts(request, params["boundary"], limit) as parts:
         accepted = []
         for number, part in enumerate(parts, start=1):
             name = (part.headers.get("content-location") or f"part {number}")[:255]
@@ -558,6 +559,20 @@ def _store(request: HttpRequest, user, study_uid: str | None = None) -> HttpResp
             results += ingest_paths(files, batch=batch, study_uid=study_uid, owned=True)
     status, dataset = dw.stow_response(results, urls.instance, urls.study)
     return HttpResponse(json.dumps(dataset, separators=(",", ":")), status=status, content_type=dw.DICOM_JSON)
+
+
+@contextlib.contextmanager
+def _received_parts(request: HttpRequest, boundary: str, limit: int) -> Iterator[list[dw.Part]]:
+    """The parts of a STOW-RS body: split as it arrived (``studies.stow_body``, in front of Django
+    under daphne), else split now from the body Django read. The files go when the block ends."""
+    received = getattr(request, "scope", {}).get(SCOPE_KEY)
+    if received is not None:
+        if received.error is not None:
+            raise received.error
+        yield received.parts
+        return
+    with storage.request_dir() as directory:
+        yield dw.read_multipart(request, boundary, directory, max_size=limit)
 
 
 def store(request: HttpRequest, study_uid: str | None = None) -> HttpResponse:

@@ -14,6 +14,7 @@ from django.urls import get_resolver  # noqa: E402
 
 from accounts.websocket import TokenOrSessionAuthMiddleware  # noqa: E402
 from studies import ingest  # noqa: E402
+from studies.stow_body import StowBodyReader  # noqa: E402
 from teleconsult.routing import websocket_urlpatterns  # noqa: E402
 
 
@@ -53,7 +54,8 @@ settle_for_serving()
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # STOW-RS bodies are split into their parts as they arrive (studies.stow_body).
+        "http": StowBodyReader(django_asgi_app),
         "websocket": BrowserOriginValidator(TokenOrSessionAuthMiddleware(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -1,0 +1,187 @@
+"""STOW-RS request bodies split into their part files as they arrive, before Django sees them.
+
+Django reads a whole request body into a temporary file before any view runs, and the STOW-RS
+view then read it back to split the parts: every upload was written twice before its files were
+checked. ``StowBodyReader`` sits in front of Django's ASGI application: for a STOW-RS request it
+splits the multipart body straight from the ASGI messages into a request directory
+(``storage.request_dir``), on a thread so that the file writes stay off the event loop, and hands
+Django an empty body with the parts (or the reason the body is malformed) in the scope. The view
+then checks the request as ever (authentication, media type, size) and takes the parts from there.
+
+Anything else, and a STOW-RS request the view will refuse without reading its body (another media
+type, no boundary, a declared length over the limit), goes to Django unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.urls import Resolver404, resolve
+
+from . import dicomweb as dw
+from . import storage
+
+SCOPE_KEY = "teleconsult.stow_body"
+STOW_VIEWS = {"dicomweb:studies", "dicomweb:study"}
+# Bytes received but not yet split that the event loop holds before it waits for the splitting
+# thread: a fast client cannot make one request hold more memory than this.
+HIGH_WATER = 8 * 1024 * 1024
+READ_SIZE = 256 * 1024  # what the splitting thread reads at a time
+
+
+@dataclass
+class StowBody:
+    """The parts of a STOW-RS body split before the view ran, or why it could not be split."""
+
+    parts: list[dw.Part]
+    error: dw.DicomwebError | None = None
+
+
+def stow_boundary(scope) -> str | None:
+    """The multipart boundary of a STOW-RS request that the view will read; None for any other."""
+    if scope.get("type") != "http" or scope.get("method") != "POST":
+        return None
+    path = scope.get("path", "")
+    root = scope.get("root_path", "")
+    try:
+        match = resolve(path[len(root) :] if root and path.startswith(root) else path)
+    except Resolver404:
+        return None
+    if match.view_name not in STOW_VIEWS:
+        return None
+    headers = dict(scope.get("headers") or [])
+    media_type, params = dw.parse_media_type(headers.get(b"content-type", b"").decode("latin-1"))
+    if media_type != "multipart/related" or params.get("type", "application/dicom").lower() != "application/dicom":
+        return None
+    try:
+        declared = int(headers.get(b"content-length", b"0"))
+    except ValueError:
+        return None
+    if declared > settings.TELECONSULT_MAX_REQUEST_SIZE:
+        return None
+    return params.get("boundary") or None
+
+
+class _FedStream:
+    """A binary stream read by the splitting thread and fed by the event loop.
+
+    The reader is woken once what it asked for is there (not for every message, which daphne
+    sends in small pieces), and the loop waits while more than HIGH_WATER is unread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Condition()
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._buffered = 0
+        self._wanted = 0  # what the reader waits for
+        self._ended = False
+        self._closed = False  # the reader is done (finished or gave up): more data is dropped
+        self._drained = asyncio.Event()
+
+    async def put(self, data: bytes) -> None:
+        """Hand ``data`` to the reader, first waiting while it has more than HIGH_WATER to read."""
+        while True:
+            self._drained.clear()
+            with self._lock:
+                if self._closed:
+                    return
+                if self._buffered <= max(HIGH_WATER, self._wanted):  # never below what the reader awaits
+                    if data:
+                        self._chunks.append(data)
+                        self._buffered += len(data)
+                        if self._buffered >= self._wanted:
+                            self._lock.notify()
+                    return
+            await self._drained.wait()
+
+    def end(self) -> None:
+        """No more data: the reader gets what is left, then b""."""
+        with self._lock:
+            self._ended = True
+            self._lock.notify()
+
+    def close(self) -> None:
+        """Called by the reader when it stops reading (done, or given up on a malformed body)."""
+        with self._lock:
+            self._closed = self._ended = True
+            self._chunks.clear()
+            self._buffered = 0
+        self._loop.call_soon_threadsafe(self._drained.set)
+
+    def read(self, size: int) -> bytes:
+        """Up to ``size`` bytes: fewer only at the end of the body."""
+        with self._lock:
+            self._wanted = size
+            while self._buffered < size and not self._ended:
+                self._lock.wait()
+            out = bytearray()
+            while self._chunks and len(out) < size:
+                chunk = self._chunks.popleft()
+                if len(chunk) > size - len(out):
+                    self._chunks.appendleft(chunk[size - len(out) :])
+                    chunk = chunk[: size - len(out)]
+                out += chunk
+            self._buffered -= len(out)
+        self._loop.call_soon_threadsafe(self._drained.set)
+        return bytes(out)
+
+
+def _split(stream: _FedStream, boundary: str, directory: str) -> list[dw.Part]:
+    try:
+        limit = settings.TELECONSULT_MAX_REQUEST_SIZE
+        return dw.read_multipart(stream, boundary, directory, max_size=limit, chunk_size=READ_SIZE)
+    finally:
+        stream.close()
+
+
+class StowBodyReader:
+    """ASGI middleware: see the module's docstring."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        boundary = stow_boundary(scope)
+        if boundary is None:
+            return await self.app(scope, receive, send)
+        loop = asyncio.get_running_loop()
+        directory = storage.request_dir()
+        try:
+            stream = _FedStream(loop)
+            splitting = loop.run_in_executor(None, _split, stream, boundary, directory.name)
+            disconnected = False
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    disconnected = True
+                    break
+                await stream.put(message.get("body", b""))
+                if not message.get("more_body", False):
+                    break
+            stream.end()
+            if disconnected:
+                stream.close()
+            try:
+                body = StowBody(parts=await splitting)
+            except dw.DicomwebError as exc:
+                body = StowBody(parts=[], error=exc)
+            if disconnected:
+                return  # as Django does when the client leaves before the body is in
+
+            replayed = False
+
+            async def replay():
+                # Django reads the (now empty) body first, then listens for the disconnect.
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": b"", "more_body": False}
+                return await receive()
+
+            await self.app({**scope, SCOPE_KEY: body}, replay, send)
+        finally:
+            await loop.run_in_executor(None, directory.cleanup)
