@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -31,6 +32,10 @@ STOW_VIEWS = {"dicomweb:studies", "dicomweb:study"}
 # thread: a fast client cannot make one request hold more memory than this.
 HIGH_WATER = 8 * 1024 * 1024
 READ_SIZE = 256 * 1024  # what the splitting thread reads at a time
+# Threads of their own, so that many large uploads at once never take the event loop's default
+# executor from what else needs it (name lookups of the channel layer's connections, say); more
+# uploads than threads wait their turn, each holding at most HIGH_WATER meanwhile.
+_splitters = ThreadPoolExecutor(max_workers=8, thread_name_prefix="stow-split")
 
 
 @dataclass
@@ -152,7 +157,7 @@ class StowBodyReader:
         directory = storage.request_dir()
         try:
             stream = _FedStream(loop)
-            splitting = loop.run_in_executor(None, _split, stream, boundary, directory.name)
+            splitting = loop.run_in_executor(_splitters, _split, stream, boundary, directory.name)
             disconnected = False
             while True:
                 message = await receive()
@@ -184,4 +189,4 @@ class StowBodyReader:
 
             await self.app({**scope, SCOPE_KEY: body}, replay, send)
         finally:
-            await loop.run_in_executor(None, directory.cleanup)
+            await loop.run_in_executor(_splitters, directory.cleanup)
