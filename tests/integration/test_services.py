@@ -158,6 +158,47 @@ def test_instances_stored_over_stow_get_thumbnails_from_a_real_celery_worker(
     assert [pid for pid in checking if _running(pid)] == []
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_stow_body_larger_than_the_servers_read_ahead_and_a_malformed_one_over_real_http(
+    daphne_factory, service_environment, live_user, password
+):
+    """daphne hands the body over in small messages; the server splits it as it arrives
+    (studies.stow_body), holding at most 8 MB unread, whatever the body's size."""
+    from bench.ingest import multipart
+    from studies.models import Instance
+    from tests.studies import dicom_factory
+
+    server = daphne_factory()
+    user = live_user(email="stow-large@example.com")
+    token = requests.post(
+        f"{server.url}/api/v1/auth/token/", json={"email": user.email, "password": password}, timeout=30
+    ).json()["token"]
+    files = [dicom_factory.make_multiframe(frames=8, rows=512, columns=512) for _ in range(4)]  # 4 MB each
+    body, content_type = multipart(files)
+    assert len(body) > 12 * 1024 * 1024
+    headers = {"Authorization": f"Token {token}", "Content-Type": content_type}
+
+    answer = requests.post(f"{server.url}/dicomweb/studies", data=body, headers=headers, timeout=120)
+    assert answer.status_code == 200, answer.text[:500]
+    assert len(answer.json()["00081199"]["Value"]) == 4
+    assert Instance.objects.count() == 4
+    assert all(
+        instance.size == len(data) for instance, data in zip(Instance.objects.order_by("pk"), files, strict=True)
+    )
+
+    cut = body[: len(body) // 2]  # no closing boundary
+    answer = requests.post(f"{server.url}/dicomweb/studies", data=cut, headers=headers, timeout=120)
+    assert answer.status_code == 400
+    assert "Malformed multipart body" in answer.json()["detail"]
+    assert Instance.objects.count() == 4
+    # The request's directory goes once the answer is sent.
+    incoming = service_environment.data_dir / "media" / ".incoming"
+    deadline = time.monotonic() + 10
+    while [name for name in os.listdir(incoming) if name.startswith("request-")] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [name for name in os.listdir(incoming) if name.startswith("request-")] == []
+
+
 def _descendants(pid: int) -> list[int]:
     parents = {}
     for entry in os.listdir("/proc"):
