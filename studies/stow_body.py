@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ READ_SIZE = 256 * 1024  # what the splitting thread reads at a time
 # executor from what else needs it (name lookups of the channel layer's connections, say); more
 # uploads than threads wait their turn, each holding at most HIGH_WATER meanwhile.
 _splitters = ThreadPoolExecutor(max_workers=8, thread_name_prefix="stow-split")
+_cleaners = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stow-clean")
 
 
 @dataclass
@@ -115,6 +117,7 @@ class _FedStream:
             self._closed = self._ended = True
             self._chunks.clear()
             self._buffered = 0
+            self._lock.notify_all()
         self._loop.call_soon_threadsafe(self._drained.set)
 
     def read(self, size: int) -> bytes:
@@ -143,6 +146,13 @@ def _split(stream: _FedStream, boundary: str, directory: str) -> list[dw.Part]:
         stream.close()
 
 
+def _remove_after(split, directory) -> None:
+    """Remove the request's directory once its split is over (at once if it never started)."""
+    with contextlib.suppress(BaseException):
+        split.exception()  # waits; its outcome was the request's business
+    directory.cleanup()
+
+
 class StowBodyReader:
     """ASGI middleware: see the module's docstring."""
 
@@ -155,9 +165,9 @@ class StowBodyReader:
             return await self.app(scope, receive, send)
         loop = asyncio.get_running_loop()
         directory = storage.request_dir()
+        stream = _FedStream(loop)
+        split = _splitters.submit(_split, stream, boundary, directory.name)
         try:
-            stream = _FedStream(loop)
-            splitting = loop.run_in_executor(_splitters, _split, stream, boundary, directory.name)
             disconnected = False
             while True:
                 message = await receive()
@@ -171,7 +181,7 @@ class StowBodyReader:
             if disconnected:
                 stream.close()
             try:
-                body = StowBody(parts=await splitting)
+                body = StowBody(parts=await asyncio.wrap_future(split))
             except dw.DicomwebError as exc:
                 body = StowBody(parts=[], error=exc)
             if disconnected:
@@ -189,4 +199,8 @@ class StowBodyReader:
 
             await self.app({**scope, SCOPE_KEY: body}, replay, send)
         finally:
-            await loop.run_in_executor(_splitters, directory.cleanup)
+            # Also when this is cancelled midway: a reader still waiting for data is released, a
+            # split not started yet never starts, and the files go once the split is over.
+            stream.close()
+            split.cancel()
+            await asyncio.shield(loop.run_in_executor(_cleaners, _remove_after, split, directory))

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import threading
+import time
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -174,3 +175,31 @@ def test_the_stream_hands_the_reader_what_it_asked_for_and_the_rest_at_the_end()
         return reads
 
     assert async_to_sync(scenario)() == [b"abcde", b"fghij", b"kl"]
+
+
+@async_to_sync
+async def _cancelled_midway(token: str) -> None:
+    communicator = ApplicationCommunicator(application, scope(token, length=10_000))
+    await communicator.send_input({"type": "http.request", "body": b"--" + BOUNDARY.encode(), "more_body": True})
+    await communicator.wait(0.5)  # the rest never comes: the application is cancelled, as daphne does
+    assert communicator.future.cancelled()
+
+
+def test_a_request_cancelled_midway_releases_its_splitting_thread_and_leaves_nothing(physician, media, monkeypatch):
+    over = threading.Event()
+    real = stow_body._split
+
+    def split(*args):
+        try:
+            return real(*args)
+        finally:
+            over.set()
+
+    monkeypatch.setattr(stow_body, "_split", split)
+    _cancelled_midway(token_for(physician))
+    assert over.wait(10), "the splitting thread still waits for a body that will never come"
+    for _ in range(100):
+        if not os.listdir(media / ".incoming"):
+            break
+        time.sleep(0.05)
+    assert os.listdir(media / ".incoming") == []
