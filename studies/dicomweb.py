@@ -1179,6 +1179,30 @@ def failure_reason(code: str | None) -> int:
     return FAILURE_REASONS.get(code or "", PROCESSING_FAILURE)
 
 
+def stow_boundary(content_type: str, content_length: str | None, limit: int) -> str:
+    """The multipart boundary of a STOW-RS request with these headers; DicomwebError when STOW-RS
+    refuses the request without reading its body (another media type, no boundary, a declared
+    length over ``limit``)."""
+    media_type, params = parse_media_type(content_type)
+    if media_type != "multipart/related":
+        raise DicomwebError(
+            f'STOW-RS takes multipart/related; type="application/dicom", not {media_type or "no media type"}.',
+            status=415,
+        )
+    part_type = params.get("type", "application/dicom").lower()
+    if part_type != "application/dicom":
+        raise DicomwebError(f'Only type="application/dicom" parts are accepted, not {part_type}.', status=415)
+    if not params.get("boundary"):
+        raise DicomwebError("Malformed multipart body: Content-Type has no boundary parameter.", status=400)
+    try:
+        declared = int(content_length or 0)
+    except ValueError:
+        raise DicomwebError("Content-Length is not a number.") from None
+    if declared > limit:
+        raise DicomwebError(f"The request is larger than the limit of {limit} bytes.", status=413)
+    return params["boundary"]
+
+
 def stow_response(results: list, instance_url, study_url) -> tuple[int, dict[str, Any]]:
     """The STOW-RS answer: HTTP status and the response dataset as DICOM JSON."""
     referenced, failed, studies, warned = [], [], set(), False

@@ -521,28 +521,12 @@ def _store(request: HttpRequest, user, study_uid: str | None = None) -> HttpResp
         raise dw.DicomwebError("Patient accounts cannot store studies.", status=403)
     if study_uid is not None and Study.objects.filter(study_instance_uid=study_uid).exists():
         get_study_for_user(user, study_uid)
-    media_type, params = dw.parse_media_type(request.META.get("CONTENT_TYPE", ""))
-    if media_type != "multipart/related":
-        raise dw.DicomwebError(
-            f'STOW-RS takes multipart/related; type="application/dicom", not {media_type or "no media type"}.',
-            status=415,
-        )
-    part_type = params.get("type", "application/dicom").lower()
-    if part_type != "application/dicom":
-        raise dw.DicomwebError(f'Only type="application/dicom" parts are accepted, not {part_type}.', status=415)
-    if not params.get("boundary"):
-        raise dw.DicomwebError("Malformed multipart body: Content-Type has no boundary parameter.", status=400)
     limit = settings.TELECONSULT_MAX_REQUEST_SIZE
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        raise dw.DicomwebError("Content-Length is not a number.") from None
-    if declared > limit:
-        raise dw.DicomwebError(f"The request is larger than the limit of {limit} bytes.", status=413)
+    boundary = dw.stow_boundary(request.META.get("CONTENT_TYPE", ""), request.META.get("CONTENT_LENGTH"), limit)
 
     urls = Urls(request)
     results: list = []
-    with _received_parts(request, params["boundary"], limit) as parts:
+    with _received_parts(request, boundary, limit) as parts:
         accepted = []
         for number, part in enumerate(parts, start=1):
             name = (part.headers.get("content-location") or f"part {number}")[:255]
