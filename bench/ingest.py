@@ -3,9 +3,10 @@
 The corpus (pydicom's test files plus pydicom-data, every file with the three UIDs, repeats given
 fresh SOP Instance UIDs) goes in through ``POST /dicomweb/studies`` in batches of 20, by one client
 over one keep-alive connection, into a real daphne on a scratch database (PostgreSQL when
-reachable, else SQLite), with its checking processes as in production (``TELECONSULT_INGEST_PROCESSES``
-when set, else the default: one per CPU, at most 4). Thumbnails are queued to Redis during the run, as in production, and
-rendered by workers afterwards (bench.thumbnails measures rendering). When Debian's orthanc,
+reachable, else SQLite), with its checking processes as in production
+(``TELECONSULT_INGEST_PROCESSES`` when set, else the default: one per CPU, at most 4). Thumbnails
+are queued to Redis during the run, as in production, and rendered by workers afterwards
+(bench.thumbnails measures rendering). When Debian's orthanc,
 orthanc-dicomweb and orthanc-gdcm are installed, the same batches go into an Orthanc started on
 loopback with a temporary configuration, and the ratio is printed.
 

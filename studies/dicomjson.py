@@ -5,10 +5,9 @@ Ingest stores every header as DICOM JSON. pydicom's way there (convert the raw e
 most elements are plain: a UID, a code string, a number or a short text in the default or a
 single-byte/UTF-8 character set. ``element_json`` converts those itself and answers None for
 anything pydicom must decide (sequences, binary and ambiguous VRs, private tags of implicit VR,
-unknown tags, other
-character sets, escape sequences, values that are empty among others, blanks around a UID or
-code, NULs inside a value, numbers that are not valid or not finite), so the caller falls back to
-pydicom. ``tests/studies/test_dicomjson.py`` checks that the result is pydicom's, element for
+unknown tags, other character sets, escape sequences, values that are empty among others, blanks
+around a UID or code, NULs inside a value, numbers that are not valid or not finite), so the
+caller falls back to pydicom. ``tests/studies/test_dicomjson.py`` checks that the result is pydicom's, element for
 element, on every file of the reference corpus and pydicom's character set files.
 
 ``storable`` says whether a converted element can be kept in a JSON column: PostgreSQL's jsonb
