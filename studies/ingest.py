@@ -867,9 +867,9 @@ def _metadata(ds: Dataset, layout: _Layout, uids: dict[str, str]) -> tuple[dict,
     except Exception:
         encoding = None
     try:
-        for tag in list(ds.keys()):
+        # The elements as stored (raw where pydicom has not converted them yet): no lookup per tag.
+        for tag, raw in list(ds.items()):
             key = f"{int(tag):08X}"
-            raw = ds.get_item(tag, keep_deferred=True)
             if isinstance(raw, RawDataElement) and raw.value is None and raw.length > BULK_DATA_THRESHOLD:
                 vr = raw.VR or dicomjson.dictionary_vr(int(tag)) or "UN"
                 if vr in BULK_VRS:
@@ -877,7 +877,7 @@ def _metadata(ds: Dataset, layout: _Layout, uids: dict[str, str]) -> tuple[dict,
                     continue
             marked.clear()
             try:
-                converted = _element_json(ds, tag, encoding, mark_bulk)
+                converted = _element_json(ds, tag, raw, encoding, mark_bulk)
                 document[key] = _strip_bulk_marks(converted) if marked else converted
             except RecursionError:
                 raise
@@ -893,13 +893,13 @@ def _metadata(ds: Dataset, layout: _Layout, uids: dict[str, str]) -> tuple[dict,
     return dict(sorted(document.items())), notes
 
 
-def _element_json(ds: Dataset, tag: BaseTag, encoding: str | None, mark_bulk) -> dict:
+def _element_json(ds: Dataset, tag: BaseTag, raw, encoding: str | None, mark_bulk) -> dict:
     """One element of ``ds`` as DICOM JSON: plain elements straight from their bytes, the items of
     a sequence element by element the same way (with their own character set when they name one),
     anything else by pydicom. An element pydicom cannot convert raises, whatever its depth, so the
     caller leaves out the whole top-level element, as pydicom's own conversion would fail it. So
-    does a value pydicom accepts but a JSON column cannot hold (the direct way never gives one)."""
-    raw = ds.get_item(tag, keep_deferred=True)
+    does a value pydicom accepts but a JSON column cannot hold (the direct way never gives one).
+    ``raw``: the element as ``ds`` holds it (``Dataset.items()``), converted or not."""
     if encoding is not None:
         if isinstance(raw, RawDataElement):
             direct = dicomjson.element_json(raw, encoding)  # None for a deferred value, read below
@@ -923,7 +923,7 @@ def _item_json(item: Dataset, encoding: str | None, mark_bulk) -> dict:
             encoding = dicomjson.text_encoding(item[0x00080005].value)
         except Exception:
             encoding = None
-    return {f"{int(tag):08X}": _element_json(item, tag, encoding, mark_bulk) for tag in list(item.keys())}
+    return {f"{int(tag):08X}": _element_json(item, tag, raw, encoding, mark_bulk) for tag, raw in list(item.items())}
 
 
 def _instance_fields(ds: Dataset, layout: _Layout, transfer_syntax: str) -> dict:

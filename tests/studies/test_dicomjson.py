@@ -78,7 +78,8 @@ def _ours(ds, tag, encoding):
     from studies.ingest import _element_json, _strip_bulk_marks
 
     try:
-        return _strip_bulk_marks(_element_json(ds, tag, encoding, lambda element: "teleconsult:bulk"))
+        raw = ds.get_item(tag, keep_deferred=True)
+        return _strip_bulk_marks(_element_json(ds, tag, raw, encoding, lambda element: "teleconsult:bulk"))
     except Exception:  # noqa: BLE001
         return "invalid"
 
