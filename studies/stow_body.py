@@ -1,4 +1,4 @@
-"""STOW-RS request bodies split into their part files as they arrive, before Django sees them.
+"""STOW-RS request bodies split into their part files as daphne hands them over, before Django sees them.
 
 Django reads a whole request body into a temporary file before any view runs, and the STOW-RS
 view then read it back to split the parts: every upload was written twice before its files were
@@ -10,6 +10,10 @@ then checks the request as ever (authentication, media type, size) and takes the
 
 Anything else, and a STOW-RS request the view will refuse without reading its body (another media
 type, no boundary, a declared length over the limit), goes to Django unchanged.
+
+daphne itself (Twisted's ``Request``) receives the whole body, into a temporary file from 100 kB
+up, before it calls the application, and then sends it on in messages of its request buffer size;
+so the split starts once the body is in, not while it is on the wire (docs/operations.md).
 """
 
 from __future__ import annotations
