@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import logging
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -27,6 +29,11 @@ from django.core.files.storage import FileSystemStorage, default_storage
 PREAMBLE_SIZE = 128
 STAGED_PREFIX = "ingest-"
 REQUEST_DIR_PREFIX = "request-"
+# Beside the staged files: the server's own temporary files when the system keeps them in memory.
+TEMP_DIR_NAME = "tmp"
+MEMORY_FILE_SYSTEMS = {"tmpfs", "ramfs"}
+
+logger = logging.getLogger(__name__)
 CHUNK_SIZE = 1024 * 1024
 
 
@@ -80,7 +87,8 @@ def request_dir() -> tempfile.TemporaryDirectory:
 
 def remove_stale_staged_files(*, max_age: dt.timedelta) -> int:
     """Remove staged files and request directories older than ``max_age`` (left by a process killed
-    while it staged them, or by a server killed in a request); how many."""
+    while it staged them, or by a server killed in a request), and files of the same age in the
+    server's own temporary directory (``keep_temporary_files_on_disk``); how many."""
     directory = staging_dir() or tempfile.gettempdir()
     cutoff = time.time() - max_age.total_seconds()
     removed = 0
@@ -95,7 +103,67 @@ def remove_stale_staged_files(*, max_age: dt.timedelta) -> int:
             elif name.startswith(REQUEST_DIR_PREFIX) and entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.path)
                 removed += 1
+    own_temp = os.path.join(directory, TEMP_DIR_NAME)
+    if os.path.isdir(own_temp):
+        for entry in os.scandir(own_temp):
+            with contextlib.suppress(OSError):
+                if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
     return removed
+
+
+def file_system_type(path: str, mounts: str = "/proc/mounts") -> str | None:
+    """The type of the file system that holds ``path`` ("tmpfs", "ext4", ...), from the mount table
+    ``mounts``; None where that table cannot be read."""
+    try:
+        with open(mounts, encoding="utf-8", errors="replace") as table:
+            lines = table.read().splitlines()
+    except OSError:
+        return None
+    real = os.path.realpath(path)
+    deepest, kind = "", None
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        # The table writes a space, tab, newline or backslash in a mount point as an octal escape.
+        point = re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), fields[1])
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(deepest):  # the last of several mounts on one point wins
+            deepest, kind = point, fields[2]
+    return kind
+
+
+def keep_temporary_files_on_disk(mounts: str = "/proc/mounts") -> str | None:
+    """Where the system keeps temporary files in memory (``/tmp`` is a tmpfs by default on Debian 13
+    and Fedora) and ``TMPDIR`` does not name a place, send this process's temporary files to a
+    directory beside the staging directory instead; that directory, or None when nothing changed.
+
+    daphne receives every request body whole, into a temporary file, before the application sees
+    it, and Django spools uploads to temporary files: in a tmpfs, a 4 GB upload would be held in
+    memory. ``TMPDIR``, when set, is the operator's choice and is kept, tmpfs or not."""
+    if os.environ.get("TMPDIR"):
+        return None
+    kind = file_system_type(tempfile.gettempdir(), mounts)
+    if kind not in MEMORY_FILE_SYSTEMS:
+        return None
+    staging = staging_dir()
+    if staging is None or file_system_type(staging, mounts) in MEMORY_FILE_SYSTEMS:
+        logger.warning(
+            "temporary files: %s is a %s and no directory on disk is known; set TMPDIR to a directory on "
+            "disk so that large uploads are not held in memory",
+            tempfile.gettempdir(),
+            kind,
+        )
+        return None
+    directory = os.path.join(staging, TEMP_DIR_NAME)
+    os.makedirs(directory, exist_ok=True)
+    logger.info(
+        "temporary files: %s is a %s; request bodies and uploads go to %s", tempfile.gettempdir(), kind, directory
+    )
+    tempfile.tempdir = directory
+    return directory
 
 
 def stage_with_zeroed_preamble(fp: BinaryIO, directory: str | None) -> StagedFile:

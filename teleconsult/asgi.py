@@ -13,7 +13,7 @@ from channels.security.websocket import AllowedHostsOriginValidator, OriginValid
 from django.urls import get_resolver  # noqa: E402
 
 from accounts.websocket import TokenOrSessionAuthMiddleware  # noqa: E402
-from studies import ingest  # noqa: E402
+from studies import ingest, storage  # noqa: E402
 from studies.stow_body import StowBodyReader  # noqa: E402
 from teleconsult.routing import websocket_urlpatterns  # noqa: E402
 
@@ -34,6 +34,8 @@ class BrowserOriginValidator(OriginValidator):
         return await super().__call__(scope, receive, send)
 
 
+# Request bodies are received into temporary files: on disk, even where /tmp is held in memory.
+storage.keep_temporary_files_on_disk()
 # The processes that check uploaded files start with the server, not on its first upload.
 ingest.start_checking_processes()
 
@@ -54,7 +56,7 @@ settle_for_serving()
 
 application = ProtocolTypeRouter(
     {
-        # STOW-RS bodies are split into their parts as they arrive (studies.stow_body).
+        # STOW-RS bodies are split into their parts in front of Django (studies.stow_body).
         "http": StowBodyReader(django_asgi_app),
         "websocket": BrowserOriginValidator(TokenOrSessionAuthMiddleware(URLRouter(websocket_urlpatterns))),
     }

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 
 import pytest
 
 from tests.factories import UserFactory
 
 PASSWORD = "correct-horse-battery-staple"
+
+# The ASGI application, once imported, would move this process's temporary files beside the
+# media root of that moment where /tmp is a tmpfs (storage.keep_temporary_files_on_disk); tests
+# change the media root from test to test, so they name the temporary directory themselves.
+os.environ.setdefault("TMPDIR", tempfile.gettempdir())
 
 
 def require_service(name: str, reason: str) -> None:

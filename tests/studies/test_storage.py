@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import io
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
 
 from studies import storage
 
@@ -43,3 +51,119 @@ def test_a_file_staged_in_place_is_stored_by_moving_it(settings, tmp_path):
         assert not os.path.exists(source)
     assert open(tmp_path / "media" / stored.name, "rb").read() == EXPECTED  # noqa: SIM115
     assert os.listdir(storage.staging_dir()) == []
+
+
+# -- the server's temporary files where /tmp is held in memory ----------------------------------
+
+
+def _mount_table(tmp_path, *mounts: tuple[str, str]) -> str:
+    table = tmp_path / "mounts"
+    table.write_text("".join(f"dev{i} {point} {kind} rw 0 0\n" for i, (point, kind) in enumerate(mounts)))
+    return str(table)
+
+
+def test_the_file_system_of_a_path_is_that_of_the_deepest_mount_above_it(tmp_path):
+    deep = tmp_path / "a b" / "c"
+    deep.mkdir(parents=True)
+    escaped = str(tmp_path / "a b").replace(" ", "\\040")  # as the kernel writes a space
+    table = _mount_table(tmp_path, ("/", "ext4"), (str(tmp_path), "xfs"), (escaped, "tmpfs"))
+    assert storage.file_system_type(str(deep), table) == "tmpfs"
+    assert storage.file_system_type(str(tmp_path), table) == "xfs"
+    assert storage.file_system_type(str(tmp_path) + "-sibling", table) == "ext4"  # not inside tmp_path
+    assert storage.file_system_type(str(deep), str(tmp_path / "missing")) is None
+
+
+def test_temporary_files_leave_a_tmpfs_for_a_directory_beside_the_staging_one(settings, tmp_path, monkeypatch):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    system_temp = tmp_path / "system-tmp"
+    system_temp.mkdir()
+    monkeypatch.delenv("TMPDIR", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(system_temp))
+    table = _mount_table(tmp_path, ("/", "ext4"), (str(system_temp), "tmpfs"))
+
+    directory = storage.keep_temporary_files_on_disk(table)
+
+    assert directory == os.path.join(storage.staging_dir(), storage.TEMP_DIR_NAME)
+    assert tempfile.gettempdir() == directory
+    with tempfile.NamedTemporaryFile() as spooled:  # as Django spools an upload
+        assert os.path.dirname(spooled.name) == directory
+    # Called again (a second import): already on disk, nothing changes.
+    assert storage.keep_temporary_files_on_disk(table) is None
+    assert tempfile.gettempdir() == directory
+
+
+def test_temporary_files_stay_where_tmpdir_or_a_disk_puts_them(settings, tmp_path, monkeypatch, caplog):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    system_temp = tmp_path / "system-tmp"
+    system_temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_temp))
+    in_memory = _mount_table(tmp_path, ("/", "ext4"), (str(system_temp), "tmpfs"))
+
+    # TMPDIR is the operator's choice, even a tmpfs.
+    monkeypatch.setenv("TMPDIR", str(system_temp))
+    assert storage.keep_temporary_files_on_disk(in_memory) is None
+    # The system's temporary directory on disk already.
+    monkeypatch.delenv("TMPDIR")
+    assert storage.keep_temporary_files_on_disk(_mount_table(tmp_path, ("/", "ext4"))) is None
+    # Everything in memory, the media root too: nowhere better is known, and the log says so.
+    everything = _mount_table(tmp_path, ("/", "tmpfs"))
+    assert storage.keep_temporary_files_on_disk(everything) is None
+    assert "set TMPDIR to a directory on disk" in caplog.text
+    assert tempfile.gettempdir() == str(system_temp)
+
+
+def test_stale_files_in_the_servers_own_temporary_directory_are_removed(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    own = os.path.join(storage.staging_dir(), storage.TEMP_DIR_NAME)
+    os.makedirs(own)
+    old, new = os.path.join(own, "tmpold.upload"), os.path.join(own, "tmpnew.upload")
+    for path in (old, new):
+        open(path, "wb").close()  # noqa: SIM115
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(old, (two_days_ago, two_days_ago))
+
+    assert storage.remove_stale_staged_files(max_age=dt.timedelta(days=1)) == 1
+    assert os.listdir(own) == ["tmpnew.upload"]
+
+
+def test_the_server_moves_its_temporary_files_off_a_real_tmpfs(settings, tmp_path):
+    """The ASGI module, imported as daphne imports it, where the temporary directory is a real tmpfs
+    (mounted in a mount namespace of its own, named by TEMP as Python's tempfile reads it)."""
+    unshare = shutil.which("unshare")
+    if unshare is None or os.geteuid() != 0:
+        pytest.skip("needs root and unshare(1) to mount a tmpfs in a namespace of its own")
+    in_memory = tmp_path / "in-memory"
+    in_memory.mkdir()
+    data_dir = tempfile.mkdtemp(prefix="tmpfs-test-", dir=settings.DATA_DIR)
+    script = (
+        "import tempfile, teleconsult.asgi; "
+        "print('TEMP', tempfile.gettempdir()); "
+        "body = tempfile.TemporaryFile(); body.write(bytes(200000)); body.close()"
+    )
+    env = {key: value for key, value in os.environ.items() if key not in ("TMPDIR", "TEMP", "TMP")}
+    env.update(
+        DEBUG="1",
+        TEMP=str(in_memory),
+        TELECONSULT_DATA_DIR=data_dir,
+        TELECONSULT_INGEST_PROCESSES="0",
+        DATABASE_URL=f"sqlite:///{data_dir}/db.sqlite3",
+    )
+    command = f'mount -t tmpfs tmpfs {in_memory} && exec {sys.executable} -c "{script}"'
+    try:
+        done = subprocess.run(
+            [unshare, "--mount", "--propagation", "private", "sh", "-c", command],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if done.returncode != 0 and "TEMP" not in done.stdout and "mount" in done.stderr:
+            pytest.skip(f"a tmpfs cannot be mounted here: {done.stderr.strip()[-200:]}")
+        assert done.returncode == 0, done.stderr
+        own = os.path.join(data_dir, "media", ".incoming", storage.TEMP_DIR_NAME)
+        assert done.stdout.split() == ["TEMP", own]
+        assert f"{in_memory} is a tmpfs" in done.stderr
+        assert os.listdir(own) == []  # the body's file had no name and went with the process
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
