@@ -162,8 +162,9 @@ def test_instances_stored_over_stow_get_thumbnails_from_a_real_celery_worker(
 def test_a_stow_body_larger_than_the_servers_read_ahead_and_a_malformed_one_over_real_http(
     daphne_factory, service_environment, live_user, password
 ):
-    """daphne hands the body over in small messages; the server splits it as it arrives
-    (studies.stow_body), holding at most 8 MB unread, whatever the body's size."""
+    """daphne receives the body into a file and hands it over a piece at a time as the server asks
+    (teleconsult.request_bodies); the server splits it as it comes (studies.stow_body), holding at
+    most 8 MB unread: the daphne's memory does not grow with the body."""
     from bench.ingest import multipart
     from studies.models import Instance
     from tests.studies import dicom_factory
@@ -173,15 +174,27 @@ def test_a_stow_body_larger_than_the_servers_read_ahead_and_a_malformed_one_over
     token = requests.post(
         f"{server.url}/api/v1/auth/token/", json={"email": user.email, "password": password}, timeout=30
     ).json()["token"]
-    files = [dicom_factory.make_multiframe(frames=8, rows=512, columns=512) for _ in range(4)]  # 4 MB each
+    files = [dicom_factory.make_multiframe(frames=8, rows=512, columns=512) for _ in range(12)]  # 4 MB each
     body, content_type = multipart(files)
-    assert len(body) > 12 * 1024 * 1024
+    assert len(body) > 48 * 1024 * 1024
     headers = {"Authorization": f"Token {token}", "Content-Type": content_type}
+    # A first store, so what any upload loads once is loaded before the peak is read.
+    warm_up, warm_up_type = multipart(files[:1])
+    answer = requests.post(
+        f"{server.url}/dicomweb/studies", data=warm_up, headers={**headers, "Content-Type": warm_up_type}, timeout=120
+    )
+    assert answer.status_code == 200, answer.text[:500]
+    Instance.objects.all().delete()
+    peak_before = _peak_memory(server.pid)
 
     answer = requests.post(f"{server.url}/dicomweb/studies", data=body, headers=headers, timeout=120)
     assert answer.status_code == 200, answer.text[:500]
-    assert len(answer.json()["00081199"]["Value"]) == 4
-    assert Instance.objects.count() == 4
+    assert len(answer.json()["00081199"]["Value"]) == 12
+    assert Instance.objects.count() == 12
+    grown = _peak_memory(server.pid) - peak_before
+    assert grown < 32 * 1024 * 1024, (
+        f"the daphne's peak memory grew by {grown >> 20} MB for a {len(body) >> 20} MB body"
+    )
     assert all(
         instance.size == len(data) for instance, data in zip(Instance.objects.order_by("pk"), files, strict=True)
     )
@@ -190,13 +203,56 @@ def test_a_stow_body_larger_than_the_servers_read_ahead_and_a_malformed_one_over
     answer = requests.post(f"{server.url}/dicomweb/studies", data=cut, headers=headers, timeout=120)
     assert answer.status_code == 400
     assert "Malformed multipart body" in answer.json()["detail"]
-    assert Instance.objects.count() == 4
+    assert Instance.objects.count() == 12
     # The request's directory goes once the answer is sent.
     incoming = service_environment.data_dir / "media" / ".incoming"
     deadline = time.monotonic() + 10
     while [name for name in os.listdir(incoming) if name.startswith("request-")] and time.monotonic() < deadline:
         time.sleep(0.1)
     assert [name for name in os.listdir(incoming) if name.startswith("request-")] == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_large_form_upload_from_anyone_is_refused_without_the_daphne_holding_it(daphne_factory):
+    """Twisted would parse a multipart/form-data body into memory (several times its size) before
+    any view could refuse it; daphne here leaves that to Django, which refuses the anonymous upload
+    while the body waits on disk."""
+    server = daphne_factory()
+    session = requests.Session()
+    assert session.get(f"{server.url}/accounts/login/", timeout=30).status_code == 200
+    boundary = uuid.uuid4().hex
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="big.dcm"\r\n'
+            "Content-Type: application/dicom\r\n\r\n"
+        ).encode()
+        + bytes(40 * 1024 * 1024)
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    peak_before = _peak_memory(server.pid)
+
+    answer = session.post(
+        f"{server.url}/api/v1/uploads/",
+        data=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        timeout=120,
+    )
+
+    assert answer.status_code == 401
+    grown = _peak_memory(server.pid) - peak_before
+    assert grown < 24 * 1024 * 1024, (
+        f"the daphne's peak memory grew by {grown >> 20} MB for a {len(body) >> 20} MB body"
+    )
+    assert session.get(f"{server.url}/accounts/login/", timeout=30).status_code == 200
+
+
+def _peak_memory(pid: int) -> int:
+    """The peak resident memory of process ``pid`` so far, in bytes (Linux)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmHWM for process {pid}")
 
 
 def _descendants(pid: int) -> list[int]:
