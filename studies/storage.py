@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import logging
+import multiprocessing.util
 import os
 import re
 import secrets
@@ -89,7 +90,8 @@ def remove_stale_staged_files(*, max_age: dt.timedelta) -> int:
     """Remove staged files and request directories older than ``max_age`` (left by a process killed
     while it staged them, or by a server killed in a request), and files of the same age in the
     server's own temporary directory (``keep_temporary_files_on_disk``); how many."""
-    directory = staging_dir() or tempfile.gettempdir()
+    staging = staging_dir()
+    directory = staging or tempfile.gettempdir()
     cutoff = time.time() - max_age.total_seconds()
     removed = 0
     for entry in os.scandir(directory):
@@ -103,8 +105,8 @@ def remove_stale_staged_files(*, max_age: dt.timedelta) -> int:
             elif name.startswith(REQUEST_DIR_PREFIX) and entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.path)
                 removed += 1
-    own_temp = os.path.join(directory, TEMP_DIR_NAME)
-    if os.path.isdir(own_temp):
+    own_temp = os.path.join(staging, TEMP_DIR_NAME) if staging is not None else None
+    if own_temp is not None and os.path.isdir(own_temp):
         for entry in os.scandir(own_temp):
             with contextlib.suppress(OSError):
                 if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
@@ -137,32 +139,41 @@ def file_system_type(path: str, mounts: str = "/proc/mounts") -> str | None:
 
 def keep_temporary_files_on_disk(mounts: str = "/proc/mounts") -> str | None:
     """Where the system keeps temporary files in memory (``/tmp`` is a tmpfs by default on Debian 13
-    and Fedora) and ``TMPDIR`` does not name a place, send this process's temporary files to a
-    directory beside the staging directory instead; that directory, or None when nothing changed.
+    and Fedora) and no ``TMPDIR`` (nor ``TEMP`` or ``TMP``) names a place, send the temporary files
+    of this process, and of the processes it starts, to a directory beside the staging directory
+    instead; that directory, or None when nothing changed.
 
     daphne receives every request body whole, into a temporary file, before the application sees
     it, and Django spools uploads to temporary files: in a tmpfs, a 4 GB upload would be held in
-    memory. ``TMPDIR``, when set, is the operator's choice and is kept, tmpfs or not."""
-    if os.environ.get("TMPDIR"):
+    memory. A temporary directory named in the environment is the operator's choice and is kept,
+    tmpfs or not. Any trouble here is logged, and the server starts as it would have."""
+    if any(os.environ.get(name) for name in ("TMPDIR", "TEMP", "TMP")):
         return None
-    kind = file_system_type(tempfile.gettempdir(), mounts)
-    if kind not in MEMORY_FILE_SYSTEMS:
+    try:
+        system = tempfile.gettempdir()
+        kind = file_system_type(system, mounts)
+        if kind not in MEMORY_FILE_SYSTEMS:
+            return None
+        staging = staging_dir()
+        if staging is None or file_system_type(staging, mounts) in MEMORY_FILE_SYSTEMS:
+            logger.warning(
+                "temporary files: %s is a %s and no directory on disk is known; set TMPDIR to a directory "
+                "on disk so that large uploads are not held in memory",
+                system,
+                kind,
+            )
+            return None
+        directory = os.path.join(staging, TEMP_DIR_NAME)
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        logger.warning("temporary files: left in %s: %s", tempfile.gettempdir(), exc)
         return None
-    staging = staging_dir()
-    if staging is None or file_system_type(staging, mounts) in MEMORY_FILE_SYSTEMS:
-        logger.warning(
-            "temporary files: %s is a %s and no directory on disk is known; set TMPDIR to a directory on "
-            "disk so that large uploads are not held in memory",
-            tempfile.gettempdir(),
-            kind,
-        )
-        return None
-    directory = os.path.join(staging, TEMP_DIR_NAME)
-    os.makedirs(directory, exist_ok=True)
-    logger.info(
-        "temporary files: %s is a %s; request bodies and uploads go to %s", tempfile.gettempdir(), kind, directory
-    )
+    # multiprocessing keeps the sockets of its helper processes in a directory it makes once: made
+    # now, it stays in the system's temporary directory (a short path, removed at exit).
+    multiprocessing.util.get_temp_dir()
     tempfile.tempdir = directory
+    os.environ["TMPDIR"] = directory  # for the processes this one starts (checking processes)
+    logger.info("temporary files: %s is a %s; request bodies and uploads go to %s", system, kind, directory)
     return directory
 
 

@@ -77,7 +77,8 @@ def test_temporary_files_leave_a_tmpfs_for_a_directory_beside_the_staging_one(se
     settings.MEDIA_ROOT = tmp_path / "media"
     system_temp = tmp_path / "system-tmp"
     system_temp.mkdir()
-    monkeypatch.delenv("TMPDIR", raising=False)
+    for name in ("TMPDIR", "TEMP", "TMP"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(tempfile, "tempdir", str(system_temp))
     table = _mount_table(tmp_path, ("/", "ext4"), (str(system_temp), "tmpfs"))
 
@@ -85,6 +86,7 @@ def test_temporary_files_leave_a_tmpfs_for_a_directory_beside_the_staging_one(se
 
     assert directory == os.path.join(storage.staging_dir(), storage.TEMP_DIR_NAME)
     assert tempfile.gettempdir() == directory
+    assert os.environ["TMPDIR"] == directory  # for the checking processes it starts
     with tempfile.NamedTemporaryFile() as spooled:  # as Django spools an upload
         assert os.path.dirname(spooled.name) == directory
     # Called again (a second import): already on disk, nothing changes.
@@ -99,17 +101,41 @@ def test_temporary_files_stay_where_tmpdir_or_a_disk_puts_them(settings, tmp_pat
     monkeypatch.setattr(tempfile, "tempdir", str(system_temp))
     in_memory = _mount_table(tmp_path, ("/", "ext4"), (str(system_temp), "tmpfs"))
 
-    # TMPDIR is the operator's choice, even a tmpfs.
-    monkeypatch.setenv("TMPDIR", str(system_temp))
-    assert storage.keep_temporary_files_on_disk(in_memory) is None
+    # A directory named in the environment is the operator's choice, even a tmpfs.
+    for name in ("TMPDIR", "TEMP", "TMP"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("TMPDIR", "TEMP", "TMP"):
+        monkeypatch.setenv(name, str(system_temp))
+        assert storage.keep_temporary_files_on_disk(in_memory) is None
+        monkeypatch.delenv(name)
     # The system's temporary directory on disk already.
-    monkeypatch.delenv("TMPDIR")
     assert storage.keep_temporary_files_on_disk(_mount_table(tmp_path, ("/", "ext4"))) is None
     # Everything in memory, the media root too: nowhere better is known, and the log says so.
     everything = _mount_table(tmp_path, ("/", "tmpfs"))
     assert storage.keep_temporary_files_on_disk(everything) is None
     assert "set TMPDIR to a directory on disk" in caplog.text
+    # A media root that cannot be written: logged, and the server starts as it would have.
+    settings.MEDIA_ROOT = tmp_path / "read-only"
+    (tmp_path / "read-only").mkdir(mode=0o500)
+    if os.geteuid() != 0:  # root writes anyway
+        assert storage.keep_temporary_files_on_disk(in_memory) is None
+        assert "temporary files: left in" in caplog.text
     assert tempfile.gettempdir() == str(system_temp)
+    assert "TMPDIR" not in os.environ
+
+
+def test_stale_files_in_a_tmp_directory_of_the_system_are_not_the_servers_to_remove(settings, tmp_path, monkeypatch):
+    settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "django.core.files.storage.InMemoryStorage"}}
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert storage.staging_dir() is None
+    theirs = tmp_path / storage.TEMP_DIR_NAME / "someone-elses"
+    theirs.parent.mkdir()
+    theirs.write_bytes(b"x")
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(theirs, (two_days_ago, two_days_ago))
+
+    assert storage.remove_stale_staged_files(max_age=dt.timedelta(days=1)) == 0
+    assert theirs.exists()
 
 
 def test_stale_files_in_the_servers_own_temporary_directory_are_removed(settings, tmp_path):
@@ -127,23 +153,27 @@ def test_stale_files_in_the_servers_own_temporary_directory_are_removed(settings
 
 
 def test_the_server_moves_its_temporary_files_off_a_real_tmpfs(settings, tmp_path):
-    """The ASGI module, imported as daphne imports it, where the temporary directory is a real tmpfs
-    (mounted in a mount namespace of its own, named by TEMP as Python's tempfile reads it)."""
+    """The ASGI module, imported as daphne imports it, in a process whose temporary directory is a
+    real tmpfs (mounted in a mount namespace of its own) and whose environment names none."""
     unshare = shutil.which("unshare")
     if unshare is None or os.geteuid() != 0:
         pytest.skip("needs root and unshare(1) to mount a tmpfs in a namespace of its own")
+    if storage.file_system_type(str(settings.DATA_DIR)) in storage.MEMORY_FILE_SYSTEMS:
+        pytest.skip(f"the data directory {settings.DATA_DIR} is itself in memory")
     in_memory = tmp_path / "in-memory"
     in_memory.mkdir()
     data_dir = tempfile.mkdtemp(prefix="tmpfs-test-", dir=settings.DATA_DIR)
     script = (
-        "import tempfile, teleconsult.asgi; "
-        "print('TEMP', tempfile.gettempdir()); "
-        "body = tempfile.TemporaryFile(); body.write(bytes(200000)); body.close()"
+        f"import tempfile; tempfile.tempdir = {str(in_memory)!r}; "  # the system's, as gettempdir() found it
+        "import os, multiprocessing, teleconsult.asgi; "
+        "print('TEMP', tempfile.gettempdir(), os.environ['TMPDIR']); "
+        "body = tempfile.TemporaryFile(); body.write(bytes(200000)); body.close(); "
+        "child = multiprocessing.get_context('forkserver').Pool(1); "
+        "print('CHILD', child.apply(tempfile.gettempdir)); child.close()"
     )
     env = {key: value for key, value in os.environ.items() if key not in ("TMPDIR", "TEMP", "TMP")}
     env.update(
         DEBUG="1",
-        TEMP=str(in_memory),
         TELECONSULT_DATA_DIR=data_dir,
         TELECONSULT_INGEST_PROCESSES="0",
         DATABASE_URL=f"sqlite:///{data_dir}/db.sqlite3",
@@ -162,7 +192,7 @@ def test_the_server_moves_its_temporary_files_off_a_real_tmpfs(settings, tmp_pat
             pytest.skip(f"a tmpfs cannot be mounted here: {done.stderr.strip()[-200:]}")
         assert done.returncode == 0, done.stderr
         own = os.path.join(data_dir, "media", ".incoming", storage.TEMP_DIR_NAME)
-        assert done.stdout.split() == ["TEMP", own]
+        assert done.stdout.split() == ["TEMP", own, own, "CHILD", own]
         assert f"{in_memory} is a tmpfs" in done.stderr
         assert os.listdir(own) == []  # the body's file had no name and went with the process
     finally:
