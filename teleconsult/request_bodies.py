@@ -15,8 +15,10 @@ does with it (django/daphne#483, open since 2023):
 100 kB up, or sent in chunks), has the input queue read that file a piece at a time, as the
 application asks for the next piece: an upload then sits in the temporary file (on disk, see
 ``studies.storage.keep_temporary_files_on_disk``) and in at most one piece of memory per request.
-``teleconsult.asgi`` (what daphne loads) installs it. It is written against one daphne version:
-with another it logs a warning and leaves daphne as it is.
+``teleconsult.asgi`` (what daphne loads) installs it. It is written against one version of daphne
+and of Twisted (both pinned in requirements.txt): with others it logs a warning and leaves daphne as
+it is. Installed, it leaves daphne's ``--request-buffer-size`` to bodies under 100 kB; larger ones
+come in pieces of ``PIECE_SIZE``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from functools import partial
 logger = logging.getLogger(__name__)
 
 DAPHNE_VERSION = "4.2.3"
+TWISTED_VERSION = "26.10.0"
 PIECE_SIZE = 256 * 1024  # read from the body's file per message handed to the application
 
 _installed = False
@@ -58,7 +61,10 @@ class _HandedOver:
 class BodyFromFile(asyncio.Queue):
     """The input queue of one HTTP request whose body waits in a file: each ``get`` while the body
     lasts reads its next piece from the file; daphne's other messages (``http.disconnect``) queue
-    as ever, and a disconnect waiting in the queue ends the body early."""
+    as ever. A disconnect (the client left, or the response is over) ends the body at once and
+    closes its file: the application gets the disconnect next, not the rest of a body nobody waits
+    for (daphne itself would still hand over every byte it had queued). Django aborts the request
+    on it, and ``studies.stow_body`` stops splitting."""
 
     def __init__(self, body, piece_size: int = PIECE_SIZE) -> None:
         super().__init__()
@@ -70,6 +76,8 @@ class BodyFromFile(asyncio.Queue):
         if self._body is not None and not self._dropped and message.get("type") == "http.request":
             self._dropped = True  # daphne's own (empty) copy of the body: the file is the body
             return
+        if message.get("type") == "http.disconnect":
+            self._close()  # also when the application never reads on: the file goes now
         super().put_nowait(message)
 
     async def get(self):
@@ -91,8 +99,9 @@ class BodyFromFile(asyncio.Queue):
 
     def _close(self) -> None:
         body, self._body = self._body, None
-        with contextlib.suppress(OSError):
-            body.close()
+        if body is not None:
+            with contextlib.suppress(OSError):
+                body.close()
 
 
 def _create_application(server, protocol, scope):
@@ -133,16 +142,19 @@ def install() -> bool:
         return True
     try:
         import daphne
+        import twisted
         from daphne.http_protocol import WebRequest
         from daphne.server import Server
     except ImportError:
         return False
-    if daphne.__version__ != DAPHNE_VERSION:
+    versions = (daphne.__version__, twisted.__version__)
+    if versions != (DAPHNE_VERSION, TWISTED_VERSION):
         logger.warning(
-            "request bodies: daphne %s is not %s, which teleconsult.request_bodies was written against; "
-            "uploads are held in memory whole by daphne until it is checked and updated",
-            daphne.__version__,
+            "request bodies: daphne %s and Twisted %s are not %s and %s, which teleconsult.request_bodies "
+            "was written against; uploads are held in memory whole by daphne until it is checked and updated",
+            *versions,
             DAPHNE_VERSION,
+            TWISTED_VERSION,
         )
         return False
 
