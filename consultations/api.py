@@ -8,7 +8,7 @@ consult), call one action and shape the answer. A refused transition answers 409
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import FileResponse, Http404, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
@@ -29,6 +29,7 @@ from accounts.models import Role, Specialty, User, validate_jurisdiction
 from studies import audit
 from studies.models import AccessEvent, Study
 from studies.permissions import visible_studies
+from teleconsult.responses import FileStreamResponse
 
 from . import actions, notifications, permissions, reports
 from .models import (
@@ -612,11 +613,11 @@ def report_pdf_response(consult: ConsultRequest) -> HttpResponse:
     return response
 
 
-def attachment_response(consult: ConsultRequest, attachment_pk: int) -> FileResponse:
+def attachment_response(consult: ConsultRequest, attachment_pk: int) -> FileStreamResponse:
     attachment = consult.attachments.filter(pk=attachment_pk).first()
     if attachment is None:
         raise Http404("No such attachment.")
-    response = FileResponse(attachment.file.open("rb"), content_type=attachment.content_type)
+    response = FileStreamResponse(attachment.file.open("rb"), content_type=attachment.content_type)
     response["Content-Disposition"] = f'attachment; filename="{attachment.name.replace(chr(34), "")}"'
     return response
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 import csv
 
 from django.db.models import Count, Max
-from django.http import Http404, StreamingHttpResponse
+from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from teleconsult.responses import StreamingResponse
 
 from . import audit, invitations, sharing
 from .api import StudySummarySerializer
@@ -268,7 +270,7 @@ class _Echo:
 CSV_FIELDS = ["at", "actor", "action", "study_uid", "object_id", "ip", "user_agent", "share_link_id", "user_id"]
 
 
-def events_csv_response(events, filename: str = "access-events.csv") -> StreamingHttpResponse:
+def events_csv_response(events, filename: str = "access-events.csv") -> StreamingResponse:
     writer = csv.writer(_Echo())
 
     def rows():
@@ -276,7 +278,7 @@ def events_csv_response(events, filename: str = "access-events.csv") -> Streamin
         for event in events.iterator(chunk_size=2000):
             yield writer.writerow([_csv_safe(getattr(event, name)) for name in CSV_FIELDS])
 
-    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    response = StreamingResponse(rows(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
 

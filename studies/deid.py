@@ -45,7 +45,6 @@ from dataclasses import dataclass, field
 
 import pydicom
 from dicomanonymizer.dicomfields_selector import dicom_anonymization_database_selector
-from django.http import StreamingHttpResponse
 from django.utils import timezone
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -53,6 +52,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
+
+from teleconsult.responses import StreamingResponse
 
 from .dicomjson import dictionary_vr
 from .downloads import CHUNK, _Sink, series_folder, study_instances
@@ -401,8 +402,8 @@ def zip_stream(study: Study, *, include_flagged: bool) -> Iterator[bytes]:
     yield sink.take()
 
 
-def copy_response(study: Study, *, include_flagged: bool) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(zip_stream(study, include_flagged=include_flagged), content_type="application/zip")
+def copy_response(study: Study, *, include_flagged: bool) -> StreamingResponse:
+    response = StreamingResponse(zip_stream(study, include_flagged=include_flagged), content_type="application/zip")
     response["Content-Disposition"] = 'attachment; filename="deidentified-study.zip"'
     response["Cache-Control"] = "private, no-store"
     return response

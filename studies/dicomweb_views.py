@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from functools import partial, wraps
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.http.response import Http404
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
@@ -23,6 +23,7 @@ from rest_framework.authentication import CSRFCheck
 from rest_framework.exceptions import AuthenticationFailed
 
 from accounts.authentication import BearerlessTokenAuthentication
+from teleconsult.responses import StreamingResponse
 
 from . import audit, storage
 from . import dicomweb as dw
@@ -226,7 +227,7 @@ def retrieve_response(request: HttpRequest, instances) -> HttpResponse:
         )
         for instance in instances
     )
-    return StreamingHttpResponse(
+    return StreamingResponse(
         dw.multipart_stream(parts, boundary), content_type=dw.multipart_content_type("application/dicom", boundary)
     )
 
@@ -358,7 +359,7 @@ def frames(request: HttpRequest, user, study_uid: str, series_uid: str, sop_uid:
 
     boundary = dw.new_boundary()
     body = ClosingIterator(dw.multipart_stream(parts(), boundary), handle.close)
-    return StreamingHttpResponse(
+    return StreamingResponse(
         body,
         content_type=dw.multipart_content_type(encoding.media_type, boundary, encoding.transfer_syntax),
     )
@@ -444,7 +445,7 @@ def rendered_series(request: HttpRequest, user, study_uid: str, series_uid: str)
                 continue  # an instance that cannot be rendered is left out of the series
 
     boundary = dw.new_boundary()
-    return StreamingHttpResponse(
+    return StreamingResponse(
         dw.multipart_stream(parts(), boundary), content_type=dw.multipart_content_type(params.media_type, boundary)
     )
 

@@ -10,10 +10,11 @@ import re
 import zipfile
 from collections.abc import Iterator
 
-from django.http import StreamingHttpResponse
 from django.utils import timezone
 from django.utils.html import escape
 from django.utils.text import slugify
+
+from teleconsult.responses import StreamingResponse
 
 from .models import Instance, Study
 
@@ -116,8 +117,8 @@ def filename_for(study: Study) -> str:
     return f"{base}.zip"
 
 
-def study_zip_response(study: Study) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(zip_stream(study), content_type="application/zip")
+def study_zip_response(study: Study) -> StreamingResponse:
+    response = StreamingResponse(zip_stream(study), content_type="application/zip")
     response["Content-Disposition"] = f'attachment; filename="{filename_for(study)}"'
     response["Cache-Control"] = "private, no-store"
     return response

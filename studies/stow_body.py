@@ -12,7 +12,7 @@ Anything else, and a STOW-RS request the view will refuse without reading its bo
 type, no boundary, a declared length over the limit), goes to Django unchanged.
 
 daphne itself (Twisted's ``Request``) receives the whole body, into a temporary file from 100 kB
-up, before it calls the application; ``teleconsult.request_bodies`` then hands it over from that
+up, before it calls the application; ``teleconsult.bodies`` then hands it over from that
 file a piece at a time as this reader asks. So the split starts once the body is in, not while it
 is on the wire, and memory holds at most HIGH_WATER of it (docs/operations.md).
 """

@@ -15,7 +15,7 @@ from django.urls import get_resolver  # noqa: E402
 from accounts.websocket import TokenOrSessionAuthMiddleware  # noqa: E402
 from studies import ingest, storage  # noqa: E402
 from studies.stow_body import StowBodyReader  # noqa: E402
-from teleconsult import request_bodies  # noqa: E402
+from teleconsult import bodies  # noqa: E402
 from teleconsult.routing import websocket_urlpatterns  # noqa: E402
 
 
@@ -38,7 +38,7 @@ class BrowserOriginValidator(OriginValidator):
 # Request bodies are received into temporary files: on disk, even where /tmp is held in memory,
 # and handed to the application a piece at a time rather than read into memory whole.
 storage.keep_temporary_files_on_disk()
-request_bodies.install()
+bodies.install()
 # The processes that check uploaded files start with the server, not on its first upload.
 ingest.start_checking_processes()
 

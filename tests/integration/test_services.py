@@ -163,7 +163,7 @@ def test_a_stow_body_larger_than_the_servers_read_ahead_and_a_malformed_one_over
     daphne_factory, service_environment, live_user, password
 ):
     """daphne receives the body into a file and hands it over a piece at a time as the server asks
-    (teleconsult.request_bodies); the server splits it as it comes (studies.stow_body), holding at
+    (teleconsult.bodies); the server splits it as it comes (studies.stow_body), holding at
     most 8 MB unread: the daphne's memory does not grow with the body."""
     from bench.ingest import multipart
     from studies.models import Instance
@@ -244,6 +244,51 @@ def test_a_large_form_upload_from_anyone_is_refused_without_the_daphne_holding_i
         f"the daphne's peak memory grew by {grown >> 20} MB for a {len(body) >> 20} MB body"
     )
     assert session.get(f"{server.url}/accounts/login/", timeout=30).status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_large_study_retrieved_by_a_slow_client_does_not_pile_up_in_the_daphne(daphne_factory, live_user, password):
+    """Django would read a streamed response whole into a list before sending it under ASGI, and
+    daphne would buffer whatever the client has not taken yet: the retrieve goes a batch at a time
+    (teleconsult.responses), each held back while the client is slow (teleconsult.bodies)."""
+    from bench.ingest import multipart
+    from tests.studies import dicom_factory
+
+    server = daphne_factory()
+    user = live_user(email="retrieve-large@example.com")
+    token = requests.post(
+        f"{server.url}/api/v1/auth/token/", json={"email": user.email, "password": password}, timeout=30
+    ).json()["token"]
+    study_uid = "1.2.826.0.1.3680043.8.498.77"
+    files = [
+        dicom_factory.make_multiframe(frames=40, rows=512, columns=512, StudyInstanceUID=study_uid) for _ in range(3)
+    ]  # 20 MB each
+    body, content_type = multipart(files)
+    auth = {"Authorization": f"Token {token}"}
+    stored = requests.post(
+        f"{server.url}/dicomweb/studies", data=body, headers={**auth, "Content-Type": content_type}, timeout=120
+    )
+    assert stored.status_code == 200, stored.text[:500]
+    accept = {"Accept": 'multipart/related; type="application/dicom"'}
+    warm_up = requests.get(f"{server.url}/dicomweb/studies/{study_uid}", headers={**auth, **accept}, timeout=120)
+    assert warm_up.status_code == 200 and len(warm_up.content) > sum(len(data) for data in files)
+    peak_before = _peak_memory(server.pid)
+
+    with requests.get(
+        f"{server.url}/dicomweb/studies/{study_uid}", headers={**auth, **accept}, stream=True, timeout=120
+    ) as answer:
+        assert answer.status_code == 200
+        pieces = answer.iter_content(256 * 1024)
+        received = len(next(pieces))
+        time.sleep(1.5)  # a slow client: the server could have sent all of it meanwhile
+        grown_while_waiting = _peak_memory(server.pid) - peak_before
+        received += sum(len(piece) for piece in pieces)
+
+    assert received == len(warm_up.content)
+    grown = _peak_memory(server.pid) - peak_before
+    assert max(grown, grown_while_waiting) < 24 * 1024 * 1024, (
+        f"the daphne's peak memory grew by {grown >> 20} MB for a {received >> 20} MB retrieve"
+    )
 
 
 def _peak_memory(pid: int) -> int:

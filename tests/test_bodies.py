@@ -1,4 +1,4 @@
-"""Request bodies handed from daphne's file a piece at a time (teleconsult.request_bodies); the whole
+"""Request bodies handed from daphne's file a piece at a time (teleconsult.bodies); the whole
 path through a real daphne is in tests/integration/test_services.py."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import io
 import logging
 import tempfile
 
-from teleconsult import request_bodies
-from teleconsult.request_bodies import BodyFromFile
+from teleconsult import bodies
+from teleconsult.bodies import BodyFromFile
 
 
 def _file(data: bytes):
@@ -76,10 +76,10 @@ def test_installed_once_for_the_daphne_it_was_written_for(monkeypatch, caplog):
     from daphne.http_protocol import WebRequest
     from daphne.server import Server
 
-    assert daphne.__version__ == request_bodies.DAPHNE_VERSION, "check teleconsult.request_bodies against this daphne"
-    assert request_bodies.install() is True
-    assert request_bodies.install() is True  # again: nothing more
-    assert Server.create_application is request_bodies._create_application
+    assert daphne.__version__ == bodies.DAPHNE_VERSION, "check teleconsult.bodies against this daphne"
+    assert bodies.install() is True
+    assert bodies.install() is True  # again: nothing more
+    assert Server.create_application is bodies._create_application
     # Requests are made without Twisted's parsing of form bodies, which daphne never reads.
     connected = []
     from twisted.web.test.requesthelper import DummyChannel
@@ -94,16 +94,31 @@ def test_installed_once_for_the_daphne_it_was_written_for(monkeypatch, caplog):
     assert request._parsePOSTFormSubmission is False
 
     # Another daphne: left as it is, and the log says why.
-    monkeypatch.setattr(request_bodies, "_installed", False)
-    monkeypatch.setattr(request_bodies, "DAPHNE_VERSION", "0.0")
-    with caplog.at_level(logging.WARNING, logger="teleconsult.request_bodies"):
-        assert request_bodies.install() is False
+    monkeypatch.setattr(bodies, "_installed", False)
+    monkeypatch.setattr(bodies, "DAPHNE_VERSION", "0.0")
+    with caplog.at_level(logging.WARNING, logger="teleconsult.bodies"):
+        assert bodies.install() is False
     assert "are not 0.0 and" in caplog.text
 
 
 class _Protocol:
-    def __init__(self, content) -> None:
+    """What daphne's WebRequest gives: its body, and Twisted's producer registration."""
+
+    def __init__(self, content=None) -> None:
         self.content = content
+        self.finished = False
+        self.channel = object()
+        self.producer = None
+        self.events: list = []
+
+    def registerProducer(self, producer, streaming):  # noqa: N802 (Twisted's name)
+        assert self.producer is None and streaming
+        self.producer = producer
+        self.events.append("registered")
+
+    def unregisterProducer(self):  # noqa: N802
+        self.producer = None
+        self.events.append("unregistered")
 
 
 class _Server:
@@ -112,44 +127,54 @@ class _Server:
     def __init__(self) -> None:
         self.connections: dict = {}
         self.received: list = []
+        self.sends: list = []
 
     def application(self, *, scope, receive, send):
+        self.sends.append(send)
+
         async def run():
             self.received.append((scope, [await receive(), await receive()]))
 
         return run()
 
     async def handle_reply(self, protocol, message):
-        pass
+        protocol.events.append(message["type"] + ("+" if message.get("more_body") else ""))
 
 
 def test_a_body_in_a_file_is_handed_over_from_the_file_and_a_small_one_as_daphne_does(monkeypatch):
     originals = []
-    monkeypatch.setattr(
-        request_bodies, "_original_create_application", lambda *args: originals.append(args) or "daphne's queue"
-    )
+    monkeypatch.setattr(bodies, "_original_create_application", lambda *args: originals.append(args) or "daphne's")
 
     async def scenario():
         server = _Server()
-        body = _file(b"y" * (request_bodies.PIECE_SIZE + 5))
+        body = _file(b"y" * (bodies.PIECE_SIZE + 5))
         protocol = _Protocol(body)
         server.connections[protocol] = {}
-        queue = request_bodies._create_application(server, protocol, {"type": "http", "path": "/"})
+        queue = bodies._create_application(server, protocol, {"type": "http", "path": "/"})
         assert isinstance(queue, BodyFromFile)
         assert protocol.content.read(8192) == b"" and not protocol.content.closed  # daphne's loop reads nothing
         queue.put_nowait({"type": "http.request", "body": b"", "more_body": False})  # and sends this, dropped
         await server.connections[protocol]["application_instance"]
         scope, messages = server.received[0]
         assert scope["asgi"] == {"version": "3.0"}
-        assert [(len(m["body"]), m["more_body"]) for m in messages] == [(request_bodies.PIECE_SIZE, True), (5, False)]
+        assert [(len(m["body"]), m["more_body"]) for m in messages] == [(bodies.PIECE_SIZE, True), (5, False)]
         assert body.closed
+        assert server.sends[0].__self__.__class__ is bodies.ResponseFlow
 
-        # A small body (in memory), and a WebSocket handshake: daphne's own way.
+        # A small body (in memory): daphne's queue, as daphne fills it; the response still flows.
         small = _Protocol(io.BytesIO(b"small"))
-        assert request_bodies._create_application(server, small, {"type": "http"}) == "daphne's queue"
+        server.connections[small] = {}
+        queue = bodies._create_application(server, small, {"type": "http"})
+        assert type(queue) is asyncio.Queue and small.content.getvalue() == b"small"
+        queue.put_nowait({"type": "http.request", "body": b"small", "more_body": False})
+        queue.put_nowait({"type": "http.disconnect"})
+        await server.connections[small]["application_instance"]
+        assert server.received[1][1][0]["body"] == b"small"
+        assert server.sends[1].__self__.__class__ is bodies.ResponseFlow
+        # A WebSocket handshake: daphne's own way.
         socket = _Protocol(_file(b"x" * 200_000))
-        assert request_bodies._create_application(server, socket, {"type": "websocket"}) == "daphne's queue"
-        assert [args[1] for args in originals] == [small, socket]
+        assert bodies._create_application(server, socket, {"type": "websocket"}) == "daphne's"
+        assert [args[1] for args in originals] == [socket]
 
         # The connection went while the application was being made: nothing runs, the file goes.
         gone = _file(b"z" * 200_000)
@@ -163,8 +188,51 @@ def test_a_body_in_a_file_is_handed_over_from_the_file_and_a_small_one_as_daphne
             return made[-1]
 
         server.application = application_then_gone
-        assert request_bodies._create_application(server, protocol, {"type": "http"}) is None
+        assert bodies._create_application(server, protocol, {"type": "http"}) is None
         assert gone.closed
         made[0].close()  # never started, as in daphne
+
+    asyncio.run(scenario())
+
+
+def test_a_response_waits_while_twisted_has_paused_it_and_is_unregistered_before_its_end():
+    async def scenario():
+        server, protocol = _Server(), _Protocol()
+        flow = bodies.ResponseFlow(server, protocol)
+        await flow.send({"type": "http.response.start", "status": 200, "headers": []})
+        await flow.send({"type": "http.response.body", "body": b"a", "more_body": True})
+        assert protocol.producer is flow
+        flow.pauseProducing()  # the client is not taking what was sent
+        waiting = asyncio.ensure_future(flow.send({"type": "http.response.body", "body": b"b", "more_body": True}))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # handed to daphne, but the application waits
+        flow.resumeProducing()
+        await asyncio.wait_for(waiting, 1)
+        flow.pauseProducing()
+        waiting = asyncio.ensure_future(flow.send({"type": "http.response.body", "body": b"c", "more_body": True}))
+        await asyncio.sleep(0.05)
+        flow.stopProducing()  # the connection went: the application is let go
+        await asyncio.wait_for(waiting, 1)
+        await flow.send({"type": "http.response.body", "body": b"", "more_body": False})
+        assert protocol.events == [
+            "http.response.start",
+            "registered",
+            "http.response.body+",
+            "http.response.body+",
+            "http.response.body+",
+            "unregistered",
+            "http.response.body",
+        ]
+        assert protocol.producer is None
+
+        # A response in one message never registers; nor does one whose request is over.
+        other = _Protocol()
+        await bodies.ResponseFlow(server, other).send({"type": "http.response.body", "body": b"x"})
+        finished = _Protocol()
+        finished.channel = None
+        await bodies.ResponseFlow(server, finished).send(
+            {"type": "http.response.body", "body": b"x", "more_body": True}
+        )
+        assert "registered" not in other.events + finished.events
 
     asyncio.run(scenario())

@@ -1,7 +1,7 @@
-"""Request bodies through daphne without holding them whole in memory.
+"""Request and response bodies through daphne without holding them whole in memory.
 
-daphne 4.2 (Twisted underneath) holds every upload whole in memory, whatever the application
-does with it (django/daphne#483, open since 2023):
+daphne 4.2 (Twisted underneath) holds every upload and every download whole in memory, whatever
+the application does (django/daphne#483, open since 2023):
 
 - Twisted's ``Request`` parses a ``multipart/form-data`` POST body into ``request.args`` before
   daphne sees the request: the whole body read into memory and parsed again into copies, for
@@ -10,11 +10,16 @@ does with it (django/daphne#483, open since 2023):
 - daphne then reads the body back from the temporary file Twisted received it into and puts all
   of it into the application's input queue at once, in messages of 8 KB, before the application
   has read any of it.
+- A response goes out as fast as the application sends it: daphne writes each piece to Twisted,
+  which buffers what the client has not taken yet, without limit. A 320 MB study retrieved by a
+  slow client (WADO-RS, a ZIP download) grew the daphne by more than 800 MB.
 
-``install()`` switches the first off and, for a body Twisted received into a temporary file (from
-100 kB up, or sent in chunks), has the input queue read that file a piece at a time, as the
-application asks for the next piece: an upload then sits in the temporary file (on disk, see
-``studies.storage.keep_temporary_files_on_disk``) and in at most one piece of memory per request.
+``install()`` switches the first off; for a body Twisted received into a temporary file (from
+100 kB up, or sent in chunks) it has the input queue read that file a piece at a time, as the
+application asks for the next piece, so an upload sits in the temporary file (on disk, see
+``studies.storage.keep_temporary_files_on_disk``) and in at most one piece of memory per request;
+and it gives every HTTP response a ``ResponseFlow``, Twisted's producer for it, so that the
+application's ``send`` waits while the client is not taking what was sent.
 ``teleconsult.asgi`` (what daphne loads) installs it. It is written against one version of daphne
 and of Twisted (both pinned in requirements.txt): with others it logs a warning and leaves daphne as
 it is. Installed, it leaves daphne's ``--request-buffer-size`` to bodies under 100 kB; larger ones
@@ -27,7 +32,6 @@ import asyncio
 import contextlib
 import io
 import logging
-from functools import partial
 
 logger = logging.getLogger(__name__)
 
@@ -104,24 +108,80 @@ class BodyFromFile(asyncio.Queue):
                 body.close()
 
 
+class ResponseFlow:
+    """The application's ``send`` for one HTTP response, and Twisted's producer for it: while the
+    connection's write buffer is full, Twisted pauses the producer, and a body message with more to
+    come returns only once Twisted resumes it (the client took what was sent). What a slow client
+    has not taken yet then stays with the application (a file read a piece at a time) instead of
+    piling up in daphne."""
+
+    def __init__(self, server, protocol) -> None:
+        self._server = server
+        self._protocol = protocol
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._registered = False
+
+    # Twisted's IPushProducer, called on the event loop's thread (daphne's asyncio reactor).
+    def pauseProducing(self) -> None:  # noqa: N802 (Twisted's name)
+        self._writable.clear()
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        self._writable.set()
+
+    def stopProducing(self) -> None:  # noqa: N802
+        self._writable.set()  # the connection is going: daphne drops what is sent from here on
+
+    async def send(self, message) -> None:
+        if message.get("type") != "http.response.body":
+            await self._server.handle_reply(self._protocol, message)
+            return
+        more = message.get("more_body", False)
+        if more:
+            self._register()
+        else:
+            self._unregister()  # before daphne finishes the request, as Twisted asks
+        await self._server.handle_reply(self._protocol, message)
+        if more:
+            await self._writable.wait()
+
+    def _register(self) -> None:
+        protocol = self._protocol
+        if self._registered or protocol.finished or protocol.channel is None or protocol.producer is not None:
+            return
+        protocol.registerProducer(self, True)
+        self._registered = True
+
+    def _unregister(self) -> None:
+        if self._registered:
+            self._registered = False
+            if self._protocol.channel is not None:
+                self._protocol.unregisterProducer()
+
+
 def _create_application(server, protocol, scope):
-    """``daphne.server.Server.create_application``, with a ``BodyFromFile`` input queue for an HTTP
-    request whose body Twisted received into a file; any other request goes the usual way."""
-    body = getattr(protocol, "content", None)
-    if scope.get("type") != "http" or body is None or isinstance(body, io.BytesIO):
+    """``daphne.server.Server.create_application`` for HTTP: a ``ResponseFlow`` as the application's
+    ``send``, and a ``BodyFromFile`` input queue when Twisted received the body into a file.
+    WebSocket connections go daphne's own way."""
+    if scope.get("type") != "http":
         return _original_create_application(server, protocol, scope)
-    # From here as daphne's own create_application, but for the queue.
+    # From here as daphne's own create_application, but for the queue and send.
     assert "application_instance" not in server.connections[protocol]
-    input_queue = BodyFromFile(body)
-    protocol.content = _HandedOver()
+    body = getattr(protocol, "content", None)
+    if body is None or isinstance(body, io.BytesIO):
+        input_queue = asyncio.Queue()
+    else:
+        input_queue = BodyFromFile(body)
+        protocol.content = _HandedOver()
     scope.setdefault("asgi", {"version": "3.0"})
     application_instance = server.application(
         scope=scope,
         receive=input_queue.get,
-        send=partial(server.handle_reply, protocol),
+        send=ResponseFlow(server, protocol).send,
     )
     if protocol not in server.connections:
-        input_queue._close()
+        if isinstance(input_queue, BodyFromFile):
+            input_queue._close()
         return None
     server.connections[protocol]["application_instance"] = asyncio.ensure_future(
         application_instance,
@@ -131,7 +191,7 @@ def _create_application(server, protocol, scope):
 
 
 def _original_create_application(server, protocol, scope):  # replaced by install()
-    raise RuntimeError("request_bodies.install() has not run")
+    raise RuntimeError("bodies.install() has not run")
 
 
 def install() -> bool:
@@ -150,7 +210,7 @@ def install() -> bool:
     versions = (daphne.__version__, twisted.__version__)
     if versions != (DAPHNE_VERSION, TWISTED_VERSION):
         logger.warning(
-            "request bodies: daphne %s and Twisted %s are not %s and %s, which teleconsult.request_bodies "
+            "request bodies: daphne %s and Twisted %s are not %s and %s, which teleconsult.bodies "
             "was written against; uploads are held in memory whole by daphne until it is checked and updated",
             *versions,
             DAPHNE_VERSION,

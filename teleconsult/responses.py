@@ -1,0 +1,54 @@
+"""Streaming responses served under ASGI a batch at a time, not read whole into memory first.
+
+Under ASGI (daphne), Django serves a ``StreamingHttpResponse`` or ``FileResponse`` whose content
+is a plain (synchronous) iterator by reading all of it into a list first
+(``StreamingHttpResponse.__aiter__``: ``sync_to_async(list)``, with a warning), then sending it:
+a 2 GB DICOM file, a study retrieved over WADO-RS or a study ZIP sat whole in the daphne's memory
+before its first byte left. These subclasses take the content from the request's worker thread
+about ``BATCH_SIZE`` at a time instead; with ``teleconsult.bodies`` holding each batch back while
+the client is slow, a download costs the daphne a few MB whatever its size. Under WSGI and in
+Django's test client they are Django's own classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from asgiref.sync import sync_to_async
+from django.http import FileResponse, StreamingHttpResponse
+
+BATCH_SIZE = 1024 * 1024
+
+
+def _next_batch(parts: Iterator[bytes]) -> list[bytes]:
+    """The next parts of ``parts``, about BATCH_SIZE of them; empty once it is exhausted."""
+    batch: list[bytes] = []
+    size = 0
+    for part in parts:
+        batch.append(part)
+        size += len(part)
+        if size >= BATCH_SIZE:
+            break
+    return batch
+
+
+class _Batched:
+    async def __aiter__(self):
+        if self.is_async:
+            async for part in self.streaming_content:
+                yield part
+            return
+        parts = iter(self.streaming_content)
+        # The request's own worker thread (thread-sensitive), where the view made the iterator.
+        take = sync_to_async(_next_batch)
+        while batch := await take(parts):
+            for part in batch:
+                yield part
+
+
+class StreamingResponse(_Batched, StreamingHttpResponse):
+    """``StreamingHttpResponse``, served under ASGI a batch at a time."""
+
+
+class FileStreamResponse(_Batched, FileResponse):
+    """``FileResponse``, served under ASGI a batch at a time."""
