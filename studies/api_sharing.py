@@ -267,6 +267,7 @@ class _Echo:
         return value
 
 
+EVENTS_PER_QUERY = 2000
 CSV_FIELDS = ["at", "actor", "action", "study_uid", "object_id", "ip", "user_agent", "share_link_id", "user_id"]
 
 
@@ -275,8 +276,16 @@ def events_csv_response(events, filename: str = "access-events.csv") -> Streamin
 
     def rows():
         yield writer.writerow(CSV_FIELDS)
-        for event in events.iterator(chunk_size=2000):
-            yield writer.writerow([_csv_safe(getattr(event, name)) for name in CSV_FIELDS])
+        # The keys first, then the rows a chunk at a time, in the same order: no database cursor
+        # stays open between the response's batches (teleconsult.responses hands the connection
+        # back to the pool between them, for a client that takes its time).
+        keys = list(events.values_list("pk", flat=True))
+        for start in range(0, len(keys), EVENTS_PER_QUERY):
+            chunk = keys[start : start + EVENTS_PER_QUERY]
+            found = {event.pk: event for event in events.filter(pk__in=chunk)}
+            for key in chunk:
+                if key in found:
+                    yield writer.writerow([_csv_safe(getattr(found[key], name)) for name in CSV_FIELDS])
 
     response = StreamingResponse(rows(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'

@@ -12,14 +12,16 @@ the application does (django/daphne#483, open since 2023):
   has read any of it.
 - A response goes out as fast as the application sends it: daphne writes each piece to Twisted,
   which buffers what the client has not taken yet, without limit. A 320 MB study retrieved by a
-  slow client (WADO-RS, a ZIP download) grew the daphne by more than 800 MB.
+  slow client (WADO-RS, a ZIP download) grew the daphne by more than 800 MB. And the answer to a
+  HEAD request went out with its body, which a client reads as the next response.
 
 ``install()`` switches the first off; for a body Twisted received into a temporary file (from
 100 kB up, or sent in chunks) it has the input queue read that file a piece at a time, as the
 application asks for the next piece, so an upload sits in the temporary file (on disk, see
 ``studies.storage.keep_temporary_files_on_disk``) and in at most one piece of memory per request;
 and it gives every HTTP response a ``ResponseFlow``, Twisted's producer for it, so that the
-application's ``send`` waits while the client is not taking what was sent.
+application's ``send`` waits while the client is not taking what was sent, and drops the body of
+an answer to HEAD.
 ``teleconsult.asgi`` (what daphne loads) installs it. It is written against one version of daphne
 and of Twisted (both pinned in requirements.txt): with others it logs a warning and leaves daphne as
 it is. Installed, it leaves daphne's ``--request-buffer-size`` to bodies under 100 kB; larger ones
@@ -136,6 +138,10 @@ class ResponseFlow:
         if message.get("type") != "http.response.body":
             await self._server.handle_reply(self._protocol, message)
             return
+        if message.get("body") and getattr(self._protocol, "method", None) == b"HEAD":
+            # The headers of a GET, without its body: daphne would send the body too, and the
+            # client would read it as the start of the next response on the connection.
+            message = {**message, "body": b""}
         more = message.get("more_body", False)
         if more:
             self._register()

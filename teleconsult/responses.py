@@ -5,9 +5,10 @@ is a plain (synchronous) iterator by reading all of it into a list first
 (``StreamingHttpResponse.__aiter__``: ``sync_to_async(list)``, with a warning), then sending it:
 a 2 GB DICOM file, a study retrieved over WADO-RS or a study ZIP sat whole in the daphne's memory
 before its first byte left. These subclasses take the content from the request's worker thread
-about ``BATCH_SIZE`` at a time instead; with ``teleconsult.bodies`` holding each batch back while
-the client is slow, a download costs the daphne a few MB whatever its size. Under WSGI and in
-Django's test client they are Django's own classes.
+about ``BATCH_SIZE`` at a time instead, handing the thread's database connections back between
+batches; with ``teleconsult.bodies`` holding each batch back while the client is slow, a download
+costs the daphne a few MB and no database connection while it waits, whatever its size. Under
+WSGI and in Django's test client they are Django's own classes.
 """
 
 from __future__ import annotations
@@ -15,20 +16,31 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from asgiref.sync import sync_to_async
+from django.db import connections
 from django.http import FileResponse, StreamingHttpResponse
 
 BATCH_SIZE = 1024 * 1024
 
 
 def _next_batch(parts: Iterator[bytes]) -> list[bytes]:
-    """The next parts of ``parts``, about BATCH_SIZE of them; empty once it is exhausted."""
+    """The next parts of ``parts``, about BATCH_SIZE of them; empty once it is exhausted.
+
+    The thread's database connections go back (to the pool) after each batch, outside a
+    transaction: a download to a slow client would otherwise hold one for its whole length, and a
+    few of them would leave the rest of the server waiting for a connection. Content that queries
+    again gets a connection again; it must not keep a cursor open across its parts."""
     batch: list[bytes] = []
     size = 0
-    for part in parts:
-        batch.append(part)
-        size += len(part)
-        if size >= BATCH_SIZE:
-            break
+    try:
+        for part in parts:
+            batch.append(part)
+            size += len(part)
+            if size >= BATCH_SIZE:
+                break
+    finally:
+        for connection in connections.all(initialized_only=True):
+            if not connection.in_atomic_block:
+                connection.close()
     return batch
 
 

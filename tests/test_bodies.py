@@ -236,3 +236,22 @@ def test_a_response_waits_while_twisted_has_paused_it_and_is_unregistered_before
         assert "registered" not in other.events + finished.events
 
     asyncio.run(scenario())
+
+
+def test_the_answer_to_head_goes_without_its_body():
+    async def scenario():
+        server, protocol = _Server(), _Protocol()
+        protocol.method = b"HEAD"
+        sent = []
+
+        async def handle_reply(protocol, message):
+            sent.append(message)
+
+        server.handle_reply = handle_reply
+        flow = bodies.ResponseFlow(server, protocol)
+        await flow.send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"5")]})
+        await flow.send({"type": "http.response.body", "body": b"hello", "more_body": False})
+        assert sent[0]["headers"] == [(b"content-length", b"5")]
+        assert sent[1] == {"type": "http.response.body", "body": b"", "more_body": False}
+
+    asyncio.run(scenario())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 
+from teleconsult import responses
 from teleconsult.responses import BATCH_SIZE, FileStreamResponse, StreamingResponse
 
 PART = BATCH_SIZE // 2
@@ -57,3 +58,24 @@ def test_an_asynchronous_iterator_is_served_as_it_comes():
         yield b"y"
 
     assert b"".join(_served(StreamingResponse(parts()))) == b"xy"
+
+
+def test_the_database_connections_go_back_between_batches_outside_a_transaction(monkeypatch):
+    class Connection:
+        def __init__(self, in_atomic_block: bool) -> None:
+            self.in_atomic_block = in_atomic_block
+            self.closed = 0
+
+        def close(self) -> None:
+            self.closed += 1
+
+    idle, in_transaction = Connection(False), Connection(True)
+    monkeypatch.setattr(responses.connections, "all", lambda initialized_only=False: [idle, in_transaction])
+
+    parts = iter([b"a" * PART] * 5)
+    assert len(responses._next_batch(parts)) == 2
+    assert (idle.closed, in_transaction.closed) == (1, 0)
+    assert len(responses._next_batch(parts)) == 2
+    assert len(responses._next_batch(parts)) == 1
+    assert responses._next_batch(parts) == []
+    assert (idle.closed, in_transaction.closed) == (4, 0)

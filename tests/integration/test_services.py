@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
+import socket
 import time
 import uuid
 
@@ -289,6 +291,23 @@ def test_a_large_study_retrieved_by_a_slow_client_does_not_pile_up_in_the_daphne
     assert max(grown, grown_while_waiting) < 24 * 1024 * 1024, (
         f"the daphne's peak memory grew by {grown >> 20} MB for a {received >> 20} MB retrieve"
     )
+
+    # HEAD of the same retrieve (a response of many pieces): the headers and nothing after them,
+    # which a client on the same connection would read as the next response.
+    host, port = server.url.split("//", 1)[1].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as raw:
+        raw.sendall(
+            f"HEAD /dicomweb/studies/{study_uid} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Token {token}\r\n"
+            f"Accept: {accept['Accept']}\r\n\r\n".encode()
+        )
+        answer_bytes = b""
+        raw.settimeout(2)
+        with contextlib.suppress(TimeoutError):
+            while piece := raw.recv(1 << 20):
+                answer_bytes += piece
+    headers_part, _, after = answer_bytes.partition(b"\r\n\r\n")
+    assert headers_part.startswith(b"HTTP/1.1 200")
+    assert after == b"", f"{len(after)} bytes of body sent after the headers of a HEAD answer"
 
 
 def _peak_memory(pid: int) -> int:
