@@ -14,6 +14,9 @@ the application does (django/daphne#483, open since 2023):
   which buffers what the client has not taken yet, without limit. A 320 MB study retrieved by a
   slow client (WADO-RS, a ZIP download) grew the daphne by more than 800 MB. And the answer to a
   HEAD request went out with its body, which a client reads as the next response.
+- An application that fails after its response started (a download whose file went missing
+  halfway) leaves the client waiting, and daphne's error page then fails on the started
+  response, which stops daphne's application checker for the life of the process.
 
 ``install()`` switches the first off; for a body Twisted received into a temporary file (from
 100 kB up, or sent in chunks) it has the input queue read that file a piece at a time, as the
@@ -21,7 +24,8 @@ application asks for the next piece, so an upload sits in the temporary file (on
 ``studies.storage.keep_temporary_files_on_disk``) and in at most one piece of memory per request;
 and it gives every HTTP response a ``ResponseFlow``, Twisted's producer for it, so that the
 application's ``send`` waits while the client is not taking what was sent, and drops the body of
-an answer to HEAD.
+an answer to HEAD; an application failing after its response started is logged and its
+connection closed (``_guarded``).
 ``teleconsult.asgi`` (what daphne loads) installs it. It is written against one version of daphne
 and of Twisted (both pinned in requirements.txt): with others it logs a warning and leaves daphne as
 it is. Installed, it leaves daphne's ``--request-buffer-size`` to bodies under 100 kB; larger ones
@@ -123,6 +127,7 @@ class ResponseFlow:
         self._writable = asyncio.Event()
         self._writable.set()
         self._registered = False
+        self.started = False  # the response's start went to daphne
 
     # Twisted's IPushProducer, called on the event loop's thread (daphne's asyncio reactor).
     def pauseProducing(self) -> None:  # noqa: N802 (Twisted's name)
@@ -136,6 +141,7 @@ class ResponseFlow:
 
     async def send(self, message) -> None:
         if message.get("type") != "http.response.body":
+            self.started = self.started or message.get("type") == "http.response.start"
             await self._server.handle_reply(self._protocol, message)
             return
         if message.get("body") and getattr(self._protocol, "method", None) == b"HEAD":
@@ -165,6 +171,24 @@ class ResponseFlow:
                 self._protocol.unregisterProducer()
 
 
+async def _guarded(application, protocol, flow: ResponseFlow):
+    """Run ``application``; an error it raises once its response has started (a streamed download
+    whose file went missing halfway) is logged and ends the connection, so the client sees an
+    incomplete answer at once instead of waiting for the rest. Left to daphne, its error page
+    would fail on the started response, and the failure would stop daphne's application checker
+    (the loop that reaps finished applications and closed connections) for the life of the
+    process."""
+    try:
+        return await application
+    except Exception:
+        if not flow.started:
+            raise  # daphne answers 500, as ever
+        logger.exception("the application failed after its response started; the connection is closed")
+        with contextlib.suppress(Exception):
+            protocol.loseConnection()
+        return None
+
+
 def _create_application(server, protocol, scope):
     """``daphne.server.Server.create_application`` for HTTP: a ``ResponseFlow`` as the application's
     ``send``, and a ``BodyFromFile`` input queue when Twisted received the body into a file.
@@ -180,17 +204,14 @@ def _create_application(server, protocol, scope):
         input_queue = BodyFromFile(body)
         protocol.content = _HandedOver()
     scope.setdefault("asgi", {"version": "3.0"})
-    application_instance = server.application(
-        scope=scope,
-        receive=input_queue.get,
-        send=ResponseFlow(server, protocol).send,
-    )
+    flow = ResponseFlow(server, protocol)
+    application_instance = server.application(scope=scope, receive=input_queue.get, send=flow.send)
     if protocol not in server.connections:
         if isinstance(input_queue, BodyFromFile):
             input_queue._close()
         return None
     server.connections[protocol]["application_instance"] = asyncio.ensure_future(
-        application_instance,
+        _guarded(application_instance, protocol, flow),
         loop=asyncio.get_event_loop(),
     )
     return input_queue

@@ -255,3 +255,37 @@ def test_the_answer_to_head_goes_without_its_body():
         assert sent[1] == {"type": "http.response.body", "body": b"", "more_body": False}
 
     asyncio.run(scenario())
+
+
+def test_an_application_failing_after_its_response_started_closes_the_connection(caplog):
+    class Lost(_Protocol):
+        lost = False
+
+        def loseConnection(self):  # noqa: N802 (Twisted's name)
+            self.lost = True
+
+    async def fails(flow, *, start: bool):
+        if start:
+            await flow.send({"type": "http.response.start", "status": 200, "headers": []})
+            await flow.send({"type": "http.response.body", "body": b"part", "more_body": True})
+        raise FileNotFoundError("a stored file went missing")
+
+    async def scenario():
+        server, protocol = _Server(), Lost()
+        flow = bodies.ResponseFlow(server, protocol)
+        with caplog.at_level(logging.ERROR, logger="teleconsult.bodies"):
+            assert await bodies._guarded(fails(flow, start=True), protocol, flow) is None
+        assert protocol.lost
+        assert "failed after its response started" in caplog.text
+        # Before the response started: daphne's own 500, as ever.
+        early = Lost()
+        flow = bodies.ResponseFlow(server, early)
+        try:
+            await bodies._guarded(fails(flow, start=False), early, flow)
+        except FileNotFoundError:
+            pass
+        else:
+            raise AssertionError("the error should reach daphne")
+        assert not early.lost
+
+    asyncio.run(scenario())

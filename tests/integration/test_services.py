@@ -310,6 +310,52 @@ def test_a_large_study_retrieved_by_a_slow_client_does_not_pile_up_in_the_daphne
     assert after == b"", f"{len(after)} bytes of body sent after the headers of a HEAD answer"
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_download_failing_halfway_ends_the_connection_and_the_server_serves_on(
+    daphne_factory, live_user, password, service_environment
+):
+    """A stored file gone missing under a retrieve: the client gets an incomplete answer at once,
+    not a wait for the rest, and daphne's error page never runs on the started response."""
+    from bench.ingest import multipart
+    from studies.models import Instance
+    from tests.studies import dicom_factory
+
+    server = daphne_factory()
+    user = live_user(email="retrieve-broken@example.com")
+    token = requests.post(
+        f"{server.url}/api/v1/auth/token/", json={"email": user.email, "password": password}, timeout=30
+    ).json()["token"]
+    study_uid = "1.2.826.0.1.3680043.8.498.78"
+    files = [
+        dicom_factory.make_multiframe(frames=8, rows=512, columns=512, StudyInstanceUID=study_uid) for _ in range(2)
+    ]
+    body, content_type = multipart(files)
+    auth = {"Authorization": f"Token {token}"}
+    stored = requests.post(
+        f"{server.url}/dicomweb/studies", data=body, headers={**auth, "Content-Type": content_type}, timeout=120
+    )
+    assert stored.status_code == 200, stored.text[:500]
+    last = Instance.objects.order_by("series__series_number", "series_id", "instance_number", "pk").last()
+    os.remove(service_environment.data_dir / "media" / last.file.name)
+
+    began = time.monotonic()
+    answer = requests.get(
+        f"{server.url}/dicomweb/studies/{study_uid}",
+        headers={**auth, "Accept": 'multipart/related; type="application/dicom"'},
+        stream=True,
+        timeout=30,
+    )
+    assert answer.status_code == 200
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        for _piece in answer.iter_content(1 << 20):
+            pass
+    assert time.monotonic() - began < 15
+
+    assert requests.get(f"{server.url}/dicomweb/studies/{study_uid}/metadata", headers=auth, timeout=30).ok
+    assert "failed after its response started" in server.log()
+    assert "HTTP response has already been started" not in server.log()
+
+
 def _peak_memory(pid: int) -> int:
     """The peak resident memory of process ``pid`` so far, in bytes (Linux)."""
     with open(f"/proc/{pid}/status") as status:
