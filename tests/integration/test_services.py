@@ -253,24 +253,14 @@ def test_a_large_study_retrieved_by_a_slow_client_does_not_pile_up_in_the_daphne
     """Django would read a streamed response whole into a list before sending it under ASGI, and
     daphne would buffer whatever the client has not taken yet: the retrieve goes a batch at a time
     (teleconsult.responses), each held back while the client is slow (teleconsult.bodies)."""
-    from bench.ingest import multipart
     from tests.studies import dicom_factory
 
     server = daphne_factory()
-    user = live_user(email="retrieve-large@example.com")
-    token = requests.post(
-        f"{server.url}/api/v1/auth/token/", json={"email": user.email, "password": password}, timeout=30
-    ).json()["token"]
     study_uid = "1.2.826.0.1.3680043.8.498.77"
     files = [
         dicom_factory.make_multiframe(frames=40, rows=512, columns=512, StudyInstanceUID=study_uid) for _ in range(3)
     ]  # 20 MB each
-    body, content_type = multipart(files)
-    auth = {"Authorization": f"Token {token}"}
-    stored = requests.post(
-        f"{server.url}/dicomweb/studies", data=body, headers={**auth, "Content-Type": content_type}, timeout=120
-    )
-    assert stored.status_code == 200, stored.text[:500]
+    token, auth = _stored_over_stow(server, live_user(email="retrieve-large@example.com"), password, files)
     accept = {"Accept": 'multipart/related; type="application/dicom"'}
     warm_up = requests.get(f"{server.url}/dicomweb/studies/{study_uid}", headers={**auth, **accept}, timeout=120)
     assert warm_up.status_code == 200 and len(warm_up.content) > sum(len(data) for data in files)
@@ -316,25 +306,15 @@ def test_a_download_failing_halfway_ends_the_connection_and_the_server_serves_on
 ):
     """A stored file gone missing under a retrieve: the client gets an incomplete answer at once,
     not a wait for the rest, and daphne's error page never runs on the started response."""
-    from bench.ingest import multipart
     from studies.models import Instance
     from tests.studies import dicom_factory
 
     server = daphne_factory()
-    user = live_user(email="retrieve-broken@example.com")
-    token = requests.post(
-        f"{server.url}/api/v1/auth/token/", json={"email": user.email, "password": password}, timeout=30
-    ).json()["token"]
     study_uid = "1.2.826.0.1.3680043.8.498.78"
     files = [
         dicom_factory.make_multiframe(frames=8, rows=512, columns=512, StudyInstanceUID=study_uid) for _ in range(2)
     ]
-    body, content_type = multipart(files)
-    auth = {"Authorization": f"Token {token}"}
-    stored = requests.post(
-        f"{server.url}/dicomweb/studies", data=body, headers={**auth, "Content-Type": content_type}, timeout=120
-    )
-    assert stored.status_code == 200, stored.text[:500]
+    _token, auth = _stored_over_stow(server, live_user(email="retrieve-broken@example.com"), password, files)
     last = Instance.objects.order_by("series__series_number", "series_id", "instance_number", "pk").last()
     os.remove(service_environment.data_dir / "media" / last.file.name)
 
@@ -354,6 +334,22 @@ def test_a_download_failing_halfway_ends_the_connection_and_the_server_serves_on
     assert requests.get(f"{server.url}/dicomweb/studies/{study_uid}/metadata", headers=auth, timeout=30).ok
     assert "failed after its response started" in server.log()
     assert "HTTP response has already been started" not in server.log()
+
+
+def _stored_over_stow(server, user, password: str, files: list[bytes]) -> tuple[str, dict[str, str]]:
+    """``files`` stored through ``server`` by ``user``; the user's API token and its header."""
+    from bench.ingest import multipart
+
+    token = requests.post(
+        f"{server.url}/api/v1/auth/token/", json={"email": user.email, "password": password}, timeout=30
+    ).json()["token"]
+    auth = {"Authorization": f"Token {token}"}
+    body, content_type = multipart(files)
+    stored = requests.post(
+        f"{server.url}/dicomweb/studies", data=body, headers={**auth, "Content-Type": content_type}, timeout=120
+    )
+    assert stored.status_code == 200, stored.text[:500]
+    return token, auth
 
 
 def _peak_memory(pid: int) -> int:
