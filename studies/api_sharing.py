@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 
-from django.db.models import Count, Max
+from django.db.models import Count, Max, Q
 from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
@@ -276,16 +276,20 @@ def events_csv_response(events, filename: str = "access-events.csv") -> Streamin
 
     def rows():
         yield writer.writerow(CSV_FIELDS)
-        # The keys first, then the rows a chunk at a time, in the same order: no database cursor
-        # stays open between the response's batches (teleconsult.responses hands the connection
-        # back to the pool between them, for a client that takes its time).
-        keys = list(events.values_list("pk", flat=True))
-        for start in range(0, len(keys), EVENTS_PER_QUERY):
-            chunk = keys[start : start + EVENTS_PER_QUERY]
-            found = {event.pk: event for event in events.filter(pk__in=chunk)}
-            for key in chunk:
-                if key in found:
-                    yield writer.writerow([_csv_safe(getattr(found[key], name)) for name in CSV_FIELDS])
+        # A page of rows at a time, each page after the last row of the one before (by time, then
+        # key): no database cursor stays open between the response's batches
+        # (teleconsult.responses hands the connection back to the pool between them, for a
+        # client that takes its time), and memory holds one page whatever the export's length.
+        ordered = events.order_by("at", "pk")
+        last = None
+        while True:
+            following = ordered if last is None else ordered.filter(Q(at__gt=last.at) | Q(at=last.at, pk__gt=last.pk))
+            page = list(following[:EVENTS_PER_QUERY])
+            for event in page:
+                yield writer.writerow([_csv_safe(getattr(event, name)) for name in CSV_FIELDS])
+            if len(page) < EVENTS_PER_QUERY:
+                return
+            last = page[-1]
 
     response = StreamingResponse(rows(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'

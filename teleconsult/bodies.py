@@ -181,8 +181,8 @@ async def _guarded(application, protocol, flow: ResponseFlow):
     try:
         return await application
     except Exception:
-        if not flow.started:
-            raise  # daphne answers 500, as ever
+        if not flow.started or getattr(protocol, "finished", False):
+            raise  # daphne answers 500 as ever, or (the answer is complete) only logs it
         logger.exception("the application failed after its response started; the connection is closed")
         with contextlib.suppress(Exception):
             protocol.loseConnection()

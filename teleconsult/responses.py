@@ -13,13 +13,16 @@ WSGI and in Django's test client they are Django's own classes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 
 from asgiref.sync import sync_to_async
 from django.db import connections
 from django.http import FileResponse, StreamingHttpResponse
 
 BATCH_SIZE = 1024 * 1024
+
+logger = logging.getLogger(__name__)
 
 
 def _next_batch(parts: Iterator[bytes]) -> list[bytes]:
@@ -39,8 +42,12 @@ def _next_batch(parts: Iterator[bytes]) -> list[bytes]:
                 break
     finally:
         for connection in connections.all(initialized_only=True):
-            if not connection.in_atomic_block:
+            if connection.in_atomic_block or not connection.get_autocommit():
+                continue  # a transaction of the content's own: left as it is
+            try:
                 connection.close()
+            except Exception:
+                logger.exception("streamed response: database connection %s not handed back", connection.alias)
     return batch
 
 
@@ -64,3 +71,17 @@ class StreamingResponse(_Batched, StreamingHttpResponse):
 
 class FileStreamResponse(_Batched, FileResponse):
     """``FileResponse``, served under ASGI a batch at a time."""
+
+
+def head_without_streamed_body(get_response: Callable) -> Callable:
+    """Middleware: the answer to HEAD of a streamed response carries no body, so its content is not
+    made at all (a study ZIP or a retrieve is not read, compressed and thrown away); the content
+    is closed with the response. The headers, Content-Length among them, stay those of GET."""
+
+    def middleware(request):
+        response = get_response(request)
+        if request.method == "HEAD" and getattr(response, "streaming", False):
+            response.streaming_content = []
+        return response
+
+    return middleware

@@ -66,11 +66,16 @@ def test_the_database_connections_go_back_between_batches_outside_a_transaction(
             self.in_atomic_block = in_atomic_block
             self.closed = 0
 
+        def get_autocommit(self) -> bool:
+            return True
+
         def close(self) -> None:
             self.closed += 1
 
     idle, in_transaction = Connection(False), Connection(True)
-    monkeypatch.setattr(responses.connections, "all", lambda initialized_only=False: [idle, in_transaction])
+    manual = Connection(False)
+    manual.get_autocommit = lambda: False  # a transaction begun by hand: not cut short
+    monkeypatch.setattr(responses.connections, "all", lambda initialized_only=False: [idle, in_transaction, manual])
 
     parts = iter([b"a" * PART] * 5)
     assert len(responses._next_batch(parts)) == 2
@@ -78,4 +83,26 @@ def test_the_database_connections_go_back_between_batches_outside_a_transaction(
     assert len(responses._next_batch(parts)) == 2
     assert len(responses._next_batch(parts)) == 1
     assert responses._next_batch(parts) == []
-    assert (idle.closed, in_transaction.closed) == (4, 0)
+    assert (idle.closed, in_transaction.closed, manual.closed) == (4, 0, 0)
+
+
+def test_head_of_a_streamed_response_makes_none_of_its_content(rf, db):
+    made = []
+
+    def parts():
+        made.append("started")
+        yield b"x" * PART
+
+    content = parts()
+    streamed = StreamingResponse(content)
+    streamed["Content-Length"] = str(PART)
+    middleware = responses.head_without_streamed_body(lambda request: streamed)
+
+    response = middleware(rf.head("/download"))
+    assert b"".join(response) == b"" and made == []
+    assert response["Content-Length"] == str(PART)
+    response.close()  # the content goes with the response
+    assert content.gi_frame is None
+    # GET: untouched.
+    again = responses.head_without_streamed_body(lambda request: StreamingResponse(parts()))(rf.get("/download"))
+    assert b"".join(again) == b"x" * PART
