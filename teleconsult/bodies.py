@@ -223,7 +223,7 @@ def _original_create_application(server, protocol, scope):  # replaced by instal
 
 def install() -> bool:
     """Patch daphne as the module's docstring says (once); False, with a warning logged, when the
-    installed daphne is not the version this was written against."""
+    installed daphne or Twisted is not the version this was written against."""
     global _installed, _original_create_application
     if _installed:
         return True
@@ -237,8 +237,9 @@ def install() -> bool:
     versions = (daphne.__version__, twisted.__version__)
     if versions != (DAPHNE_VERSION, TWISTED_VERSION):
         logger.warning(
-            "request bodies: daphne %s and Twisted %s are not %s and %s, which teleconsult.bodies "
-            "was written against; uploads are held in memory whole by daphne until it is checked and updated",
+            "bodies: daphne %s and Twisted %s are not %s and %s, which teleconsult.bodies "
+            "was written against; uploads and downloads are held in memory whole by daphne until it is checked "
+            "and updated",
             *versions,
             DAPHNE_VERSION,
             TWISTED_VERSION,
