@@ -113,3 +113,12 @@ def test_demo_study_is_seeded_once_and_linked_to_the_patient(physician, patient_
     assert can_view_study(physician, study)
     assert can_view_study(patient_user, study)
     assert not can_view_study(outsider, study)
+
+
+def test_the_import_keeps_its_temporary_files_off_a_tmpfs_as_the_server_does(db, folder, monkeypatch):
+    from studies import storage
+
+    calls = []
+    monkeypatch.setattr(storage, "keep_temporary_files_on_disk", lambda: calls.append("asked"))
+    run(str(folder))
+    assert calls == ["asked"]

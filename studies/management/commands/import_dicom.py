@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from studies import storage
 from studies.ingest import ALREADY_STORED, BATCH_SIZE, STORED, ingest_files
 from studies.permissions import can_upload
 
@@ -30,6 +31,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, paths: list[str], user: str | None = None, **options):
         uploader = self._uploader(user)
+        # Zip entries and deflated files are unpacked into temporary files: on disk, as in daphne.
+        storage.keep_temporary_files_on_disk()
         files = self._files(paths)
         verbosity = options.get("verbosity", 1)
         results = []
