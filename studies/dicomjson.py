@@ -7,8 +7,9 @@ single-byte/UTF-8 character set. ``element_json`` converts those itself and answ
 anything pydicom must decide (sequences, binary and ambiguous VRs, private tags of implicit VR,
 unknown tags, other character sets, escape sequences, values that are empty among others, blanks
 around a UID or code, NULs inside a value, numbers that are not valid or not finite), so the
-caller falls back to pydicom. ``tests/studies/test_dicomjson.py`` checks that the result is pydicom's, element for
-element, on every file of the reference corpus and pydicom's character set files.
+caller falls back to pydicom. ``tests/studies/test_dicomjson.py`` checks that the result is
+pydicom's, element for element, on every file of the reference corpus and pydicom's character set
+files.
 
 ``storable`` says whether a converted element can be kept in a JSON column: PostgreSQL's jsonb
 holds neither NaN nor infinity nor a NUL character, all of which pydicom accepts.

@@ -33,9 +33,9 @@ REQUEST_DIR_PREFIX = "request-"
 # Beside the staged files: the server's own temporary files when the system keeps them in memory.
 TEMP_DIR_NAME = "tmp"
 MEMORY_FILE_SYSTEMS = {"tmpfs", "ramfs"}
+CHUNK_SIZE = 1024 * 1024
 
 logger = logging.getLogger(__name__)
-CHUNK_SIZE = 1024 * 1024
 
 
 class StagedFile(File):
