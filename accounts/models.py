@@ -66,6 +66,14 @@ class User(AbstractUser):
     email = models.EmailField("email address", unique=True)
     name = models.CharField("display name", max_length=150, blank=True)
     role = models.CharField(max_length=20, choices=Role.choices, default=Role.PATIENT)
+    default_practice = models.ForeignKey(
+        "accounts.Organization",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The practice uploads are filed under when none is named",
+    )
 
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS: list[str] = []
@@ -106,6 +114,29 @@ class User(AbstractUser):
     @property
     def needs_mfa(self) -> bool:
         return self.role in MFA_ROLES or self.is_superuser
+
+    def practice_ids(self) -> list[int]:
+        """The practices this account is a member of (cached on the object for the request)."""
+        cached = self.__dict__.get("_practice_ids")
+        if cached is None:
+            cached = list(self.memberships.values_list("practice_id", flat=True)) if self.pk else []
+            self.__dict__["_practice_ids"] = cached
+        return cached
+
+    def forget_practices(self) -> None:
+        self.__dict__.pop("_practice_ids", None)
+
+    @property
+    def has_clinical_access(self) -> bool:
+        """A clinician works with patients once a practice has admitted them (administrators always)."""
+        if not self.is_active:
+            return False
+        return self.is_admin or (self.role in (Role.PHYSICIAN, Role.SPECIALIST) and bool(self.practice_ids()))
+
+    @property
+    def awaiting_practice(self) -> bool:
+        """A clinician no practice has admitted yet."""
+        return self.role in (Role.PHYSICIAN, Role.SPECIALIST) and not self.practice_ids()
 
     @property
     def may_take_consults(self) -> bool:
@@ -210,3 +241,103 @@ class PhysicianProfile(models.Model):
 
     def __str__(self) -> str:
         return f"Physician profile of {self.user}"
+
+
+class Organization(models.Model):
+    """A practice: the tenant. A clinic, hospital, imaging site or reading group whose members share
+    its patients and studies; nothing of one practice reaches another but by an explicit grant."""
+
+    class Kind(models.TextChoices):
+        CLINIC = "clinic", "Clinic"
+        HOSPITAL = "hospital", "Hospital"
+        IMAGING_SITE = "imaging_site", "Imaging site"
+        READING_GROUP = "reading_group", "Reading group"
+
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.CLINIC)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name", "pk"]
+        verbose_name = "practice"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def add_member(self, user: User, *, role: str | None = None, by: User | None = None) -> Membership:
+        """Make ``user`` an active member (idempotent; an existing member keeps their role unless
+        ``role`` is given)."""
+        membership, created = Membership.objects.get_or_create(
+            practice=self, user=user, defaults={"role": role or Membership.Role.CLINICIAN, "added_by": by}
+        )
+        if not created and role and membership.role != role:
+            membership.role = role
+            membership.save(update_fields=["role"])
+        if user.default_practice_id is None:
+            User.objects.filter(pk=user.pk, default_practice__isnull=True).update(default_practice=self)
+            user.default_practice = self
+        return membership
+
+
+class MembershipQuerySet(models.QuerySet):
+    def active(self) -> MembershipQuerySet:
+        return self.filter(user__is_active=True)
+
+
+class Membership(models.Model):
+    """One clinician in one practice, as a clinician or as the practice's administrator."""
+
+    class Role(models.TextChoices):
+        CLINICIAN = "clinician", "Clinician"
+        ADMIN = "admin", "Practice admin"
+
+    practice = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.CLINICIAN)
+    added_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    since = models.DateTimeField(default=timezone.now)
+
+    objects = MembershipQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["practice", "user"], name="one_membership_per_practice")]
+        ordering = ["practice__name", "since"]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.practice} ({self.get_role_display()})"
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == self.Role.ADMIN
+
+
+class PracticeInvitation(models.Model):
+    """A practice admin asked the person at ``email`` to join; accepted by a signed-in clinician
+    whose confirmed address it is, through the link in the email. Only a hash of the token is kept."""
+
+    practice = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    role = models.CharField(max_length=16, choices=Membership.Role.choices, default=Membership.Role.CLINICIAN)
+    token_hash = models.CharField(max_length=64, unique=True)
+    invited_by = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Invitation of {self.email} to {self.practice}"
+
+    @property
+    def status(self) -> str:
+        if self.accepted_at:
+            return "accepted"
+        if self.revoked_at:
+            return "revoked"
+        if self.expires_at <= timezone.now():
+            return "expired"
+        return "pending"

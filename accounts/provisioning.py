@@ -10,7 +10,16 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
 
-from .models import PhysicianProfile, Role, SpecialistProfile, Specialty, User, validate_jurisdiction
+from .models import (
+    Membership,
+    Organization,
+    PhysicianProfile,
+    Role,
+    SpecialistProfile,
+    Specialty,
+    User,
+    validate_jurisdiction,
+)
 
 
 class ProvisioningError(ValueError):
@@ -67,11 +76,15 @@ def provision_user(
     institution: str | None = None,
     on_call: list[dict] | None = None,
     check_password: bool = True,
+    practice: str | None = None,
+    practice_admin: bool = False,
 ) -> Provisioned:
     """Create or update an active account with a verified primary email, ready to sign in.
 
     Specialists are approved; admins are staff and superusers. On an existing account, only what is
-    given changes (role always; password, name and profile fields when passed).
+    given changes (role always; password, name and profile fields when passed). A clinician joins
+    ``practice`` (by name, made if missing), or without it gets a practice of their own when they
+    belong to none, so the account can work at once.
     """
     email = (email or "").strip().lower()
     try:
@@ -88,6 +101,11 @@ def provision_user(
         raise ProvisioningError("Jurisdictions are only for specialists (licences) and physicians (institution).")
     if len(jurisdictions) > 1 and role == Role.PHYSICIAN:
         raise ProvisioningError("A physician's institution is in one jurisdiction; give one --jurisdiction.")
+    practice = (practice or "").strip() or None
+    if (practice or practice_admin) and role == Role.PATIENT:
+        raise ProvisioningError("Patients do not join practices; a physician links them to their records.")
+    if practice_admin and not practice:
+        raise ProvisioningError("--practice-admin needs --practice NAME.")
 
     user = User.objects.filter(email__iexact=email).first()
     created = user is None
@@ -133,4 +151,21 @@ def provision_user(
         if jurisdictions:
             profile.jurisdiction = jurisdictions[0]
         profile.save()
+    _join_practice(user, practice, admin=practice_admin)
     return Provisioned(user=user, created=created)
+
+
+def _join_practice(user: User, name: str | None, *, admin: bool) -> None:
+    if name:
+        organization = Organization.objects.filter(name__iexact=name).order_by("pk").first()
+        new = organization is None
+        if new:
+            organization = Organization.objects.create(name=name[:200])
+        # The first member of a new practice runs it; an existing member keeps their role unless
+        # --practice-admin says otherwise.
+        organization.add_member(user, role=Membership.Role.ADMIN if admin or new else None)
+    elif user.role in (Role.PHYSICIAN, Role.SPECIALIST) and not user.memberships.exists():
+        kind = Organization.Kind.READING_GROUP if user.role == Role.SPECIALIST else Organization.Kind.CLINIC
+        own = Organization.objects.create(name=f"Practice of {user.name or user.email}"[:200], kind=kind)
+        own.add_member(user, role=Membership.Role.ADMIN)
+    user.forget_practices()

@@ -382,9 +382,9 @@ def _next_series_number(consult: ConsultRequest) -> int:
 def _store(ds: Dataset, *, filename: str, user, study_uid: str) -> StoredObject:
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
-    # Recorded as the user's upload, without an access grant of its own: who may see the export
-    # follows who may see the study (a specialist's access ends with the consult).
-    result = ingest.ingest_file(buffer, filename=filename, user=user, study_uid=study_uid, grant=False)
+    # Recorded as the user's upload into the stored study: who may see the export follows who may
+    # see the study (a specialist's access ends with the consult).
+    result = ingest.ingest_file(buffer, filename=filename, user=user, study_uid=study_uid)
     if result.status not in (ingest.STORED, ingest.ALREADY_STORED):
         logger.error("The study refused the exported %s: %s %s", filename, result.code, result.reason)
         raise ExportFailedError(f"The study did not take the exported object: {result.reason}")

@@ -12,6 +12,8 @@ from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.practices import PracticeError, upload_practice
+
 from .ingest import ALREADY_STORED, REFUSAL_CODES, STORED, ingest_files
 from .models import Patient, Study
 from .permissions import can_upload, get_patient_for_user, visible_patients, visible_studies
@@ -19,13 +21,25 @@ from .permissions import can_upload, get_patient_for_user, visible_patients, vis
 PATIENT_UPLOAD_MESSAGE = (
     "Patients cannot upload images here: ask your physician to upload them, or share them with a physician who can."
 )
+NO_PRACTICE_MESSAGE = (
+    "You are not a member of a practice yet: once a practice admin admits you (or you accept a practice's "
+    "invitation), you can upload."
+)
+
+
+def upload_refusal(user) -> str:
+    return PATIENT_UPLOAD_MESSAGE if user.is_patient else NO_PRACTICE_MESSAGE
 
 
 class MayUpload(BasePermission):
     message = PATIENT_UPLOAD_MESSAGE
 
     def has_permission(self, request, view) -> bool:
-        return can_upload(request.user)
+        if can_upload(request.user):
+            return True
+        if request.user.is_authenticated:
+            self.message = upload_refusal(request.user)
+        return False
 
 
 class IngestResultSerializer(serializers.Serializer):
@@ -56,7 +70,14 @@ UploadResponse = inline_serializer(
 )
 UploadRequest = inline_serializer(
     "UploadRequest",
-    {"files": serializers.ListField(child=serializers.FileField(), help_text="DICOM files or zip archives")},
+    {
+        "files": serializers.ListField(child=serializers.FileField(), help_text="DICOM files or zip archives"),
+        "practice": serializers.IntegerField(
+            required=False,
+            help_text="The practice new studies are filed under (one you are a member of); "
+            "your default practice when absent",
+        ),
+    },
 )
 
 
@@ -122,7 +143,15 @@ class UploadView(APIView):
                 },
                 status=status.HTTP_400_BAD_REQUEST,
             )
-        results = ingest_files([(upload.name, upload) for upload in uploads], user=request.user)
+        try:
+            practice = upload_practice(
+                request.user,
+                request.data.get("practice") or request.query_params.get("practice"),
+                remember=request.data.get("remember_practice") == "1",
+            )
+        except PracticeError as exc:
+            return Response({"detail": str(exc), "practice": [str(exc)], "results": []}, status=400)
+        results = ingest_files([(upload.name, upload) for upload in uploads], user=request.user, practice=practice)
         body, code = upload_response(results)
         return Response(body, status=code)
 

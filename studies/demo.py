@@ -9,8 +9,7 @@ import pydicom
 from pydicom.data import get_testdata_file
 
 from .ingest import REFUSED, ingest_file
-from .models import AccessGrant, Patient, Study
-from .permissions import grant_access
+from .models import Patient, Study
 
 DEMO_PATIENT_ID = "DEMO-0001"
 DEMO_ISSUER = "teleconsult-demo"
@@ -63,7 +62,7 @@ def seed_demo_study(physician, patient_user) -> Study:
         if result.status == REFUSED and result.code != "conflict":
             raise RuntimeError(f"The demo file {name} was refused: {result.reason}")
     study = Study.objects.select_related("patient").get(study_instance_uid=DEMO_STUDY_UID)
+    # The demo patient's consent is taken as given: the demo account is theirs.
     Patient.objects.filter(pk=study.patient_id, account__isnull=True).update(account=patient_user)
-    grant_access(user=physician, study=study, reason=AccessGrant.Reason.UPLOADER, granted_by=physician)
     study.refresh_from_db()
     return study

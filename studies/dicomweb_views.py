@@ -23,6 +23,7 @@ from rest_framework.authentication import CSRFCheck
 from rest_framework.exceptions import AuthenticationFailed
 
 from accounts.authentication import BearerlessTokenAuthentication
+from accounts.practices import PracticeError, upload_practice
 from teleconsult.responses import StreamingResponse
 
 from . import audit, storage
@@ -520,6 +521,10 @@ def instance_thumbnail(request: HttpRequest, user, study_uid: str, series_uid: s
 def _store(request: HttpRequest, user, study_uid: str | None = None) -> HttpResponse:
     if user.is_patient:
         raise dw.DicomwebError("Patient accounts cannot store studies.", status=403)
+    try:
+        practice = upload_practice(user, request.GET.get("practice"))
+    except PracticeError as exc:
+        raise dw.DicomwebError(str(exc), status=400) from None
     if study_uid is not None and Study.objects.filter(study_instance_uid=study_uid).exists():
         get_study_for_user(user, study_uid)
     limit = settings.TELECONSULT_MAX_REQUEST_SIZE
@@ -539,7 +544,7 @@ def _store(request: HttpRequest, user, study_uid: str | None = None) -> HttpResp
             dw.add_missing_preamble(part.path)
             accepted.append((name, part))
         # The whole request is one batch: its rows are written together and committed once.
-        with IngestBatch(user) as batch:
+        with IngestBatch(user, practice=practice) as batch:
             files = [(name, part.path) for name, part in accepted]
             results += ingest_paths(files, batch=batch, study_uid=study_uid, owned=True)
     status, dataset = dw.stow_response(results, urls.instance, urls.study)

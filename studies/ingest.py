@@ -56,9 +56,11 @@ from pydicom.tag import BaseTag
 from pydicom.uid import UID
 from pydicom.valuerep import VR
 
+from accounts.practices import default_practice
+
 from . import checking_process, dicomjson, storage
-from .models import AccessGrant, Instance, Patient, Series, Study
-from .permissions import grant_access_to_studies, visible_studies
+from .models import Instance, Patient, Series, Study
+from .permissions import visible_studies
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +106,7 @@ REFUSAL_CODES = {
     "dicomdir": "a DICOMDIR media index, skipped (the files it lists are imported)",
     "wrong_study": "sent to a study (STOW-RS .../studies/{uid}) it does not belong to",
     "forbidden_study": "belongs to a stored study the uploader may not see (ask for it to be shared)",
+    "no_practice": "starts a new study, and the uploader belongs to no practice to file it under",
     "conflict": "the SOP Instance UID (or series) is already stored with other content; the stored one is kept",
     "unreadable": "the upload could not be read from disk",
     "zip_unsafe": "an archive entry with an absolute or '..' path",
@@ -154,20 +157,18 @@ def ingest_file(
     user,
     study_uid: str | None = None,
     batch: IngestBatch | None = None,
-    grant: bool = True,
+    practice=None,
 ) -> IngestResult:
     """Ingest one file (a path or a seekable binary file object). Never raises for bad data.
 
     Inside ``with IngestBatch(user) as batch``, pass ``batch``: the file is checked and staged at
     once, its rows are written with the others' when the batch commits, and the result returned
     here is final from then on (a file found stored meanwhile becomes "already_stored", one of a
-    study the user may not see "forbidden_study"). ``grant=False``
-    records the user as uploader without giving them an access grant of their own: for objects made
-    from a study the user already sees (a measurement report, a signed report, a patient's photo),
-    whose access should follow the study's, not outlive it.
+    study the user may not see "forbidden_study"). ``practice``: where a new study is filed (the
+    user's default practice when not given).
     """
     if batch is None:
-        with IngestBatch(user, grant=grant) as single:
+        with IngestBatch(user, practice=practice) as single:
             return ingest_file(source, filename=filename, user=user, study_uid=study_uid, batch=single)
     return batch.add(_checked(source, filename, study_uid, _Limits.from_settings()))
 
@@ -238,19 +239,23 @@ def _submit(
         return None
 
 
-def ingest_files(files: Iterable[tuple[str, Any]], *, user, study_uid: str | None = None) -> list[IngestResult]:
+def ingest_files(
+    files: Iterable[tuple[str, Any]], *, user, study_uid: str | None = None, practice=None
+) -> list[IngestResult]:
     """Ingest many files; zip archives are checked, then expanded entry by entry. One result per file."""
-    return list(iter_ingest(files, user=user, study_uid=study_uid))
+    return list(iter_ingest(files, user=user, study_uid=study_uid, practice=practice))
 
 
-def iter_ingest(files: Iterable[tuple[str, Any]], *, user, study_uid: str | None = None) -> Iterator[IngestResult]:
+def iter_ingest(
+    files: Iterable[tuple[str, Any]], *, user, study_uid: str | None = None, practice=None
+) -> Iterator[IngestResult]:
     """``ingest_files`` as a generator, for callers that show progress.
 
     Files are written in batches of ``BATCH_SIZE``, one transaction each; a batch's results are
     yielded once it is committed.
     """
     results: list[IngestResult] = []
-    with IngestBatch(user) as batch:
+    with IngestBatch(user, practice=practice) as batch:
         for result in _iter_ingest(files, batch=batch, study_uid=study_uid):
             results.append(result)
             if len(results) >= BATCH_SIZE:
@@ -1109,19 +1114,21 @@ class IngestBatch:
     ``ingest_file`` checks and stages each file and hands it to the batch; when the batch commits,
     the rows of all its files are written at once: one query for the instances already stored, one
     to lock the batch's stored studies (in UID order, so simultaneous uploads do not deadlock), one
-    for their series, the new rows inserted in bulk, the counts and the uploader's access grant
-    written once per study, and one render message for the lot. Results handed out by
-    ``ingest_file`` inside a batch are final once the batch has committed.
+    for their series, the new rows inserted in bulk, the counts written once per study, and one
+    render message for the lot. Results handed out by ``ingest_file`` inside a batch are final once
+    the batch has committed.
 
     When a simultaneous upload creates one of the same rows first, the bulk write is rolled back (a
     savepoint) and the files are written one by one, each settling as stored, already stored or a
     conflict. Files moved into storage by a transaction that is rolled back are deleted again.
     """
 
-    def __init__(self, user, *, grant: bool = True) -> None:
+    def __init__(self, user, *, practice=None) -> None:
         self.user = user
         self.uploader = user if user is not None and user.is_authenticated else None
-        self.grant = grant
+        # The practice new studies (and their patient records) are filed under: the one named,
+        # else the uploader's default practice. Files adding to a stored study go to its practice.
+        self.practice = practice if practice is not None else default_practice(self.uploader)
         self._atomic: transaction.Atomic | None = None
         # Study UIDs this batch's user may add to, kept across the batch's transactions.
         self._allowed: set[str] = set()
@@ -1175,7 +1182,7 @@ class IngestBatch:
             self._abandon()
 
     def commit(self, *, restart: bool = True) -> None:
-        """Write the pending files' rows, the counts and grants, commit, and (``restart``) begin the
+        """Write the pending files' rows and the counts, commit, and (``restart``) begin the
         next transaction."""
         self._end()
         if restart:
@@ -1238,9 +1245,10 @@ class IngestBatch:
             written.allowed = set(studies) - forbidden
             fresh = _sort_out(items, existing, forbidden, written)
             series = self._stored_series({item.series_instance_uid for item in fresh})
-            placed = [item for item in _in_their_series(fresh, studies, series, written) if self._placed(item, written)]
+            placed = self._filed(_in_their_series(fresh, studies, series, written), studies, written)
+            placed = [item for item in placed if self._placed(item, written)]
             created = _create_studies(
-                [item for item in placed if item.study_instance_uid not in studies], self.uploader
+                [item for item in placed if item.study_instance_uid not in studies], self.uploader, self.practice
             )
             studies.update(created)
             written.allowed |= created.keys()
@@ -1273,6 +1281,23 @@ class IngestBatch:
             _insert(Instance, [instance for _item, instance, _study, _series in written.stored])
         self._apply(written)
         return [instance.pk for _item, instance, _study, _series in written.stored]
+
+    def _filed(self, items: list[_Pending], studies: dict[str, Study], written: _Written) -> list[_Pending]:
+        """The files that have a practice to go to: their stored study's, or the batch's for a new
+        study; the others are refused."""
+        if self.practice is not None:
+            return items
+        kept = []
+        for item in items:
+            if item.study_instance_uid in studies:
+                kept.append(item)
+            else:
+                reason = (
+                    "You are not a member of a practice yet, so a new study has nowhere to be filed: "
+                    "ask a practice admin to admit you."
+                )
+                written.refused.append((item, "no_practice", reason))
+        return kept
 
     def _placed(self, item: _Pending, written: _Written) -> bool:
         """Move the file into storage (once: a write rolled back and retried reuses it); False,
@@ -1368,20 +1393,11 @@ class IngestBatch:
 
     def _write_counts(self) -> None:
         """Add the transaction's instances, series and modalities to the counts, in one statement per
-        table, and give the uploader their grant to the studies."""
+        table. (The uploader sees the study through its practice: no grant of its own is needed.)"""
         if connection.vendor == "postgresql":
             self._write_counts_postgresql()
         else:
             self._write_counts_orm()
-        if self._study_added and self.uploader is not None and self.grant:
-            studies = [study for _added, _series, _modalities, study in self._study_added.values()]
-            grant_access_to_studies(
-                user=self.uploader,
-                studies=studies,
-                reason=AccessGrant.Reason.UPLOADER,
-                granted_by=self.uploader,
-                created=self._created,
-            )
 
     def _new_modalities(self) -> dict[int, str]:
         """ModalitiesInStudy of the studies this transaction adds a modality to, by study pk."""
@@ -1518,8 +1534,10 @@ def _insert_statement(model) -> tuple[list, str]:
     return fields, f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) RETURNING {key}"  # noqa: S608 (names from the model)
 
 
-def _create_studies(items: list[_Pending], uploader) -> dict[str, Study]:
-    """Insert the studies of ``items`` (and their patients where new), in UID order; by study UID.
+def _create_studies(items: list[_Pending], uploader, practice) -> dict[str, Study]:
+    """Insert the studies of ``items`` (and their patients where new) under ``practice``, in UID
+    order; by study UID. Patient records are the practice's own: the same PatientID and issuer in
+    another practice is another record.
 
     Inserted in the caller's savepoint: a simultaneous upload creating the same patient or study
     makes the insert fail, the savepoint is rolled back and the files written again one by one.
@@ -1531,9 +1549,11 @@ def _create_studies(items: list[_Pending], uploader) -> dict[str, Study]:
         return {}
     keys = {(item.patient["patient_id"], item.patient["issuer"]): item for item in firsts.values()}
     match = functools.reduce(operator.or_, (Q(patient_id=pid, issuer=issuer) for pid, issuer in keys))
-    patients = {(row.patient_id, row.issuer): row for row in Patient.objects.filter(match)}
+    patients = {(row.patient_id, row.issuer): row for row in Patient.objects.filter(match, practice=practice)}
     new_patients = [
-        Patient(**item.patient, uploaded_by=uploader) for key, item in sorted(keys.items()) if key not in patients
+        Patient(**item.patient, practice=practice, uploaded_by=uploader)
+        for key, item in sorted(keys.items())
+        if key not in patients
     ]
     _insert(Patient, new_patients)
     patients.update(((row.patient_id, row.issuer), row) for row in new_patients)
@@ -1541,6 +1561,7 @@ def _create_studies(items: list[_Pending], uploader) -> dict[str, Study]:
         uid: Study(
             study_instance_uid=uid,
             patient=patients[(item.patient["patient_id"], item.patient["issuer"])],
+            practice=practice,
             uploaded_by=uploader,
             **item.study,
         )

@@ -9,8 +9,10 @@ from django.utils import timezone
 
 
 class Patient(models.Model):
-    """A patient as the images name them: PatientID within an issuer."""
+    """A patient as the images of one practice name them: PatientID within an issuer, within the
+    practice. The same MRN in two practices is two records that never meet."""
 
+    practice = models.ForeignKey("accounts.Organization", on_delete=models.PROTECT, related_name="patients")
     patient_id = models.CharField("PatientID", max_length=64, blank=True)
     issuer = models.CharField("IssuerOfPatientID", max_length=64, blank=True)
     name = models.CharField(max_length=324, blank=True, help_text="DICOM person name, e.g. Doe^Jane")
@@ -30,7 +32,9 @@ class Patient(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["patient_id", "issuer"], name="unique_patient_id_issuer")]
+        constraints = [
+            models.UniqueConstraint(fields=["practice", "patient_id", "issuer"], name="unique_patient_per_practice")
+        ]
         ordering = ["name", "patient_id"]
 
     def __str__(self) -> str:
@@ -43,18 +47,30 @@ class Patient(models.Model):
 
 class StudyQuerySet(models.QuerySet):
     def visible_to(self, user) -> StudyQuerySet:
-        """Studies the user may see; the one rule every route reads (see studies.permissions)."""
+        """Studies the user may see; the one rule every route reads (see studies.permissions).
+
+        Three paths, each a plain index condition: the studies of the user's practices (a column
+        compared with a short list), the studies of their access grants (a hashed subquery: grants
+        are the exceptions to the practice rule, consults and shares, not one per study), and the
+        studies of the patient records linked to their account.
+        """
         if not user or not user.is_authenticated or not user.is_active:
             return self.none()
         if user.is_admin:
             return self
         now = timezone.now()
         granted = AccessGrant.objects.active(now).filter(user=user).values("study_id")
-        return self.filter(Q(pk__in=granted) | Q(patient__account=user))
+        own_records = Patient.objects.filter(account=user).values("pk")
+        rule = Q(pk__in=granted) | Q(patient_id__in=own_records)
+        practices = user.practice_ids() if user.role != "patient" else []
+        if practices:
+            rule |= Q(practice_id__in=practices)
+        return self.filter(rule)
 
 
 class Study(models.Model):
     study_instance_uid = models.CharField("StudyInstanceUID", max_length=64, unique=True)
+    practice = models.ForeignKey("accounts.Organization", on_delete=models.PROTECT, related_name="studies")
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="studies")
     study_date = models.DateField(null=True, blank=True, db_index=True)
     study_time = models.TimeField(null=True, blank=True)
@@ -76,6 +92,8 @@ class Study(models.Model):
     class Meta:
         ordering = ["-study_date", "-created_at"]
         verbose_name_plural = "studies"
+        # The study list and QIDO of a practice member: that practice's studies, newest first.
+        indexes = [models.Index(fields=["practice", "-study_date", "-created_at"], name="study_practice_date")]
 
     def __str__(self) -> str:
         return f"{self.description or 'Study'} {self.study_date or ''} ({self.patient.display_name})"

@@ -5,6 +5,7 @@ Anything a user may not see is a 404 for them, so existence does not leak.
 
 from __future__ import annotations
 
+from django.db.models import Q
 from django.http import Http404
 
 from .models import AccessGrant, Instance, Patient, Series, Study
@@ -45,11 +46,26 @@ def get_instance_for_user(user, study_uid: str, series_uid: str, instance_uid: s
 
 
 def visible_patients(user):
-    if not user or not user.is_authenticated:
+    """Records of the user's practices, records of studies shared with them, their own records."""
+    if not user or not user.is_authenticated or not user.is_active or isinstance(user, ShareAccess):
         return Patient.objects.none()
     if user.is_admin:
         return Patient.objects.all()
-    return Patient.objects.filter(studies__in=visible_studies(user)).distinct()
+    of_studies = Patient.objects.filter(studies__in=visible_studies(user)).values("pk")
+    practices = user.practice_ids() if not user.is_patient else []
+    return Patient.objects.filter(Q(pk__in=of_studies) | Q(practice_id__in=practices) | Q(account=user))
+
+
+def practice_patients(user):
+    """Records the user may act on for their practice (invite the patient, link, unlink): those of
+    the practices they are a member of; every record for administrators."""
+    if not user or not user.is_authenticated or not user.is_active or isinstance(user, ShareAccess):
+        return Patient.objects.none()
+    if user.is_admin:
+        return Patient.objects.all()
+    if user.is_patient:
+        return Patient.objects.none()
+    return Patient.objects.filter(practice_id__in=user.practice_ids())
 
 
 def get_patient_for_user(user, pk: int) -> Patient:
@@ -135,5 +151,6 @@ def get_study_for_share(request, token: str, study_uid: str | None = None) -> St
 
 
 def can_upload(user) -> bool:
-    """Physicians, specialists and admins upload studies; patients do not."""
-    return bool(user and user.is_authenticated and user.is_active and not user.is_patient)
+    """Members of a practice (physicians and specialists) and administrators upload studies;
+    patients do not, nor clinicians no practice has admitted yet."""
+    return bool(user and user.is_authenticated and user.is_active and user.has_clinical_access)

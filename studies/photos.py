@@ -269,14 +269,12 @@ def add_to_study(study: Study, upload: BinaryIO, *, size: int, filename: str, us
     with transaction.atomic():
         locked = Study.objects.select_for_update().get(pk=study.pk)
         place_in_series(ds, locked)
-        # A patient sees the study as its patient: adding to it gives no uploader grant of its own,
-        # which would outlive a correction of the patient link.
+        # Added to the stored study: who may see the photo follows who may see the study.
         result: IngestResult = ingest_file(
             _encode(ds),
             filename=f"{filename or 'upload'}.dcm",
             user=user,
             study_uid=study.study_instance_uid,
-            grant=not user.is_patient,
         )
     if result.status != STORED or result.instance_id is None:
         logger.warning("A phone %s for study %s was not stored: %s", ds.Modality, study.pk, result.reason)

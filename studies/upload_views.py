@@ -10,7 +10,9 @@ from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_safe
 
-from .api import PATIENT_UPLOAD_MESSAGE
+from accounts.practices import default_practice, practices_of
+
+from .api import upload_refusal
 from .permissions import can_upload
 
 
@@ -19,7 +21,9 @@ from .permissions import can_upload
 @ensure_csrf_cookie
 def upload_page(request: HttpRequest) -> HttpResponse:
     if not can_upload(request.user):
-        return render(request, "studies/upload.html", {"refusal": PATIENT_UPLOAD_MESSAGE}, status=403)
+        return render(request, "studies/upload.html", {"refusal": upload_refusal(request.user)}, status=403)
+    practices = list(practices_of(request.user))
+    chosen = default_practice(request.user)
     return render(
         request,
         "studies/upload.html",
@@ -28,5 +32,7 @@ def upload_page(request: HttpRequest) -> HttpResponse:
             "studies_url": reverse("studies:list"),
             "max_file_size": settings.TELECONSULT_MAX_FILE_SIZE,
             "max_request_size": settings.TELECONSULT_MAX_REQUEST_SIZE,
+            "practices": practices,
+            "chosen_practice": chosen,
         },
     )

@@ -6,7 +6,7 @@ import factory
 from allauth.account.models import EmailAddress
 from django.utils import timezone
 
-from accounts.models import PhysicianProfile, SpecialistProfile, User
+from accounts.models import Organization, PhysicianProfile, SpecialistProfile, User
 
 PASSWORD = "correct-horse-battery-staple"
 
@@ -32,6 +32,22 @@ class UserFactory(factory.django.DjangoModelFactory):
             if self.role == "physician":
                 PhysicianProfile.objects.get_or_create(user=self, defaults={"institution": "General Hospital"})
 
+    @factory.post_generation
+    def practice(self, create, extracted, **kwargs):
+        """Clinicians work in a practice of their own unless told otherwise: ``practice=<Organization>``
+        joins that one, ``practice=False`` none (a self-registered clinician not yet admitted)."""
+        if not create or self.role not in ("physician", "specialist") or extracted is False:
+            return
+        if self.memberships.exists() and extracted is None:
+            return
+        if extracted is None:
+            extracted = Organization.objects.create(name=f"Practice of {self.email}")
+            role = "admin"
+        else:
+            role = kwargs.get("role", "clinician")
+        extracted.add_member(self, role=role)
+        self.forget_practices()
+
 
 class SpecialistFactory(UserFactory):
     role = "specialist"
@@ -52,28 +68,32 @@ class SpecialistFactory(UserFactory):
 # -- consultations -----------------------------------------------------------------------------
 
 
-def make_study(*, uploader=None, patient_account=None, modalities="CT", uid=None):
-    """A patient with one study and one series, made directly (no DICOM files); the uploader
-    gets an access grant as ingest would give."""
+def make_study(*, uploader=None, patient_account=None, modalities="CT", uid=None, practice=None, patient=None):
+    """A patient with one study and one series, made directly (no DICOM files), filed under
+    ``practice`` (the uploader's default practice, else a practice of its own) as ingest would."""
     import uuid
 
-    from studies.models import AccessGrant, Patient, Series, Study
-    from studies.permissions import grant_access
+    from accounts.practices import default_practice
+    from studies.models import Patient, Series, Study
 
     suffix = uuid.uuid4().int % 10**12
-    patient = Patient.objects.create(
-        patient_id=f"P{suffix}", name="Doe^Jane", account=patient_account, uploaded_by=uploader
-    )
+    if practice is None and patient is not None:
+        practice = patient.practice
+    if practice is None:
+        practice = default_practice(uploader) or Organization.objects.create(name=f"Practice {suffix}")
+    if patient is None:
+        patient = Patient.objects.create(
+            practice=practice, patient_id=f"P{suffix}", name="Doe^Jane", account=patient_account, uploaded_by=uploader
+        )
     study = Study.objects.create(
         study_instance_uid=uid or f"1.2.826.0.1.3680043.10.{suffix}",
+        practice=practice,
         patient=patient,
         description="CT head",
         modalities=modalities,
         uploaded_by=uploader,
     )
     Series.objects.create(series_instance_uid=f"{study.study_instance_uid}.1", study=study, modality=modalities)
-    if uploader is not None:
-        grant_access(user=uploader, study=study, reason=AccessGrant.Reason.UPLOADER, granted_by=uploader)
     return study
 
 

@@ -108,6 +108,11 @@ function send(item) {
     const { file, name, ui } = item;
     const form = new FormData();
     form.append("files", file, name);
+    const practice = document.getElementById("upload-practice");
+    if (practice) {
+      form.append("practice", practice.value);
+      form.append("remember_practice", "1");
+    }
     const xhr = new XMLHttpRequest();
     xhr.open("POST", apiUrl);
     xhr.setRequestHeader("X-CSRFToken", csrfToken);

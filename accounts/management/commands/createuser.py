@@ -40,6 +40,15 @@ class Command(BaseCommand):
             help="ISO 3166 codes (DE, US-CA): licences of a specialist, or where a physician works",
         )
         parser.add_argument("--institution", help="Physicians: hospital or practice")
+        parser.add_argument(
+            "--practice",
+            metavar="NAME",
+            help="Clinicians: join this practice (created if missing). Without it a clinician who belongs to "
+            "no practice gets one of their own.",
+        )
+        parser.add_argument(
+            "--practice-admin", action="store_true", help="With --practice: as that practice's administrator"
+        )
 
     def handle(self, *args, **options):
         password = options["password"]
@@ -60,12 +69,17 @@ class Command(BaseCommand):
                 jurisdictions=options["jurisdictions"],
                 institution=options["institution"],
                 check_password=not generated,
+                practice=options["practice"],
+                practice_admin=options["practice_admin"],
             )
         except ProvisioningError as exc:
             raise CommandError(str(exc)) from None
         user = result.user
         verb = "Created" if result.created else "Updated"
         self.stdout.write(self.style.SUCCESS(f"{verb} {user.get_role_display().lower()} {user.email}"))
+        for membership in user.memberships.select_related("practice"):
+            role = membership.get_role_display().lower()
+            self.stdout.write(f"Practice: {membership.practice.name} (#{membership.practice_id}), {role}")
         if generated:
             self.stdout.write(f"Password: {password}")
         elif password is None:

@@ -25,6 +25,8 @@ DEMO_USERS = [
         "name": "Dr Paula Physician",
         "institution": "Demo General Hospital",
         "jurisdictions": ["US"],
+        "practice": "Demo General Hospital",
+        "practice_admin": True,
     },
     {
         "email": "specialist@example.com",
@@ -33,6 +35,7 @@ DEMO_USERS = [
         "specialties": ["neuroradiology", "general_radiology", "chest"],
         "jurisdictions": ["US", "DE"],
         "on_call": ALWAYS_ON_CALL,
+        "practice": "Demo Reading Group",
     },
     {"email": "patient@example.com", "role": Role.PATIENT, "name": "Pat Patient"},
 ]

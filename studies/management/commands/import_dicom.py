@@ -9,6 +9,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from accounts.models import Organization
+from accounts.practices import PracticeError, upload_practice
 from studies import storage
 from studies.ingest import ALREADY_STORED, BATCH_SIZE, STORED, ingest_files
 from studies.permissions import can_upload
@@ -25,12 +27,19 @@ class Command(BaseCommand):
         parser.add_argument(
             "--user",
             metavar="EMAIL",
-            help="Import as this physician, specialist or admin (they are granted access to the studies); "
-            "without it only admins see the imported studies",
+            help="Import as this physician, specialist or admin, a member of the practice the studies are filed "
+            "under (their default practice unless --practice names another)",
+        )
+        parser.add_argument(
+            "--practice",
+            metavar="ID",
+            help="The practice new studies are filed under (its number, see the practice page); required "
+            "without --user",
         )
 
-    def handle(self, *args, paths: list[str], user: str | None = None, **options):
+    def handle(self, *args, paths: list[str], user: str | None = None, practice: str | None = None, **options):
         uploader = self._uploader(user)
+        target = self._practice(uploader, practice)
         # Zip entries and deflated files are unpacked into temporary files: on disk, as in daphne.
         storage.keep_temporary_files_on_disk()
         files = self._files(paths)
@@ -40,7 +49,7 @@ class Command(BaseCommand):
             # A batch's worth at a time: checked side by side, written in one transaction.
             for start in range(0, len(files), BATCH_SIZE):
                 chunk = files[start : start + BATCH_SIZE]
-                results.extend(ingest_files(chunk, user=uploader))
+                results.extend(ingest_files(chunk, user=uploader, practice=target))
                 bar.update(len(chunk))
         self._summary(results, verbosity)
 
@@ -51,8 +60,30 @@ class Command(BaseCommand):
         if user is None:
             raise CommandError(f"No user with email {email}.")
         if not can_upload(user):
-            raise CommandError(f"{email} may not upload studies (patients cannot); use a physician's email.")
+            raise CommandError(
+                f"{email} may not upload studies (patients cannot, nor clinicians outside a practice); "
+                "use a practice member's email."
+            )
         return user
+
+    def _practice(self, uploader, requested: str | None):
+        if uploader is None:
+            if not requested:
+                raise CommandError("Name the practice to file the studies under: --practice ID (or --user EMAIL).")
+            try:
+                found = Organization.objects.filter(pk=int(requested)).first()
+            except ValueError:
+                found = None
+            if found is None:
+                raise CommandError(f"No practice {requested!r}: give a practice's number.")
+            return found
+        try:
+            found = upload_practice(uploader, requested)
+        except PracticeError as exc:
+            raise CommandError(str(exc)) from None
+        if found is None:
+            raise CommandError(f"{uploader.email} is not a member of any practice: admit them to one first.")
+        return found
 
     def _files(self, paths: list[str]) -> list[tuple[str, Path]]:
         files = []
