@@ -33,6 +33,9 @@ class MeSerializer(serializers.Serializer):
 TokenResponse = inline_serializer("TokenResponse", {"token": serializers.CharField()})
 
 
+WRONG_CREDENTIALS = "Email or password is wrong, or the email address is not confirmed yet."
+
+
 def _error(field: str, message: str, http_status: int = status.HTTP_400_BAD_REQUEST) -> Response:
     """The error shape of the API: a top-level ``detail`` and the field at fault."""
     return Response({"detail": message, field: [message]}, status=http_status)
@@ -67,11 +70,11 @@ class TokenView(APIView):
                 status=status.HTTP_429_TOO_MANY_REQUESTS,
             )
         user = authenticate(request, email=email, password=serializer.validated_data["password"])
-        if user is None:
+        # An account whose address is unconfirmed answers as a wrong password does: the endpoint
+        # never confirms that a password is right for an address nobody has proven to own.
+        if user is None or not EmailAddress.objects.filter(user=user, email__iexact=user.email, verified=True).exists():
             throttle.record_failure(email, ip)
-            return _error("password", "Email or password is wrong.")
-        if not EmailAddress.objects.filter(user=user, email__iexact=user.email, verified=True).exists():
-            return _error("email", "Confirm your email address first (see the message we sent you).")
+            return _error("password", WRONG_CREDENTIALS)
         if has_mfa(user) or has_code_mfa(user):
             code = serializer.validated_data.get("code", "")
             if not code:

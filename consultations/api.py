@@ -131,6 +131,22 @@ class ConsultSerializer(serializers.ModelSerializer):
     def get_actions(self, obj: ConsultRequest) -> list[str]:
         return permissions.allowed_actions(self.context["request"].user, obj)
 
+    # What a specialist who only holds an offer is shown: enough to decide, nothing of whose it is.
+    OFFER_FIELDS = ("id", "state", "state_label", "priority", "question", "specialty", "jurisdiction", "study")
+    OFFER_FIELDS += ("submitted_at", "due_at", "overdue", "time_left_seconds", "urgency", "actions")
+
+    def to_representation(self, obj: ConsultRequest) -> dict:
+        data = super().to_representation(obj)
+        user = self.context["request"].user
+        if obj.state == State.SUBMITTED and permissions.is_offer_only(user, obj):
+            data = {name: data[name] for name in self.OFFER_FIELDS}
+            data["study"] = {
+                "modalities": data["study"]["modalities"],
+                "body_parts": sorted({b for b in obj.study.series.values_list("body_part", flat=True) if b}),
+            }
+            data["offer_only"] = True
+        return data
+
 
 class ConsultCreateSerializer(serializers.Serializer):
     study_uid = serializers.CharField(max_length=64, help_text="StudyInstanceUID of a study you may see")
@@ -397,11 +413,19 @@ class ConsultViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             raise serializers.ValidationError(errors)
         return super().list(request, *args, **kwargs)
 
+    # Routes a specialist who only holds an offer may use: read the offer, accept or decline it.
+    OFFER_ACTIONS = frozenset({"retrieve", "accept", "decline"})
+
     def get_object(self) -> ConsultRequest:
-        return permissions.get_consult_for_user(self.request.user, self.kwargs["pk"])
+        offer_view = self.action in self.OFFER_ACTIONS
+        return permissions.get_consult_for_user(self.request.user, self.kwargs["pk"], offer_view=offer_view)
 
     def _answer(self, consult: ConsultRequest, code: int = status.HTTP_200_OK) -> Response:
-        consult = permissions.get_consult_for_user(self.request.user, consult.pk)
+        # After declining, the offer is gone: the answer shows what the caller still sees.
+        try:
+            consult = permissions.get_consult_for_user(self.request.user, consult.pk, offer_view=True)
+        except Http404:
+            return Response({"id": consult.pk, "state": consult.state, "detail": "The offer is no longer yours."})
         return Response(ConsultSerializer(consult, context={"request": self.request}).data, status=code)
 
     @extend_schema(request=ConsultCreateSerializer, responses={201: ConsultSerializer, 400: OpenApiTypes.OBJECT})

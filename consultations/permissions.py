@@ -11,29 +11,47 @@ from django.http import Http404
 from .models import ConsultRequest, Report, State
 
 
+def _care_team(user) -> Q:
+    return Q(requester=user) | Q(participants__user=user, participants__removed_at__isnull=True) | Q(assignee=user)
+
+
+def _open_offer(user) -> Q:
+    """Offered to ``user`` and still waiting: the named specialist, or a pool specialist who has not
+    declined. The offer ends the moment someone claims the consult or it is cancelled."""
+    offered = Q(target_specialist=user) | Q(offers__specialist=user, offers__declined_at__isnull=True)
+    return offered & Q(state=State.SUBMITTED)
+
+
 def visible_consults(user):
-    """Requester, colleagues on the consult, the assignee, the named specialist, specialists it
-    was offered to, the patient (once submitted) and administrators."""
+    """Requester, colleagues on the consult, the assignee, specialists it is offered to while the
+    offer stands, the patient (once submitted) and administrators."""
     if not user or not user.is_authenticated or not user.is_active:
         return ConsultRequest.objects.none()
     if user.is_admin:
         return ConsultRequest.objects.all()
     if user.is_patient:
         return ConsultRequest.objects.filter(study__patient__account=user).exclude(state=State.DRAFT)
-    return ConsultRequest.objects.filter(
-        Q(requester=user)
-        | Q(participants__user=user, participants__removed_at__isnull=True)
-        | Q(assignee=user)
-        | (Q(target_specialist=user) & ~Q(state=State.DRAFT))
-        | (Q(offers__specialist=user) & ~Q(state=State.DRAFT))
-    ).distinct()
+    return ConsultRequest.objects.filter(_care_team(user) | _open_offer(user)).distinct()
 
 
-def get_consult_for_user(user, pk) -> ConsultRequest:
+def is_offer_only(user, consult: ConsultRequest) -> bool:
+    """``user`` sees ``consult`` only as an offer: what they need to decide (question, priority,
+    modality, body part), not whose it is, its history, attachments or reports."""
+    if user.is_admin or user.is_patient or user.pk in (consult.requester_id, consult.assignee_id):
+        return False
+    return not ConsultRequest.objects.filter(_care_team(user), pk=consult.pk).exists()
+
+
+def get_consult_for_user(user, pk, *, offer_view: bool = False) -> ConsultRequest:
+    """The consult when ``user`` may see it; Http404 otherwise. A specialist who only holds an offer
+    gets it where ``offer_view`` says the route shows only the offer (its page, accept, decline)."""
     try:
-        return visible_consults(user).select_related("study__patient", "requester", "assignee").get(pk=int(pk))
+        consult = visible_consults(user).select_related("study__patient", "requester", "assignee").get(pk=int(pk))
     except (ConsultRequest.DoesNotExist, ValueError, TypeError):
         raise Http404("No such consult.") from None
+    if not offer_view and is_offer_only(user, consult):
+        raise Http404("No such consult.")
+    return consult
 
 
 def visible_reports(user, consult: ConsultRequest):

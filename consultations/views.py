@@ -74,8 +74,16 @@ def consult_new(request, study_uid: str):
 
 @login_required
 def consult_detail(request, pk: int):
-    consult = permissions.get_consult_for_user(request.user, pk)
+    consult = permissions.get_consult_for_user(request.user, pk, offer_view=True)
     user = request.user
+    if permissions.is_offer_only(user, consult):
+        context = {
+            "consult": consult,
+            "body_parts": sorted({b for b in consult.study.series.values_list("body_part", flat=True) if b}),
+            "allowed": permissions.allowed_actions(user, consult),
+            "reason_form": forms.ReasonForm(),
+        }
+        return render(request, "consultations/offer.html", context)
     study_visible = can_view_study(user, consult.study)
     series = []
     if study_visible:
@@ -124,10 +132,14 @@ ACTIONS = {
 }
 
 
+# What a specialist who only holds an offer may do with it.
+OFFER_ACTIONS = frozenset({"accept", "decline"})
+
+
 @login_required
 @require_POST
 def consult_action(request, pk: int, action: str):
-    consult = permissions.get_consult_for_user(request.user, pk)
+    consult = permissions.get_consult_for_user(request.user, pk, offer_view=action in OFFER_ACTIONS)
     if action not in ACTIONS:
         raise Http404("No such action.")
     form_class, call = ACTIONS[action]

@@ -2,7 +2,8 @@
 
 - ``/api/v1/shares/``: make (POST), list (GET) and revoke (``DELETE /api/v1/shares/{id}/``) links.
 - ``/api/v1/access-events/?study_uid=...``: the access history the caller may read.
-- ``/api/v1/patients/{id}/invite/``: link a patient's portal account by email.
+- ``/api/v1/patients/{id}/invite/``: ask a patient to link their portal account (they accept or
+  decline through ``/api/v1/link-requests/``); ``/api/v1/patients/{id}/link/``: unlink.
 - ``/api/v1/studies/{uid}/``: one study (an API read, so it is recorded).
 """
 
@@ -215,21 +216,20 @@ class InviteSerializer(serializers.Serializer):
 
 
 class PatientInviteView(APIView):
-    """Link the patient's portal account: an existing patient account at once (and told by
-    email), otherwise an invitation email; the account is linked when its address is confirmed."""
+    """Ask the patient to link their portal account to this record (members of its practice).
+
+    The answer is the same whoever the address belongs to: an email tells its owner what to do, and
+    the record is linked only when a patient account that confirmed the address accepts."""
 
     @extend_schema(
         request=InviteSerializer,
         responses={
-            200: inline_serializer(
-                "InviteLinked", {"status": serializers.CharField(), "detail": serializers.CharField()}
-            ),
             201: inline_serializer(
-                "InviteSent",
+                "LinkRequested",
                 {
-                    "status": serializers.CharField(),
+                    "status": serializers.CharField(help_text='Always "requested".'),
                     "detail": serializers.CharField(),
-                    "expires_at": serializers.DateTimeField(help_text="Until when the invitation link is valid."),
+                    "expires_at": serializers.DateTimeField(help_text="Until when the request may be accepted."),
                 },
             ),
         },
@@ -246,10 +246,59 @@ class PatientInviteView(APIView):
             raise PermissionDenied(str(exc)) from None
         except invitations.InviteError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT if exc.conflict else 400)
-        if outcome.linked:
-            return Response({"status": "linked", "detail": outcome.message}, status=status.HTTP_200_OK)
-        answer = {"status": "invited", "detail": outcome.message, "expires_at": outcome.invitation.expires_at}
+        answer = {"status": "requested", "detail": outcome.message, "expires_at": outcome.invitation.expires_at}
         return Response(answer, status=status.HTTP_201_CREATED)
+
+
+class PatientUnlinkView(APIView):
+    """End the link between this record and a portal account (the linked patient, or a member of
+    the record's practice)."""
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request, pk: int):
+        patient = get_patient_for_user(request.user, pk)
+        if not (request.user.pk == patient.account_id or invitations.may_invite(request.user, patient)):
+            raise Http404("No such patient.")
+        invitations.unlink(patient, by=request.user, request=request)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class LinkRequestSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="pk")
+    practice = serializers.CharField(source="patient.practice.name")
+    patient_name = serializers.CharField(source="patient.display_name")
+    birth_date = serializers.DateField(source="patient.birth_date", allow_null=True)
+    asked_by = serializers.CharField(source="invited_by.display_name", allow_null=True, default=None)
+    created_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField()
+
+
+class LinkRequestListView(generics.ListAPIView):
+    """Patients: the pending requests to link your account to a practice's record."""
+
+    serializer_class = LinkRequestSerializer
+    pagination_class = None
+
+    def get_queryset(self):
+        return invitations.requests_for(self.request.user)
+
+
+class LinkRequestAnswerView(APIView):
+    """Patients: ``accept`` links your account to the record; ``decline`` leaves it unlinked."""
+
+    @extend_schema(request=None, responses={200: inline_serializer("LinkAnswer", {"status": serializers.CharField()})})
+    def post(self, request, pk: int, answer: str):
+        if answer not in ("accept", "decline"):
+            raise Http404("Answer accept or decline.")
+        invitation = invitations.get_request_for_user(request.user, pk)
+        try:
+            if answer == "accept":
+                invitations.accept(invitation, user=request.user, request=request)
+            else:
+                invitations.decline(invitation, user=request.user, request=request)
+        except invitations.InviteError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response({"status": "linked" if answer == "accept" else "declined"})
 
 
 class StudyDetailView(APIView):

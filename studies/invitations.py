@@ -1,15 +1,15 @@
-"""Linking a patient's portal account to their Patient records.
+"""Linking a patient's portal account to a practice's patient record: only with the patient's consent.
 
-A physician who may see the patient gives an email address. An existing patient account with
-that address is linked at once and told by email; otherwise an invitation is kept and emailed,
-and the account made with that address is linked when the address is confirmed (allauth's
-``email_confirmed`` signal), because confirming proves the person owns it. One account may be
-linked to several Patient records (different institutions); a record has one account.
+A member of the record's practice asks for an email address. Whatever that address belongs to (a
+patient account, a clinician's account, nobody yet) the answer is the same, so nobody learns who
+has an account here; what applies goes to the address by email. The record is linked only when the
+owner of the address, signed in to a patient account that confirmed it, accepts the request in the
+portal, where it shows which practice, which record (name, birth date) and who asked. They may
+decline instead. Either side may unlink later. Every request, acceptance, refusal and unlink is in
+the access history.
 
-An invitation links only while it is pending: it expires ``TELECONSULT_INVITATION_DAYS`` after it
-was sent, so an old email, or an address that later changes hands, links nothing. Inviting the
-same address to the same record again while an invitation is pending sends that invitation again
-(same expiry); once it has expired, a new invitation with a new expiry is sent.
+A request may be answered while pending: it expires ``TELECONSULT_INVITATION_DAYS`` after it was
+sent. Asking the same address again while one is pending sends that request again (same expiry).
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from allauth.account.models import EmailAddress
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import transaction
+from django.http import Http404
 from django.urls import reverse
 from django.utils import dateformat, timezone
 
-from .models import Patient, PatientInvitation
+from .models import AccessEvent, Patient, PatientInvitation
 
 
 class InviteError(Exception):
@@ -39,98 +40,146 @@ class InviteNotAllowedError(InviteError):
 
 @dataclass
 class InviteOutcome:
-    linked: bool
     message: str
-    invitation: PatientInvitation | None = None
+    invitation: PatientInvitation
 
 
 def _absolute(request, path: str) -> str:
     return request.build_absolute_uri(path) if request is not None else path
 
 
-def may_invite(user) -> bool:
-    return user.is_physician or user.is_specialist or user.is_admin
+def may_invite(user, patient: Patient) -> bool:
+    """Members of the record's practice (and administrators) ask patients to link their accounts."""
+    if not user or not user.is_authenticated or not user.is_active or user.is_patient:
+        return False
+    return user.is_admin or patient.practice_id in user.practice_ids()
+
+
+def record_event(request, action: str, patient: Patient, *, user, obj: str = "") -> None:
+    AccessEvent.objects.create(
+        user=user,
+        actor=user.email if user is not None else "",
+        action=action,
+        patient=patient,
+        study_uid="",
+        object_id=str(obj)[:128],
+        ip=(request.META.get("REMOTE_ADDR") or None) if request is not None else None,
+        user_agent=request.META.get("HTTP_USER_AGENT", "")[:400] if request is not None else "",
+    )
 
 
 def invite(patient: Patient, *, email: str, by, request=None) -> InviteOutcome:
-    """The caller has checked that ``by`` may see ``patient``."""
-    if not may_invite(by):
-        raise InviteNotAllowedError("Only clinicians link patient accounts.")
+    """Ask ``email`` to link their portal account to ``patient``. The caller has checked that ``by``
+    may see the record; only members of its practice may ask."""
+    if not may_invite(by, patient):
+        raise InviteNotAllowedError("Only members of the record's practice ask patients to link their accounts.")
     email = email.strip().lower()
-    account = get_user_model().objects.filter(email__iexact=email).first()
-    if account is not None:
-        if not account.is_patient:
-            raise InviteError("That address belongs to a clinician's account; only patient accounts can be linked.")
-        if patient.account_id == account.pk:
-            return InviteOutcome(linked=True, message=f"{patient.display_name}'s record is already linked to {email}.")
-        if patient.account_id is not None:
-            raise InviteError("This patient record is already linked to another account.", conflict=True)
-        if not EmailAddress.objects.filter(user=account, email__iexact=email, verified=True).exists():
-            return _send_invitation(patient, email=email, by=by, request=request)
-        link_account(patient, account)
-        send_mail(
-            "Your images are now in your teleconsult portal",
-            f"Hello {account.display_name},\n\n{by.display_name} linked your records to your account. "
-            f"Sign in to see your images and reports:\n{_absolute(request, reverse('portal:home'))}\n",
-            None,
-            [account.email],
-        )
-        return InviteOutcome(linked=True, message=f"Linked to the existing patient account {email}; they were told.")
     if patient.account_id is not None:
-        raise InviteError("This patient record is already linked to another account.", conflict=True)
-    return _send_invitation(patient, email=email, by=by, request=request)
-
-
-def _send_invitation(patient: Patient, *, email: str, by, request) -> InviteOutcome:
-    """An account with an unconfirmed address is linked only once it is confirmed."""
+        raise InviteError("This record is already linked to a portal account: unlink it first.", conflict=True)
     with transaction.atomic():
-        # Lock the record so that two clicks at once send one invitation, not two.
+        # Lock the record so that two clicks at once send one request, not two.
         Patient.objects.select_for_update().filter(pk=patient.pk).first()
         invitation = PatientInvitation.pending().filter(patient=patient, email__iexact=email).first()
         again = invitation is not None
         if invitation is None:
             invitation = PatientInvitation.objects.create(patient=patient, email=email, invited_by=by)
+        record_event(request, AccessEvent.Action.LINK_REQUESTED, patient, user=by, obj=email)
+    transaction.on_commit(lambda: _send_request_email(invitation, by=by, request=request))
     until = valid_until(invitation)
-    signup = f"{_absolute(request, reverse('account_signup'))}?{urlencode({'email': email})}"
-    send_mail(
-        "You are invited to see your images on teleconsult",
-        f"Hello,\n\n{by.display_name} invites you to see your medical images and reports online.\n"
-        f"Create your account with this email address ({email}):\n{signup}\n\n"
-        "Your records are linked as soon as you confirm the address.\n"
-        f"This invitation is valid until {until}. After that, ask your physician to invite you again.\n",
-        None,
-        [email],
-    )
     sent = "sent again" if again else "sent"
     return InviteOutcome(
-        linked=False, message=f"Invitation {sent} to {email}; it is valid until {until}.", invitation=invitation
+        message=f"Request {sent} to {email}, valid until {until}. The record is linked only if its owner accepts.",
+        invitation=invitation,
     )
+
+
+def _send_request_email(invitation: PatientInvitation, *, by, request) -> None:
+    email = invitation.email
+    practice = invitation.patient.practice.name
+    account = get_user_model().objects.filter(email__iexact=email).first()
+    until = valid_until(invitation)
+    if account is not None and not account.is_patient:
+        body = (
+            f"Hello,\n\n{by.display_name} of {practice} asked to link this address to a patient's records on "
+            "teleconsult. This address belongs to a clinician's account, which cannot be linked to patient "
+            "records. If you are the patient, ask them to use another address; otherwise ignore this message.\n"
+        )
+    elif account is not None:
+        body = (
+            f"Hello {account.display_name},\n\n{by.display_name} of {practice} asks to link your teleconsult "
+            "account to a patient record they keep. Nothing is linked until you accept. Sign in to see the "
+            f"request and accept or decline it:\n{_absolute(request, reverse('studies:link-requests'))}\n\n"
+            f"The request is valid until {until}.\n"
+        )
+    else:
+        signup = f"{_absolute(request, reverse('account_signup'))}?{urlencode({'email': email})}"
+        body = (
+            f"Hello,\n\n{by.display_name} of {practice} invites you to see your medical images and reports "
+            f"online. Create your account with this email address ({email}):\n{signup}\n\n"
+            "Once you have confirmed the address, sign in: the request waits for you to accept it.\n"
+            f"This invitation is valid until {until}. After that, ask your physician to invite you again.\n"
+        )
+    send_mail("A request to link your images on teleconsult", body, None, [email])
 
 
 def valid_until(invitation: PatientInvitation) -> str:
     return dateformat.format(timezone.localtime(invitation.expires_at), "j F Y, H:i T")
 
 
-def link_account(patient: Patient, account) -> None:
-    Patient.objects.filter(pk=patient.pk, account__isnull=True).update(account=account)
-    patient.refresh_from_db(fields=["account"])
+def requests_for(user):
+    """Pending requests addressed to one of ``user``'s confirmed addresses (patients only)."""
+    if not user or not user.is_authenticated or not user.is_patient:
+        return PatientInvitation.objects.none()
+    addresses = EmailAddress.objects.filter(user=user, verified=True).values_list("email", flat=True)
+    emails = [address.lower() for address in addresses]
+    return (
+        PatientInvitation.pending()
+        .filter(email__in=emails)
+        .select_related("patient__practice", "invited_by")
+        .order_by("-created_at")
+    )
 
 
-def accept_invitations(user, email: str) -> int:
-    """Link every record ``email`` was invited to; returns how many were linked."""
-    if not user.is_patient or not email:
-        return 0
-    linked = 0
-    now = timezone.now()
+def get_request_for_user(user, pk) -> PatientInvitation:
+    try:
+        return requests_for(user).get(pk=int(pk))
+    except (PatientInvitation.DoesNotExist, ValueError, TypeError):
+        raise Http404("No such request.") from None
+
+
+def accept(invitation: PatientInvitation, *, user, request=None) -> None:
+    """The patient accepts: their account is linked to the record (if it is not linked to someone else)."""
     with transaction.atomic():
-        pending = PatientInvitation.pending(at=now).select_for_update().filter(email__iexact=email)
-        for invitation in pending.select_related("patient"):
-            if invitation.patient.account_id in (None, user.pk):
-                link_account(invitation.patient, user)
-                linked += 1
-            invitation.accept(by=user, at=now)
-    return linked
+        patient = Patient.objects.select_for_update().get(pk=invitation.patient_id)
+        if patient.account_id not in (None, user.pk):
+            raise InviteError("This record was linked to another account meanwhile.", conflict=True)
+        locked = PatientInvitation.objects.select_for_update().get(pk=invitation.pk)
+        try:
+            locked.accept(by=user)
+        except ValueError as exc:
+            raise InviteError(str(exc), conflict=True) from None
+        Patient.objects.filter(pk=patient.pk).update(account=user)
+        record_event(request, AccessEvent.Action.LINK_ACCEPTED, patient, user=user, obj=invitation.email)
 
 
-def on_email_confirmed(sender, request, email_address, **kwargs) -> None:
-    accept_invitations(email_address.user, email_address.email)
+def decline(invitation: PatientInvitation, *, user, request=None) -> None:
+    with transaction.atomic():
+        locked = PatientInvitation.objects.select_for_update().get(pk=invitation.pk)
+        try:
+            locked.decline()
+        except ValueError as exc:
+            raise InviteError(str(exc), conflict=True) from None
+        record_event(request, AccessEvent.Action.LINK_DECLINED, locked.patient, user=user, obj=invitation.email)
+
+
+def unlink(patient: Patient, *, by, request=None) -> None:
+    """The linked patient, a member of the record's practice or an administrator ends the link."""
+    if not (by.pk == patient.account_id or may_invite(by, patient)):
+        raise Http404("No such patient.")
+    with transaction.atomic():
+        account_id = patient.account_id
+        if account_id is None:
+            return
+        Patient.objects.filter(pk=patient.pk, account_id=account_id).update(account=None)
+        record_event(request, AccessEvent.Action.UNLINKED, patient, user=by, obj=str(account_id))
+    patient.account_id = None

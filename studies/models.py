@@ -256,6 +256,7 @@ class PatientInvitation(models.Model):
     accepted_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    declined_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -274,9 +275,11 @@ class PatientInvitation(models.Model):
 
     @classmethod
     def pending(cls, at=None) -> models.QuerySet:
-        """Invitations that may still be accepted: not accepted yet and not expired at ``at``."""
+        """Invitations that may still be answered: not accepted or declined, not expired at ``at``."""
         at = at or timezone.now()
-        return cls.objects.filter(accepted_at__isnull=True, created_at__gt=at - cls.lifetime())
+        return cls.objects.filter(
+            accepted_at__isnull=True, declined_at__isnull=True, created_at__gt=at - cls.lifetime()
+        )
 
     @property
     def expires_at(self):
@@ -285,13 +288,15 @@ class PatientInvitation(models.Model):
     def status_at(self, at) -> str:
         if self.accepted_at is not None:
             return "accepted"
+        if self.declined_at is not None:
+            return "declined"
         if self.expires_at <= at:
             return "expired"
         return "pending"
 
     @property
     def status(self) -> str:
-        """pending, accepted or expired"""
+        """pending, accepted, declined or expired"""
         return self.status_at(timezone.now())
 
     def accept(self, *, by, at=None) -> None:
@@ -302,6 +307,14 @@ class PatientInvitation(models.Model):
         self.accepted_at = at
         self.accepted_by = by
         self.save(update_fields=["accepted_at", "accepted_by"])
+
+    def decline(self, *, at=None) -> None:
+        at = at or timezone.now()
+        status = self.status_at(at)
+        if status != "pending":
+            raise ValueError(f"An {status} invitation cannot be declined.")
+        self.declined_at = at
+        self.save(update_fields=["declined_at"])
 
 
 class PatientMerge(models.Model):
@@ -420,6 +433,10 @@ class AccessEvent(models.Model):
         REPORT_PDF = "report_pdf", "Downloaded the report PDF"
         SHARE_OPEN = "share_open", "Opened a share link"
         API_READ = "api_read", "Read through the API"
+        LINK_REQUESTED = "link_requested", "Asked to link a portal account"
+        LINK_ACCEPTED = "link_accepted", "Accepted the link to a record"
+        LINK_DECLINED = "link_declined", "Declined the link to a record"
+        UNLINKED = "unlinked", "Unlinked a portal account"
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
     user = models.ForeignKey(
@@ -432,7 +449,9 @@ class AccessEvent(models.Model):
     actor = models.CharField(max_length=254, blank=True)
     action = models.CharField(max_length=20, choices=Action.choices, db_index=True)
     study = models.ForeignKey(Study, null=True, on_delete=models.SET_NULL, related_name="access_events")
-    study_uid = models.CharField(max_length=64, db_index=True)
+    study_uid = models.CharField(max_length=64, db_index=True, blank=True)
+    # A patient record's own events (linking a portal account) name the record rather than a study.
+    patient = models.ForeignKey(Patient, null=True, blank=True, on_delete=models.SET_NULL, related_name="access_events")
     object_id = models.CharField(max_length=128, blank=True, help_text="A UID or a report id")
     ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=400, blank=True)

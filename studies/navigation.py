@@ -9,10 +9,17 @@ from django.urls import NoReverseMatch, reverse
 
 def nav_items(user) -> list[dict]:
     if user.is_patient:
+        from .invitations import requests_for
+
         try:
-            return [{"label": "My images", "url": reverse("portal:home"), "key": "studies"}]
+            items = [{"label": "My images", "url": reverse("portal:home"), "key": "studies"}]
         except NoReverseMatch:
-            return [{"label": "My images", "url": reverse("studies:list"), "key": "studies"}]
+            items = [{"label": "My images", "url": reverse("studies:list"), "key": "studies"}]
+        waiting = requests_for(user).count()
+        items.append(
+            {"label": "My records", "url": reverse("studies:link-requests"), "key": "records", "count": waiting}
+        )
+        return items
     if not (user.is_physician or user.is_specialist or user.is_admin):
         return []
     items = [{"label": "Studies", "url": reverse("studies:list"), "key": "studies"}]

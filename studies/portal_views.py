@@ -1,5 +1,5 @@
 """Who has access to a study and who looked at it; share links and patient grants; the study as a
-zip; linking a patient account from the patient page; the administrators' access-history search.
+zip; the administrators' access-history search.
 
 The patient of a study sees everyone with access (read from the same AccessGrant and ShareLink
 rows every permission check reads), withdraws what they gave, and gives a named clinician access.
@@ -19,11 +19,11 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST, require_safe
 
-from . import audit, invitations, sharing
+from . import audit, sharing
 from .api_sharing import events_csv_response
 from .downloads import study_zip_response
 from .models import AccessEvent, AccessGrant, ShareLink, Study
-from .permissions import get_patient_for_user, get_study_for_user, grant_access
+from .permissions import get_study_for_user, grant_access
 
 
 class ShareForm(forms.Form):
@@ -48,10 +48,6 @@ class GrantForm(forms.Form):
         if user is None or not (user.is_physician or user.is_specialist):
             raise forms.ValidationError("No physician or specialist with that email address is registered here.")
         return user
-
-
-class InviteForm(forms.Form):
-    email = forms.EmailField(label="Patient's email address", max_length=254)
 
 
 def is_patient_of(user, study: Study) -> bool:
@@ -167,23 +163,6 @@ def download_study(request: HttpRequest, study_uid: str) -> HttpResponse:
     study = get_study_for_user(request.user, study_uid)
     audit.record(request, AccessEvent.Action.DOWNLOAD, study)
     return study_zip_response(study)
-
-
-@require_POST
-@login_required
-def invite_patient(request: HttpRequest, pk: int) -> HttpResponse:
-    patient = get_patient_for_user(request.user, pk)
-    form = InviteForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, f"email: {' '.join(form.errors['email'])}")
-        return redirect("studies:patient", pk=patient.pk)
-    try:
-        outcome = invitations.invite(patient, email=form.cleaned_data["email"], by=request.user, request=request)
-    except invitations.InviteError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, outcome.message)
-    return redirect("studies:patient", pk=patient.pk)
 
 
 class EventSearchForm(forms.Form):

@@ -2,7 +2,7 @@
 
 from django.urls import path, register_converter
 
-from . import deid_views, media_views, photo_views, portal_views, upload_views, viewer_views, views
+from . import deid_views, link_views, media_views, photo_views, portal_views, upload_views, viewer_views, views
 
 app_name = "studies"
 
@@ -53,7 +53,14 @@ urlpatterns = [
         name="revoke-grant",
     ),
     path("studies/<study_page_uid:study_uid>/download/", portal_views.download_study, name="download"),
-    path("patients/<int:pk>/invite/", portal_views.invite_patient, name="invite-patient"),
+    path("patients/<int:pk>/invite/", link_views.invite_patient, name="invite-patient"),
+    path("patients/<int:pk>/unlink/", link_views.unlink_patient, name="unlink-patient"),
+    path("portal/records/", link_views.link_requests, name="link-requests"),
+    path(
+        "portal/records/requests/<int:pk>/<str:answer>/",
+        link_views.answer_link_request,
+        name="answer-link-request",
+    ),
     path("access-history/", portal_views.access_history, name="access-history"),
     path("studies/<study_page_uid:study_uid>/deidentified.zip", deid_views.deidentified_zip, name="deidentified"),
     path("studies/<study_page_uid:study_uid>/add-photo/", photo_views.add_photo_page, name="add-photo"),

@@ -11,7 +11,7 @@ from django.urls import NoReverseMatch, reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from . import audit
+from . import audit, invitations
 from .browse import StudyFilterForm, modalities_of, search_studies, status_counts, with_summary
 from .models import AccessEvent, Instance
 from .permissions import get_patient_for_user, get_study_for_user, visible_studies
@@ -117,5 +117,10 @@ def study_status(request: HttpRequest, study_uid: str) -> JsonResponse:
 def patient_detail(request: HttpRequest, pk: int) -> HttpResponse:
     patient = get_patient_for_user(request.user, pk)
     studies = with_summary(search_studies(visible_studies(request.user).filter(patient=patient), {}))
-    context = {"patient": patient, "studies": list(studies), "upload_url": upload_url(request.user)}
+    context = {
+        "patient": patient,
+        "studies": list(studies),
+        "upload_url": upload_url(request.user),
+        "may_invite": invitations.may_invite(request.user, patient),
+    }
     return render(request, "studies/patient_detail.html", context)
