@@ -10,6 +10,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_safe
 
 from studies import audit
+from studies.invitations import requests_for
 from studies.models import AccessEvent, Instance
 from studies.permissions import get_study_for_user, visible_studies
 
@@ -39,7 +40,8 @@ def home(request: HttpRequest) -> HttpResponse:
         {"study": study, "thumbnail": _first_thumbnail(study), "consults": consults_for_study(request.user, study)}
         for study in studies
     ]
-    return render(request, "portal/home.html", {"cards": cards})
+    waiting = list(requests_for(request.user))
+    return render(request, "portal/home.html", {"cards": cards, "link_requests": waiting})
 
 
 @require_safe

@@ -16,6 +16,8 @@ def navigation(request) -> dict:
     items = [{"label": "Home", "url": reverse("home")}]
     items += study_items(user)
     items += consultation_items(user)
+    if not user.is_patient:
+        items.append({"label": "Practices" if user.is_admin else "My practice", "url": reverse("accounts:practices")})
     if user.is_admin:
         items.append({"label": "Admin", "url": reverse("admin:index")})
     items.append({"label": "Security", "url": reverse("mfa_index")})
