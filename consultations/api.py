@@ -466,7 +466,7 @@ class ConsultViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @action(detail=True, methods=["post"])
     def accept(self, request, pk=None):
         """Claim the consult; when someone was faster, 409 with ``taken_by``."""
-        consult = self.get_object()
+        consult = permissions.get_consult_to_claim(request.user, pk)
         actions.accept_consult(consult, by=request.user)
         return self._answer(consult)
 

@@ -42,6 +42,19 @@ def is_offer_only(user, consult: ConsultRequest) -> bool:
     return not ConsultRequest.objects.filter(_care_team(user), pk=consult.pk).exists()
 
 
+def get_consult_to_claim(user, pk) -> ConsultRequest:
+    """For accept: the consult while offered to ``user``, and also once their offer has ended (so
+    a specialist a moment too late is told who took it, not that the consult does not exist)."""
+    try:
+        return get_consult_for_user(user, pk, offer_view=True)
+    except Http404:
+        offered = Q(target_specialist=user) | Q(offers__specialist=user)
+        consult = ConsultRequest.objects.filter(offered, pk=pk if str(pk).isdigit() else 0).distinct().first()
+        if consult is None:
+            raise
+        return consult
+
+
 def get_consult_for_user(user, pk, *, offer_view: bool = False) -> ConsultRequest:
     """The consult when ``user`` may see it; Http404 otherwise. A specialist who only holds an offer
     gets it where ``offer_view`` says the route shows only the offer (its page, accept, decline)."""

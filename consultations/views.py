@@ -139,7 +139,10 @@ OFFER_ACTIONS = frozenset({"accept", "decline"})
 @login_required
 @require_POST
 def consult_action(request, pk: int, action: str):
-    consult = permissions.get_consult_for_user(request.user, pk, offer_view=action in OFFER_ACTIONS)
+    if action == "accept":
+        consult = permissions.get_consult_to_claim(request.user, pk)
+    else:
+        consult = permissions.get_consult_for_user(request.user, pk, offer_view=action in OFFER_ACTIONS)
     if action not in ACTIONS:
         raise Http404("No such action.")
     form_class, call = ACTIONS[action]
@@ -152,6 +155,9 @@ def consult_action(request, pk: int, action: str):
         call(consult, request.user, form.cleaned_data)
     except ConsultError as exc:
         messages.error(request, exc.message)
+        # A specialist a moment too late no longer sees the consult: back to their worklist.
+        if not permissions.visible_consults(request.user).filter(pk=consult.pk).exists():
+            return redirect("consultations:worklist")
         return _detail(consult)
     messages.success(request, "Done.")
     if action == "decline" and not permissions.visible_consults(request.user).filter(pk=consult.pk).exists():

@@ -69,6 +69,9 @@ def _access_context(request: HttpRequest, study: Study, **extra) -> dict:
             if owner
             else []
         ),
+        "practice_members": (
+            list(study.practice.memberships.filter(user__is_active=True).select_related("user")) if owner else []
+        ),
         "links": list(links),
         "events": list(audit.visible_events(user).filter(study=study)[:200]),
         "share_form": ShareForm(),

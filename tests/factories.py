@@ -65,6 +65,17 @@ class SpecialistFactory(UserFactory):
             SpecialistProfile.objects.get_or_create(user=self, defaults=defaults)
 
 
+def practice_of(user=None):
+    """``user``'s default practice; without a user (or for one outside any practice) an imaging site
+    nobody in the test belongs to, so only explicit grants give access to what is filed there."""
+    from accounts.practices import default_practice
+
+    found = default_practice(user) if user is not None else None
+    if found is None:
+        found, _ = Organization.objects.get_or_create(name="Unaffiliated imaging site", kind="imaging_site")
+    return found
+
+
 # -- consultations -----------------------------------------------------------------------------
 
 
@@ -73,14 +84,13 @@ def make_study(*, uploader=None, patient_account=None, modalities="CT", uid=None
     ``practice`` (the uploader's default practice, else a practice of its own) as ingest would."""
     import uuid
 
-    from accounts.practices import default_practice
     from studies.models import Patient, Series, Study
 
     suffix = uuid.uuid4().int % 10**12
     if practice is None and patient is not None:
         practice = patient.practice
     if practice is None:
-        practice = default_practice(uploader) or Organization.objects.create(name=f"Practice {suffix}")
+        practice = practice_of(uploader)
     if patient is None:
         patient = Patient.objects.create(
             practice=practice, patient_id=f"P{suffix}", name="Doe^Jane", account=patient_account, uploaded_by=uploader

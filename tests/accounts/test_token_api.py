@@ -8,6 +8,7 @@ import pytest
 import time_machine
 from allauth.account.models import EmailAddress
 
+from accounts.api import WRONG_CREDENTIALS
 from tests.accounts.conftest import recovery_codes, totp_code
 from tests.factories import UserFactory
 
@@ -41,7 +42,7 @@ def test_wrong_password_is_400_naming_password(api_client, physician):
 def test_unknown_email_is_the_same_400_as_a_wrong_password(api_client, db):
     response = post_token(api_client, email="nobody@example.com", password="whatever-password")
     assert response.status_code == 400
-    assert response.json()["detail"] == "Email or password is wrong."
+    assert response.json()["detail"] == WRONG_CREDENTIALS
 
 
 @pytest.mark.parametrize("missing", ["email", "password"])
@@ -66,11 +67,13 @@ def test_invalid_email_is_400_naming_email(api_client, db):
     assert "email" in response.json()
 
 
-def test_unverified_email_gets_no_token(api_client, physician, password):
+def test_unconfirmed_address_answers_as_a_wrong_password_does(api_client, physician, password):
+    """The right password for an unconfirmed address is not confirmed as right."""
     EmailAddress.objects.filter(user=physician).update(verified=False)
-    response = post_token(api_client, email=physician.email, password=password)
-    assert response.status_code == 400
-    assert "email" in response.json()
+    right = post_token(api_client, email=physician.email, password=password)
+    wrong = post_token(api_client, email=physician.email, password="not-the-password")
+    assert right.status_code == wrong.status_code == 400
+    assert right.json() == wrong.json() == {"detail": WRONG_CREDENTIALS, "password": [WRONG_CREDENTIALS]}
 
 
 def test_inactive_user_gets_no_token(api_client, physician, password):

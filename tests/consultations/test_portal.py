@@ -126,7 +126,7 @@ def test_patient_sees_everyone_with_access(patient_user, physician, study, accep
     sharing.create_share(study=study, by=physician, label="For Dr Elsewhere")
     page = signed_in(patient_user).get(reverse("studies:access", args=[study.study_instance_uid]))
     text = page.content.decode()
-    assert "Dr Owner" in text and "Uploaded the study" in text
+    assert "Dr Owner" in text and "the practice that keeps this record (uploaded the study)" in text
     assert "Dr Specialist" in text and "Consult participant" in text
     assert "For Dr Elsewhere" in text
 
@@ -152,13 +152,13 @@ def test_patient_grant_refuses_unknown_and_non_clinician_addresses(patient_user,
     assert not AccessGrant.objects.filter(reason=AccessGrant.Reason.PATIENT_GRANT).exists()
 
 
-def test_patient_cannot_withdraw_access_they_did_not_give(patient_user, physician, study):
-    uploader_grant = AccessGrant.objects.get(user=physician, study=study)
-    response = signed_in(patient_user).post(
-        reverse("studies:revoke-grant", args=[study.study_instance_uid, uploader_grant.pk])
-    )
+def test_patient_cannot_withdraw_access_they_did_not_give(patient_user, physician, study, other_specialist):
+    from studies.permissions import grant_access
+
+    shared = grant_access(user=other_specialist, study=study, reason=AccessGrant.Reason.SHARED, granted_by=physician)
+    response = signed_in(patient_user).post(reverse("studies:revoke-grant", args=[study.study_instance_uid, shared.pk]))
     assert response.status_code == 404
-    assert can_view_study(physician, study)
+    assert can_view_study(other_specialist, study)
 
 
 def test_clinicians_cannot_use_the_patient_grant_form(physician, study, other_specialist):

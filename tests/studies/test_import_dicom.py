@@ -9,8 +9,9 @@ from django.core.management import CommandError, call_command
 from pydicom.uid import generate_uid
 
 from studies.demo import DEMO_PATIENT_ID, DEMO_STUDY_UID, seed_demo_study
-from studies.models import AccessGrant, Instance, Study
+from studies.models import Instance, Study
 from studies.permissions import can_view_study
+from tests.factories import practice_of
 from tests.studies import dicom_factory as f
 
 
@@ -20,6 +21,9 @@ def media(settings, tmp_path):
 
 
 def run(*args) -> str:
+    """The command, filed under an imaging site of its own unless the call names a user or practice."""
+    if "--user" not in args and "--practice" not in args:
+        args = (*args, "--practice", str(practice_of(None).pk))
     out = StringIO()
     call_command("import_dicom", *args, stdout=out, stderr=StringIO())
     return out.getvalue()
@@ -59,21 +63,34 @@ def test_importing_again_reports_already_stored(db, folder):
     assert Instance.objects.count() == 4
 
 
-def test_import_as_a_user_grants_them_access_and_outsider_sees_nothing(physician, outsider, folder):
+def test_import_as_a_user_files_under_their_practice_and_outsider_sees_nothing(physician, outsider, folder):
     run(str(folder), "--user", physician.email)
 
     study = Study.objects.get()
-    assert AccessGrant.objects.filter(user=physician, study=study, reason="uploader").exists()
+    assert study.practice == physician.default_practice
     assert can_view_study(physician, study)
     assert not can_view_study(outsider, study)
 
 
-def test_import_without_a_user_leaves_the_study_to_admins(admin_user, physician, folder):
-    run(str(folder))
+def test_import_without_a_user_files_under_the_named_practice(admin_user, physician, outsider, folder):
+    run(str(folder), "--practice", str(physician.default_practice.pk))
 
     study = Study.objects.get()
     assert can_view_study(admin_user, study)
-    assert not can_view_study(physician, study)
+    assert can_view_study(physician, study)
+    assert not can_view_study(outsider, study)
+
+
+def test_import_needs_a_practice_it_can_name(db, folder, physician, outsider):
+    with pytest.raises(CommandError, match="--practice ID"):
+        call_command("import_dicom", str(folder), stdout=StringIO())
+    with pytest.raises(CommandError, match="No practice"):
+        call_command("import_dicom", str(folder), "--practice", "nope", stdout=StringIO())
+    with pytest.raises(CommandError, match="not a member of practice"):
+        call_command(
+            "import_dicom", str(folder), "--user", physician.email, "--practice", str(outsider.default_practice.pk)
+        )
+    assert not Study.objects.exists()
 
 
 def test_single_file_paths_are_imported(db, tmp_path):

@@ -7,13 +7,13 @@ import io
 
 import pytest
 from django.core.files.storage import default_storage
-from pydicom import dcmread
 from pydicom.uid import generate_uid
 
 from studies import ingest
 from studies.ingest import IngestResult, ingest_file, ingest_files
 from studies.models import AccessGrant, Instance, Patient, Series, Study
 from studies.permissions import can_view_study, get_study_for_user, visible_patients
+from tests.factories import UserFactory
 from tests.studies import dicom_factory as f
 
 
@@ -28,7 +28,7 @@ def stored_bytes(instance: Instance) -> bytes:
         return fp.read()
 
 
-def test_ct_is_stored_with_its_fields_counts_and_uploader_grant(physician):
+def test_ct_is_stored_with_its_fields_counts_under_the_uploaders_practice(physician):
     data = f.make_ct(PatientID="P-1", PatientName="Doe^Jane", StudyDescription="Head CT")
     result = ingest_file(io.BytesIO(data), filename="ct.dcm", user=physician)
 
@@ -46,7 +46,10 @@ def test_ct_is_stored_with_its_fields_counts_and_uploader_grant(physician):
     assert str(study.study_date) == "2024-01-02"
     assert study.patient.patient_id == "P-1"
     assert study.patient.name == "Doe^Jane"
-    assert AccessGrant.objects.filter(user=physician, study=study, reason=AccessGrant.Reason.UPLOADER).exists()
+    assert study.practice == study.patient.practice == physician.default_practice
+    # The practice gives the uploader access; no grant of their own is written.
+    assert not AccessGrant.objects.filter(study=study).exists()
+    assert can_view_study(physician, study)
 
 
 def test_stored_file_has_zeroed_preamble_and_its_hash_recorded(physician):
@@ -372,7 +375,7 @@ def test_a_file_refused_inside_a_batch_rolls_back_only_its_own_rows(physician, d
     study = Study.objects.get()
     assert (study.num_series, study.num_instances, study.modalities) == (2, 2, "CT\\MR")
     assert Series.objects.get(series_instance_uid=series_uid).num_instances == 1
-    assert AccessGrant.objects.filter(study=study, user=physician).count() == 1
+    assert can_view_study(physician, study)
     assert len(callbacks) == 1  # one render message for the batch
 
 
@@ -442,7 +445,7 @@ def test_files_beyond_one_batch_are_committed_in_several_with_exact_counts(physi
     study = Study.objects.get(study_instance_uid=study_uid)
     assert (study.num_series, study.num_instances) == (1, 5)
     assert Series.objects.get().num_instances == 5
-    assert AccessGrant.objects.filter(study=study, user=physician).count() == 1
+    assert study.practice == physician.default_practice
 
 
 def test_a_failed_batch_removes_the_files_it_moved_into_storage(physician, media, monkeypatch):
@@ -520,22 +523,23 @@ def test_an_upload_is_stored_even_when_its_thumbnails_cannot_be_queued(
     assert set(Instance.objects.values_list("status", flat=True)) == {Instance.Status.PENDING}  # for the safety net
 
 
-def test_the_uploader_holds_one_grant_per_study_whether_the_study_is_new_or_stored(physician):
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
+def test_the_same_mrn_in_two_practices_is_two_records_that_never_meet(physician, outsider):
+    ingest_files([("a.dcm", io.BytesIO(f.make_ct(PatientID="MRN-4711", PatientName="Doe^Jane")))], user=physician)
+    ingest_files([("b.dcm", io.BytesIO(f.make_ct(PatientID="MRN-4711", PatientName="Other^Name")))], user=outsider)
+    ingest_files([("c.dcm", io.BytesIO(f.make_mr(PatientID="MRN-4711", PatientName="Doe^Jane")))], user=physician)
 
-    first = f.make_ct()
-    first_study = dcmread(io.BytesIO(first)).StudyInstanceUID
-    with CaptureQueriesContext(connection) as new_only:
-        ingest_files([("a.dcm", io.BytesIO(first)), ("b.dcm", io.BytesIO(f.make_mr()))], user=physician)
-    # Studies this upload created: no grant can name them yet, so none is looked up.
-    assert not [query for query in new_only.captured_queries if 'FROM "studies_accessgrant"' in query["sql"]]
+    records = Patient.objects.filter(patient_id="MRN-4711").order_by("pk")
+    assert [(p.practice_id, p.name, p.studies.count()) for p in records] == [
+        (physician.default_practice.pk, "Doe^Jane", 2),
+        (outsider.default_practice.pk, "Other^Name", 1),
+    ]
+    assert not visible_patients(outsider).filter(practice=physician.default_practice).exists()
+    assert not AccessGrant.objects.exists()
 
-    ingest_files(
-        [("c.dcm", io.BytesIO(f.make_ct(StudyInstanceUID=first_study))), ("d.dcm", io.BytesIO(f.make_ct()))],
-        user=physician,
-    )
 
-    grants = AccessGrant.objects.filter(user=physician, reason=AccessGrant.Reason.UPLOADER)
-    assert grants.count() == Study.objects.count() == 3
-    assert grants.filter(study__study_instance_uid=first_study).count() == 1
+def test_a_clinician_outside_any_practice_cannot_start_a_study(db):
+    pending = UserFactory(role="physician", practice=False)
+    result = ingest_file(io.BytesIO(f.make_ct()), filename="ct.dcm", user=pending)
+    assert (result.status, result.code) == ("refused", "no_practice")
+    assert "practice admin" in result.reason
+    assert not Study.objects.exists() and not Patient.objects.exists()

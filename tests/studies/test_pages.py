@@ -19,7 +19,7 @@ from PIL import Image
 from studies.models import AccessGrant, Instance, Patient, Series, Study
 from studies.navigation import nav_items
 from studies.permissions import grant_access, revoke_access
-from tests.factories import UserFactory
+from tests.factories import UserFactory, practice_of
 
 _uids = itertools.count(1)
 
@@ -38,6 +38,7 @@ DICOM_BYTES = b"\0" * 128 + b"DICM" + b"\x02\x00\x00\x00UL\x04\x00\x00\x00\x00\x
 
 
 def make_patient(name: str = "Doe^Jane", patient_id: str | None = None, account=None, **extra) -> Patient:
+    extra.setdefault("practice", practice_of(None))
     return Patient.objects.create(name=name, patient_id=patient_id or f"PAT-{next(_uids)}", account=account, **extra)
 
 
@@ -77,9 +78,11 @@ def make_study(
     statuses: tuple[str, ...] = (Instance.Status.READY,),
     series_count: int = 1,
 ) -> Study:
+    patient = patient or make_patient()
     study = Study.objects.create(
         study_instance_uid=new_uid(),
-        patient=patient or make_patient(),
+        practice=patient.practice,
+        patient=patient,
         study_date=study_date,
         description=description,
         accession_number=f"ACC{next(_uids)}",
@@ -518,7 +521,7 @@ def test_navigation_offers_studies_to_clinicians_and_my_images_to_patients(
         assert labels[0] == "Studies"
         assert "My images" not in labels
     patient_items = nav_items(patient_user)
-    assert [item["label"] for item in patient_items] == ["My images"]
+    assert [item["label"] for item in patient_items] == ["My images", "My records"]
     assert patient_items[0]["url"] == reverse("portal:home")  # the patient portal
 
 
@@ -593,7 +596,7 @@ def test_clinicians_get_an_upload_entry_and_empty_state_link(signed_in, physicia
 
 
 def test_patients_get_no_upload_entry_or_link(signed_in, patient_user, upload_page_exists):
-    assert [item["label"] for item in nav_items(patient_user)] == ["My images"]
+    assert [item["label"] for item in nav_items(patient_user)] == ["My images", "My records"]
     html = signed_in(patient_user).get(reverse("studies:list")).content.decode()
     assert "/studies/upload/" not in html
     assert "Your images appear here" in html

@@ -20,6 +20,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from studies.models import Instance, Patient, Series, Study
 from studies.tasks import MAX_RENDER_ATTEMPTS, render_instance, render_pending
+from tests.factories import practice_of
 
 
 @pytest.fixture(autouse=True)
@@ -31,8 +32,11 @@ def media_root(settings, tmp_path):
 @pytest.fixture
 def series(db):
     suffix = uuid.uuid4().int % 10**12
-    patient = Patient.objects.create(patient_id=f"P{suffix}", name="Doe^Jane")
-    study = Study.objects.create(study_instance_uid=f"1.2.826.0.1.3680043.10.{suffix}", patient=patient)
+    practice = practice_of(None)
+    patient = Patient.objects.create(practice=practice, patient_id=f"P{suffix}", name="Doe^Jane")
+    study = Study.objects.create(
+        study_instance_uid=f"1.2.826.0.1.3680043.10.{suffix}", practice=practice, patient=patient
+    )
     return Series.objects.create(series_instance_uid=f"{study.study_instance_uid}.1", study=study, modality="CT")
 
 

@@ -103,9 +103,31 @@ def test_bad_zip_upload_is_400_not_500(auth_client, physician):
     assert response.json()["results"][0]["code"] == "zip_unsafe"
 
 
-def test_specialist_and_admin_may_upload(auth_client, specialist, admin_user):
+def test_specialist_and_admin_may_upload(auth_client, specialist, admin_user, physician):
     assert upload(auth_client(specialist), dicom("a.dcm", f.make_ct())).status_code == 201
-    assert upload(auth_client(admin_user), dicom("b.dcm", f.make_ct())).status_code == 201
+    # An administrator belongs to no practice: they name the one the study is filed under.
+    practice = physician.default_practice
+    response = auth_client(admin_user).post(
+        "/api/v1/uploads/", {"files": [dicom("b.dcm", f.make_ct())], "practice": practice.pk}, format="multipart"
+    )
+    assert response.status_code == 201
+    assert Study.objects.get(uploaded_by=admin_user).practice == practice
+
+
+def test_admin_without_a_practice_is_told_to_name_one(auth_client, admin_user):
+    response = upload(auth_client(admin_user), dicom("b.dcm", f.make_ct()))
+    assert response.status_code == 400
+    assert response.json()["results"][0]["code"] == "no_practice"
+
+
+def test_practice_parameter_must_be_one_of_the_uploaders(auth_client, physician, outsider):
+    for value, words in ((outsider.default_practice.pk, "not a member"), ("abc", "practice's number")):
+        response = auth_client(physician).post(
+            "/api/v1/uploads/", {"files": [dicom("c.dcm", f.make_ct())], "practice": value}, format="multipart"
+        )
+        assert response.status_code == 400
+        assert words in response.json()["practice"][0]
+    assert not Study.objects.exists()
 
 
 def test_patient_may_not_upload_and_is_told_why(auth_client, patient_user):

@@ -6,22 +6,25 @@ import uuid
 
 import pytest
 
-from studies.models import AccessGrant, Patient, Series, Study
-from studies.permissions import grant_access
+from studies.models import Patient, Series, Study
+from tests.factories import practice_of
 
 
 def create_study(*, uploader, patient_account=None, description="CT chest") -> Study:
     suffix = uuid.uuid4().int % 10**12
-    patient = Patient.objects.create(patient_id=f"V{suffix}", name="Doe^Jane", account=patient_account)
+    practice = practice_of(uploader)
+    patient = Patient.objects.create(
+        practice=practice, patient_id=f"V{suffix}", name="Doe^Jane", account=patient_account
+    )
     study = Study.objects.create(
         study_instance_uid=f"1.2.826.0.1.3680043.10.{suffix}",
+        practice=practice,
         patient=patient,
         description=description,
         modalities="CT",
         uploaded_by=uploader,
     )
     Series.objects.create(series_instance_uid=f"{study.study_instance_uid}.1", study=study, modality="CT")
-    grant_access(user=uploader, study=study, reason=AccessGrant.Reason.UPLOADER, granted_by=uploader)
     return study
 
 
