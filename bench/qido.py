@@ -226,7 +226,16 @@ def populate(count: int) -> list[Subject]:
     lap("studies")
     write_rows(
         Series,
-        ["id", "study_id", "series_instance_uid", "modality", "series_number", "description", "num_instances", "created_at"],
+        [
+            "id",
+            "study_id",
+            "series_instance_uid",
+            "modality",
+            "series_number",
+            "description",
+            "num_instances",
+            "created_at",
+        ],
         (
             (
                 n + 1,

@@ -27,6 +27,11 @@ class PatientAdmin(admin.ModelAdmin):
         if len(records) < 2:
             self.message_user(request, "Select at least two patient records to merge.", messages.ERROR)
             return
+        if len({p.practice_id for p in records}) > 1:
+            self.message_user(
+                request, "These records belong to different practices, which never share records.", messages.ERROR
+            )
+            return
         accounts = {p.account_id for p in records if p.account_id}
         if len(accounts) > 1:
             self.message_user(
@@ -69,7 +74,10 @@ class AccessGrantAdmin(admin.ModelAdmin):
 
 
 def merge_patient(other: Patient, *, into: Patient, by) -> PatientMerge:
-    """Move ``other``'s studies and invitations to ``into``, note what was merged, delete ``other``."""
+    """Move ``other``'s studies and invitations to ``into``, note what was merged, delete ``other``
+    (records of one practice only: practices never share records)."""
+    if other.practice_id != into.practice_id:
+        raise ValueError("Records of different practices are never merged.")
     moved = list(other.studies.values_list("study_instance_uid", flat=True))
     other.studies.update(patient=into)
     other.invitations.update(patient=into)

@@ -97,6 +97,9 @@ def _send_request_email(invitation: PatientInvitation, *, by, request) -> None:
     email = invitation.email
     practice = invitation.patient.practice.name
     account = get_user_model().objects.filter(email__iexact=email).first()
+    if account is None:
+        confirmed = EmailAddress.objects.filter(email__iexact=email, verified=True).select_related("user").first()
+        account = confirmed.user if confirmed is not None else None
     until = valid_until(invitation)
     if account is not None and not account.is_patient:
         body = (

@@ -243,9 +243,10 @@ class AccessGrant(models.Model):
 
 
 class PatientInvitation(models.Model):
-    """A physician asked that the person at ``email`` gets a portal account for ``patient``.
+    """A practice member asked the person at ``email`` to link their portal account to ``patient``.
 
-    The account is linked once that address is confirmed: owning the address is the proof.
+    Nothing is linked until a patient account that confirmed that address accepts (or it declines);
+    see studies.invitations.
     """
 
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="invitations")
