@@ -20,8 +20,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Membership, Organization, PracticeInvitation, User
+from consultations import actions
 from studies.models import Patient, Study
-from tests.factories import UserFactory, make_study
+from tests.factories import ConsultFactory, SpecialistFactory, UserFactory, make_study
 from tests.studies import dicom_factory as f
 from tests.studies.test_dicomweb_helpers import token_client
 
@@ -239,6 +240,25 @@ def test_pending_physician_stow_of_a_new_study_is_refused_with_a_failed_sop_sequ
     assert not Study.objects.exists()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="Application bug: a specialist no practice has admitted (awaiting_practice, no clinical access) is "
+    "still routed pool offers (consultations/offers.py matching_profiles ignores membership) and may accept "
+    "them (User.may_take_consults, checked by ConsultRequest.accept, ignores has_clinical_access), after "
+    "which the consult's access grant shows them the patient's record and study.",
+)
+def test_pending_specialist_is_offered_no_consult_and_cannot_take_one(physician):
+    pending = SpecialistFactory(email="pending-specialist@example.com", practice=False)
+    assert pending.awaiting_practice and not pending.has_clinical_access
+    study = make_study(uploader=physician)
+    consult = ConsultFactory(requester=physician, study=study)
+    actions.submit_consult(consult, by=physician)
+    assert not consult.offers.filter(specialist=pending).exists()
+    claim = token_client(pending).post(f"/api/v1/consults/{consult.pk}/accept/")
+    assert claim.status_code in (403, 404)
+    assert token_client(pending).get(f"/api/v1/patients/{study.patient_id}/").status_code == 404
+
+
 # -- 3. practice pages ------------------------------------------------------------------------------
 
 
@@ -277,6 +297,29 @@ def test_practice_admin_invites_and_the_invited_clinician_joins_by_the_emailed_l
     again = browser.post(path)
     assert again.status_code == 200
     assert flashed(again) == ["This invitation is accepted: ask the practice for a new one."]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Application bug: accounts/practices.py accept_invitation calls Organization.add_member(role="
+    "invitation.role), which overwrites an existing membership's role, so a practice's only admin who opens an "
+    "older clinician invitation is demoted and the practice is left with no admin (remove_member and set_role "
+    "refuse exactly that).",
+)
+def test_accepting_an_older_invitation_never_demotes_the_practices_last_admin(admin_user):
+    practice = Organization.objects.create(name="New Clinic")
+    doctor = pending_physician("doctor@example.com")
+    invite(admin_user, practice, doctor.email, role="clinician")
+    # Meanwhile a site administrator admits them as the practice's admin.
+    admitted = signed_in(admin_user).post(
+        reverse("accounts:admit", args=[doctor.pk]), {"practice": practice.pk, "role": "admin"}
+    )
+    assert admitted.status_code == 302
+    assert Membership.objects.get(user=doctor).is_admin
+    # Then they follow the link of the email that came first.
+    signed_in(doctor).post(join_path(doctor.email))
+    assert practice.memberships.filter(role=Membership.Role.ADMIN).exists()
+    assert Membership.objects.get(user=doctor).is_admin
 
 
 def test_inviting_answers_the_same_whoever_owns_the_address(physician, patient_user, outsider):

@@ -137,6 +137,7 @@ def test_offered_specialist_gets_404_on_attachments_report_messages_annotations_
         f"/consults/{pk}/report.pdf",
         f"/consults/{pk}/report/",
         f"/studies/{offered.study.study_instance_uid}/",
+        f"/dicomweb/studies/{offered.study.study_instance_uid}/metadata",
     ):
         assert client.get(path).status_code == 404, path
     api = auth_client(specialist)
@@ -148,7 +149,6 @@ def test_offered_specialist_gets_404_on_attachments_report_messages_annotations_
         f"{API}{pk}/events/",
         f"{API}{pk}/messages/",
         f"{API}{pk}/annotations/",
-        f"/dicomweb/studies/{offered.study.study_instance_uid}/metadata",
     ):
         assert api.get(path).status_code == 404, path
     assert api.post(f"{API}{pk}/messages/", {"text": "Who is this?"}, format="json").status_code == 404
