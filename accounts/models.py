@@ -141,7 +141,13 @@ class User(AbstractUser):
     @property
     def may_take_consults(self) -> bool:
         profile = getattr(self, "specialist_profile", None)
-        return self.is_specialist and self.is_active and profile is not None and profile.is_approved
+        return (
+            self.is_specialist
+            and self.is_active
+            and profile is not None
+            and profile.is_approved
+            and self.has_clinical_access
+        )
 
 
 def validate_jurisdiction(value: str) -> None:

@@ -233,7 +233,13 @@ def accept_invitation(invitation: PracticeInvitation, *, user: User) -> Membersh
         locked.accepted_at = timezone.now()
         locked.accepted_by = user
         locked.save(update_fields=["accepted_at", "accepted_by"])
-        membership = invitation.practice.add_member(user, role=locked.role, by=locked.invited_by)
+        # An invitation may make a member admin, never demote one (the practice keeps its admin).
+        promote = locked.role == Membership.Role.ADMIN
+        membership = invitation.practice.add_member(
+            user,
+            role=locked.role if promote or not membership_for(user, invitation.practice) else None,
+            by=locked.invited_by,
+        )
     user.forget_practices()
     return membership
 

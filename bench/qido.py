@@ -358,6 +358,8 @@ PAGES = [
     ("study list, first page", {}),
     ("study list, q=smith", {"q": "smith"}),
 ]
+# With --explain, the queries of a request over target that took at least this long are listed.
+SLOW_QUERY_MS = 5.0
 TRANSACTION_STATEMENTS = {"BEGIN", "COMMIT", "ROLLBACK"}
 RESULT_COUNT = re.compile(r'class="result-count"[^>]*>\s*(\d+) stud')
 
@@ -443,6 +445,9 @@ def measure(client, path: str, cases: list, repeat: int, count_results, explain_
             f" {len(queries):7d} {sum(durations) * 1000:7.1f} {slowest['time'] * 1000:7.1f}{'' if met else '  > target'}"
         )
         if explain_misses and not met:
+            for query in timed_queries:
+                if query["time"] * 1000 >= SLOW_QUERY_MS:
+                    print(f"    {query['time'] * 1000:8.1f} ms  {query['sql'][:110]}")
             print_plan(f"  slowest query of '{label}'", slowest)
     return ok, first_queries
 

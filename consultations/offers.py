@@ -16,12 +16,17 @@ from .models import ConsultEvent, ConsultOffer, ConsultRequest
 
 
 def matching_profiles(consult: ConsultRequest) -> list[SpecialistProfile]:
-    profiles = SpecialistProfile.objects.filter(
-        approved_at__isnull=False,
-        accepting_consults=True,
-        user__is_active=True,
-        user__role=Role.SPECIALIST,
-    ).select_related("user")
+    profiles = (
+        SpecialistProfile.objects.filter(
+            approved_at__isnull=False,
+            accepting_consults=True,
+            user__is_active=True,
+            user__role=Role.SPECIALIST,
+            user__memberships__isnull=False,  # a specialist no practice or reading group admitted takes none
+        )
+        .distinct()
+        .select_related("user")
+    )
     return [
         profile
         for profile in profiles

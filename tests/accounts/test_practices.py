@@ -240,13 +240,6 @@ def test_pending_physician_stow_of_a_new_study_is_refused_with_a_failed_sop_sequ
     assert not Study.objects.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Application bug: a specialist no practice has admitted (awaiting_practice, no clinical access) is "
-    "still routed pool offers (consultations/offers.py matching_profiles ignores membership) and may accept "
-    "them (User.may_take_consults, checked by ConsultRequest.accept, ignores has_clinical_access), after "
-    "which the consult's access grant shows them the patient's record and study.",
-)
 def test_pending_specialist_is_offered_no_consult_and_cannot_take_one(physician):
     pending = SpecialistFactory(email="pending-specialist@example.com", practice=False)
     assert pending.awaiting_practice and not pending.has_clinical_access
@@ -299,13 +292,6 @@ def test_practice_admin_invites_and_the_invited_clinician_joins_by_the_emailed_l
     assert flashed(again) == ["This invitation is accepted: ask the practice for a new one."]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Application bug: accounts/practices.py accept_invitation calls Organization.add_member(role="
-    "invitation.role), which overwrites an existing membership's role, so a practice's only admin who opens an "
-    "older clinician invitation is demoted and the practice is left with no admin (remove_member and set_role "
-    "refuse exactly that).",
-)
 def test_accepting_an_older_invitation_never_demotes_the_practices_last_admin(admin_user):
     practice = Organization.objects.create(name="New Clinic")
     doctor = pending_physician("doctor@example.com")
