@@ -321,9 +321,10 @@ def populate(count: int) -> list[Subject]:
     # Planner statistics and the visibility map as a running database has them (autovacuum
     # vacuums and analyses tables after large inserts); without them PostgreSQL guesses a handful
     # of rows and picks slow plans, and cannot answer from an index alone.
+    vacuum = "VACUUM ANALYZE" if connection.vendor == "postgresql" else "ANALYZE"
     with connection.cursor() as cursor:
-        cursor.execute("VACUUM ANALYZE" if connection.vendor == "postgresql" else "ANALYZE")
-    lap("vacuum analyze")
+        cursor.execute(vacuum)
+    lap(vacuum)
     print("populated: " + ", ".join(timings))
 
     return [
