@@ -96,9 +96,10 @@ def start_ours(args, data_dir: str):
     database_url = harness.setup_django(data_dir, args.database_url, redis_url=None)
     from rest_framework.authtoken.models import Token
 
-    from accounts.models import User
+    from accounts.models import Organization, User
 
     user = User.objects.create_user("bench-ingest@example.com", None, role="physician", name="Bench")
+    Organization.objects.create(name="Bench Hospital").add_member(user)
     token = Token.objects.create(user=user).key
 
     factory = harness.process_factory(

@@ -133,12 +133,13 @@ def prepare(scratch: Path, slices: int) -> tuple[str, str, dict]:
     from django.core.management import call_command
     from django.test import Client
 
-    from accounts.models import User
+    from accounts.models import Organization, User
     from studies.ingest import ingest_file
 
     call_command("migrate", verbosity=0)
     call_command("collectstatic", interactive=False, verbosity=0)
     user = User.objects.create_user("bench@example.com", password="bench-viewer-password", role="physician")
+    Organization.objects.create(name="Bench Hospital").add_member(user)
     files = make_ct_series(scratch / "dicom", slices)
     study_uid = ""
     for path in files:

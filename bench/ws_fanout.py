@@ -36,7 +36,7 @@ def populate(clients: int) -> tuple[int, list[str]]:
     from django.utils import timezone
     from rest_framework.authtoken.models import Token
 
-    from accounts.models import PhysicianProfile, SpecialistProfile, User
+    from accounts.models import Organization, PhysicianProfile, SpecialistProfile, User
     from consultations.models import ConsultParticipant, ConsultRequest, State
     from studies.models import Patient, Study
 
@@ -44,8 +44,11 @@ def populate(clients: int) -> tuple[int, list[str]]:
     PhysicianProfile.objects.create(user=requester, institution="Bench Hospital")
     specialist = User.objects.create_user("bench-specialist@example.com", None, role="specialist", name="Reader")
     SpecialistProfile.objects.create(user=specialist, approved_at=timezone.now())
-    patient = Patient.objects.create(patient_id="BENCH", name="Bench^Patient")
-    study = Study.objects.create(study_instance_uid="1.2.826.0.1.3680043.10.999.1", patient=patient)
+    practice = Organization.objects.create(name="Bench Hospital")
+    practice.add_member(requester)
+    Organization.objects.create(name="Bench Reading Group").add_member(specialist)
+    patient = Patient.objects.create(practice=practice, patient_id="BENCH", name="Bench^Patient")
+    study = Study.objects.create(study_instance_uid="1.2.826.0.1.3680043.10.999.1", practice=practice, patient=patient)
     consult = ConsultRequest.objects.create(
         study=study,
         requester=requester,
