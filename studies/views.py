@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.db.models import F, Prefetch
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -12,7 +11,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from . import audit, invitations
-from .browse import StudyFilterForm, modalities_of, search_studies, status_counts, with_summary
+from .browse import CappedPaginator, StudyFilterForm, search_studies, status_counts, with_summary
 from .models import AccessEvent, Instance
 from .permissions import get_patient_for_user, get_study_for_user, visible_studies
 
@@ -37,9 +36,10 @@ def thumbnail_url(study_uid: str, sop_uid: str) -> str:
 @login_required
 def study_list(request: HttpRequest) -> HttpResponse:
     visible = visible_studies(request.user)
-    form = StudyFilterForm(request.GET or None, modalities=modalities_of(visible))
+    form = StudyFilterForm(request.GET or None)
     filters = form.valid_filters()
-    page = Paginator(with_summary(search_studies(visible, filters)), STUDIES_PER_PAGE).get_page(request.GET.get("page"))
+    paginator = CappedPaginator(with_summary(search_studies(visible, filters)), STUDIES_PER_PAGE)
+    page = paginator.get_page(request.GET.get("page"))
     filtered = any(name != "sort" for name in filters)
     context = {
         "form": form,

@@ -114,10 +114,6 @@ class Migration(migrations.Migration):
                 on_delete=django.db.models.deletion.PROTECT, related_name="studies", to="accounts.organization"
             ),
         ),
-        migrations.AddIndex(
-            model_name='study',
-            index=models.Index(fields=['practice', '-study_date', '-created_at'], name='study_practice_date'),
-        ),
         migrations.AddConstraint(
             model_name='patient',
             constraint=models.UniqueConstraint(fields=('practice', 'patient_id', 'issuer'), name='unique_patient_per_practice'),
