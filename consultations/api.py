@@ -31,7 +31,7 @@ from studies.models import AccessEvent, Study
 from studies.permissions import visible_studies
 from teleconsult.responses import FileStreamResponse
 
-from . import actions, notifications, permissions, reports
+from . import actions, colleagues, notifications, permissions, reports
 from .models import (
     Agreement,
     ConsultAttachment,
@@ -291,13 +291,28 @@ class ReportSignSerializer(serializers.Serializer):
 
 
 class ParticipantAddSerializer(serializers.Serializer):
-    email = serializers.EmailField(help_text="The colleague's account email")
+    email = serializers.EmailField(help_text="The colleague's email address: they join once they accept")
 
-    def validate_email(self, value: str) -> User:
-        user = User.objects.filter(email__iexact=value.strip(), is_active=True).first()
-        if user is None or not (user.is_physician or user.is_specialist):
-            raise serializers.ValidationError("No physician or specialist account with this email.")
-        return user
+
+ColleagueInvited = inline_serializer(
+    "ColleagueInvited",
+    {
+        "status": serializers.CharField(help_text='Always "invited".'),
+        "detail": serializers.CharField(),
+        "invitation_id": serializers.IntegerField(),
+        "expires_at": serializers.DateTimeField(),
+    },
+)
+
+
+class ColleagueInvitationSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="pk")
+    consult_id = serializers.IntegerField()
+    invited_by = serializers.CharField(source="invited_by.display_name", allow_null=True, default=None)
+    question = serializers.CharField(source="consult.question")
+    priority = serializers.CharField(source="consult.priority")
+    created_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField()
 
 
 class AttachmentUploadSerializer(serializers.Serializer):
@@ -515,15 +530,24 @@ class ConsultViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         actions.close_consult(consult, by=request.user)
         return self._answer(consult)
 
-    @extend_schema(request=ParticipantAddSerializer, responses={200: ConsultSerializer, 403: Conflict})
+    @extend_schema(request=ParticipantAddSerializer, responses={202: ColleagueInvited, 403: Conflict})
     @action(detail=True, methods=["post"])
     def participants(self, request, pk=None):
-        """Add a colleague (physician or specialist) who then sees the case and its study."""
+        """Invite a colleague (physician or specialist) by email; they see the case and its study once
+        they accept. The answer is the same whoever the address belongs to."""
         consult = self.get_object()
         serializer = ParticipantAddSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        actions.add_participant(consult, by=request.user, user=serializer.validated_data["email"])
-        return self._answer(consult)
+        invitation, answer = colleagues.invite_colleague(
+            consult, by=request.user, email=serializer.validated_data["email"]
+        )
+        body = {
+            "status": "invited",
+            "detail": answer,
+            "invitation_id": invitation.pk,
+            "expires_at": invitation.expires_at,
+        }
+        return Response(body, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses={200: ConsultSerializer, 403: Conflict, 409: Conflict})
     @action(detail=True, methods=["delete"], url_path=r"participants/(?P<user_id>\d+)")
@@ -695,3 +719,31 @@ class TemplateListView(APIView):
     @extend_schema(responses=ReportTemplateSerializer(many=True))
     def get(self, request):
         return Response(ReportTemplateSerializer(ReportTemplate.objects.all(), many=True).data)
+
+
+class ColleagueInvitationListView(APIView):
+    """Your pending invitations to join consults."""
+
+    @extend_schema(responses=ColleagueInvitationSerializer(many=True))
+    def get(self, request):
+        return Response(ColleagueInvitationSerializer(colleagues.invitations_for(request.user), many=True).data)
+
+
+class ColleagueInvitationAnswerView(APIView):
+    """``accept`` makes you a participant of the consult; ``decline`` does not."""
+
+    @extend_schema(
+        request=None, responses={200: inline_serializer("ColleagueAnswer", {"status": serializers.CharField()})}
+    )
+    def post(self, request, pk: int, answer: str):
+        if answer not in ("accept", "decline"):
+            raise Http404("Answer accept or decline.")
+        invitation = colleagues.get_invitation_for_user(request.user, pk)
+        try:
+            if answer == "accept":
+                colleagues.accept(invitation, user=request.user)
+            else:
+                colleagues.decline(invitation, user=request.user)
+        except ConsultError as exc:
+            return refused(exc)
+        return Response({"status": "joined" if answer == "accept" else "declined"})

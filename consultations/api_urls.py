@@ -17,5 +17,11 @@ urlpatterns = [
     ),
     path("consults/<int:pk>/export-sr/", export_api.ExportMeasurementsView.as_view(), name="api-consult-export-sr"),
     path("report-templates/", api.TemplateListView.as_view(), name="api-report-templates"),
+    path("colleague-invitations/", api.ColleagueInvitationListView.as_view(), name="api-colleague-invitations"),
+    path(
+        "colleague-invitations/<int:pk>/<str:answer>/",
+        api.ColleagueInvitationAnswerView.as_view(),
+        name="api-colleague-invitation-answer",
+    ),
     *router.urls,
 ]

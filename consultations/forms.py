@@ -112,13 +112,7 @@ class EmptyForm(forms.Form):
 
 
 class ParticipantForm(forms.Form):
-    email = forms.EmailField(help_text="A physician or specialist with an account")
-
-    def clean_email(self) -> User:
-        user = User.objects.filter(email__iexact=self.cleaned_data["email"].strip(), is_active=True).first()
-        if user is None or not (user.is_physician or user.is_specialist):
-            raise ValidationError("No physician or specialist account with this email.")
-        return user
+    email = forms.EmailField(help_text="A physician's or specialist's email address: they join once they accept")
 
 
 class AttachmentForm(forms.Form):

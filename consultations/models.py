@@ -434,6 +434,7 @@ class ConsultEvent(models.Model):
         REPORTED = "reported", "Reported"
         ADDENDUM = "addendum", "Addendum"
         CLOSED = "closed", "Closed"
+        PARTICIPANT_INVITED = "participant_invited", "Colleague invited"
         PARTICIPANT_ADDED = "participant_added", "Colleague added"
         PARTICIPANT_REMOVED = "participant_removed", "Colleague removed"
         ATTACHMENT_ADDED = "attachment_added", "Attachment added"
@@ -491,6 +492,54 @@ class ConsultParticipant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} on consult {self.consult_id}"
+
+
+class ColleagueInvitation(models.Model):
+    """The requester asked the person at ``email`` to join the consult's care team. They join only
+    when a clinician's account that confirmed the address accepts; until then the consult shows
+    the address as invited, whatever it belongs to, so adding someone tells nothing about who has
+    an account here."""
+
+    consult = models.ForeignKey(ConsultRequest, on_delete=models.CASCADE, related_name="colleague_invitations")
+    email = models.EmailField()
+    invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    declined_at = models.DateTimeField(null=True, blank=True)
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["email"])]
+
+    def __str__(self) -> str:
+        return f"{self.email} invited to consult {self.consult_id}"
+
+    @property
+    def expires_at(self):
+        return self.created_at + dt.timedelta(days=settings.TELECONSULT_INVITATION_DAYS)
+
+    @property
+    def status(self) -> str:
+        if self.accepted_at:
+            return "accepted"
+        if self.declined_at:
+            return "declined"
+        if self.withdrawn_at:
+            return "withdrawn"
+        if self.expires_at <= timezone.now():
+            return "expired"
+        return "pending"
+
+    @classmethod
+    def pending(cls) -> models.QuerySet:
+        cutoff = timezone.now() - dt.timedelta(days=settings.TELECONSULT_INVITATION_DAYS)
+        return cls.objects.filter(
+            accepted_at__isnull=True, declined_at__isnull=True, withdrawn_at__isnull=True, created_at__gt=cutoff
+        )
 
 
 class ConsultAttachment(models.Model):
@@ -663,6 +712,7 @@ class Notification(models.Model):
         ESCALATION = "escalation", "Consult overdue"
         CANCELLED = "cancelled", "Consult cancelled"
         PARTICIPANT_ADDED = "participant_added", "Added to a consult"
+        COLLEAGUE_INVITED = "colleague_invited", "Invited to a consult"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
     kind = models.CharField(max_length=24, choices=Kind.choices)

@@ -49,9 +49,13 @@ def serialize(notification: Notification) -> dict:
     }
 
 
-def notify(users, *, kind: str, consult: ConsultRequest | None, title: str, body: str = "") -> list[Notification]:
-    """Tell each distinct user once; push and email after commit."""
-    url = reverse("consultations:detail", args=[consult.pk]) if consult else ""
+def notify(
+    users, *, kind: str, consult: ConsultRequest | None, title: str, body: str = "", url: str | None = None
+) -> list[Notification]:
+    """Tell each distinct user once; push and email after commit. ``url``: where the notification
+    leads (the consult's page unless given)."""
+    if url is None:
+        url = reverse("consultations:detail", args=[consult.pk]) if consult else ""
     seen: set[int] = set()
     created = []
     for user in users:

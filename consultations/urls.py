@@ -12,6 +12,12 @@ urlpatterns = [
     path("consults/<int:pk>/do/<slug:action>/", views.consult_action, name="action"),
     path("consults/<int:pk>/participants/", views.add_participant, name="add-participant"),
     path("consults/<int:pk>/participants/<int:user_id>/remove/", views.remove_participant, name="remove-participant"),
+    path(
+        "consults/<int:pk>/invitations/<int:invitation_pk>/withdraw/",
+        views.withdraw_invitation,
+        name="withdraw-invitation",
+    ),
+    path("consults/invitations/<int:invitation_pk>/", views.colleague_invitation, name="colleague-invitation"),
     path("consults/<int:pk>/attachments/", views.upload_attachment, name="upload-attachment"),
     path("consults/<int:pk>/attachments/<int:attachment_pk>/", views.attachment, name="attachment"),
     path("consults/<int:pk>/report/", views.report_editor, name="report"),

@@ -19,10 +19,11 @@ from studies.models import AccessEvent
 from studies.permissions import can_view_study, get_study_for_user
 from studies.viewer_views import viewer_context
 
-from . import actions, dicom_export, forms, notifications, permissions, reports, room
+from . import actions, colleagues, dicom_export, forms, notifications, permissions, reports, room
 from .api import attachment_response, report_pdf_response
 from .models import (
     EMAIL_KINDS,
+    ColleagueInvitation,
     ConsultError,
     ConsultRequest,
     Notification,
@@ -104,6 +105,9 @@ def consult_detail(request, pk: int):
         "allowed": permissions.allowed_actions(user, consult),
         "is_requester": user.pk == consult.requester_id,
         "participants": consult.active_participants(),
+        "colleague_invitations": (
+            list(ColleagueInvitation.pending().filter(consult=consult)) if user.pk == consult.requester_id else []
+        ),
         "attachments": consult.attachments.all(),
         "may_attach": (consult.may_requester_act(user) or user.pk == consult.assignee_id)
         and consult.state not in (State.CANCELLED, State.CLOSED),
@@ -168,18 +172,53 @@ def consult_action(request, pk: int, action: str):
 @login_required
 @require_POST
 def add_participant(request, pk: int):
+    """Invite a colleague by email; the answer is the same whoever the address belongs to."""
     consult = permissions.get_consult_for_user(request.user, pk)
     form = forms.ParticipantForm(request.POST)
     if not form.is_valid():
         messages.error(request, f"email: {' '.join(form.errors['email'])}")
         return _detail(consult)
     try:
-        actions.add_participant(consult, by=request.user, user=form.cleaned_data["email"])
+        _invitation, answer = colleagues.invite_colleague(consult, by=request.user, email=form.cleaned_data["email"])
     except ConsultError as exc:
         messages.error(request, exc.message)
     else:
-        messages.success(request, f"{form.cleaned_data['email'].display_name} can now see this consult.")
+        messages.success(request, answer)
     return _detail(consult)
+
+
+@login_required
+@require_POST
+def withdraw_invitation(request, pk: int, invitation_pk: int):
+    consult = permissions.get_consult_for_user(request.user, pk)
+    try:
+        invitation = colleagues.withdraw(consult, invitation_pk, by=request.user)
+    except ConsultError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"The invitation to {invitation.email} is withdrawn.")
+    return _detail(consult)
+
+
+@login_required
+def colleague_invitation(request, invitation_pk: int):
+    """The invited colleague's page: which consult, who asks, accept or decline."""
+    invitation = colleagues.get_invitation_for_user(request.user, invitation_pk)
+    if request.method == "POST":
+        answer = request.POST.get("answer")
+        try:
+            if answer == "accept":
+                colleagues.accept(invitation, user=request.user)
+                messages.success(request, f"You joined consult #{invitation.consult_id}.")
+                return _detail(invitation.consult)
+            if answer == "decline":
+                colleagues.decline(invitation, user=request.user)
+                messages.success(request, "Declined.")
+                return redirect("consultations:mine")
+            messages.error(request, "answer: accept or decline.")
+        except ConsultError as exc:
+            messages.error(request, exc.message)
+    return render(request, "consultations/colleague_invitation.html", {"invitation": invitation})
 
 
 @login_required
@@ -239,7 +278,13 @@ def worklist(request):
     return render(
         request,
         "consultations/worklist.html",
-        {"consults": consults, "filter_form": form, "title": "Worklist", "worklist": True},
+        {
+            "consults": consults,
+            "filter_form": form,
+            "title": "Worklist",
+            "worklist": True,
+            "colleague_invitations": list(colleagues.invitations_for(request.user)),
+        },
     )
 
 
@@ -257,7 +302,13 @@ def my_consults(request):
     return render(
         request,
         "consultations/worklist.html",
-        {"consults": list(qs.in_worklist_order()), "filter_form": form, "title": "My consults", "worklist": False},
+        {
+            "consults": list(qs.in_worklist_order()),
+            "filter_form": form,
+            "title": "My consults",
+            "worklist": False,
+            "colleague_invitations": list(colleagues.invitations_for(user)),
+        },
     )
 
 

@@ -329,12 +329,15 @@ def test_attachments_are_checked_by_content(as_physician, consult, settings, cli
     assert r.status_code == 400 and "file" in r.data
 
 
-def test_participants_via_api(as_physician, consult, colleague, auth_client):
+def test_participants_via_api_join_once_they_accept(as_physician, consult, colleague, auth_client):
     url = f"{BASE}{consult.pk}/participants/"
-    assert as_physician.post(url, {"email": "nobody@example.com"}, format="json").status_code == 400
     assert as_physician.post(url, {"email": "not-an-email"}, format="json").data["email"]
     r = as_physician.post(url, {"email": colleague.email}, format="json")
-    assert r.status_code == 200 and r.data["participants"][0]["id"] == colleague.pk
+    assert r.status_code == 202 and r.data["status"] == "invited"
+    assert auth_client(colleague).get(f"{BASE}{consult.pk}/").status_code == 404  # not before accepting
+    answer = auth_client(colleague).post(f"/api/v1/colleague-invitations/{r.data['invitation_id']}/accept/")
+    assert answer.status_code == 200 and answer.data == {"status": "joined"}
+    assert as_physician.get(f"{BASE}{consult.pk}/").data["participants"][0]["id"] == colleague.pk
     assert auth_client(colleague).get(f"{BASE}{consult.pk}/").status_code == 200
     r = as_physician.delete(f"{url}{colleague.pk}/")
     assert r.status_code == 200 and r.data["participants"] == []
