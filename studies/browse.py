@@ -9,10 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django import forms
-from django.core.paginator import Paginator
 from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
-from django.utils.functional import cached_property
 
 from .models import Instance, Series, Study
 from .permissions import visible_studies
@@ -72,37 +70,6 @@ class StudyFilterForm(forms.Form):
 # The modality filter's choices: the same for everyone (they reveal nothing of what others stored)
 # and free to offer (a DISTINCT over every visible series costs seconds at a hospital's scale).
 MODALITIES = ["CR", "CT", "DX", "MG", "MR", "NM", "OT", "PT", "RF", "SR", "US", "XA", "XC", "DOC"]
-
-# The list page counts matches up to this many (or one page past the page shown, when further);
-# past it, it says "more than": an exact count of a large practice's studies scans all of them.
-COUNT_LIMIT = 1000
-
-
-class CappedPaginator(Paginator):
-    """A paginator that counts at most ``COUNT_LIMIT`` matches, or one page past the page asked
-    for when that is further; ``capped`` says there are more than it counted (so the last page
-    is not known, and "next" still leads on)."""
-
-    asked = 1
-
-    def get_page(self, number):
-        try:
-            self.asked = max(1, int(number))
-        except (TypeError, ValueError):
-            self.asked = 1
-        return super().get_page(number)
-
-    @cached_property
-    def limit(self) -> int:
-        return max(COUNT_LIMIT, (self.asked + 1) * self.per_page)
-
-    @cached_property
-    def count(self) -> int:
-        return self.object_list.order_by().values("pk")[: self.limit + 1].count()
-
-    @property
-    def capped(self) -> bool:
-        return self.count > self.limit
 
 
 def search_studies(studies: QuerySet, filters: dict) -> QuerySet:

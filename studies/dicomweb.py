@@ -25,6 +25,7 @@ from pydicom.encaps import get_frame
 from pydicom.pixels import pixel_array
 
 from .models import Instance, Series, Study
+from .paging import page_by_keys
 from .rendering import NotAnImage, RenderError, load_frame
 
 
@@ -520,7 +521,7 @@ def apply_filters(queryset: QuerySet, query: QidoQuery, level: str) -> QuerySet:
 def page(queryset: QuerySet, query: QidoQuery) -> tuple[list, bool]:
     """The requested slice, and whether the server cut the answer short at its own maximum."""
     limit = min(query.limit or QIDO_MAX_RESULTS, QIDO_MAX_RESULTS)
-    rows = list(queryset[query.offset : query.offset + limit + 1])
+    rows = page_by_keys(queryset, query.offset, query.offset + limit + 1)
     more = len(rows) > limit
     return rows[:limit], more and (query.limit is None or query.limit > QIDO_MAX_RESULTS)
 

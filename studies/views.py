@@ -11,8 +11,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from . import audit, invitations
-from .browse import CappedPaginator, StudyFilterForm, search_studies, status_counts, with_summary
+from .browse import StudyFilterForm, search_studies, status_counts, with_summary
 from .models import AccessEvent, Instance
+from .paging import CappedPaginator
 from .permissions import get_patient_for_user, get_study_for_user, visible_studies
 
 STUDIES_PER_PAGE = 25

@@ -210,9 +210,9 @@ def test_modality_choices_are_the_same_for_everyone_and_reveal_nothing(signed_in
 
 
 def test_the_count_stops_at_its_limit_and_says_more_than(signed_in, physician, monkeypatch):
-    from studies import browse
+    from studies import paging
 
-    monkeypatch.setattr(browse, "COUNT_LIMIT", 2)
+    monkeypatch.setattr(paging, "COUNT_LIMIT", 2)
     monkeypatch.setattr("studies.views.STUDIES_PER_PAGE", 1)
     for _ in range(5):
         make_study(physician)
