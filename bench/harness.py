@@ -4,6 +4,7 @@ processes of tests/servers.py started in production mode against it."""
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 from pathlib import Path
 
@@ -27,14 +28,18 @@ def scratch_database(url: str | None) -> str | None:
     return url
 
 
-def setup_django(data_dir: str, database_url: str | None, *, redis_url: str | None) -> str:
+def setup_django(data_dir: str, database_url: str | None, *, redis_url: str | None, debug: bool = True) -> str:
     """Django in this process on a migrated scratch database (``database_url`` recreated, or SQLite
     under ``data_dir`` when PostgreSQL is not reachable); ``redis_url`` None leaves Redis out.
-    Returns the database URL used."""
+    ``debug=False`` runs with production settings (cached templates, no debug bookkeeping), for
+    benchmarks that time requests in this process. Returns the database URL used."""
     database_url = scratch_database(database_url) or f"sqlite:///{data_dir}/bench.sqlite3"
+    if not debug:
+        os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
+        os.environ.setdefault("ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
     os.environ.update(
         TELECONSULT_DATA_DIR=data_dir,
-        DEBUG="1",
+        DEBUG="1" if debug else "0",
         TELECONSULT_MFA_REQUIRED="0",
         DJANGO_SETTINGS_MODULE="teleconsult.settings",
         DATABASE_URL=database_url,
@@ -49,6 +54,8 @@ def setup_django(data_dir: str, database_url: str | None, *, redis_url: str | No
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0, interactive=False)
+    if not debug:
+        call_command("collectstatic", verbosity=0, interactive=False)
     return database_url
 
 

@@ -497,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.studies < 2:
         parser.error("--studies must be at least 2")
     data_dir = tempfile.mkdtemp(prefix="bench-qido-")
-    harness.setup_django(data_dir, args.database_url, redis_url=None)
+    harness.setup_django(data_dir, args.database_url, redis_url=None, debug=False)
     try:
         from django.db import connection
 

@@ -37,8 +37,14 @@ class CappedPaginator(Paginator):
         return max(COUNT_LIMIT, (self.asked + 1) * self.per_page)
 
     @cached_property
+    def keys(self) -> list:
+        """The keys of the first ``limit`` + 1 matches, in order: one query serves the count and
+        the page (each pass over a physician's thousands of grants costs the same)."""
+        return list(self.object_list.values_list("pk", flat=True)[: self.limit + 1])
+
+    @cached_property
     def count(self) -> int:
-        return self.object_list.order_by().values("pk")[: self.limit + 1].count()
+        return len(self.keys)
 
     @property
     def capped(self) -> bool:
@@ -47,13 +53,18 @@ class CappedPaginator(Paginator):
     def page(self, number):
         number = self.validate_number(number)
         bottom = (number - 1) * self.per_page
-        return self._get_page(page_by_keys(self.object_list, bottom, bottom + self.per_page), number, self)
+        rows = rows_for_keys(self.object_list, self.keys[bottom : bottom + self.per_page])
+        return self._get_page(rows, number, self)
 
 
 def page_by_keys(queryset: QuerySet, start: int, stop: int) -> list:
     """``queryset[start:stop]`` (model instances or ``values()`` dicts with "pk"), found in two
     queries: the page's keys in the queryset's order, then their rows."""
-    keys = list(queryset.values_list("pk", flat=True)[start:stop])
+    return rows_for_keys(queryset, list(queryset.values_list("pk", flat=True)[start:stop]))
+
+
+def rows_for_keys(queryset: QuerySet, keys: list) -> list:
+    """The rows of ``queryset`` with these keys, in the order of ``keys``."""
     if not keys:
         return []
     rows = {(row["pk"] if isinstance(row, dict) else row.pk): row for row in queryset.order_by().filter(pk__in=keys)}
