@@ -37,14 +37,20 @@ class CappedPaginator(Paginator):
         return max(COUNT_LIMIT, (self.asked + 1) * self.per_page)
 
     @cached_property
+    def top(self) -> int:
+        return self.asked * self.per_page
+
+    @cached_property
     def keys(self) -> list:
-        """The keys of the first ``limit`` + 1 matches, in order: one query serves the count and
-        the page (each pass over a physician's thousands of grants costs the same)."""
-        return list(self.object_list.values_list("pk", flat=True)[: self.limit + 1])
+        """The keys of the matches up to the end of the page asked for (and one more), in order."""
+        return list(self.object_list.values_list("pk", flat=True)[: self.top + 1])
 
     @cached_property
     def count(self) -> int:
-        return len(self.keys)
+        # When the matches end before the page does, its keys are all of them: no count to make.
+        if len(self.keys) <= self.top:
+            return len(self.keys)
+        return self.object_list.order_by().values("pk")[: self.limit + 1].count()
 
     @property
     def capped(self) -> bool:

@@ -5,9 +5,11 @@ real DICOM instance, ingested by a member of the practice, with its thumbnail re
 study there is a consult accepted by a specialist with a signed report, and a second consult only
 offered (pool) to another specialist. Each route on A's objects is asked by each actor:
 
-- those allowed get the route's success (200, 201 for a link request, the clinician's redirect
-  from the patient portal); a few who may see the record but not use the route get its
-  documented 403 (marked where they are listed);
+- those allowed get the route's answer: its success (200, 201 for what a POST makes, the
+  patient portal's redirect of a clinician to the study page), or for a write the refusal that
+  only comes after the permission check (400 for a missing file, 409 for nothing to export);
+  a few who may see the record but not use the route get its documented 403 (commented where
+  they are listed);
 - every other signed-in actor gets 404, never 403 (which would confirm the record exists) and
   never the data;
 - anonymous callers are sent to the login page (pages) or get 401 (API, DICOMweb).
@@ -25,7 +27,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import pytest
@@ -40,7 +42,7 @@ from PIL import Image
 from rest_framework.authtoken.models import Token
 
 from consultations import actions, reports, room
-from consultations.models import State
+from consultations.models import ConsultRequest, State
 from studies import sharing
 from studies.ingest import ingest_file
 from studies.models import Instance, Patient, Series, Study
@@ -98,7 +100,9 @@ def store_ct(user, *, name: str) -> tuple[Study, Instance]:
 def build_world() -> SimpleNamespace:
     owner = UserFactory(role="physician", email="owner-a@example.com", name="Dr Owner A")
     practice_a = owner.default_practice
-    colleague = UserFactory(role="physician", email="colleague-a@example.com", name="Dr Colleague A", practice=practice_a)
+    colleague = UserFactory(
+        role="physician", email="colleague-a@example.com", name="Dr Colleague A", practice=practice_a
+    )
     physician_b = UserFactory(role="physician", email="physician-b@example.com", name="Dr B")
     patient_b = UserFactory(role="patient", email="patient-b@example.com", name="Pat B")
     pending = UserFactory(role="physician", email="pending@example.com", name="Dr Pending", practice=False)
@@ -117,13 +121,14 @@ def build_world() -> SimpleNamespace:
     Patient.objects.filter(pk=study_b.patient_id).update(account=patient_b)
 
     # The accepted consult, addressed to the assigned specialist, with a signed report.
-    accepted = ConsultFactory(
-        requester=owner, study=study_a, target_specialist=assigned, specialty="general_radiology"
-    )
+    accepted = ConsultFactory(requester=owner, study=study_a, target_specialist=assigned, specialty="general_radiology")
     actions.submit_consult(accepted, by=owner)
     actions.accept_consult(accepted, by=assigned)
     reports.save_draft(
-        accepted, by=assigned, findings="Small old lacunar infarct.", impression="No acute findings.",
+        accepted,
+        by=assigned,
+        findings="Small old lacunar infarct.",
+        impression="No acute findings.",
         patient_summary="Nothing urgent was found on your scan.",
     )
     reports.sign_report(accepted, by=assigned, password=PASSWORD)
@@ -180,11 +185,14 @@ def name_what_searches_find(world: SimpleNamespace) -> None:
     sides = {world.study_a.pk: "A", world.study_b.pk: "B"}
     world.study_names = {s.study_instance_uid: sides[s.pk] for s in (world.study_a, world.study_b)}
     world.series_names = {
-        uid: sides[study] for uid, study in Series.objects.filter(study__in=sides).values_list("series_instance_uid", "study")
+        uid: sides[study]
+        for uid, study in Series.objects.filter(study__in=sides).values_list("series_instance_uid", "study")
     }
     world.sop_names = {
         uid: sides[study]
-        for uid, study in Instance.objects.filter(series__study__in=sides).values_list("sop_instance_uid", "series__study")
+        for uid, study in Instance.objects.filter(series__study__in=sides).values_list(
+            "sop_instance_uid", "series__study"
+        )
     }
     world.patient_names = {world.study_a.patient_id: "A", world.study_b.patient_id: "B"}
     world.consult_names = {world.accepted.pk: "accepted", world.offered.pk: "offered"}
@@ -192,7 +200,8 @@ def name_what_searches_find(world: SimpleNamespace) -> None:
 
 @pytest.fixture(scope="module")
 def world(django_db_setup, django_db_blocker, tmp_path_factory):
-    """The two practices, made once; rolled back (and the media directory dropped) at the end."""
+    """The two practices, made once for the module (files in a temporary media directory) and
+    rolled back at its end."""
     media = override_settings(MEDIA_ROOT=str(tmp_path_factory.mktemp("practice-matrix-media")))
     media.enable()
     try:
@@ -232,8 +241,9 @@ PNG = "image/png"
 
 @dataclass(frozen=True)
 class Route:
-    """One route on A's objects. ``allowed``: actor -> the expected success status (everyone else
-    signed in: 404). ``kind``: "page" (a signed-in browser), "api" or "dicomweb" (a token)."""
+    """One route on A's objects. ``allowed``: actor -> the answer they get (everyone else signed
+    in: 404); ``check`` looks at what an allowed actor got. ``kind``: "page" (a signed-in
+    browser), "api" or "dicomweb" (a token)."""
 
     name: str
     kind: str
@@ -241,10 +251,10 @@ class Route:
     allowed: Mapping[str, int]
     method: str = "get"
     accept: str | None = None
-    body: Mapping | None = None
+    body_of: Callable[[SimpleNamespace], Mapping] | None = None  # what a POST sends
     json_body: bool = False
     location: Callable[[SimpleNamespace], str] | None = None  # where an allowed 302 leads
-    check: Callable[[SimpleNamespace, str, object], None] | None = field(default=None, compare=False)
+    check: Callable[[SimpleNamespace, str, object], None] | None = None
 
     def expected(self, actor: str) -> int | str:
         if actor == ANONYMOUS:
@@ -271,12 +281,13 @@ def ask(world, route: Route, actor: str):
     client = client_for(world, actor, route.kind)
     headers = {"Accept": route.accept} if route.accept else {}
     path = route.path(world)
+    body = route.body_of(world) if route.body_of else {}
     if route.method == "get":
         response = client.get(path, headers=headers)
     elif route.json_body:
-        response = client.post(path, json.dumps(route.body or {}), content_type="application/json", headers=headers)
+        response = client.post(path, json.dumps(body), content_type="application/json", headers=headers)
     else:
-        response = client.post(path, route.body or {}, headers=headers)
+        response = client.post(path, body, headers=headers)
     response.body = content_of(response)  # read (and close) streamed files whatever the answer
     return response
 
@@ -294,7 +305,7 @@ def assert_answer(world, route: Route, actor: str, response) -> None:
     if response.status_code == 404:
         # Nothing of A's record in the refusal (a 404 page may repeat the path, not the patient).
         assert b"Doe" not in response.body, where
-    if route.check is not None and 200 <= expected < 300:
+    if route.check is not None and actor in route.allowed:
         route.check(world, actor, response)
 
 
@@ -316,6 +327,11 @@ def params_for(routes: list[Route], actors=ACTORS) -> list:
 
 def names_the_study(world, actor, response) -> None:
     assert response.json()["study_instance_uid"] == world.uid
+
+
+def names_the_shared_study(world, actor, response) -> None:
+    body = response.json()
+    assert body["study_uid"] == world.uid and body["url"].startswith("/s/")
 
 
 def names_the_patient(world, actor, response) -> None:
@@ -348,7 +364,12 @@ def is_pdf(world, actor, response) -> None:
 
 def is_the_dicom_json_of_the_study(world, actor, response) -> None:
     items = json.loads(response.body)
-    assert items and all(item[STUDY_UID_TAG]["Value"] == [world.uid] for item in items if STUDY_UID_TAG in item)
+    assert items and all(item[STUDY_UID_TAG]["Value"] == [world.uid] for item in items)
+
+
+def carries_the_instance(world, actor, response) -> None:
+    assert response["Content-Type"].startswith("multipart/related")
+    assert b"DICM" in response.body and world.sop_uid.encode() in response.body
 
 
 def full_consult(world, actor, response) -> None:
@@ -372,6 +393,14 @@ def offer_or_detail_page(world, actor, response) -> None:
         assert "Doe" not in response.body.decode() and world.uid not in response.body.decode()
     else:
         assert "consultations/detail.html" in templates
+
+
+def taken_only_by_the_offered_specialist(world, actor, response) -> None:
+    now = ConsultRequest.objects.get(pk=world.offered.pk)  # the shared object stays as it was made
+    if actor == OFFERED:
+        assert now.state == State.ACCEPTED and now.assignee_id == world.users[OFFERED].pk
+    else:
+        assert now.state == State.SUBMITTED and now.assignee_id is None
 
 
 def signed_report(world, actor, response) -> None:
@@ -448,7 +477,7 @@ STUDY_ROUTES = [
         lambda w: f"/api/v1/patients/{w.patient_a.pk}/invite/",
         {OWNER: 201, COLLEAGUE: 201, ASSIGNED: 403},
         method="post",
-        body={"email": "jane.doe@example.com"},
+        body_of=lambda w: {"email": "jane.doe@example.com"},
         json_body=True,
     ),
     Route(
@@ -468,24 +497,81 @@ STUDY_ROUTES = [
         method="post",
     ),
     Route("api_share_link", "api", lambda w: f"/api/v1/shares/{w.share.pk}/", {OWNER: 200}),
+    # Writes that make something of A's study (rolled back after each case).
+    Route(
+        "api_make_share_link",
+        "api",
+        lambda w: "/api/v1/shares/",
+        {OWNER: 201, COLLEAGUE: 201, ASSIGNED: 201},
+        method="post",
+        body_of=lambda w: {"study_uid": w.uid},
+        json_body=True,
+        check=names_the_shared_study,
+    ),
+    Route(
+        "make_share_link_page",
+        "page",
+        study_page("studies:create-link"),
+        {OWNER: 201, COLLEAGUE: 201, ASSIGNED: 201},
+        method="post",
+        body_of=lambda w: {"expires_in_days": 7},
+    ),
     # DICOMweb.
-    Route("dicomweb_study", "dicomweb", dicomweb(), READERS, accept=DICOM),
-    Route("dicomweb_study_metadata", "dicomweb", dicomweb("/metadata"), READERS, accept=JSON,
-          check=is_the_dicom_json_of_the_study),
+    Route("dicomweb_study", "dicomweb", dicomweb(), READERS, accept=DICOM, check=carries_the_instance),
+    Route(
+        "dicomweb_study_metadata",
+        "dicomweb",
+        dicomweb("/metadata"),
+        READERS,
+        accept=JSON,
+        check=is_the_dicom_json_of_the_study,
+    ),
     Route("dicomweb_study_thumbnail", "dicomweb", dicomweb("/thumbnail"), READERS, accept=PNG, check=is_image),
-    Route("dicomweb_study_series_search", "dicomweb", dicomweb("/series"), READERS, accept=JSON,
-          check=is_the_dicom_json_of_the_study),
-    Route("dicomweb_study_instances_search", "dicomweb", dicomweb("/instances"), READERS, accept=JSON,
-          check=is_the_dicom_json_of_the_study),
-    Route("dicomweb_series", "dicomweb", dicomweb("/series/{series}"), READERS, accept=DICOM),
-    Route("dicomweb_series_metadata", "dicomweb", dicomweb("/series/{series}/metadata"), READERS, accept=JSON,
-          check=is_the_dicom_json_of_the_study),
-    Route("dicomweb_instance", "dicomweb", dicomweb(INSTANCE), READERS, accept=DICOM),
-    Route("dicomweb_instance_metadata", "dicomweb", dicomweb(INSTANCE + "/metadata"), READERS, accept=JSON,
-          check=is_the_dicom_json_of_the_study),
+    Route(
+        "dicomweb_study_series_search",
+        "dicomweb",
+        dicomweb("/series"),
+        READERS,
+        accept=JSON,
+        check=is_the_dicom_json_of_the_study,
+    ),
+    Route(
+        "dicomweb_study_instances_search",
+        "dicomweb",
+        dicomweb("/instances"),
+        READERS,
+        accept=JSON,
+        check=is_the_dicom_json_of_the_study,
+    ),
+    Route(
+        "dicomweb_series", "dicomweb", dicomweb("/series/{series}"), READERS, accept=DICOM, check=carries_the_instance
+    ),
+    Route(
+        "dicomweb_series_metadata",
+        "dicomweb",
+        dicomweb("/series/{series}/metadata"),
+        READERS,
+        accept=JSON,
+        check=is_the_dicom_json_of_the_study,
+    ),
+    Route("dicomweb_instance", "dicomweb", dicomweb(INSTANCE), READERS, accept=DICOM, check=carries_the_instance),
+    Route(
+        "dicomweb_instance_metadata",
+        "dicomweb",
+        dicomweb(INSTANCE + "/metadata"),
+        READERS,
+        accept=JSON,
+        check=is_the_dicom_json_of_the_study,
+    ),
     Route("dicomweb_frame_1", "dicomweb", dicomweb(INSTANCE + "/frames/1"), READERS, accept=OCTETS),
-    Route("dicomweb_frame_1_rendered", "dicomweb", dicomweb(INSTANCE + "/frames/1/rendered"), READERS, accept=PNG,
-          check=is_image),
+    Route(
+        "dicomweb_frame_1_rendered",
+        "dicomweb",
+        dicomweb(INSTANCE + "/frames/1/rendered"),
+        READERS,
+        accept=PNG,
+        check=is_image,
+    ),
     Route("dicomweb_rendered", "dicomweb", dicomweb(INSTANCE + "/rendered"), READERS, accept=PNG, check=is_image),
     Route("dicomweb_thumbnail", "dicomweb", dicomweb(INSTANCE + "/thumbnail"), READERS, accept=PNG, check=is_image),
 ]
@@ -507,8 +593,9 @@ ACCEPTED_CONSULT_ROUTES = [
     # Only the specialist who accepted the consult writes its report; the requester is told so.
     Route("report_editor_page", "page", consult("page", "report/"), {OWNER: 403, ASSIGNED: 200}),
     Route("report_pdf_page", "page", lambda w: f"/consults/{w.accepted.pk}/report.pdf", CARE_TEAM, check=is_pdf),
-    Route("portal_report_pdf", "page", lambda w: f"/portal/consults/{w.accepted.pk}/report.pdf", CARE_TEAM,
-          check=is_pdf),
+    Route(
+        "portal_report_pdf", "page", lambda w: f"/portal/consults/{w.accepted.pk}/report.pdf", CARE_TEAM, check=is_pdf
+    ),
     Route("attachment_page", "page", consult("page", "attachments/{attachment}/"), CARE_TEAM, check=is_image),
     Route("api_consult", "api", consult("api"), CARE_TEAM, check=full_consult),
     Route("api_consult_events", "api", consult("api", "events/"), CARE_TEAM),
@@ -518,6 +605,17 @@ ACCEPTED_CONSULT_ROUTES = [
     Route("api_attachment", "api", consult("api", "attachments/{attachment}/"), CARE_TEAM, check=is_image),
     Route("api_messages", "api", consult("api", "messages/"), CARE_TEAM),
     Route("api_annotations", "api", consult("api", "annotations/"), CARE_TEAM),
+    Route(
+        "api_post_message",
+        "api",
+        consult("api", "messages/"),
+        {OWNER: 201, ASSIGNED: 201},
+        method="post",
+        body_of=lambda w: {"text": "Any news?"},
+        json_body=True,
+    ),
+    # The care team may export measurements; there are none yet: 409 nothing_to_export.
+    Route("api_export_sr", "api", consult("api", "export-sr/"), {OWNER: 409, ASSIGNED: 409}, method="post"),
 ]
 
 # The offered consult: the requester sees it whole; the offered specialist sees only the offer
@@ -533,6 +631,26 @@ OFFERED_CONSULT_ROUTES = [
     Route("offered_api_messages", "api", consult("api", "messages/", which="offered"), REQUESTER),
     Route("offered_api_annotations", "api", consult("api", "annotations/", which="offered"), REQUESTER),
     Route("offered_api_report_versions", "api", consult("api", "report/versions/", which="offered"), REQUESTER),
+    Route(
+        "offered_api_post_message",
+        "api",
+        consult("api", "messages/", which="offered"),
+        {OWNER: 201},
+        method="post",
+        body_of=lambda w: {"text": "Any news?"},
+        json_body=True,
+    ),
+    # Accepting is the offered specialist's (then back to the consult); the requester is told they
+    # may not, on the same page.
+    Route(
+        "offered_accept",
+        "page",
+        consult("page", "do/accept/", which="offered"),
+        {OWNER: 302, OFFERED: 302},
+        method="post",
+        location=consult("page", which="offered"),
+        check=taken_only_by_the_offered_specialist,
+    ),
 ]
 
 
@@ -551,6 +669,30 @@ def test_accepted_consult_routes_answer_only_its_care_team_and_404_everyone_else
 @pytest.mark.parametrize(("route", "actor"), params_for(OFFERED_CONSULT_ROUTES))
 def test_offered_consult_shows_the_offer_only_to_the_offered_specialist_and_404_everyone_else(world, route, actor):
     assert_answer(world, route, actor, ask(world, route, actor))
+
+
+CREATE_ANSWERS = {OWNER: 201, COLLEAGUE: 201, ASSIGNED: 403}  # only physicians request consults
+
+
+@pytest.mark.parametrize("actor", ACTORS, ids=lambda a: f"{a}-{CREATE_ANSWERS.get(a, 401 if a == ANONYMOUS else 400)}")
+def test_consult_requested_on_a_study_of_practice_a_is_answered_as_if_the_uid_were_unknown_for_outsiders(world, actor):
+    """``POST /api/v1/consults/`` validates the study UID: a study the caller may not see is refused
+    with the very answer an unknown UID gets, so the answer tells nothing of practice A."""
+    client = client_for(world, actor, "api")
+
+    def request(uid: str):
+        body = {"study_uid": uid, "question": "Any bleed?", "specialty": "neuroradiology", "jurisdiction": "US-CA"}
+        return client.post("/api/v1/consults/", json.dumps(body), content_type="application/json")
+
+    response = request(world.uid)
+    if actor == ANONYMOUS:
+        assert response.status_code == 401
+    elif actor in CREATE_ANSWERS:
+        assert response.status_code == CREATE_ANSWERS[actor], response.content[:300]
+    else:
+        assert response.status_code == 400, response.content[:300]
+        assert response.json() == request("1.2.3.4.5.404").json()
+        assert not ConsultRequest.objects.filter(requester=world.users[actor]).exists()
 
 
 # -- searches --------------------------------------------------------------------------------------
@@ -608,12 +750,30 @@ SEES_CONSULT = {
 MRN_QUERY = f"PatientID={MRN}"
 
 SEARCHES = [
-    Search("qido_studies", "dicomweb", f"/dicomweb/studies?{MRN_QUERY}", qido_names(STUDY_UID_TAG, "study_names"),
-           SEES_STUDY, accept=JSON),
-    Search("qido_series", "dicomweb", f"/dicomweb/series?{MRN_QUERY}", qido_names(SERIES_UID_TAG, "series_names"),
-           SEES_STUDY, accept=JSON),
-    Search("qido_instances", "dicomweb", f"/dicomweb/instances?{MRN_QUERY}", qido_names(SOP_UID_TAG, "sop_names"),
-           SEES_STUDY, accept=JSON),
+    Search(
+        "qido_studies",
+        "dicomweb",
+        f"/dicomweb/studies?{MRN_QUERY}",
+        qido_names(STUDY_UID_TAG, "study_names"),
+        SEES_STUDY,
+        accept=JSON,
+    ),
+    Search(
+        "qido_series",
+        "dicomweb",
+        f"/dicomweb/series?{MRN_QUERY}",
+        qido_names(SERIES_UID_TAG, "series_names"),
+        SEES_STUDY,
+        accept=JSON,
+    ),
+    Search(
+        "qido_instances",
+        "dicomweb",
+        f"/dicomweb/instances?{MRN_QUERY}",
+        qido_names(SOP_UID_TAG, "sop_names"),
+        SEES_STUDY,
+        accept=JSON,
+    ),
     Search("api_studies", "api", "/api/v1/studies/", api_names("study_instance_uid", "study_names"), SEES_STUDY),
     Search("api_patients", "api", "/api/v1/patients/", api_names("id", "patient_names"), SEES_STUDY),
     Search("api_consults", "api", "/api/v1/consults/", api_names("id", "consult_names"), SEES_CONSULT),
@@ -656,24 +816,29 @@ def test_searches_for_mrn_4711_list_only_the_studies_records_and_consults_the_ac
 
 ORIGIN = (b"origin", b"http://testserver")
 ROOM_MEMBERS = {"accepted": {OWNER, ASSIGNED}, "offered": {OWNER}}
+ROOM_HISTORY = {"accepted": ["Thanks for taking this one."], "offered": []}
 
 
-def room_answer(consult_id: int, headers) -> int | str:
-    """Close code of a refused handshake, or the type of the last frame a joining member gets."""
+def room_answer(consult_id: int, headers) -> int | list[str]:
+    """The close code of a refused handshake, or the texts of the chat history a member joins with."""
     from teleconsult.asgi import application
 
     async def scenario():
         comm = WebsocketCommunicator(application, f"/ws/consults/{consult_id}/", headers=headers)
-        await comm.connect()
+        await comm.connect()  # accepted first, so that a refusal is a close code
+        history = None
         while True:
             output = await comm.receive_output(timeout=3)
             if output["type"] == "websocket.close":
-                await comm.wait()
+                await comm.disconnect(code=output.get("code"))  # the client's side of the close
                 return output.get("code")
             frame = json.loads(output["text"])
-            if frame["type"] == "presence":  # chat.history, then presence: joined
+            if frame["type"] == "chat.history":
+                history = [message["text"] for message in frame["messages"]]
+            elif frame["type"] == "presence":  # the last frame of joining
                 await comm.disconnect()
-                return "joined"
+                assert history is not None, "joined without the chat history"
+                return history
 
     return async_to_sync(scenario)()
 
@@ -701,6 +866,6 @@ def test_consult_room_websocket_lets_in_only_the_care_team_and_closes_with_4403_
         headers.append((b"authorization", f"Token {Token.objects.get(user=world.users[actor]).key}".encode()))
     answer = room_answer(target.pk, headers)
     if actor in ROOM_MEMBERS[which]:
-        assert answer == "joined"
+        assert answer == ROOM_HISTORY[which]
     else:
         assert answer == FORBIDDEN
