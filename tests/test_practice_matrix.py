@@ -45,13 +45,15 @@ from consultations import actions, reports, room
 from consultations.models import ConsultRequest, State
 from studies import sharing
 from studies.ingest import ingest_file
-from studies.models import Instance, Patient, Series, Study
+from studies.models import AccessEvent, Instance, Patient, PatientInvitation, Series, Study
 from studies.tasks import render_instance
 from tests.factories import PASSWORD, ConsultFactory, SpecialistFactory, UserFactory
 from tests.studies import dicom_factory as f
 from tests.studies.test_dicomweb_helpers import token_client
 
 MRN = "MRN-4711"
+PATIENT_A = "Abbott^Alma"  # A's patient, under a name no page uses as an example
+SURNAME_A = b"Abbott"
 STUDY_UID_TAG = "0020000D"
 SERIES_UID_TAG = "0020000E"
 SOP_UID_TAG = "00080018"
@@ -113,7 +115,7 @@ def build_world() -> SimpleNamespace:
     assert practice_a != physician_b.default_practice
     assert colleague.practice_ids() == [practice_a.pk] and pending.awaiting_practice
 
-    study_a, instance_a = store_ct(owner, name="Doe^Jane")
+    study_a, instance_a = store_ct(owner, name=PATIENT_A)
     study_b, _ = store_ct(physician_b, name="Intruder^Ivan")
     assert study_a.practice == practice_a and study_b.practice == physician_b.default_practice
     assert study_a.patient.patient_id == study_b.patient.patient_id == MRN
@@ -150,6 +152,15 @@ def build_world() -> SimpleNamespace:
     )
 
     share = sharing.create_share(study=study_a, by=owner).link
+    # Each side has looked at its own study once.
+    for user, study in ((owner, study_a), (physician_b, study_b), (patient_b, study_b)):
+        AccessEvent.objects.create(
+            user=user,
+            actor=user.email,
+            action=AccessEvent.Action.STUDY_VIEW,
+            study=study,
+            study_uid=study.study_instance_uid,
+        )
 
     users = {
         OWNER: owner,
@@ -194,6 +205,7 @@ def name_what_searches_find(world: SimpleNamespace) -> None:
             "sop_instance_uid", "series__study"
         )
     }
+    world.a_instances = sum(1 for name in world.sop_names.values() if name == "A")
     world.patient_names = {world.study_a.patient_id: "A", world.study_b.patient_id: "B"}
     world.consult_names = {world.accepted.pk: "accepted", world.offered.pk: "offered"}
 
@@ -253,6 +265,8 @@ class Route:
     accept: str | None = None
     body_of: Callable[[SimpleNamespace], Mapping] | None = None  # what a POST sends
     json_body: bool = False
+    raw_body: Callable[[SimpleNamespace], bytes] | None = None  # sent as is, with ``content_type``
+    content_type: str = ""
     location: Callable[[SimpleNamespace], str] | None = None  # where an allowed 302 leads
     check: Callable[[SimpleNamespace, str, object], None] | None = None
 
@@ -284,6 +298,8 @@ def ask(world, route: Route, actor: str):
     body = route.body_of(world) if route.body_of else {}
     if route.method == "get":
         response = client.get(path, headers=headers)
+    elif route.raw_body is not None:
+        response = client.generic("POST", path, route.raw_body(world), content_type=route.content_type, headers=headers)
     elif route.json_body:
         response = client.post(path, json.dumps(body), content_type="application/json", headers=headers)
     else:
@@ -304,7 +320,7 @@ def assert_answer(world, route: Route, actor: str, response) -> None:
         assert response["Location"] == route.location(world), where
     if response.status_code == 404:
         # Nothing of A's record in the refusal (a 404 page may repeat the path, not the patient).
-        assert b"Doe" not in response.body, where
+        assert SURNAME_A not in response.body, where
     if route.check is not None and actor in route.allowed:
         route.check(world, actor, response)
 
@@ -338,6 +354,16 @@ def names_the_patient(world, actor, response) -> None:
     body = response.json()
     assert body["id"] == world.patient_a.pk and body["patient_id"] == MRN
     assert [s["study_instance_uid"] for s in body["studies"]] == [world.uid]
+
+
+def stored_in_the_study_only_when_allowed(world, actor, response) -> None:
+    now = Instance.objects.filter(series__study=world.study_a).count()
+    assert now == world.a_instances + (1 if response.status_code == 200 else 0), (actor, now)
+
+
+def link_requested_only_by_members(world, actor, response) -> None:
+    requested = PatientInvitation.objects.filter(patient=world.patient_a).exists()
+    assert requested == (actor in (OWNER, COLLEAGUE)), (actor, requested)
 
 
 def events_of_the_study_only(world, actor, response) -> None:
@@ -374,14 +400,14 @@ def carries_the_instance(world, actor, response) -> None:
 
 def full_consult(world, actor, response) -> None:
     body = response.json()
-    assert "offer_only" not in body and body["study"]["patient_name"] == "Doe Jane"
+    assert "offer_only" not in body and body["study"]["patient_name"] == "Abbott Alma"
 
 
 def offer_or_full_consult(world, actor, response) -> None:
     body = response.json()
     if actor == OFFERED:
         assert body["offer_only"] is True
-        assert "Doe" not in response.body.decode() and world.uid not in response.body.decode()
+        assert SURNAME_A not in response.body and world.uid.encode() not in response.body
     else:
         full_consult(world, actor, response)
 
@@ -390,7 +416,7 @@ def offer_or_detail_page(world, actor, response) -> None:
     templates = [t.name for t in response.templates]
     if actor == OFFERED:
         assert "consultations/offer.html" in templates
-        assert "Doe" not in response.body.decode() and world.uid not in response.body.decode()
+        assert SURNAME_A not in response.body and world.uid.encode() not in response.body
     else:
         assert "consultations/detail.html" in templates
 
@@ -422,6 +448,16 @@ def dicomweb(suffix: str = "") -> Callable[[SimpleNamespace], str]:
 
 
 INSTANCE = "/series/{series}/instances/{sop}"
+BOUNDARY = "matrix-b0undary"
+STOW_TYPE = f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'
+
+
+def stow_body_for_the_study(world) -> bytes:
+    """A STOW-RS body of one more CT of A's study (a new series)."""
+    data = f.make_ct(PatientID=MRN, PatientName=PATIENT_A, StudyInstanceUID=world.uid)
+    head = f"--{BOUNDARY}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+    return head + data + f"\r\n--{BOUNDARY}--\r\n".encode()
+
 
 STUDY_ROUTES = [
     # Pages of the study and its patient record.
@@ -477,8 +513,19 @@ STUDY_ROUTES = [
         lambda w: f"/api/v1/patients/{w.patient_a.pk}/invite/",
         {OWNER: 201, COLLEAGUE: 201, ASSIGNED: 403},
         method="post",
-        body_of=lambda w: {"email": "jane.doe@example.com"},
+        body_of=lambda w: {"email": "alma.abbott@example.com"},
         json_body=True,
+    ),
+    # The patient page's "Ask to link": back to the patient page; only a member's request is made.
+    Route(
+        "invite_patient_page",
+        "page",
+        lambda w: reverse("studies:invite-patient", args=[w.patient_a.pk]),
+        {OWNER: 302, COLLEAGUE: 302, ASSIGNED: 302},
+        method="post",
+        body_of=lambda w: {"email": "alma.abbott@example.com"},
+        location=lambda w: reverse("studies:patient", args=[w.patient_a.pk]),
+        check=link_requested_only_by_members,
     ),
     Route(
         "api_access_events",
@@ -517,6 +564,18 @@ STUDY_ROUTES = [
         body_of=lambda w: {"expires_in_days": 7},
     ),
     # DICOMweb.
+    Route(
+        "dicomweb_stow_into_the_study",
+        "dicomweb",
+        dicomweb(),
+        # Anyone who may see the study adds to it. Patients store nothing: their 403 comes before
+        # any study is looked at, the same for every UID, so it tells nothing of practice A.
+        {OWNER: 200, COLLEAGUE: 200, ASSIGNED: 200, PATIENT_B: 403},
+        method="post",
+        check=stored_in_the_study_only_when_allowed,
+        raw_body=stow_body_for_the_study,
+        content_type=STOW_TYPE,
+    ),
     Route("dicomweb_study", "dicomweb", dicomweb(), READERS, accept=DICOM, check=carries_the_instance),
     Route(
         "dicomweb_study_metadata",
@@ -704,7 +763,7 @@ class Search:
 
     name: str
     kind: str
-    path: str
+    path: str  # "{uid}", "{sop}": A's study and instance
     found: Callable[[SimpleNamespace, object], set[str]]
     expected: Mapping[str, set[str]]
     accept: str | None = None
@@ -747,6 +806,18 @@ SEES_CONSULT = {
     PATIENT_B: set(),
     PENDING: set(),
 }
+# Looking A's study up by its UIDs finds it only for those who may see it.
+SEES_A = {actor: ({"A"} if actor in (OWNER, COLLEAGUE, ASSIGNED) else set()) for actor in SEES_STUDY}
+# The access history: the uploader and the practice's admins read a study's; a patient their own.
+READS_EVENTS_OF = {
+    OWNER: {"A"},
+    PHYSICIAN_B: {"B"},
+    PATIENT_B: {"B"},
+    COLLEAGUE: set(),
+    ASSIGNED: set(),
+    PENDING: set(),
+    OFFERED: set(),
+}
 MRN_QUERY = f"PatientID={MRN}"
 
 SEARCHES = [
@@ -774,6 +845,29 @@ SEARCHES = [
         SEES_STUDY,
         accept=JSON,
     ),
+    Search(
+        "qido_studies_by_a_uid",
+        "dicomweb",
+        "/dicomweb/studies?StudyInstanceUID={uid}",
+        qido_names(STUDY_UID_TAG, "study_names"),
+        SEES_A,
+        accept=JSON,
+    ),
+    Search(
+        "qido_instances_by_a_sop_uid",
+        "dicomweb",
+        "/dicomweb/instances?SOPInstanceUID={sop}",
+        qido_names(SOP_UID_TAG, "sop_names"),
+        SEES_A,
+        accept=JSON,
+    ),
+    Search(
+        "api_access_events",
+        "api",
+        "/api/v1/access-events/",
+        api_names("study_uid", "study_names"),
+        READS_EVENTS_OF,
+    ),
     Search("api_studies", "api", "/api/v1/studies/", api_names("study_instance_uid", "study_names"), SEES_STUDY),
     Search("api_patients", "api", "/api/v1/patients/", api_names("id", "patient_names"), SEES_STUDY),
     Search("api_consults", "api", "/api/v1/consults/", api_names("id", "consult_names"), SEES_CONSULT),
@@ -800,7 +894,8 @@ def search_params() -> list:
 @pytest.mark.parametrize(("search", "actor"), search_params())
 def test_searches_for_mrn_4711_list_only_the_studies_records_and_consults_the_actor_may_see(world, search, actor):
     client = client_for(world, actor, search.kind)
-    response = client.get(search.path, headers={"Accept": search.accept} if search.accept else {})
+    path = search.path.format(uid=world.uid, sop=world.sop_uid)
+    response = client.get(path, headers={"Accept": search.accept} if search.accept else {})
     response.body = content_of(response)
     if actor == ANONYMOUS:
         if search.kind == "page":
@@ -810,6 +905,9 @@ def test_searches_for_mrn_4711_list_only_the_studies_records_and_consults_the_ac
         return
     assert response.status_code == 200, response.body[:300]
     assert search.found(world, response) == search.expected[actor]
+    if actor not in (OWNER, COLLEAGUE, ASSIGNED):
+        # Not even in passing (an offer, a count, a link): nothing names A's patient or study.
+        assert SURNAME_A not in response.body and world.uid.encode() not in response.body
 
 
 # -- the consult room ------------------------------------------------------------------------------
