@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 
+from django.conf import settings
 from django.contrib.auth.base_user import BaseUserManager
 from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
@@ -249,6 +250,45 @@ class PhysicianProfile(models.Model):
         return f"Physician profile of {self.user}"
 
 
+class EmailInvitation(models.Model):
+    """An invitation sent to an email address: answered once (``ENDINGS``: the timestamp fields that
+    end it, and the status each gives), and lapsing ``TELECONSULT_INVITATION_DAYS`` after it was sent,
+    so an old email in an inbox, or an address that later changes hands, opens nothing."""
+
+    email = models.EmailField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    ENDINGS: tuple[tuple[str, str], ...] = (("accepted_at", "accepted"),)
+
+    class Meta:
+        abstract = True
+
+    @staticmethod
+    def lifetime() -> dt.timedelta:
+        return dt.timedelta(days=settings.TELECONSULT_INVITATION_DAYS)
+
+    @classmethod
+    def pending(cls, at=None) -> models.QuerySet:
+        """Invitations that may still be answered at ``at``."""
+        at = at or timezone.now()
+        unanswered = {f"{field}__isnull": True for field, _status in cls.ENDINGS}
+        return cls.objects.filter(created_at__gt=at - cls.lifetime(), **unanswered)
+
+    @property
+    def expires_at(self) -> dt.datetime:
+        return self.created_at + self.lifetime()
+
+    def status_at(self, at) -> str:
+        for field, status in self.ENDINGS:
+            if getattr(self, field) is not None:
+                return status
+        return "expired" if self.expires_at <= at else "pending"
+
+    @property
+    def status(self) -> str:
+        return self.status_at(timezone.now())
+
+
 class Organization(models.Model):
     """A practice: the tenant. A clinic, hospital, imaging site or reading group whose members share
     its patients and studies; nothing of one practice reaches another but by an explicit grant."""
@@ -317,33 +357,22 @@ class Membership(models.Model):
         return self.role == self.Role.ADMIN
 
 
-class PracticeInvitation(models.Model):
+class PracticeInvitation(EmailInvitation):
     """A practice admin asked the person at ``email`` to join; accepted by a signed-in clinician
     whose confirmed address it is, through the link in the email. Only a hash of the token is kept."""
 
     practice = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="invitations")
-    email = models.EmailField()
     role = models.CharField(max_length=16, choices=Membership.Role.choices, default=Membership.Role.CLINICIAN)
     token_hash = models.CharField(max_length=64, unique=True)
     invited_by = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
-    created_at = models.DateTimeField(default=timezone.now)
-    expires_at = models.DateTimeField()
     accepted_at = models.DateTimeField(null=True, blank=True)
     accepted_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     revoked_at = models.DateTimeField(null=True, blank=True)
+
+    ENDINGS = (("accepted_at", "accepted"), ("revoked_at", "revoked"))
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"Invitation of {self.email} to {self.practice}"
-
-    @property
-    def status(self) -> str:
-        if self.accepted_at:
-            return "accepted"
-        if self.revoked_at:
-            return "revoked"
-        if self.expires_at <= timezone.now():
-            return "expired"
-        return "pending"

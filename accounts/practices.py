@@ -9,7 +9,6 @@ goes by email, to the address's owner only.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import secrets
 
@@ -157,10 +156,6 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def invitation_lifetime() -> dt.timedelta:
-    return dt.timedelta(days=settings.TELECONSULT_INVITATION_DAYS)
-
-
 def invite_member(
     practice: Organization, *, email: str, by: User, role: str = Membership.Role.CLINICIAN, request=None
 ) -> str:
@@ -185,7 +180,6 @@ def invite_member(
         role=role,
         token_hash=_token_hash(token),
         invited_by=by,
-        expires_at=timezone.now() + invitation_lifetime(),
     )
     path = reverse("accounts:join_practice", args=[token])
     link = request.build_absolute_uri(path) if request is not None else path

@@ -18,7 +18,7 @@ from django.db import models, transaction
 from django.db.models import Case, IntegerField, Q, Value, When
 from django.utils import timezone
 
-from accounts.models import Specialty, validate_jurisdiction
+from accounts.models import EmailInvitation, Specialty, validate_jurisdiction
 from studies.models import AccessGrant, Study
 from studies.permissions import grant_access, revoke_access
 
@@ -494,16 +494,14 @@ class ConsultParticipant(models.Model):
         return f"{self.user} on consult {self.consult_id}"
 
 
-class ColleagueInvitation(models.Model):
+class ColleagueInvitation(EmailInvitation):
     """The requester asked the person at ``email`` to join the consult's care team. They join only
     when a clinician's account that confirmed the address accepts; until then the consult shows
     the address as invited, whatever it belongs to, so adding someone tells nothing about who has
     an account here."""
 
     consult = models.ForeignKey(ConsultRequest, on_delete=models.CASCADE, related_name="colleague_invitations")
-    email = models.EmailField()
     invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    created_at = models.DateTimeField(default=timezone.now)
     accepted_at = models.DateTimeField(null=True, blank=True)
     accepted_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -511,35 +509,14 @@ class ColleagueInvitation(models.Model):
     declined_at = models.DateTimeField(null=True, blank=True)
     withdrawn_at = models.DateTimeField(null=True, blank=True)
 
+    ENDINGS = (("accepted_at", "accepted"), ("declined_at", "declined"), ("withdrawn_at", "withdrawn"))
+
     class Meta:
         ordering = ["-created_at", "-pk"]
         indexes = [models.Index(fields=["email"])]
 
     def __str__(self) -> str:
         return f"{self.email} invited to consult {self.consult_id}"
-
-    @property
-    def expires_at(self):
-        return self.created_at + dt.timedelta(days=settings.TELECONSULT_INVITATION_DAYS)
-
-    @property
-    def status(self) -> str:
-        if self.accepted_at:
-            return "accepted"
-        if self.declined_at:
-            return "declined"
-        if self.withdrawn_at:
-            return "withdrawn"
-        if self.expires_at <= timezone.now():
-            return "expired"
-        return "pending"
-
-    @classmethod
-    def pending(cls) -> models.QuerySet:
-        cutoff = timezone.now() - dt.timedelta(days=settings.TELECONSULT_INVITATION_DAYS)
-        return cls.objects.filter(
-            accepted_at__isnull=True, declined_at__isnull=True, withdrawn_at__isnull=True, created_at__gt=cutoff
-        )
 
 
 class ConsultAttachment(models.Model):

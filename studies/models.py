@@ -7,6 +7,8 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
+from accounts.models import EmailInvitation
+
 
 class Patient(models.Model):
     """A patient as the images of one practice name them: PatientID within an issuer, within the
@@ -267,7 +269,7 @@ class AccessGrant(models.Model):
             self.save(update_fields=["revoked_at", "revoked_by"])
 
 
-class PatientInvitation(models.Model):
+class PatientInvitation(EmailInvitation):
     """A practice member asked the person at ``email`` to link their portal account to ``patient``.
 
     Nothing is linked until a patient account that confirmed that address accepts (or it declines);
@@ -275,14 +277,14 @@ class PatientInvitation(models.Model):
     """
 
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="invitations")
-    email = models.EmailField()
     invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    created_at = models.DateTimeField(default=timezone.now)
     accepted_at = models.DateTimeField(null=True, blank=True)
     accepted_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     declined_at = models.DateTimeField(null=True, blank=True)
+
+    ENDINGS = (("accepted_at", "accepted"), ("declined_at", "declined"))
 
     class Meta:
         ordering = ["-created_at"]
@@ -290,40 +292,6 @@ class PatientInvitation(models.Model):
 
     def __str__(self) -> str:
         return f"Invitation of {self.email} to patient {self.patient_id}"
-
-    # An invitation is good for TELECONSULT_INVITATION_DAYS from ``created_at``: an old email in
-    # an inbox, or an address that later changes hands, must not link the record any more.
-    @staticmethod
-    def lifetime():
-        from datetime import timedelta
-
-        return timedelta(days=settings.TELECONSULT_INVITATION_DAYS)
-
-    @classmethod
-    def pending(cls, at=None) -> models.QuerySet:
-        """Invitations that may still be answered: not accepted or declined, not expired at ``at``."""
-        at = at or timezone.now()
-        return cls.objects.filter(
-            accepted_at__isnull=True, declined_at__isnull=True, created_at__gt=at - cls.lifetime()
-        )
-
-    @property
-    def expires_at(self):
-        return self.created_at + self.lifetime()
-
-    def status_at(self, at) -> str:
-        if self.accepted_at is not None:
-            return "accepted"
-        if self.declined_at is not None:
-            return "declined"
-        if self.expires_at <= at:
-            return "expired"
-        return "pending"
-
-    @property
-    def status(self) -> str:
-        """pending, accepted, declined or expired"""
-        return self.status_at(timezone.now())
 
     def accept(self, *, by, at=None) -> None:
         at = at or timezone.now()

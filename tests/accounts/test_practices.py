@@ -373,7 +373,7 @@ def test_revoked_and_expired_invitations_cannot_be_used(physician):
     assert revoked.status == "revoked"
 
     PracticeInvitation.objects.filter(email=expired_user.email).update(
-        expires_at=timezone.now() - dt.timedelta(seconds=1)
+        created_at=timezone.now() - PracticeInvitation.lifetime() - dt.timedelta(seconds=1)
     )
     for user, path, status in ((revoked_user, revoked_path, "revoked"), (expired_user, expired_path, "expired")):
         browser = signed_in(user)
