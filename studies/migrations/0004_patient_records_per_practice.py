@@ -5,77 +5,6 @@ from django.conf import settings
 from django.db import migrations, models
 
 
-def split_records_by_practice(apps, schema_editor):
-    """File every study under its uploader's practice, and give each practice its own patient
-    records: a record whose studies came from several practices (the same MRN uploaded by
-    strangers) is split, so each practice keeps a record of its own and none sees another's.
-
-    The original record stays with the practice of the one who created it. A linked portal
-    account stays on the record whose practice invited it (an accepted invitation by a member),
-    else on the original; pending invitations follow the practice of whoever sent them.
-    """
-    Organization = apps.get_model("accounts", "Organization")
-    Membership = apps.get_model("accounts", "Membership")
-    Patient = apps.get_model("studies", "Patient")
-    Study = apps.get_model("studies", "Study")
-    PatientInvitation = apps.get_model("studies", "PatientInvitation")
-    if not Study.objects.exists() and not Patient.objects.exists():
-        return
-    first_practice: dict[int, int] = {}
-    for membership in Membership.objects.order_by("since", "pk"):
-        first_practice.setdefault(membership.user_id, membership.practice_id)
-    orphans = None
-
-    def practice_of(user_id):
-        nonlocal orphans
-        if user_id in first_practice:
-            return first_practice[user_id]
-        if orphans is None:
-            orphans = Organization.objects.create(name="Records from before practices", kind="clinic").pk
-        return orphans
-
-    for study in Study.objects.filter(practice__isnull=True).iterator():
-        Study.objects.filter(pk=study.pk).update(practice_id=practice_of(study.uploaded_by_id))
-    for patient in Patient.objects.order_by("pk").iterator():
-        by_practice: dict[int, list[int]] = {}
-        for study_pk, practice_pk in Study.objects.filter(patient=patient).values_list("pk", "practice_id"):
-            by_practice.setdefault(practice_pk, []).append(study_pk)
-        home = practice_of(patient.uploaded_by_id)
-        if by_practice and home not in by_practice:
-            home = sorted(by_practice)[0]
-        inviters = {}
-        for invitation in PatientInvitation.objects.filter(patient=patient):
-            if invitation.invited_by_id is not None and invitation.invited_by_id in first_practice:
-                inviters[invitation.pk] = first_practice[invitation.invited_by_id]
-        linked_practice = home
-        accepted = PatientInvitation.objects.filter(patient=patient, accepted_at__isnull=False).order_by("-accepted_at")
-        for invitation in accepted:
-            if inviters.get(invitation.pk) in by_practice:
-                linked_practice = inviters[invitation.pk]
-                break
-        account = patient.account_id
-        Patient.objects.filter(pk=patient.pk).update(
-            practice_id=home, account_id=account if linked_practice == home else None
-        )
-        for practice_pk, study_pks in sorted(by_practice.items()):
-            if practice_pk == home:
-                continue
-            copy = Patient.objects.create(
-                practice_id=practice_pk,
-                patient_id=patient.patient_id,
-                issuer=patient.issuer,
-                name=patient.name,
-                birth_date=patient.birth_date,
-                sex=patient.sex,
-                account_id=account if linked_practice == practice_pk else None,
-                uploaded_by_id=Study.objects.filter(pk=study_pks[0]).values_list("uploaded_by_id", flat=True)[0],
-            )
-            Study.objects.filter(pk__in=study_pks).update(patient=copy)
-            for invitation_pk, inviter_practice in inviters.items():
-                if inviter_practice == practice_pk:
-                    PatientInvitation.objects.filter(pk=invitation_pk).update(patient=copy)
-
-
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -98,24 +27,5 @@ class Migration(migrations.Migration):
             model_name='study',
             name='practice',
             field=models.ForeignKey(null=True, on_delete=django.db.models.deletion.PROTECT, related_name='studies', to='accounts.organization'),
-        ),
-        migrations.RunPython(split_records_by_practice, migrations.RunPython.noop),
-        migrations.AlterField(
-            model_name="patient",
-            name="practice",
-            field=models.ForeignKey(
-                on_delete=django.db.models.deletion.PROTECT, related_name="patients", to="accounts.organization"
-            ),
-        ),
-        migrations.AlterField(
-            model_name="study",
-            name="practice",
-            field=models.ForeignKey(
-                on_delete=django.db.models.deletion.PROTECT, related_name="studies", to="accounts.organization"
-            ),
-        ),
-        migrations.AddConstraint(
-            model_name='patient',
-            constraint=models.UniqueConstraint(fields=('practice', 'patient_id', 'issuer'), name='unique_patient_per_practice'),
         ),
     ]

@@ -31,7 +31,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0002_practices'),
-        ('studies', '0005_consent_to_link'),
+        ('studies', '0007_consent_to_link'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

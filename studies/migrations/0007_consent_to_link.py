@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('studies', '0004_patient_records_per_practice'),
+        ('studies', '0006_practice_required'),
     ]
 
     operations = [
