@@ -23,11 +23,19 @@ class TokenRequestSerializer(serializers.Serializer):
     code = serializers.CharField(required=False, allow_blank=True, help_text="TOTP or recovery code")
 
 
+class MembershipSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="practice_id", help_text="The practice's number (uploads name it)")
+    name = serializers.CharField(source="practice.name")
+    role = serializers.CharField(help_text="clinician or admin")
+
+
 class MeSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     email = serializers.EmailField()
     name = serializers.CharField(source="display_name")
     role = serializers.CharField()
+    practices = MembershipSerializer(source="memberships", many=True, read_only=True)
+    default_practice = serializers.IntegerField(source="default_practice_id", allow_null=True)
 
 
 TokenResponse = inline_serializer("TokenResponse", {"token": serializers.CharField()})

@@ -14,13 +14,13 @@ import secrets
 
 from allauth.account.models import EmailAddress
 from django.conf import settings
-from django.core.mail import send_mail
 from django.db import transaction
 from django.http import Http404
 from django.urls import reverse
 from django.utils import timezone
 
 from .models import Membership, Organization, PracticeInvitation, Role, User
+from .outbox import send_after_commit
 
 CLINICAL_ROLES = (Role.PHYSICIAN, Role.SPECIALIST)
 
@@ -124,12 +124,19 @@ def admit(user: User, practice: Organization, *, by: User, role: str = Membershi
     return membership
 
 
+def _lock_admins(practice: Organization):
+    """Lock the practice's row (two admins acting at once take turns) and return its active admins."""
+    Organization.objects.select_for_update().filter(pk=practice.pk).first()
+    return practice.memberships.filter(role=Membership.Role.ADMIN, user__is_active=True)
+
+
+@transaction.atomic
 def remove_member(membership: Membership, *, by: User) -> None:
-    """Remove a member; the last practice admin stays (a practice always has someone to run it)."""
+    """Remove a member; the last active admin stays (a practice always has someone to run it)."""
     if not may_manage(by, membership.practice):
         raise Http404("No such practice.")
-    admins = membership.practice.memberships.filter(role=Membership.Role.ADMIN)
-    if membership.is_admin and admins.count() == 1:
+    admins = _lock_admins(membership.practice)
+    if membership.is_admin and not admins.exclude(pk=membership.pk).exists():
         raise PracticeError("This is the practice's last admin: make someone else admin first.")
     user = membership.user
     membership.delete()
@@ -137,13 +144,14 @@ def remove_member(membership: Membership, *, by: User) -> None:
         User.objects.filter(pk=user.pk).update(default_practice=None)
 
 
+@transaction.atomic
 def set_role(membership: Membership, role: str, *, by: User) -> None:
     if not may_manage(by, membership.practice):
         raise Http404("No such practice.")
     if role not in Membership.Role.values:
         raise PracticeError(f"Unknown member role {role!r}.")
-    admins = membership.practice.memberships.filter(role=Membership.Role.ADMIN)
-    if membership.is_admin and role != Membership.Role.ADMIN and admins.count() == 1:
+    admins = _lock_admins(membership.practice)
+    if membership.is_admin and role != Membership.Role.ADMIN and not admins.exclude(pk=membership.pk).exists():
         raise PracticeError("This is the practice's last admin: make someone else admin first.")
     membership.role = role
     membership.save(update_fields=["role"])
@@ -196,7 +204,7 @@ def invite_member(
             f"Sign in (or create your account with this address, {email}) and accept here:\n{link}\n\n"
             f"The invitation is valid for {settings.TELECONSULT_INVITATION_DAYS} days.\n"
         )
-    send_mail(f"Join {practice.name} on teleconsult", body, None, [email])
+    send_after_commit(f"Join {practice.name} on teleconsult", body, [email])
     return f"Invitation sent to {email}. If the address can join, the email tells them how."
 
 
@@ -222,8 +230,8 @@ def accept_invitation(invitation: PracticeInvitation, *, user: User) -> Membersh
         )
     with transaction.atomic():
         locked = PracticeInvitation.objects.select_for_update().get(pk=invitation.pk)
-        if locked.accepted_at is not None:
-            raise PracticeError("This invitation was already accepted.")
+        if locked.status != "pending":
+            raise PracticeError(f"This invitation is {locked.status}: ask the practice for a new one.")
         locked.accepted_at = timezone.now()
         locked.accepted_by = user
         locked.save(update_fields=["accepted_at", "accepted_by"])

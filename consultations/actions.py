@@ -44,6 +44,8 @@ def create_consult(*, by: User, study, submit: bool = True, **fields) -> Consult
     """A new consult on a study the physician may see; submitted at once unless ``submit=False``."""
     if not by.is_physician and not by.is_admin:
         raise NotAllowedError("Only physicians request consults.")
+    if not by.has_clinical_access:
+        raise NotAllowedError("You are not a member of a practice yet: a practice admin must admit you first.")
     consult = ConsultRequest.objects.create(study=study, requester=by, **fields)
     consult._log(ConsultEvent.Kind.CREATED, by, "Consult requested.")
     if submit:

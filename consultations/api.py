@@ -135,14 +135,22 @@ class ConsultSerializer(serializers.ModelSerializer):
     OFFER_FIELDS = ("id", "state", "state_label", "priority", "question", "specialty", "jurisdiction", "study")
     OFFER_FIELDS += ("submitted_at", "due_at", "overdue", "time_left_seconds", "urgency", "actions")
 
+    def _offer_only(self, user, obj: ConsultRequest) -> bool:
+        """``permissions.is_offer_only``, with the user's care-team consults read once per answer."""
+        if user.is_admin or user.is_patient or user.pk in (obj.requester_id, obj.assignee_id):
+            return False
+        if "care_team" not in self.context:
+            self.context["care_team"] = permissions.care_team_ids(user)
+        return obj.pk not in self.context["care_team"]
+
     def to_representation(self, obj: ConsultRequest) -> dict:
         data = super().to_representation(obj)
         user = self.context["request"].user
-        if obj.state == State.SUBMITTED and permissions.is_offer_only(user, obj):
+        if obj.state == State.SUBMITTED and self._offer_only(user, obj):
             data = {name: data[name] for name in self.OFFER_FIELDS}
             data["study"] = {
                 "modalities": data["study"]["modalities"],
-                "body_parts": sorted({b for b in obj.study.series.values_list("body_part", flat=True) if b}),
+                "body_parts": sorted({series.body_part for series in obj.study.series.all() if series.body_part}),
             }
             data["offer_only"] = True
         return data
@@ -398,7 +406,7 @@ class ConsultViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         qs = (
             permissions.visible_consults(user)
             .select_related("study__patient", "requester", "assignee", "target_specialist")
-            .prefetch_related("participants__user", "attachments")
+            .prefetch_related("participants__user", "attachments", "study__series")
         )
         params = self.request.query_params
         scope = params.get("scope", "all")

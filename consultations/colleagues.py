@@ -14,7 +14,6 @@ from __future__ import annotations
 from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.mail import send_mail
 from django.core.validators import validate_email
 from django.db import transaction
 from django.http import Http404
@@ -22,6 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.outbox import send_after_commit
 
 from .models import ColleagueInvitation, ConsultEvent, ConsultRequest, IllegalTransitionError, Notification, State
 from .notifications import notify
@@ -79,7 +79,7 @@ def invite_colleague(consult: ConsultRequest, *, by: User, email: str) -> tuple[
             "sign up or sign in with this address and ask them to invite you again; otherwise ignore this "
             "message.\n"
         )
-    transaction.on_commit(lambda: send_mail(f"An invitation to consult #{consult.pk}", body, None, [email]))
+    send_after_commit(f"An invitation to consult #{consult.pk}", body, [email])
     consult._log(ConsultEvent.Kind.PARTICIPANT_INVITED, by, f"{email} invited to join.", email=email)
     answer = f"Invitation sent to {email}. They join the consult once they accept."
     return invitation, answer

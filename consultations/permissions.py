@@ -8,11 +8,21 @@ from __future__ import annotations
 from django.db.models import Q
 from django.http import Http404
 
+from studies.models import Study
+
 from .models import ConsultRequest, Report, State
 
 
 def _care_team(user) -> Q:
-    return Q(requester=user) | Q(participants__user=user, participants__removed_at__isnull=True) | Q(assignee=user)
+    """The requester while they may still see the study (a member who leaves the practice leaves
+    its consults too), colleagues on the consult and the specialist who took it (their access to
+    the study is the consult's own grant)."""
+    still_sees = Study.objects.visible_to(user).values("pk")
+    return (
+        Q(requester=user, study_id__in=still_sees)
+        | Q(participants__user=user, participants__removed_at__isnull=True)
+        | Q(assignee=user)
+    )
 
 
 def _open_offer(user) -> Q:
@@ -34,6 +44,11 @@ def visible_consults(user):
     return ConsultRequest.objects.filter(_care_team(user) | _open_offer(user)).distinct()
 
 
+def care_team_ids(user) -> set[int]:
+    """The consults ``user`` is on the care team of."""
+    return set(ConsultRequest.objects.filter(_care_team(user)).values_list("pk", flat=True))
+
+
 def is_offer_only(user, consult: ConsultRequest) -> bool:
     """``user`` sees ``consult`` only as an offer: what they need to decide (question, priority,
     modality, body part), not whose it is, its history, attachments or reports."""
@@ -48,7 +63,7 @@ def get_consult_to_claim(user, pk) -> ConsultRequest:
     try:
         return get_consult_for_user(user, pk, offer_view=True)
     except Http404:
-        offered = Q(target_specialist=user) | Q(offers__specialist=user)
+        offered = (Q(target_specialist=user) | Q(offers__specialist=user)) & ~Q(state=State.DRAFT)
         consult = ConsultRequest.objects.filter(offered, pk=pk if str(pk).isdigit() else 0).distinct().first()
         if consult is None:
             raise

@@ -134,20 +134,22 @@ def record_dicomweb(request: HttpRequest, principal, response, kwargs: dict) -> 
 
 
 def visible_events(user):
-    """Events this user may read: admins all; patients those on their own studies and records (and
-    their own answers to link requests); clinicians those on studies they uploaded, through share
-    links they made, and, as a practice admin, those on their practice's studies and records."""
+    """Events this user may read: admins all; patients those on their own studies and their own
+    answers to link requests; clinicians those on studies they uploaded (while members of their
+    practice), through share links they made, and, as a practice admin, those on their practice's
+    studies and records."""
     if not user or not user.is_authenticated or not user.is_active:
         return AccessEvent.objects.none()
     events = AccessEvent.objects.select_related("user", "share_link")
     if user.is_admin:
         return events
     if user.is_patient:
-        return events.filter(
-            Q(study__patient__account=user) | Q(patient__account=user) | Q(user=user, patient__isnull=False)
-        )
+        # Of a record's own events (links), only their own answers: earlier requests name other
+        # addresses, and an earlier linked account's answers its address and whereabouts.
+        return events.filter(Q(study__patient__account=user) | Q(user=user, patient__isnull=False))
     administered = list(user.memberships.filter(role="admin").values_list("practice_id", flat=True))
-    rule = Q(study__uploaded_by=user) | Q(share_link__created_by=user)
+    # A former member no longer reads the history of what they uploaded for the practice.
+    rule = Q(study__uploaded_by=user, study__practice_id__in=user.practice_ids()) | Q(share_link__created_by=user)
     if administered:
         rule |= Q(study__practice_id__in=administered) | Q(patient__practice_id__in=administered)
     return events.filter(rule)

@@ -1293,7 +1293,9 @@ class IngestBatch:
                 kept.append(item)
             else:
                 reason = (
-                    "You are not a member of a practice yet, so a new study has nowhere to be filed: "
+                    "Name the practice to file a new study under (practice=<number>)."
+                    if self.uploader is not None and self.uploader.is_admin
+                    else "You are not a member of a practice yet, so a new study has nowhere to be filed: "
                     "ask a practice admin to admit you."
                 )
                 written.refused.append((item, "no_practice", reason))

@@ -19,11 +19,12 @@ from urllib.parse import urlencode
 
 from allauth.account.models import EmailAddress
 from django.contrib.auth import get_user_model
-from django.core.mail import send_mail
 from django.db import transaction
 from django.http import Http404
 from django.urls import reverse
 from django.utils import dateformat, timezone
+
+from accounts.outbox import send_after_commit
 
 from .models import AccessEvent, Patient, PatientInvitation
 
@@ -84,7 +85,7 @@ def invite(patient: Patient, *, email: str, by, request=None) -> InviteOutcome:
         if invitation is None:
             invitation = PatientInvitation.objects.create(patient=patient, email=email, invited_by=by)
         record_event(request, AccessEvent.Action.LINK_REQUESTED, patient, user=by, obj=email)
-    transaction.on_commit(lambda: _send_request_email(invitation, by=by, request=request))
+    _send_request_email(invitation, by=by, request=request)
     until = valid_until(invitation)
     sent = "sent again" if again else "sent"
     return InviteOutcome(
@@ -122,7 +123,7 @@ def _send_request_email(invitation: PatientInvitation, *, by, request) -> None:
             "Once you have confirmed the address, sign in: the request waits for you to accept it.\n"
             f"This invitation is valid until {until}. After that, ask your physician to invite you again.\n"
         )
-    send_mail("A request to link your images on teleconsult", body, None, [email])
+    send_after_commit("A request to link your images on teleconsult", body, [email])
 
 
 def valid_until(invitation: PatientInvitation) -> str:

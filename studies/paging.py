@@ -16,6 +16,9 @@ from django.utils.functional import cached_property
 # The list page counts matches up to this many (or one page past the page shown, when further);
 # past it, it says "more than": an exact count of a large practice's studies scans all of them.
 COUNT_LIMIT = 1000
+# Pages further than this are not served (narrow the search instead): each page's keys are read
+# from the first match on.
+MAX_PAGE = 400
 
 
 class CappedPaginator(Paginator):
@@ -27,10 +30,10 @@ class CappedPaginator(Paginator):
 
     def get_page(self, number):
         try:
-            self.asked = max(1, int(number))
-        except (TypeError, ValueError):
+            self.asked = min(max(1, int(number)), MAX_PAGE)
+        except (TypeError, ValueError, OverflowError):
             self.asked = 1
-        return super().get_page(number)
+        return super().get_page(self.asked)
 
     @cached_property
     def limit(self) -> int:

@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_safe
 
+from accounts.models import Organization
 from accounts.practices import default_practice, practices_of
 
 from .api import upload_refusal
@@ -22,7 +23,9 @@ from .permissions import can_upload
 def upload_page(request: HttpRequest) -> HttpResponse:
     if not can_upload(request.user):
         return render(request, "studies/upload.html", {"refusal": upload_refusal(request.user)}, status=403)
-    practices = list(practices_of(request.user))
+    practices = list(
+        Organization.objects.order_by("name", "pk") if request.user.is_admin else practices_of(request.user)
+    )
     chosen = default_practice(request.user)
     return render(
         request,

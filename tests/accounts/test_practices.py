@@ -15,7 +15,7 @@ from django.contrib.messages import get_messages
 from django.core import mail
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
-from django.test import Client
+from django.test import Client, TestCase
 from django.urls import reverse
 from django.utils import timezone
 
@@ -101,7 +101,11 @@ def join_path(email: str) -> str:
 
 
 def invite(admin, practice, email: str, role: str = "clinician"):
-    return signed_in(admin).post(reverse("accounts:invite_member", args=[practice.pk]), {"email": email, "role": role})
+    # The email goes out once the invitation is committed.
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return signed_in(admin).post(
+            reverse("accounts:invite_member", args=[practice.pk]), {"email": email, "role": role}
+        )
 
 
 def member_url(membership: Membership) -> str:

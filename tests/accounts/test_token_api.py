@@ -25,7 +25,15 @@ def test_good_login_returns_token_that_me_accepts(api_client, physician, passwor
     assert response.status_code == 200
     me = api_client.get(ME_URL, HTTP_AUTHORIZATION=f"Token {response.json()['token']}")
     assert me.status_code == 200
-    assert me.json() == {"id": physician.pk, "email": physician.email, "name": "Dr Owner", "role": "physician"}
+    practice = physician.default_practice
+    assert me.json() == {
+        "id": physician.pk,
+        "email": physician.email,
+        "name": "Dr Owner",
+        "role": "physician",
+        "practices": [{"id": practice.pk, "name": practice.name, "role": "admin"}],
+        "default_practice": practice.pk,
+    }
 
 
 def test_email_is_case_insensitive(api_client, physician, password):

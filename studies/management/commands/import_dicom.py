@@ -33,8 +33,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--practice",
             metavar="ID",
-            help="The practice new studies are filed under (its number, see the practice page); required "
-            "without --user",
+            help="The practice new studies are filed under (its number, on the practice pages); needed without "
+            "--user unless the installation has a single practice",
         )
 
     def handle(self, *args, paths: list[str], user: str | None = None, practice: str | None = None, **options):
@@ -67,9 +67,15 @@ class Command(BaseCommand):
         return user
 
     def _practice(self, uploader, requested: str | None):
-        if uploader is None:
+        if uploader is None or (uploader.is_admin and not requested and not uploader.practice_ids()):
             if not requested:
-                raise CommandError("Name the practice to file the studies under: --practice ID (or --user EMAIL).")
+                practices = list(Organization.objects.order_by("pk")[:2])
+                if len(practices) == 1:
+                    return practices[0]  # an installation of one practice: it is the one
+                raise CommandError(
+                    "Name the practice to file the studies under: --practice ID (or --user EMAIL of a member); "
+                    "the practices' numbers are on the Practices page."
+                )
             try:
                 found = Organization.objects.filter(pk=int(requested)).first()
             except ValueError:

@@ -1,0 +1,12 @@
+"""Email that a change sends: queued once the change commits (never for one rolled back), and
+delivered by the task queue, so a slow or failing mail server never fails the request."""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from .tasks import deliver_email
+
+
+def send_after_commit(subject: str, body: str, to: list[str]) -> None:
+    transaction.on_commit(lambda: deliver_email.delay(subject=subject, body=body, to=list(to)))
