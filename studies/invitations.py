@@ -144,6 +144,18 @@ def requests_for(user):
     )
 
 
+def _name_words(name: str) -> set[str]:
+    return {word for word in name.replace("^", " ").replace(",", " ").lower().split() if word}
+
+
+def name_differs(invitation: PatientInvitation, user) -> bool:
+    """The record's name shares no word with the account's name (when the account has one): the
+    patient is asked to look twice before accepting."""
+    mine = _name_words(user.name or "")
+    theirs = _name_words(invitation.patient.name)
+    return bool(mine and theirs and not mine & theirs)
+
+
 def get_request_for_user(user, pk) -> PatientInvitation:
     try:
         return requests_for(user).get(pk=int(pk))

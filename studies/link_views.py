@@ -62,8 +62,11 @@ def link_requests(request: HttpRequest) -> HttpResponse:
     """A patient's requests to link records, and the records already linked to their account."""
     if not request.user.is_patient:
         raise Http404("Only patient accounts are linked to records.")
+    waiting = list(invitations.requests_for(request.user))
+    for invitation in waiting:
+        invitation.name_differs = invitations.name_differs(invitation, request.user)
     context = {
-        "requests": list(invitations.requests_for(request.user)),
+        "requests": waiting,
         "records": list(
             Patient.objects.filter(account=request.user).select_related("practice").order_by("practice__name")
         ),

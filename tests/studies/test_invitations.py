@@ -1016,3 +1016,19 @@ def test_unusable_invitation_days_setting_refuses_to_start(tmp_path, value):
     )
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr and "TELECONSULT_INVITATION_DAYS" in result.stderr
+
+
+def test_the_patient_is_warned_when_the_records_name_is_not_their_accounts(client, physician, patient, patient_user):
+    from studies import invitations
+
+    invitations.invite(patient, email=patient_user.email, by=physician)
+    client.force_login(patient_user)
+    page = client.get(reverse("studies:link-requests")).content.decode()
+    differs = patient_user.name.lower().split()[0] not in patient.name.lower()
+    assert ("data-name-differs" in page) == differs
+    type(patient_user).objects.filter(pk=patient_user.pk).update(name="Jane Doe")
+    patient.name = "Doe^Jane"
+    patient.save(update_fields=["name"])
+    assert "data-name-differs" not in client.get(reverse("studies:link-requests")).content.decode()
+    type(patient_user).objects.filter(pk=patient_user.pk).update(name="Max Other")
+    assert "data-name-differs" in client.get(reverse("studies:link-requests")).content.decode()
