@@ -160,7 +160,8 @@ def _join_practice(user: User, name: str | None, *, admin: bool) -> None:
         organization = Organization.objects.filter(name__iexact=name).order_by("pk").first()
         new = organization is None
         if new:
-            organization = Organization.objects.create(name=name[:200])
+            kind = Organization.Kind.READING_GROUP if user.role == Role.SPECIALIST else Organization.Kind.CLINIC
+            organization = Organization.objects.create(name=name[:200], kind=kind)
         # The first member of a new practice runs it; an existing member keeps their role unless
         # --practice-admin says otherwise.
         organization.add_member(user, role=Membership.Role.ADMIN if admin or new else None)
