@@ -2,7 +2,7 @@ from allauth.account.models import EmailAddress
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
-from .models import PhysicianProfile, SpecialistProfile, User
+from .models import Membership, Organization, PhysicianProfile, PracticeInvitation, SpecialistProfile, User
 
 
 class SpecialistProfileInline(admin.StackedInline):
@@ -70,3 +70,30 @@ class SpecialistProfileAdmin(admin.ModelAdmin):
 class PhysicianProfileAdmin(admin.ModelAdmin):
     list_display = ["user", "institution", "jurisdiction"]
     search_fields = ["user__email", "institution"]
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    raw_id_fields = ["user", "added_by"]
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    """Practices for operators; practice admins use their own page (/practices/<id>/)."""
+
+    list_display = ["name", "kind", "created_at"]
+    list_filter = ["kind"]
+    search_fields = ["name"]
+    inlines = [MembershipInline]
+
+
+@admin.register(PracticeInvitation)
+class PracticeInvitationAdmin(admin.ModelAdmin):
+    list_display = ["email", "practice", "role", "invited_by", "created_at", "accepted_at", "revoked_at"]
+    search_fields = ["email", "practice__name"]
+    readonly_fields = ["token_hash", "accepted_at", "accepted_by"]
+    raw_id_fields = ["practice", "invited_by", "accepted_by"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # invitations carry a token sent by email: made on the practice page only

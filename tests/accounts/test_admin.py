@@ -94,3 +94,13 @@ def test_admin_adds_a_user_with_email_login(client, admin_user):
     assert user.check_password("a-long-fine-password")
     # Made by an administrator, the account can sign in without an email round trip.
     assert EmailAddress.objects.get(user=user, email="added@example.com").verified
+
+
+def test_administrators_see_practices_and_their_members_in_the_admin(client, admin_user, physician):
+    client.force_login(admin_user)
+    practice = physician.default_practice
+    listing = client.get("/admin/accounts/organization/")
+    assert listing.status_code == 200 and practice.name in listing.content.decode()
+    page = client.get(f"/admin/accounts/organization/{practice.pk}/change/")
+    assert page.status_code == 200 and physician.email in page.content.decode()
+    assert client.get("/admin/accounts/practiceinvitation/add/").status_code == 403
