@@ -6,6 +6,8 @@ from contextlib import suppress
 
 from django.urls import NoReverseMatch, reverse
 
+from .permissions import can_upload
+
 
 def nav_items(user) -> list[dict]:
     if user.is_patient:
@@ -24,8 +26,10 @@ def nav_items(user) -> list[dict]:
         return []
     items = [{"label": "Studies", "url": reverse("studies:list"), "key": "studies"}]
     # The upload page comes with the ingest code; until it exists there is nothing to link.
-    with suppress(NoReverseMatch):
-        items.append({"label": "Upload", "url": reverse("studies:upload"), "key": "upload"})
+    # A clinician no practice has admitted yet has nowhere to file an upload: no entry until then.
+    if can_upload(user):
+        with suppress(NoReverseMatch):
+            items.append({"label": "Upload", "url": reverse("studies:upload"), "key": "upload"})
     if user.is_admin:
         items.append({"label": "Access history", "url": reverse("studies:access-history"), "key": "access-history"})
     return items

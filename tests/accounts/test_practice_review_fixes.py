@@ -125,3 +125,11 @@ def test_an_administrator_chooses_among_all_practices_on_the_upload_page(client,
     client.force_login(admin_user)
     page = client.get(reverse("studies:upload")).content.decode()
     assert 'id="upload-practice"' in page and physician.default_practice.name in page
+
+
+def test_a_clinician_outside_any_practice_is_offered_no_upload_in_the_menu(db, physician):
+    from studies.navigation import nav_items
+
+    pending = UserFactory(role="physician", practice=False, email="waiting@example.com")
+    assert "Upload" not in [item["label"] for item in nav_items(pending)]
+    assert "Upload" in [item["label"] for item in nav_items(physician)]
