@@ -7,6 +7,7 @@ from django.urls import reverse
 
 from .models import OPEN_STATES, ConsultRequest, State
 from .notifications import unread_count
+from .permissions import visible_consults
 
 
 def nav_items(user) -> list[dict]:
@@ -21,12 +22,11 @@ def nav_items(user) -> list[dict]:
         )
         items.append({"label": "Worklist", "url": reverse("consultations:worklist"), "key": "worklist", "count": count})
     elif user.is_physician:
+        # Those the physician still sees (a requester who left the practice left its consults).
         count = (
-            ConsultRequest.objects.filter(
-                Q(requester=user) | Q(participants__user=user, participants__removed_at__isnull=True)
-            )
+            visible_consults(user)
+            .filter(Q(requester=user) | Q(participants__user=user, participants__removed_at__isnull=True))
             .filter(state__in=(*OPEN_STATES, State.REPORTED))
-            .distinct()
             .count()
         )
         items.append({"label": "My consults", "url": reverse("consultations:mine"), "key": "consults", "count": count})
