@@ -274,6 +274,13 @@ class EmailInvitation(models.Model):
         unanswered = {f"{field}__isnull": True for field, _status in cls.ENDINGS}
         return cls.objects.filter(created_at__gt=at - cls.lifetime(), **unanswered)
 
+    @classmethod
+    def pending_for(cls, user) -> models.QuerySet:
+        """Pending invitations sent to one of ``user``'s confirmed addresses."""
+        from .addresses import confirmed_addresses  # allauth's models, loaded after this app's
+
+        return cls.pending().filter(email__in=confirmed_addresses(user))
+
     @property
     def expires_at(self) -> dt.datetime:
         return self.created_at + self.lifetime()
@@ -325,11 +332,6 @@ class Organization(models.Model):
         return membership
 
 
-class MembershipQuerySet(models.QuerySet):
-    def active(self) -> MembershipQuerySet:
-        return self.filter(user__is_active=True)
-
-
 class Membership(models.Model):
     """One clinician in one practice, as a clinician or as the practice's administrator."""
 
@@ -342,8 +344,6 @@ class Membership(models.Model):
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.CLINICIAN)
     added_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     since = models.DateTimeField(default=timezone.now)
-
-    objects = MembershipQuerySet.as_manager()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["practice", "user"], name="one_membership_per_practice")]

@@ -12,13 +12,13 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.db import transaction
 from django.http import Http404
 from django.urls import reverse
 from django.utils import timezone
 
+from .addresses import account_for_address, confirmed_addresses
 from .models import Membership, Organization, PracticeInvitation, Role, User
 from .outbox import send_after_commit
 
@@ -47,6 +47,12 @@ def practices_of(user):
     return Organization.objects.filter(memberships__user=user).order_by("name", "pk")
 
 
+def choosable_practices(user):
+    """The practices ``user`` may file an upload under: their own; every one for administrators,
+    who belong to none of their own."""
+    return Organization.objects.order_by("name", "pk") if user.is_admin else practices_of(user)
+
+
 def upload_practice(user, requested=None, *, remember: bool = False) -> Organization | None:
     """The practice an upload by ``user`` is filed under: ``requested`` (a practice id, as a form,
     query parameter or command line gives it) when they are a member (administrators: any
@@ -58,8 +64,7 @@ def upload_practice(user, requested=None, *, remember: bool = False) -> Organiza
         pk = int(str(requested).strip())
     except ValueError:
         raise PracticeError(f"practice must be a practice's number, not {str(requested)[:40]!r}.") from None
-    allowed = Organization.objects.all() if user.is_admin else practices_of(user)
-    practice = allowed.filter(pk=pk).first()
+    practice = choosable_practices(user).filter(pk=pk).first()
     if practice is None:
         raise PracticeError(f"You are not a member of practice {pk}: choose one of your own practices.")
     if remember and user.default_practice_id != practice.pk:
@@ -191,7 +196,7 @@ def invite_member(
     )
     path = reverse("accounts:join_practice", args=[token])
     link = request.build_absolute_uri(path) if request is not None else path
-    account = User.objects.filter(email__iexact=email).first()
+    account = account_for_address(email)
     if account is not None and account.role not in CLINICAL_ROLES:
         body = (
             f"Hello,\n\n{by.display_name} invited this address to join {practice.name} on teleconsult as a "
@@ -222,8 +227,7 @@ def accept_invitation(invitation: PracticeInvitation, *, user: User) -> Membersh
         raise PracticeError(f"This invitation is {invitation.status}: ask the practice for a new one.")
     if user.role not in CLINICAL_ROLES:
         raise PracticeError("Only physicians and specialists join practices.")
-    confirmed = EmailAddress.objects.filter(user=user, email__iexact=invitation.email, verified=True).exists()
-    if not confirmed:
+    if invitation.email.lower() not in confirmed_addresses(user):
         raise PracticeError(
             "This invitation was sent to another email address: sign in with the account of "
             "the address it was sent to (and confirm that address first)."

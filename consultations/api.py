@@ -135,18 +135,19 @@ class ConsultSerializer(serializers.ModelSerializer):
     OFFER_FIELDS = ("id", "state", "state_label", "priority", "question", "specialty", "jurisdiction", "study")
     OFFER_FIELDS += ("submitted_at", "due_at", "overdue", "time_left_seconds", "urgency", "actions")
 
-    def _offer_only(self, user, obj: ConsultRequest) -> bool:
-        """``permissions.is_offer_only``, with the user's care-team consults read once per answer."""
-        if user.is_admin or user.is_patient or user.pk in (obj.requester_id, obj.assignee_id):
-            return False
+    def _care_team(self, user) -> set[int] | None:
+        """In a list, the user's care-team consults, read once for the whole answer; alone, None
+        (one consult is checked on its own)."""
+        if self.parent is None:
+            return None
         if "care_team" not in self.context:
             self.context["care_team"] = permissions.care_team_ids(user)
-        return obj.pk not in self.context["care_team"]
+        return self.context["care_team"]
 
     def to_representation(self, obj: ConsultRequest) -> dict:
         data = super().to_representation(obj)
         user = self.context["request"].user
-        if obj.state == State.SUBMITTED and self._offer_only(user, obj):
+        if obj.state == State.SUBMITTED and permissions.is_offer_only(user, obj, care_team=self._care_team(user)):
             data = {name: data[name] for name in self.OFFER_FIELDS}
             data["study"] = {
                 "modalities": data["study"]["modalities"],
@@ -744,14 +745,11 @@ class ColleagueInvitationAnswerView(APIView):
         request=None, responses={200: inline_serializer("ColleagueAnswer", {"status": serializers.CharField()})}
     )
     def post(self, request, pk: int, answer: str):
-        if answer not in ("accept", "decline"):
+        if answer not in colleagues.ANSWERS:
             raise Http404("Answer accept or decline.")
         invitation = colleagues.get_invitation_for_user(request.user, pk)
         try:
-            if answer == "accept":
-                colleagues.accept(invitation, user=request.user)
-            else:
-                colleagues.decline(invitation, user=request.user)
+            colleagues.ANSWERS[answer](invitation, user=request.user)
         except ConsultError as exc:
             return refused(exc)
         return Response({"status": "joined" if answer == "accept" else "declined"})

@@ -11,7 +11,6 @@ accepting makes them a participant (study access, the consult room) exactly as b
 
 from __future__ import annotations
 
-from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
@@ -20,19 +19,12 @@ from django.http import Http404
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.addresses import account_for_address
 from accounts.models import User
 from accounts.outbox import send_after_commit
 
 from .models import ColleagueInvitation, ConsultEvent, ConsultRequest, IllegalTransitionError, Notification, State
 from .notifications import notify
-
-
-def _account_of(email: str) -> User | None:
-    user = User.objects.filter(email__iexact=email).first()
-    if user is None:
-        address = EmailAddress.objects.filter(email__iexact=email, verified=True).select_related("user").first()
-        user = address.user if address is not None else None
-    return user
 
 
 def _may_join(user: User | None) -> bool:
@@ -58,7 +50,7 @@ def invite_colleague(consult: ConsultRequest, *, by: User, email: str) -> tuple[
     invitation = ColleagueInvitation.pending().filter(consult=consult, email__iexact=email).first()
     if invitation is None:
         invitation = ColleagueInvitation.objects.create(consult=consult, email=email, invited_by=by)
-    account = _account_of(email)
+    account = account_for_address(email)
     link = reverse("consultations:colleague-invitation", args=[invitation.pk])
     if _may_join(account):
         notify(
@@ -89,8 +81,7 @@ def invitations_for(user):
     """Pending invitations addressed to one of ``user``'s confirmed addresses."""
     if not _may_join(user):
         return ColleagueInvitation.objects.none()
-    emails = [e.lower() for e in EmailAddress.objects.filter(user=user, verified=True).values_list("email", flat=True)]
-    return ColleagueInvitation.pending().filter(email__in=emails).select_related("consult", "invited_by")
+    return ColleagueInvitation.pending_for(user).select_related("consult", "invited_by")
 
 
 def get_invitation_for_user(user, pk) -> ColleagueInvitation:
@@ -127,6 +118,10 @@ def decline(invitation: ColleagueInvitation, *, user: User) -> None:
         raise IllegalTransitionError(f"This invitation is {locked.status}.")
     locked.declined_at = timezone.now()
     locked.save(update_fields=["declined_at"])
+
+
+# What an invited colleague may answer with.
+ANSWERS = {"accept": accept, "decline": decline}
 
 
 @transaction.atomic

@@ -49,11 +49,14 @@ def care_team_ids(user) -> set[int]:
     return set(ConsultRequest.objects.filter(_care_team(user)).values_list("pk", flat=True))
 
 
-def is_offer_only(user, consult: ConsultRequest) -> bool:
+def is_offer_only(user, consult: ConsultRequest, *, care_team: set[int] | None = None) -> bool:
     """``user`` sees ``consult`` only as an offer: what they need to decide (question, priority,
-    modality, body part), not whose it is, its history, attachments or reports."""
+    modality, body part), not whose it is, its history, attachments or reports. ``care_team``: the
+    user's ``care_team_ids``, when a caller checks many consults."""
     if user.is_admin or user.is_patient or user.pk in (consult.requester_id, consult.assignee_id):
         return False
+    if care_team is not None:
+        return consult.pk not in care_team
     return not ConsultRequest.objects.filter(_care_team(user), pk=consult.pk).exists()
 
 

@@ -26,6 +26,7 @@ from .models import (
     ColleagueInvitation,
     ConsultError,
     ConsultRequest,
+    IllegalTransitionError,
     Notification,
     NotificationPreference,
     ReportTemplate,
@@ -207,17 +208,17 @@ def colleague_invitation(request, invitation_pk: int):
     if request.method == "POST":
         answer = request.POST.get("answer")
         try:
-            if answer == "accept":
-                colleagues.accept(invitation, user=request.user)
-                messages.success(request, f"You joined consult #{invitation.consult_id}.")
-                return _detail(invitation.consult)
-            if answer == "decline":
-                colleagues.decline(invitation, user=request.user)
-                messages.success(request, "Declined.")
-                return redirect("consultations:mine")
-            messages.error(request, "answer: accept or decline.")
+            if answer not in colleagues.ANSWERS:
+                raise IllegalTransitionError("answer: accept or decline.")
+            colleagues.ANSWERS[answer](invitation, user=request.user)
         except ConsultError as exc:
             messages.error(request, exc.message)
+        else:
+            if answer == "decline":
+                messages.success(request, "Declined.")
+                return redirect("consultations:mine")
+            messages.success(request, f"You joined consult #{invitation.consult_id}.")
+            return _detail(invitation.consult)
     return render(request, "consultations/colleague_invitation.html", {"invitation": invitation})
 
 

@@ -257,8 +257,6 @@ class PatientUnlinkView(APIView):
     @extend_schema(request=None, responses={204: None})
     def delete(self, request, pk: int):
         patient = get_patient_for_user(request.user, pk)
-        if not (request.user.pk == patient.account_id or invitations.may_invite(request.user, patient)):
-            raise Http404("No such patient.")
         invitations.unlink(patient, by=request.user, request=request)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -288,14 +286,11 @@ class LinkRequestAnswerView(APIView):
 
     @extend_schema(request=None, responses={200: inline_serializer("LinkAnswer", {"status": serializers.CharField()})})
     def post(self, request, pk: int, answer: str):
-        if answer not in ("accept", "decline"):
+        if answer not in invitations.ANSWERS:
             raise Http404("Answer accept or decline.")
         invitation = invitations.get_request_for_user(request.user, pk)
         try:
-            if answer == "accept":
-                invitations.accept(invitation, user=request.user, request=request)
-            else:
-                invitations.decline(invitation, user=request.user, request=request)
+            invitations.ANSWERS[answer](invitation, user=request.user, request=request)
         except invitations.InviteError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response({"status": "linked" if answer == "accept" else "declined"})

@@ -17,13 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from allauth.account.models import EmailAddress
-from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.http import Http404
 from django.urls import reverse
 from django.utils import dateformat, timezone
 
+from accounts.addresses import account_for_address
 from accounts.outbox import send_after_commit
 
 from .models import AccessEvent, Patient, PatientInvitation
@@ -97,10 +96,7 @@ def invite(patient: Patient, *, email: str, by, request=None) -> InviteOutcome:
 def _send_request_email(invitation: PatientInvitation, *, by, request) -> None:
     email = invitation.email
     practice = invitation.patient.practice.name
-    account = get_user_model().objects.filter(email__iexact=email).first()
-    if account is None:
-        confirmed = EmailAddress.objects.filter(email__iexact=email, verified=True).select_related("user").first()
-        account = confirmed.user if confirmed is not None else None
+    account = account_for_address(email)
     until = valid_until(invitation)
     if account is not None and not account.is_patient:
         body = (
@@ -134,14 +130,7 @@ def requests_for(user):
     """Pending requests addressed to one of ``user``'s confirmed addresses (patients only)."""
     if not user or not user.is_authenticated or not user.is_patient:
         return PatientInvitation.objects.none()
-    addresses = EmailAddress.objects.filter(user=user, verified=True).values_list("email", flat=True)
-    emails = [address.lower() for address in addresses]
-    return (
-        PatientInvitation.pending()
-        .filter(email__in=emails)
-        .select_related("patient__practice", "invited_by")
-        .order_by("-created_at")
-    )
+    return PatientInvitation.pending_for(user).select_related("patient__practice", "invited_by").order_by("-created_at")
 
 
 def _name_words(name: str) -> set[str]:
@@ -199,3 +188,7 @@ def unlink(patient: Patient, *, by, request=None) -> None:
         Patient.objects.filter(pk=patient.pk, account_id=account_id).update(account=None)
         record_event(request, AccessEvent.Action.UNLINKED, patient, user=by, obj=str(account_id))
     patient.account_id = None
+
+
+# What a patient may answer a request with.
+ANSWERS = {"accept": accept, "decline": decline}

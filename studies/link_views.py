@@ -49,8 +49,6 @@ def unlink_patient(request: HttpRequest, pk: int) -> HttpResponse:
         messages.success(request, f"Your account is no longer linked to the record kept by {patient.practice.name}.")
         return redirect("studies:link-requests")
     patient = get_patient_for_user(request.user, pk)
-    if not invitations.may_invite(request.user, patient):
-        raise Http404("No such patient.")
     invitations.unlink(patient, by=request.user, request=request)
     messages.success(request, "The record is no longer linked to a portal account.")
     return redirect("studies:patient", pk=patient.pk)
@@ -77,17 +75,18 @@ def link_requests(request: HttpRequest) -> HttpResponse:
 @require_POST
 @login_required
 def answer_link_request(request: HttpRequest, pk: int, answer: str) -> HttpResponse:
-    if answer not in ("accept", "decline"):
+    if answer not in invitations.ANSWERS:
         raise Http404("Answer accept or decline.")
     invitation = invitations.get_request_for_user(request.user, pk)
     practice = invitation.patient.practice.name
     try:
-        if answer == "accept":
-            invitations.accept(invitation, user=request.user, request=request)
-            messages.success(request, f"Linked: the images and reports {practice} keeps for you now show here.")
-        else:
-            invitations.decline(invitation, user=request.user, request=request)
-            messages.success(request, f"Declined: nothing from {practice} is linked to your account.")
+        invitations.ANSWERS[answer](invitation, user=request.user, request=request)
     except invitations.InviteError as exc:
         messages.error(request, str(exc))
+    else:
+        done = {
+            "accept": f"Linked: the images and reports {practice} keeps for you now show here.",
+            "decline": f"Declined: nothing from {practice} is linked to your account.",
+        }
+        messages.success(request, done[answer])
     return redirect("studies:link-requests")

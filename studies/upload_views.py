@@ -10,8 +10,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_safe
 
-from accounts.models import Organization
-from accounts.practices import default_practice, practices_of
+from accounts.practices import choosable_practices, default_practice
 
 from .api import upload_refusal
 from .permissions import can_upload
@@ -23,9 +22,7 @@ from .permissions import can_upload
 def upload_page(request: HttpRequest) -> HttpResponse:
     if not can_upload(request.user):
         return render(request, "studies/upload.html", {"refusal": upload_refusal(request.user)}, status=403)
-    practices = list(
-        Organization.objects.order_by("name", "pk") if request.user.is_admin else practices_of(request.user)
-    )
+    practices = list(choosable_practices(request.user))
     chosen = default_practice(request.user)
     return render(
         request,
