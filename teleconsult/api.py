@@ -1,10 +1,13 @@
-"""Shared REST API pieces: the error shape every endpoint answers with."""
+"""Shared REST API pieces: the error shape every endpoint answers with (see teleconsult.errors)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from teleconsult.errors import PortalError
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]):
@@ -12,7 +15,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]):
 
     Field errors stay keyed by field name (``{"email": ["This field is required."]}``), so the
     body names the field at fault.
+
+    A :class:`~teleconsult.errors.PortalError` answers its own status with
+    ``{"detail", "code", **data}``.
     """
+    if isinstance(exc, PortalError):
+        return Response(exc.as_json(), status=exc.status)
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(response.data, dict) and "detail" not in response.data:
         fields = ", ".join(str(key) for key in response.data)

@@ -110,6 +110,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "accounts.middleware.RequireMFAMiddleware",
+    "teleconsult.errors.PortalErrorMiddleware",
 ]
 
 ROOT_URLCONF = "teleconsult.urls"
