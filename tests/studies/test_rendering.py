@@ -20,6 +20,7 @@ from studies.rendering import (
     fit_within,
     load_frame,
     middle_frame,
+    read_header,
     render_frame,
     render_thumbnail,
 )
@@ -429,7 +430,7 @@ def test_encapsulated_pixel_data_cut_off_at_the_end_still_renders_complete_frame
 
 @pytest.mark.parametrize(("dtype", "bits_stored"), [(np.uint16, 12), (np.int16, 16), (np.uint8, 8)])
 def test_large_jpeg2000_thumbnail_decodes_at_reduced_resolution_with_the_same_picture(dtype, bits_stored):
-    from studies import rendering
+    from studies.rendering import frames
 
     y, x = np.mgrid[0:1024, 0:768]
     info = np.iinfo(dtype)
@@ -441,8 +442,8 @@ def test_large_jpeg2000_thumbnail_decodes_at_reduced_resolution_with_the_same_pi
     ds.compress("1.2.840.10008.1.2.4.90", pixels)  # JPEG 2000 lossless
     source = as_file(ds)
 
-    header = rendering.read_header(source)
-    reduced = rendering._decode_j2k_reduced(header, source, 1, (256, 256))
+    header = read_header(source)
+    reduced = frames._decode_j2k_reduced(header, source, 1, (256, 256))
     assert reduced is not None and reduced.shape == (256, 192)
     assert abs(int(reduced[-1, -1]) - int(pixels[-1, -1])) <= (top - bottom) // 100
 
@@ -453,19 +454,19 @@ def test_large_jpeg2000_thumbnail_decodes_at_reduced_resolution_with_the_same_pi
 
 
 def test_palette_tables_are_reused_between_frames():
-    from studies import rendering
+    from studies.rendering import colour as colour_stage
 
     frames = np.stack([np.full((4, 4), value, dtype=np.uint8) for value in (0, 1, 2)])
     ds = image_dataset(frames, photometric="PALETTE COLOR")
     for colour, values in (("Red", [255, 0, 0]), ("Green", [0, 255, 0]), ("Blue", [0, 0, 255])):
         setattr(ds, f"{colour}PaletteColorLookupTableDescriptor", [3, 0, 8])
         setattr(ds, f"{colour}PaletteColorLookupTableData", np.array(values, dtype="<u2").tobytes())
-    rendering._PALETTE_CACHE.clear()
+    colour_stage._PALETTE_CACHE.clear()
 
     colours = [np.asarray(render_frame(ds, frame=n))[0, 0].tolist() for n in (1, 2, 3)]
 
     assert colours == [[255, 0, 0], [0, 255, 0], [0, 0, 255]]
-    assert len(rendering._PALETTE_CACHE) == 1
+    assert len(colour_stage._PALETTE_CACHE) == 1
 
 
 def test_double_float_pixel_data_from_a_file():
@@ -535,7 +536,7 @@ def test_deflated_file_renders():
 def test_document_without_image_attributes_is_not_read_a_second_time(tmp_path):
     from unittest import mock
 
-    from studies import rendering
+    from studies.rendering import repair
 
     ds = image_dataset(np.zeros((2, 2), dtype=np.uint8))
     for keyword in ("PixelData", "Rows", "Columns"):
@@ -543,7 +544,7 @@ def test_document_without_image_attributes_is_not_read_a_second_time(tmp_path):
     path = tmp_path / "report.dcm"
     ds.save_as(path, enforce_file_format=True)
 
-    with mock.patch.object(rendering, "_read_unterminated") as reread, pytest.raises(NotAnImage):
+    with mock.patch.object(repair, "read_unterminated") as reread, pytest.raises(NotAnImage):
         render_frame(path)
     reread.assert_not_called()
 
@@ -555,21 +556,21 @@ class PanicException(BaseException):
 def test_a_panicking_decoder_plugin_does_not_stop_the_others(tmp_path):
     from unittest import mock
 
-    from studies import rendering
+    from studies.rendering import pixels as decoders
 
     pixels = np.arange(64, dtype=np.uint16).reshape(8, 8) * 100
     ds = image_dataset(pixels)
     ds.compress(RLELossless, pixels)
     path = tmp_path / "rle.dcm"
     ds.save_as(path, enforce_file_format=True)
-    real = rendering.pixel_array
+    real = decoders.pixel_array
 
     def panicking(src, **kwargs):
         if not kwargs.get("decoding_plugin"):
             raise PanicException("index out of bounds")
         return real(src, **kwargs)
 
-    with mock.patch.object(rendering, "pixel_array", side_effect=panicking):
+    with mock.patch.object(decoders, "pixel_array", side_effect=panicking):
         values = grey(render_frame(path))
 
     assert values[0, 0] == 0 and values[7, 7] == 255
@@ -578,7 +579,7 @@ def test_a_panicking_decoder_plugin_does_not_stop_the_others(tmp_path):
 def test_a_panic_in_every_plugin_is_a_render_error(tmp_path):
     from unittest import mock
 
-    from studies import rendering
+    from studies.rendering import pixels as decoders
 
     pixels = np.zeros((8, 8), dtype=np.uint16)
     ds = image_dataset(pixels)
@@ -587,7 +588,7 @@ def test_a_panic_in_every_plugin_is_a_render_error(tmp_path):
     ds.save_as(path, enforce_file_format=True)
 
     with (
-        mock.patch.object(rendering, "pixel_array", side_effect=PanicException("index out of bounds")),
+        mock.patch.object(decoders, "pixel_array", side_effect=PanicException("index out of bounds")),
         pytest.raises(RenderError, match="RLE Lossless"),
     ):
         render_frame(path)

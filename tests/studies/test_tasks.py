@@ -160,7 +160,7 @@ def test_missing_stored_file_is_marked_failed(series):
 def test_unexpected_crash_in_decoder_is_recorded_not_raised(series):
     instance = store_instance(series, file_bytes("CT_small.dcm"))
 
-    with mock.patch("studies.rendering.pixel_array", side_effect=MemoryError()):
+    with mock.patch("studies.rendering.pixels.pixel_array", side_effect=MemoryError()):
         render_instance(instance_pk=instance.pk)
 
     instance.refresh_from_db()
