@@ -659,9 +659,9 @@ def test_frames_in_an_encoding_the_server_cannot_give_are_406(physician):
 
 
 def test_a_search_cut_short_by_the_server_says_so(physician, two_studies, monkeypatch):
-    import studies.dicomweb
+    from studies.dicomweb import qido
 
-    monkeypatch.setattr(studies.dicomweb, "QIDO_MAX_RESULTS", 1)
+    monkeypatch.setattr(qido, "QIDO_MAX_RESULTS", 1)
     answer = token_client(physician).get("/dicomweb/studies")
     assert len(answer.json()) == 1
     assert answer["Warning"].startswith("299 ")

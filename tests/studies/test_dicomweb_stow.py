@@ -364,9 +364,9 @@ def test_stow_answer_for_coerced_and_refused_results():
 
 
 def test_too_many_parts_is_413(tmp_path, monkeypatch):
-    import studies.dicomweb
+    from studies.dicomweb import multipart as multipart_body
 
-    monkeypatch.setattr(studies.dicomweb, "MAX_PARTS", 3)
+    monkeypatch.setattr(multipart_body, "MAX_PARTS", 3)
     with pytest.raises(DicomwebError) as info:
         read_multipart(io.BytesIO(multipart(*[b"x"] * 5)), BOUNDARY, str(tmp_path), max_size=10**6)
     assert info.value.status == 413

@@ -1,4 +1,4 @@
-"""STOW-RS bodies split into parts as they arrive, in front of Django (studies.stow_body), through
+"""STOW-RS bodies split into parts as they arrive, in front of Django (studies.dicomweb.stow_body), through
 the whole ASGI application as daphne runs it."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from asgiref.testing import ApplicationCommunicator
 
-from studies import stow_body
+from studies.dicomweb import stow_body
 from studies.models import Instance
 from teleconsult.asgi import application
 from tests.studies.test_dicomweb_helpers import make_dataset, to_bytes, token_for
@@ -74,7 +74,7 @@ async def post(token, body: bytes, *, piece: int = 8192, content_type: bytes = S
 
 @pytest.fixture
 def split_here(monkeypatch):
-    """Counts bodies split by studies.stow_body (rather than by the view from Django's body)."""
+    """Counts bodies split by studies.dicomweb.stow_body (rather than by the view from Django's body)."""
     calls = []
     real = stow_body._split
 

@@ -1,0 +1,240 @@
+"""WADO-RS (PS3.18 8.4, 8.7.3): instance metadata as DICOM JSON with BulkDataURIs, frames read
+one at a time from the stored file, bulk data values, and the parameters of rendered resources."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from django.db.models import QuerySet, TextField
+from django.db.models.functions import Cast
+from pydicom import dcmread
+from pydicom.encaps import get_frame
+from pydicom.pixels import pixel_array
+
+from ..rendering import NotAnImage, RenderError, load_frame
+from .errors import DicomwebError
+from .media_types import NATIVE_LITTLE_ENDIAN, accepts_any, parse_accept
+from .qido import parse_int
+
+PIXEL_DATA = "7FE00010"
+
+
+def pixel_data_vr(transfer_syntax: str, bits_allocated: int | None) -> str:
+    compressed = transfer_syntax not in NATIVE_LITTLE_ENDIAN
+    return "OB" if compressed or (bits_allocated or 16) <= 8 else "OW"
+
+
+METADATA_FIELDS = (
+    "sop_instance_uid",
+    "series__series_instance_uid",
+    "has_pixel_data",
+    "number_of_frames",
+    "transfer_syntax_uid",
+    "bits_allocated",
+    "metadata_text",
+)
+# Pixel data kept in the stored header as its VR alone (ingest leaves bulk data out).
+PIXEL_ELEMENT_RE = re.compile(r'"(7FE000(?:08|09|10))":\s*\{"vr":\s*"(\w\w)"\}')
+# Other bulk data left out the same way; the bulkdata resource serves their values.
+BULK_ELEMENT_RE = re.compile(r'"([0-9A-F]{8})":\s*\{"vr":\s*"(OB|OD|OF|OL|OV|OW|UN)"\}')
+PIXEL_TAGS = {0x7FE00008, 0x7FE00009, 0x7FE00010}
+
+
+def metadata_rows(instances: QuerySet) -> QuerySet:
+    """Rows for ``instance_metadata_json``: the stored header as JSON text, never decoded."""
+    return instances.annotate(metadata_text=Cast("metadata", TextField())).values_list(*METADATA_FIELDS)
+
+
+def instance_metadata_json(
+    text: str | None,
+    instance_url: str,
+    *,
+    has_pixel_data: bool,
+    number_of_frames: int | None,
+    transfer_syntax: str,
+    bits_allocated: int | None,
+) -> str:
+    """The stored header as DICOM JSON text, with the pixel data as a BulkDataURI to its frames.
+
+    The stored text passes through as it is: decoding and re-encoding every header would be most
+    of the cost of a large series' metadata, which viewers ask for before showing anything.
+    """
+    text = (text or "{}").strip()
+    text = BULK_ELEMENT_RE.sub(
+        lambda m: (
+            m.group(0)
+            if m.group(1).startswith("7FE000")
+            else f'"{m.group(1)}": {{"vr": "{m.group(2)}", "BulkDataURI": "{instance_url}/bulkdata/{m.group(1)}"}}'
+        ),
+        text,
+    )
+    if not has_pixel_data:
+        return text
+    frames = ",".join(str(n) for n in range(1, (number_of_frames or 1) + 1))
+    uri = json.dumps(f"{instance_url}/frames/{frames}")
+    text, count = PIXEL_ELEMENT_RE.subn(
+        lambda m: f'"{m.group(1)}": {{"vr": "{m.group(2)}", "BulkDataURI": {uri}}}', text, count=1
+    )
+    if count or f'"{PIXEL_DATA}"' in text:
+        return text
+    element = f'"{PIXEL_DATA}": {{"vr": "{pixel_data_vr(transfer_syntax, bits_allocated)}", "BulkDataURI": {uri}}}'
+    return f"{{{element}}}" if text == "{}" else f"{text[:-1]}, {element}}}"
+
+
+class FrameReader:
+    """Reads single frames of a stored instance without loading its whole pixel data."""
+
+    def __init__(self, handle: BinaryIO, transfer_syntax: str) -> None:
+        self.handle = handle
+        self.dataset = dcmread(handle, defer_size=1024)
+        self.transfer_syntax = str(self.dataset.file_meta.get("TransferSyntaxUID", transfer_syntax))
+        element = self.dataset.get_item(0x7FE00010, keep_deferred=True)
+        if element is None:
+            raise DicomwebError("The instance has no pixel data.", status=404)
+        self.value_tell = getattr(element, "value_tell", None)
+        try:
+            self.number_of_frames = max(int(str(self.dataset.get("NumberOfFrames") or 1).strip() or 1), 1)
+            self.bits_allocated = int(self.dataset.BitsAllocated)
+            self.frame_length = (
+                int(self.dataset.Rows)
+                * int(self.dataset.Columns)
+                * int(self.dataset.get("SamplesPerPixel") or 1)
+                * self.bits_allocated
+                // 8
+            )
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise DicomwebError(f"The stored image header cannot describe its frames: {exc}", status=422) from None
+
+    def stored(self, number: int) -> bytes:
+        """Frame ``number`` (1-based) exactly as stored: native bytes or one compressed frame."""
+        if self.transfer_syntax in NATIVE_LITTLE_ENDIAN and self.value_tell is not None:
+            if self.bits_allocated == 1:
+                return self.decoded(number)
+            self.handle.seek(self.value_tell + (number - 1) * self.frame_length)
+            data = self.handle.read(self.frame_length)
+            if len(data) < self.frame_length:
+                raise DicomwebError(f"Frame {number} is cut short in the stored file.", status=422)
+            return data
+        if self.value_tell is None:
+            return self.decoded(number)
+        self.handle.seek(self.value_tell)
+        try:
+            return get_frame(self.handle, number - 1, number_of_frames=self.number_of_frames)
+        except (ValueError, KeyError, EOFError) as exc:
+            raise DicomwebError(f"Frame {number} cannot be read from the stored file: {exc}", status=422) from None
+
+    def decoded(self, number: int) -> bytes:
+        """Frame ``number`` as native little-endian bytes, decompressing when needed."""
+        from pydicom.pixels import pack_bits
+
+        self.handle.seek(0)
+        try:
+            array = pixel_array(self.handle, index=number - 1)
+        except (ValueError, RuntimeError, NotImplementedError, TypeError, AttributeError, KeyError, EOFError):
+            # Deflated and big-endian files, and streams with defects the renderer knows how to repair.
+            try:
+                array, _ds = load_frame(self.handle, frame=number)
+            except (NotAnImage, RenderError) as exc:
+                raise DicomwebError(f"Frame {number} cannot be decoded: {exc}", status=422) from None
+        if self.bits_allocated == 1:
+            return pack_bits(array)
+        return array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+
+    def frame(self, number: int, *, keep_stored: bool) -> bytes:
+        if keep_stored or self.transfer_syntax in NATIVE_LITTLE_ENDIAN:
+            return self.stored(number)
+        return self.decoded(number)
+
+
+def bulk_value(handle: BinaryIO, tag_text: str) -> bytes:
+    """The value of a bulk data element of a stored instance: at the top level, else the first one
+    inside a sequence (headers keep nested bulk data out under the same tag)."""
+    if not re.fullmatch(r"[0-9A-Fa-f]{8}", tag_text):
+        raise DicomwebError(f"bulkdata: {tag_text!r} is not a tag (eight hexadecimal digits).")
+    tag = int(tag_text, 16)
+    if tag in PIXEL_TAGS:
+        raise DicomwebError("bulkdata: pixel data is served per frame, under .../frames/{n}.", status=404)
+    try:
+        dataset = dcmread(handle, defer_size=1024)
+        element = dataset.get(tag)
+        if element is None:
+            element = next((e for e in dataset.iterall() if int(e.tag) == tag), None)
+        value = None if element is None else element.value
+    except (ValueError, TypeError, KeyError, EOFError, OSError) as exc:
+        raise DicomwebError(f"bulkdata: the stored file cannot be read: {exc}", status=422) from None
+    if value is None or not isinstance(value, bytes | bytearray):
+        raise DicomwebError(f"bulkdata: the instance has no bulk data element {tag_text.upper()}.", status=404)
+    return bytes(value)
+
+
+def parse_frame_list(value: str, number_of_frames: int) -> list[int]:
+    """``1,2,3`` as frame numbers; not numbers or < 1 is a 400, past the last frame a 404."""
+    numbers = []
+    for item in value.split(","):
+        item = item.strip()
+        if not item.isdigit() or int(item) < 1:
+            raise DicomwebError(f"frame: {item!r} is not a frame number (frames start at 1).")
+        numbers.append(int(item))
+    past = [n for n in numbers if n > number_of_frames]
+    if past:
+        raise DicomwebError(
+            f"frame: {past[0]} is past the last frame ({number_of_frames}) of the instance.", status=404
+        )
+    return numbers
+
+
+WINDOW_FUNCTIONS = {"linear", "linear_exact", "linear-exact", "sigmoid"}
+RENDERED_TYPES = ("image/jpeg", "image/png")
+
+
+@dataclass(frozen=True)
+class RenderParams:
+    media_type: str
+    window: tuple[float, float, str] | None  # center, width, VOI LUT function
+    viewport: tuple[int, int] | None
+    quality: int
+
+
+def parse_render_params(params, accept_header: str | None) -> RenderParams:
+    """Validate ``accept=``, ``window=``, ``viewport=`` and ``quality=``; errors name the parameter."""
+    requested = params.get("accept")
+    if requested:
+        media_type = accepts_any(parse_accept(requested), *RENDERED_TYPES)
+        if media_type is None:
+            raise DicomwebError(f"accept: {requested!r} is not available; use image/jpeg or image/png.", status=406)
+    else:
+        media_type = accepts_any(parse_accept(accept_header), *RENDERED_TYPES)
+        if media_type is None:
+            raise DicomwebError("Rendered images are available as image/jpeg or image/png.", status=406)
+    window = None
+    if params.get("window") is not None:
+        pieces = params["window"].split(",")
+        if len(pieces) not in (2, 3):
+            raise DicomwebError("window: expected center,width[,function].")
+        try:
+            center, width = float(pieces[0]), float(pieces[1])
+        except ValueError:
+            raise DicomwebError(f"window: {params['window']!r} is not center,width as numbers.") from None
+        if width <= 0:
+            raise DicomwebError("window: the width must be positive.")
+        function = pieces[2].strip().lower() if len(pieces) == 3 else "linear"
+        if function not in WINDOW_FUNCTIONS:
+            raise DicomwebError("window: the function must be linear, linear-exact or sigmoid.")
+        window = (center, width, function.replace("-", "_").upper())
+    viewport = None
+    if params.get("viewport") is not None:
+        pieces = params["viewport"].split(",")
+        if len(pieces) != 2 or not all(p.strip().isdigit() for p in pieces):
+            raise DicomwebError("viewport: expected width,height in pixels.")
+        viewport = (int(pieces[0]), int(pieces[1]))
+        if min(viewport) < 1 or max(viewport) > 8192:
+            raise DicomwebError("viewport: width and height must be between 1 and 8192.")
+    quality = 90
+    if params.get("quality") is not None:
+        quality = parse_int("quality", params["quality"], minimum=1)
+        if quality > 100:
+            raise DicomwebError("quality: must be between 1 and 100.")
+    return RenderParams(media_type=media_type, window=window, viewport=viewport, quality=quality)
