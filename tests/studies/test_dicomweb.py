@@ -732,3 +732,16 @@ def test_frame_negotiation_for_the_accept_headers_viewers_send(physician, jpeg_i
     assert answer.status_code == 200
     body = b"".join(answer.streaming_content)
     assert b"Content-Type: application/octet-stream; " + part_type + b"\r\n" in body
+
+
+def test_dicomweb_errors_are_portal_errors_answered_with_detail_only():
+    from studies.dicomweb import DicomwebError, exception_response
+    from teleconsult.errors import PortalError
+
+    refused = DicomwebError("Frames are sent as application/octet-stream.", status=406)
+    answer = exception_response(refused)
+
+    assert isinstance(refused, PortalError) and refused.code == "not_acceptable"
+    assert answer.status_code == 406 and json.loads(answer.content) == {"detail": refused.message}
+    assert exception_response(DicomwebError("Log in.", 401))["WWW-Authenticate"] == 'Token realm="dicomweb"'
+    assert exception_response(PortalError("Not now.", status=409)).status_code == 409

@@ -17,6 +17,7 @@ from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, RLELossless
 from studies.rendering import (
     NotAnImage,
     RenderError,
+    encode,
     fit_within,
     load_frame,
     middle_frame,
@@ -24,6 +25,7 @@ from studies.rendering import (
     render_frame,
     render_thumbnail,
 )
+from teleconsult.errors import PortalError
 
 
 def image_dataset(
@@ -605,3 +607,34 @@ def test_a_given_sigmoid_window_follows_the_sigmoid_function():
     assert all(abs(value - want) <= 1.5 for value, want in zip(sigmoid, expected, strict=True))
     assert linear[0] == 0 and sigmoid[0] > 20
     assert linear[4] == 255 and sigmoid[4] < 235
+
+
+def test_the_thumbnail_maker_takes_a_box_a_window_and_a_media_type(tmp_path):
+    path = tmp_path / "three.dcm"
+    three_frames().save_as(path, enforce_file_format=True)
+
+    thumbnail = Image.open(
+        io.BytesIO(render_thumbnail(path, viewport=(60, 20), window=(20, 10), media_type="image/png"))
+    )
+
+    assert thumbnail.format == "PNG"
+    assert thumbnail.size == (30, 20)  # 6 x 4 pixels scaled to fit 60 x 20
+    middle = render_frame(path, frame=2, window=(20, 10), viewport=(60, 20))
+    assert np.array_equal(np.asarray(thumbnail), np.asarray(middle))
+
+
+def test_the_encoder_gives_png_on_request_and_jpeg_from_any_picture():
+    rgba = Image.new("RGBA", (4, 3), (10, 20, 30, 255))
+
+    png = Image.open(io.BytesIO(encode(rgba, "image/png", quality=90)))
+    jpeg = Image.open(io.BytesIO(encode(rgba, "image/jpeg", quality=90)))
+
+    assert (png.format, png.mode) == ("PNG", "RGBA")
+    assert (jpeg.format, jpeg.mode, jpeg.size) == ("JPEG", "RGB", (4, 3))
+
+
+def test_a_render_error_is_a_portal_error_with_its_reason():
+    error = RenderError("Cannot decode frame 1 (JPEG Baseline): bad Huffman table")
+
+    assert isinstance(error, PortalError)
+    assert (error.status, error.code, str(error)) == (422, "render_failed", error.message)
