@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ingested {args.slices} slices of 512x512 CT in {time.monotonic() - started:.1f} s")
         port = free_port()
         server = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "teleconsult.asgi:application"],
+            [sys.executable, "-m", "teleconsult.serve", "-b", "127.0.0.1", "-p", str(port)],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,

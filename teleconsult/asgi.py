@@ -1,22 +1,34 @@
-"""ASGI entry point: HTTP through Django, WebSockets through Channels."""
+"""The ASGI application: HTTP through Django, WebSockets through Channels.
 
-import gc
+Importing this module builds the application and does nothing else: no patches, no processes,
+no change to the environment, so tests and tools import it freely. The start-up work a server
+needs is ``teleconsult.serve`` (``python -m teleconsult.serve``, which runs daphne on this
+application); served any other way, it serves correctly without that work and says so once.
+"""
+
+import logging
 import os
 
-from django.core.asgi import get_asgi_application
+import django
+from django.apps import apps
+from django.core.handlers.asgi import ASGIHandler
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "teleconsult.settings")
-django_asgi_app = get_asgi_application()
+# As django.core.asgi.get_asgi_application(), but Django is set up only where it is not yet:
+# setting it up again would configure logging again, over what the importer set up (a test run's).
+if not apps.ready:
+    django.setup(set_prefix=False)
+django_asgi_app = ASGIHandler()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator, OriginValidator  # noqa: E402
-from django.urls import get_resolver  # noqa: E402
 
 from accounts.websocket import TokenOrSessionAuthMiddleware  # noqa: E402
-from studies import ingest, storage  # noqa: E402
 from studies.stow_body import StowBodyReader  # noqa: E402
-from teleconsult import bodies  # noqa: E402
+from teleconsult import serve  # noqa: E402
 from teleconsult.routing import websocket_urlpatterns  # noqa: E402
+
+logger = logging.getLogger(__name__)
 
 
 class BrowserOriginValidator(OriginValidator):
@@ -35,32 +47,35 @@ class BrowserOriginValidator(OriginValidator):
         return await super().__call__(scope, receive, send)
 
 
-# Request bodies are received into temporary files: on disk, even where /tmp is held in memory,
-# and handed to the application a piece at a time rather than read into memory whole.
-storage.keep_temporary_files_on_disk()
-bodies.install()
-# The processes that check uploaded files start with the server, not on its first upload.
-ingest.start_checking_processes()
+class StartUpCheck:
+    """On the first connection a server hands over (its scope names the ``server``; Channels' test
+    tools name none), log a warning when this process was not started by ``teleconsult.serve``:
+    everything works, but daphne holds request bodies in memory whole, temporary files may be in
+    memory too, and full garbage collections walk all of Django."""
+
+    def __init__(self, application):
+        self.application = application
+        self.checked = False
+
+    async def __call__(self, scope, receive, send):
+        if not self.checked and "server" in scope:
+            self.checked = True
+            if not serve.started():
+                logger.warning(
+                    "teleconsult.asgi is served without its start-up: run the server with "
+                    "`python -m teleconsult.serve [daphne options]` (docs/operations.md), not `daphne %s`; "
+                    "without it daphne holds request bodies in memory whole",
+                    serve.APPLICATION,
+                )
+        return await self.application(scope, receive, send)
 
 
-def settle_for_serving() -> None:
-    """Load what the first requests would load (the URL patterns and the views they import), then
-    move everything loaded so far out of the garbage collector's way for good (``gc.freeze``).
-
-    A full collection otherwise walks all of Django, DRF, pydicom and the project on every pass:
-    about 0.1 s each, once or twice per 60 MB of STOW-RS uploads (bench.ingest); about 0.01 s once
-    only what requests allocate is left to walk."""
-    get_resolver().url_patterns  # noqa: B018 - evaluated for its imports
-    gc.collect()  # garbage left by start-up is freed, not frozen with the rest
-    gc.freeze()
-
-
-settle_for_serving()
-
-application = ProtocolTypeRouter(
-    {
-        # STOW-RS bodies are split into their parts in front of Django (studies.stow_body).
-        "http": StowBodyReader(django_asgi_app),
-        "websocket": BrowserOriginValidator(TokenOrSessionAuthMiddleware(URLRouter(websocket_urlpatterns))),
-    }
+application = StartUpCheck(
+    ProtocolTypeRouter(
+        {
+            # STOW-RS bodies are split into their parts in front of Django (studies.stow_body).
+            "http": StowBodyReader(django_asgi_app),
+            "websocket": BrowserOriginValidator(TokenOrSessionAuthMiddleware(URLRouter(websocket_urlpatterns))),
+        }
+    )
 )

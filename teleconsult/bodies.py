@@ -26,7 +26,7 @@ and it gives every HTTP response a ``ResponseFlow``, Twisted's producer for it, 
 application's ``send`` waits while the client is not taking what was sent, and drops the body of
 an answer to HEAD; an application failing after its response started is logged and its
 connection closed (``_guarded``).
-``teleconsult.asgi`` (what daphne loads) installs it. It is written against one version of daphne
+``teleconsult.serve`` (the server's start-up) installs it. It is written against one version of daphne
 and of Twisted (both pinned in requirements.txt): with others it logs a warning and leaves daphne as
 it is. Installed, it leaves daphne's ``--request-buffer-size`` to bodies under 100 kB; larger ones
 come in pieces of ``PIECE_SIZE``.

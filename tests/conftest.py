@@ -12,9 +12,10 @@ from tests.factories import UserFactory
 
 PASSWORD = "correct-horse-battery-staple"
 
-# The ASGI application, once imported, would move this process's temporary files beside the
+# import_dicom, which tests run in this process, moves the process's temporary files beside the
 # media root of that moment where /tmp is a tmpfs (storage.keep_temporary_files_on_disk); tests
 # change the media root from test to test, so they name the temporary directory themselves.
+# (Importing teleconsult.asgi changes nothing: the server's start-up is teleconsult.serve.)
 os.environ.setdefault("TMPDIR", tempfile.gettempdir())
 
 
@@ -183,7 +184,9 @@ def service_environment(request, test_database_url, tmp_path):
 
 @pytest.fixture
 def daphne_factory(request, service_environment):
-    """Start real daphne processes: ``daphne_factory(port=None, **env)`` -> DaphneProcess (url, stop, kill, restart).
+    """Start real daphne processes, as the portal is served (``python -m teleconsult.serve``):
+    ``daphne_factory(port=None, options=(), **env)`` -> DaphneProcess (url, stop, kill, restart);
+    ``options`` are more of daphne's options.
 
     Request ``redis_url`` too and every server (and ``celery_worker_factory`` worker) shares that
     Redis with this test's own prefix. All of them stop when the test ends.

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from email.message import EmailMessage
 from pathlib import Path
 from urllib.parse import quote
@@ -187,9 +187,12 @@ class ServiceProcess:
 
 
 class DaphneProcess(ServiceProcess):
-    def __init__(self, port: int, env: dict[str, str], label: str) -> None:
+    """daphne as the portal is served (``python -m teleconsult.serve``: the server's start-up, then
+    daphne) on a loopback port; ``options`` are more of daphne's options (``--proxy-headers``...)."""
+
+    def __init__(self, port: int, env: dict[str, str], label: str, options: Sequence[str] = ()) -> None:
         self.port = port
-        argv = [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "teleconsult.asgi:application"]
+        argv = [sys.executable, "-m", "teleconsult.serve", "-b", "127.0.0.1", "-p", str(port), *options]
         super().__init__(argv, env, label)
 
     @property
@@ -201,7 +204,7 @@ class DaphneProcess(ServiceProcess):
         return f"ws://127.0.0.1:{self.port}"
 
     def is_ready(self) -> bool:
-        # daphne loads the application before it listens, so an open port means it can serve.
+        # Start-up and the application come before daphne listens: an open port means it can serve.
         return port_answers(self.port)
 
     def stop(self, timeout: float = 15.0) -> int | None:
@@ -311,9 +314,11 @@ class ProcessFactory:
         self.label = label
         self.started: list[ServiceProcess] = []
 
-    def daphne(self, port: int | None = None, *, wait: bool = True, **env: str | None) -> DaphneProcess:
+    def daphne(
+        self, port: int | None = None, *, wait: bool = True, options: Sequence[str] = (), **env: str | None
+    ) -> DaphneProcess:
         port = port or free_port()
-        server = DaphneProcess(port, self.environment.env(**env), f"{self.label}-daphne-{port}")
+        server = DaphneProcess(port, self.environment.env(**env), f"{self.label}-daphne-{port}", options)
         self.started.append(server)
         server.start(wait=wait)
         return server

@@ -152,9 +152,21 @@ def test_stale_files_in_the_servers_own_temporary_directory_are_removed(settings
     assert os.listdir(own) == ["tmpnew.upload"]
 
 
+def test_importing_storage_reads_no_mount_table():
+    """The mount table is read when a process asks where its temporary files go, not on import."""
+    script = (
+        "import sys; opened = []; "
+        "sys.addaudithook(lambda event, args: event == 'open' and opened.append(str(args[0]))); "
+        "import studies.storage; print(sorted(path for path in opened if 'mounts' in path))"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]"
+
+
 def test_the_server_moves_its_temporary_files_off_a_real_tmpfs(settings, tmp_path):
-    """The ASGI module, imported as daphne imports it, in a process whose temporary directory is a
-    real tmpfs (mounted in a mount namespace of its own) and whose environment names none."""
+    """The server's start-up (``teleconsult.serve.start``, as ``python -m teleconsult.serve`` runs
+    it before daphne) in a process whose temporary directory is a real tmpfs (mounted in a mount
+    namespace of its own) and whose environment names none."""
     unshare = shutil.which("unshare")
     if unshare is None or os.geteuid() != 0:
         pytest.skip("needs root and unshare(1) to mount a tmpfs in a namespace of its own")
@@ -165,7 +177,7 @@ def test_the_server_moves_its_temporary_files_off_a_real_tmpfs(settings, tmp_pat
     data_dir = tempfile.mkdtemp(prefix="tmpfs-test-", dir=settings.DATA_DIR)
     script = (
         f"import tempfile; tempfile.tempdir = {str(in_memory)!r}; "  # the system's, as gettempdir() found it
-        "import os, multiprocessing, teleconsult.asgi; "
+        "import os, multiprocessing, teleconsult.serve; teleconsult.serve.start(); "
         "print('TEMP', tempfile.gettempdir(), os.environ['TMPDIR']); "
         "body = tempfile.TemporaryFile(); body.write(bytes(200000)); body.close(); "
         "child = multiprocessing.get_context('forkserver').Pool(1); "
