@@ -1,8 +1,9 @@
-"""Consult changes that touch several models and tell people about it.
+"""Every change of a consult, and what it tells people: the one writer.
 
-Each function runs the model transition, routes offers or grants access where needed and writes
-notifications in one transaction; pushes and emails go out after commit (see notifications).
-Views, the API and tasks call these, never the notification code directly.
+Each function runs the model transition (which checks ``consultations.transitions``), routes
+offers or grants access where needed, writes the timeline and notifications in one transaction;
+pushes, emails and room broadcasts go out after commit. Pages, the API, the consult room, the SLA
+clock and tasks call these; nothing else writes a consult or its timeline.
 """
 
 from __future__ import annotations
@@ -10,18 +11,29 @@ from __future__ import annotations
 import hashlib
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
+from django.core.validators import validate_email
 from django.db import transaction
+from django.db.models import Q
+from django.http import Http404
+from django.urls import reverse
+from django.utils import timezone
 
-from accounts.models import User
+from accounts.addresses import account_for_address
+from accounts.models import Role, User
+from accounts.outbox import send_after_commit
 
-from . import offers
+from . import attachments, offers, room
+from .colleagues import may_join_consults
+from .errors import IllegalTransitionError, NotAllowedError
 from .models import (
+    ChatMessage,
+    ColleagueInvitation,
     ConsultAttachment,
     ConsultEvent,
+    ConsultOffer,
     ConsultRequest,
-    IllegalTransitionError,
-    NotAllowedError,
     Notification,
     State,
 )
@@ -32,6 +44,13 @@ Kind = Notification.Kind
 
 def _referring_side(consult: ConsultRequest) -> list:
     return [consult.requester, *(p.user for p in consult.active_participants())]
+
+
+def _route(consult: ConsultRequest) -> list[ConsultOffer]:
+    """Offer a just-submitted consult and record who it went to on the timeline."""
+    routing = offers.route(consult)
+    consult.record_event(ConsultEvent.Kind.OFFERED, None, routing.message, to=routing.to)
+    return routing.offers
 
 
 def _patient_accounts(consult: ConsultRequest) -> list:
@@ -47,7 +66,7 @@ def create_consult(*, by: User, study, submit: bool = True, **fields) -> Consult
     if not by.has_clinical_access:
         raise NotAllowedError("You are not a member of a practice yet: a practice admin must admit you first.")
     consult = ConsultRequest.objects.create(study=study, requester=by, **fields)
-    consult._log(ConsultEvent.Kind.CREATED, by, "Consult requested.")
+    consult.record_event(ConsultEvent.Kind.CREATED, by, "Consult requested.")
     if submit:
         submit_consult(consult, by=by)
     return consult
@@ -56,7 +75,7 @@ def create_consult(*, by: User, study, submit: bool = True, **fields) -> Consult
 @transaction.atomic
 def submit_consult(consult: ConsultRequest, *, by: User) -> None:
     consult.submit(by=by)
-    new_offers = offers.route(consult)
+    new_offers = _route(consult)
     notify(
         [offer.specialist for offer in new_offers],
         kind=Kind.OFFER,
@@ -81,7 +100,7 @@ def accept_consult(consult: ConsultRequest, *, by: User) -> None:
 def decline_consult(consult: ConsultRequest, *, by: User, reason: str) -> str:
     outcome = consult.decline(by=by, reason=reason)
     if outcome == "pool":
-        new_offers = offers.route(consult)
+        new_offers = _route(consult)
         notify(
             [o.specialist for o in new_offers],
             kind=Kind.OFFER,
@@ -170,54 +189,16 @@ def _queue_report_pdf(report_pk: int) -> None:
     tasks.store_report_pdf.delay(report_pk=report_pk)
 
 
-# Attachments: recognised by their first bytes, never by name or declared type.
-MAGIC = (
-    (b"%PDF-", ConsultAttachment.Kind.PDF),
-    (b"\x89PNG\r\n\x1a\n", ConsultAttachment.Kind.PNG),
-    (b"\xff\xd8\xff", ConsultAttachment.Kind.JPEG),
-)
-
-
-class AttachmentRefusedError(IllegalTransitionError):
-    status_code = 400
-    code = "attachment_refused"
-
-
-def sniff_attachment(data: bytes) -> str:
-    for magic, kind in MAGIC:
-        if data.startswith(magic):
-            if kind != ConsultAttachment.Kind.PDF:
-                _check_image(data)
-            return kind
-    raise AttachmentRefusedError("Only PDF, PNG or JPEG files can be attached; this file is none of them.")
-
-
-def _check_image(data: bytes) -> None:
-    import io
-
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise AttachmentRefusedError(f"The image is damaged or incomplete ({exc}).") from None
+# -- attachments --------------------------------------------------------------------------------
 
 
 @transaction.atomic
 def add_attachment(consult: ConsultRequest, *, by: User, upload) -> ConsultAttachment:
     """Attach a PDF or an image (checked by content, limited in size) to an open consult."""
-    if not (consult.may_requester_act(by) or by.pk == consult.assignee_id):
-        raise NotAllowedError("Only people working on this consult may attach files.")
-    if consult.state in (State.CANCELLED, State.CLOSED):
-        raise IllegalTransitionError(f"Cannot attach files to a consult that is {consult.get_state_display().lower()}.")
-    limit = settings.TELECONSULT_ATTACHMENT_MAX_SIZE
-    if upload.size > limit:
-        raise AttachmentRefusedError(f"The file is {upload.size} bytes; attachments may be at most {limit} bytes.")
+    consult.require("attach", by)
+    attachments.check_size(upload.size)
     data = upload.read()
-    if not data:
-        raise AttachmentRefusedError("The file is empty.")
-    kind = sniff_attachment(data)
+    kind = attachments.sniff_attachment(data)
     name = (getattr(upload, "name", "") or f"attachment.{kind}").rsplit("/", 1)[-1][:200]
     attachment = ConsultAttachment(
         consult=consult,
@@ -229,5 +210,177 @@ def add_attachment(consult: ConsultRequest, *, by: User, upload) -> ConsultAttac
     )
     attachment.file.save(f"consult-{consult.pk}.{kind}", ContentFile(data), save=False)
     attachment.save()
-    consult._log(ConsultEvent.Kind.ATTACHMENT_ADDED, by, f"Attached {name}.", attachment_id=attachment.pk)
+    consult.record_event(ConsultEvent.Kind.ATTACHMENT_ADDED, by, f"Attached {name}.", attachment_id=attachment.pk)
     return attachment
+
+
+# -- colleagues ---------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def invite_colleague(consult: ConsultRequest, *, by: User, email: str) -> tuple[ColleagueInvitation, str]:
+    """Invite ``email`` to the care team (see consultations.colleagues). Returns the invitation and
+    the answer to show, the same for any address."""
+    consult.require("add-participant", by)
+    email = (email or "").strip().lower()
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise IllegalTransitionError(f"{email[:80]!r} is not an email address.") from None
+    if email == by.email.lower():
+        raise IllegalTransitionError("You are already on this consult.")
+    invitation = ColleagueInvitation.pending().filter(consult=consult, email__iexact=email).first()
+    if invitation is None:
+        invitation = ColleagueInvitation.objects.create(consult=consult, email=email, invited_by=by)
+    account = account_for_address(email)
+    link = reverse("consultations:colleague-invitation", args=[invitation.pk])
+    if may_join_consults(account):
+        notify(
+            [account],
+            kind=Kind.COLLEAGUE_INVITED,
+            consult=consult,
+            title=f"{by.display_name} invites you to consult #{consult.pk}",
+            url=link,
+        )
+        body = (
+            f"Hello,\n\n{by.display_name} invites you to join consult #{consult.pk} on teleconsult. "
+            f"Accept or decline here:\n{settings.TELECONSULT_BASE_URL}{link}\n"
+        )
+    else:
+        body = (
+            f"Hello,\n\n{by.display_name} asked to add this address to a consult on teleconsult. Only "
+            "clinicians with an account here (admitted by their practice) join consults. If you are one, "
+            "sign up or sign in with this address and ask them to invite you again; otherwise ignore this "
+            "message.\n"
+        )
+    send_after_commit(f"An invitation to consult #{consult.pk}", body, [email])
+    consult.record_event(ConsultEvent.Kind.PARTICIPANT_INVITED, by, f"{email} invited to join.", email=email)
+    answer = f"Invitation sent to {email}. They join the consult once they accept."
+    return invitation, answer
+
+
+@transaction.atomic
+def accept_invitation(invitation: ColleagueInvitation, *, user: User) -> None:
+    locked = ColleagueInvitation.objects.select_for_update().get(pk=invitation.pk)
+    if locked.status != "pending":
+        raise IllegalTransitionError(f"This invitation is {locked.status}.")
+    consult = ConsultRequest.objects.select_for_update().get(pk=locked.consult_id)
+    if user.pk in (consult.requester_id, consult.assignee_id) or consult.is_participant(user):
+        raise IllegalTransitionError("You are already on this consult.")
+    consult.add_participant(by=locked.invited_by or consult.requester, user=user)
+    locked.accepted_at = timezone.now()
+    locked.accepted_by = user
+    locked.save(update_fields=["accepted_at", "accepted_by"])
+    notify(
+        [consult.requester],
+        kind=Kind.PARTICIPANT_ADDED,
+        consult=consult,
+        title=f"{user.display_name} joined consult #{consult.pk}",
+    )
+
+
+@transaction.atomic
+def decline_invitation(invitation: ColleagueInvitation, *, user: User) -> None:
+    locked = ColleagueInvitation.objects.select_for_update().get(pk=invitation.pk)
+    if locked.status != "pending":
+        raise IllegalTransitionError(f"This invitation is {locked.status}.")
+    locked.declined_at = timezone.now()
+    locked.save(update_fields=["declined_at"])
+
+
+# What an invited colleague may answer with.
+INVITATION_ANSWERS = {"accept": accept_invitation, "decline": decline_invitation}
+
+
+@transaction.atomic
+def withdraw_invitation(consult: ConsultRequest, invitation_pk, *, by: User) -> ColleagueInvitation:
+    consult.require("withdraw-invitation", by)
+    invitation = ColleagueInvitation.pending().filter(consult=consult, pk=invitation_pk).first()
+    if invitation is None:
+        raise Http404("No such invitation.")
+    invitation.withdrawn_at = timezone.now()
+    invitation.save(update_fields=["withdrawn_at"])
+    return invitation
+
+
+# -- SLA steps (consultations.sla decides when, holding the consult's row lock) -----------------
+
+
+def _time_left_text(consult: ConsultRequest, now) -> str:
+    minutes = max(0, int((consult.due_at - now).total_seconds() // 60))
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+
+
+def warn_due_soon(consult: ConsultRequest, now) -> None:
+    """75 % of the window: tell the assignee, or the specialists holding an offer."""
+    consult.mark_sla_warned(at=now)
+    waiting_for = "a report" if consult.state != State.SUBMITTED else "a specialist to accept"
+    left = _time_left_text(consult, now)
+    consult.record_event(
+        ConsultEvent.Kind.SLA_WARNING, None, f"Due in {left}; still waiting for {waiting_for}.", step="warning"
+    )
+    told = [consult.assignee] if consult.assignee_id else offers.pool_users(consult)
+    notify(
+        told,
+        kind=Kind.SLA_WARNING,
+        consult=consult,
+        title=f"Consult #{consult.pk} is due in {left}",
+        body=f"The {consult.get_priority_display().lower()} consult is still waiting for {waiting_for}.",
+    )
+
+
+def escalate_overdue(consult: ConsultRequest, now) -> None:
+    """Past due: mark it, offer a consult nobody accepted to every match, tell the requester and
+    the administrators."""
+    consult.mark_sla_overdue(at=now)
+    consult.record_event(ConsultEvent.Kind.SLA_OVERDUE, None, "Overdue: the due time has passed.", step="overdue")
+    if consult.state == State.SUBMITTED:
+        if consult.target_specialist_id and consult.specialty:
+            # The named specialist keeps their offer; the specialty pool may take it now too.
+            consult.release_to_pool()
+        new_offers = offers.offer_to_every_match(consult)
+        consult.record_event(
+            ConsultEvent.Kind.ESCALATED,
+            None,
+            f"Escalated: offered to {len(new_offers)} more matching specialist(s), on call or not.",
+            to=[o.specialist_id for o in new_offers],
+        )
+        notify(
+            [o.specialist for o in new_offers],
+            kind=Kind.OFFER,
+            consult=consult,
+            title=f"Overdue {consult.get_priority_display().lower()} consult offered to you",
+            body="Nobody has accepted this consult in time.",
+        )
+    admins = User.objects.filter(is_active=True).filter(Q(role=Role.ADMIN) | Q(is_superuser=True))
+    notify(
+        [consult.requester, *admins],
+        kind=Kind.ESCALATION,
+        consult=consult,
+        title=f"Consult #{consult.pk} is overdue",
+        body=_escalation_text(consult),
+    )
+
+
+def _escalation_text(consult: ConsultRequest) -> str:
+    if consult.state != State.SUBMITTED:
+        return f"{consult.assignee.display_name} has not reported yet."
+    if consult.specialty:
+        return "Nobody has accepted it yet; it is now offered to every matching specialist."
+    return "The named specialist has not accepted it yet; you may cancel it and ask someone else."
+
+
+# -- the consult room ---------------------------------------------------------------------------
+
+
+def post_message(consult: ConsultRequest, *, author: User, text: object, client_id: object = "") -> ChatMessage:
+    """The one way a chat message is posted, from the room's WebSocket or the REST API: check the
+    text, save it (once per ``client_id``), and broadcast it to the room after commit.
+
+    A resend of a stored ``client_id`` broadcasts the stored message again, so the sender gets its
+    acknowledgement even when the first echo was lost with a dropped connection.
+    """
+    message = room.save_message(consult, author=author, text=text, client_id=client_id)
+    room.broadcast_on_commit(consult.pk, room.message_event(message))
+    return message

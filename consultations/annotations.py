@@ -14,6 +14,7 @@ from django.db import transaction
 from studies.models import Instance
 
 from . import room
+from .errors import FieldError
 from .models import Annotation, ConsultRequest
 
 MAX_VALUES_KEYS = 20
@@ -30,14 +31,11 @@ POINTS_PER_TOOL = {
 COORDINATE_LIMIT = 100_000
 
 
-class AnnotationError(Exception):
-    """Refused input or action; ``field`` names what is wrong, ``status`` is the HTTP status."""
+class AnnotationError(FieldError):
+    """Refused input or action; ``field`` names what is wrong, ``status`` is the HTTP status
+    (400 unless given)."""
 
-    def __init__(self, message: str, *, field: str = "detail", status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        self.status = status
+    code = "annotation_refused"
 
 
 def payload(annotation: Annotation) -> dict:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from asgiref.sync import async_to_sync
 from channels.generic.websocket import JsonWebsocketConsumer
 
+from teleconsult.errors import PortalError, error_frame
+
 from . import notifications
 from .groups import notifications_group
 
@@ -34,11 +36,11 @@ class NotificationsConsumer(JsonWebsocketConsumer):
 
     def receive_json(self, content, **kwargs) -> None:
         if not isinstance(content, dict) or content.get("type") != "notification.read":
-            self.send_json({"type": "error", "code": "unknown_type", "message": "Send notification.read."})
+            self.send_json(error_frame(PortalError("Send notification.read.", code="unknown_type")))
             return
         ids = content.get("ids")
         if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, int) for i in ids)):
-            self.send_json({"type": "error", "code": "bad_ids", "message": "ids must be a list of integers."})
+            self.send_json(error_frame(PortalError("ids must be a list of integers.", code="bad_ids")))
             return
         if not notifications.mark_read(self.user, ids):
             # Nothing changed, so no group push follows: answer this tab directly.

@@ -42,7 +42,8 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from studies import ingest
 from studies.models import Instance, Series
 
-from .models import Annotation, ConsultError, ConsultRequest, NotAllowedError, Report
+from .errors import ConsultError
+from .models import Annotation, ConsultRequest, Report
 from .pdf import render_report_pdf
 
 logger = logging.getLogger(__name__)
@@ -93,14 +94,14 @@ EXPORTED_TOOLS = (Annotation.Tool.LENGTH, Annotation.Tool.ANGLE, Annotation.Tool
 
 
 class NothingToExportError(ConsultError):
-    status_code = 409
+    status = 409
     code = "nothing_to_export"
 
 
 class ExportFailedError(ConsultError):
     """The object was made but the study would not take it (the reason comes from ingest)."""
 
-    status_code = 500
+    status = 500
     code = "export_failed"
 
 
@@ -126,14 +127,9 @@ class StoredObject:
 # -- measurements as TID 1500 -------------------------------------------------------------------
 
 
-def may_export(user, consult: ConsultRequest) -> bool:
-    return user.pk in (consult.assignee_id, consult.requester_id)
-
-
 def export_measurements(consult: ConsultRequest, *, by) -> StoredObject:
     """Store the consult's measurements as a new SR series in its study and return where it is."""
-    if not may_export(by, consult):
-        raise NotAllowedError("Only the requester and the specialist on this consult may export its measurements.")
+    consult.require("export-sr", by)
     annotations = list(consult.annotations.filter(tool__in=EXPORTED_TOOLS).order_by("created_at", "id"))
     sources = _source_headers(consult, {a.sop_instance_uid for a in annotations})
     groups = []

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from django import forms
-from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from accounts.models import Role, Specialty, User, validate_jurisdiction
 
-from .actions import AttachmentRefusedError, sniff_attachment
+from .attachments import check_size, sniff_attachment
+from .errors import AttachmentRefusedError
 from .models import Agreement, Notification, Priority, State
 
 
@@ -126,12 +126,10 @@ class AttachmentForm(forms.Form):
 
 def check_attachment(upload) -> None:
     """Size and content checks before anything is saved (the action checks again)."""
-    limit = settings.TELECONSULT_ATTACHMENT_MAX_SIZE
-    if upload.size > limit:
-        raise ValidationError(f"The file is {upload.size} bytes; attachments may be at most {limit} bytes.")
     head = upload.read()
     upload.seek(0)
     try:
+        check_size(upload.size)
         sniff_attachment(head)
     except AttachmentRefusedError as exc:
         raise ValidationError(exc.message) from None

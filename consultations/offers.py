@@ -8,11 +8,22 @@ all who otherwise match. Escalation offers it to every match regardless of on-ca
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.utils import timezone
 
 from accounts.models import Role, SpecialistProfile
 
-from .models import ConsultEvent, ConsultOffer, ConsultRequest
+from .models import ConsultOffer, ConsultRequest
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Who a consult went to: the new offers, and the timeline's account of it."""
+
+    offers: list[ConsultOffer]
+    message: str
+    to: list[int]
 
 
 def matching_profiles(consult: ConsultRequest) -> list[SpecialistProfile]:
@@ -48,16 +59,15 @@ def _offer(consult: ConsultRequest, users, reason: str) -> list[ConsultOffer]:
     return created
 
 
-def route(consult: ConsultRequest, at=None) -> list[ConsultOffer]:
-    """Offer a just-submitted consult; records who it went to on the timeline."""
+def route(consult: ConsultRequest, at=None) -> Routing:
+    """Offer a just-submitted consult (``actions`` records the routing on the timeline)."""
     at = at or timezone.now()
     if consult.target_specialist_id:
         target = consult.target_specialist
         # A specialist who declined before and is named again gets a fresh offer.
         consult.offers.filter(specialist=target).update(declined_at=None, decline_reason="")
         offers = _offer(consult, [target], ConsultOffer.Reason.TARGET)
-        consult._log(ConsultEvent.Kind.OFFERED, None, f"Offered to {target.display_name}.", to=[target.pk])
-        return offers
+        return Routing(offers, f"Offered to {target.display_name}.", [target.pk])
     profiles = matching_profiles(consult)
     on_call = [p for p in profiles if p.is_on_call(at)]
     chosen, reason = (on_call, ConsultOffer.Reason.ON_CALL) if on_call else (profiles, ConsultOffer.Reason.MATCHING)
@@ -68,8 +78,7 @@ def route(consult: ConsultRequest, at=None) -> list[ConsultOffer]:
         message = f"Offered to {len(chosen)} on-call specialist(s)."
     else:
         message = f"Nobody is on call: offered to all {len(chosen)} matching specialist(s)."
-    consult._log(ConsultEvent.Kind.OFFERED, None, message, to=[p.user_id for p in chosen])
-    return offers
+    return Routing(offers, message, [p.user_id for p in chosen])
 
 
 def offer_to_every_match(consult: ConsultRequest) -> list[ConsultOffer]:

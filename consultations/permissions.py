@@ -10,6 +10,7 @@ from django.http import Http404
 
 from studies.models import Study
 
+from . import transitions
 from .models import ConsultRequest, Report, State
 
 
@@ -100,37 +101,10 @@ def report_for_user(user, consult: ConsultRequest) -> Report | None:
 
 
 def may_write_report(user, consult: ConsultRequest) -> bool:
-    return user.pk == consult.assignee_id and consult.state in (
-        State.ACCEPTED,
-        State.INFO_REQUESTED,
-        State.REPORTED,
-        State.CLOSED,
-    )
+    return transitions.may(user, consult, "write-report")
 
 
 def allowed_actions(user, consult: ConsultRequest) -> list[str]:
-    """The transitions this user may try now, for buttons and the API (the model re-checks)."""
-    actions: list[str] = []
-    is_requester = user.pk == consult.requester_id
-    referring = consult.may_requester_act(user)
-    state = consult.state
-    if is_requester and state in (State.DRAFT, State.DECLINED):
-        actions.append("submit")
-    if state == State.SUBMITTED and user.may_take_consults:
-        if consult.target_specialist_id == user.pk or (
-            not consult.target_specialist_id and consult.has_open_offer(user)
-        ):
-            actions += ["accept", "decline"]
-        elif consult.has_open_offer(user):
-            actions.append("decline")
-    if is_requester and state in (State.DRAFT, State.SUBMITTED, State.ACCEPTED, State.INFO_REQUESTED, State.DECLINED):
-        actions.append("cancel")
-    if user.pk == consult.assignee_id and state == State.ACCEPTED:
-        actions += ["request-info", "report"]
-    if referring and state == State.INFO_REQUESTED:
-        actions.append("answer-info")
-    if user.pk == consult.assignee_id and state in (State.REPORTED, State.CLOSED):
-        actions.append("addendum")
-    if (is_requester or user.is_admin) and state == State.REPORTED:
-        actions.append("close")
-    return actions
+    """The transitions this user may try now, for buttons and the API: read from the one table
+    (``consultations.transitions``) that the model guards check too."""
+    return transitions.allowed_actions(user, consult)

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import portal_views
+from .views import portal as portal_views
 
 app_name = "portal"
 

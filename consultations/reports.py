@@ -11,19 +11,9 @@ from django.db import transaction
 
 from accounts.mfa import verify_code
 
-from . import actions
-from .models import (
-    ConsultRequest,
-    IllegalTransitionError,
-    NotAllowedError,
-    Report,
-    ReportTemplate,
-    State,
-)
-
-
-class ReauthenticationError(NotAllowedError):
-    code = "reauthentication_failed"
+from . import actions, transitions
+from .errors import IllegalTransitionError, ReauthenticationError
+from .models import ConsultRequest, Report, ReportTemplate
 
 
 def templates_for(consult: ConsultRequest):
@@ -40,17 +30,14 @@ def templates_for(consult: ConsultRequest):
 
 def get_or_start_draft(consult: ConsultRequest, *, by, template: ReportTemplate | None = None) -> Report:
     """The assignee's working version: the unsigned newest one, or version 1 from a template."""
-    if by.pk != consult.assignee_id:
-        raise NotAllowedError("Only the specialist who accepted this consult may write its report.")
+    transitions.require_actor(consult, "write-report", by)
     current = consult.current_report
     if current is not None and not current.is_signed:
         return current
     if current is not None:
         raise IllegalTransitionError("The report is signed; start an addendum to change it.")
-    if consult.state not in (State.ACCEPTED, State.INFO_REQUESTED):
-        raise IllegalTransitionError(
-            f"Cannot write a report on a consult that is {consult.get_state_display().lower()}."
-        )
+    # No version yet, so the consult has not been reported: the state is accepted or earlier.
+    transitions.require_state(consult, "write-report")
     if template is None:
         template = templates_for(consult).first()
     return Report.objects.create(
@@ -77,17 +64,17 @@ def check_reauthentication(user, *, password: str = "", code: str = "") -> None:
         return
     if password and user.check_password(password):
         return
+    field = "code" if code else "password"
     if not password and not code:
-        raise ReauthenticationError("Enter your password or an authenticator code to sign.")
-    raise ReauthenticationError("The password or code is wrong.")
+        raise ReauthenticationError("Enter your password or an authenticator code to sign.", field=field)
+    raise ReauthenticationError("The password or code is wrong.", field=field)
 
 
 def sign_report(consult: ConsultRequest, *, by, password: str = "", code: str = "") -> Report:
     report = consult.current_report
     if report is None or report.is_signed:
         raise IllegalTransitionError("There is no draft to sign.")
-    if by.pk != consult.assignee_id:
-        raise NotAllowedError("Only the specialist who accepted this consult may sign its report.")
+    transitions.require_actor(consult, "report", by)
     check_reauthentication(by, password=password, code=code)
     with transaction.atomic():
         locked = ConsultRequest.objects.select_for_update().get(pk=consult.pk)
@@ -104,10 +91,7 @@ def start_addendum(consult: ConsultRequest, *, by, reason: str) -> Report:
     reason = (reason or "").strip()
     if not reason:
         raise IllegalTransitionError("Give the reason for the addendum.")
-    if by.pk != consult.assignee_id:
-        raise NotAllowedError("Only the specialist who signed this report may add an addendum.")
-    if consult.state not in (State.REPORTED, State.CLOSED):
-        raise IllegalTransitionError("An addendum needs a signed report.")
+    consult.require("addendum", by)
     with transaction.atomic():
         current = Report.objects.select_for_update().filter(consult=consult).order_by("-version").first()
         if current is None or not current.is_signed:

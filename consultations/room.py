@@ -1,7 +1,8 @@
 """The live consult room: chat, read receipts, presence and shared viewing.
 
-Messages are saved first and broadcast after commit, so a message the sender saw acknowledged
-(its own echo, carrying its ``client_id``) is in the database. A ``client_id`` is stored once per
+Messages are posted through ``actions.post_message`` (WebSocket and REST alike): saved first and
+broadcast after commit, so a message the sender saw acknowledged (its own echo, carrying its
+``client_id``) is in the database. A ``client_id`` is stored once per
 author and consult: a client that resends after a reconnect gets the original message back.
 """
 
@@ -17,6 +18,8 @@ from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.http import Http404
 
+from teleconsult.errors import PortalError
+
 from .groups import consult_group
 from .models import ChatMessage, ChatReadMark, ConsultRequest
 from .permissions import get_consult_for_user
@@ -26,13 +29,14 @@ HISTORY_PAGE = 100
 MAX_CLIENT_ID = 64
 
 
-class RoomError(Exception):
-    """A frame or request the room refuses; ``code`` is machine-readable, the message names the problem."""
+class RoomError(PortalError):
+    """A frame or request the room refuses; ``code`` is machine-readable, the message names the
+    problem. Over the WebSocket it is an ``error`` frame (``teleconsult.errors.error_frame``)."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+    status = 400
+
+    def __init__(self, code: str, message: str, **data) -> None:
+        super().__init__(message, code=code, **data)
 
 
 def may_join(user, consult: ConsultRequest) -> bool:
@@ -65,14 +69,19 @@ def message_payload(message: ChatMessage) -> dict:
     }
 
 
+def _bad(code: str, field: str, message: str) -> RoomError:
+    """A refusal naming the field, so the REST body says which one (``{"text": ["..."]}``)."""
+    return RoomError(code, message, **{field: [message]})
+
+
 def clean_text(text: object) -> str:
     if not isinstance(text, str):
-        raise RoomError("bad_field", "text must be a string.")
+        raise _bad("bad_field", "text", "text must be a string.")
     text = text.strip()
     if not text:
-        raise RoomError("bad_field", "text is empty.")
+        raise _bad("bad_field", "text", "text is empty.")
     if len(text) > MAX_TEXT:
-        raise RoomError("too_long", f"text is {len(text)} characters; the limit is {MAX_TEXT}.")
+        raise _bad("too_long", "text", f"text is {len(text)} characters; the limit is {MAX_TEXT}.")
     return text
 
 
@@ -80,7 +89,7 @@ def clean_client_id(client_id: object) -> str:
     if client_id is None or client_id == "":
         return ""
     if not isinstance(client_id, str) or len(client_id) > MAX_CLIENT_ID:
-        raise RoomError("bad_field", f"client_id must be a string of at most {MAX_CLIENT_ID} characters.")
+        raise _bad("bad_field", "client_id", f"client_id must be a string of at most {MAX_CLIENT_ID} characters.")
     return client_id
 
 
@@ -111,17 +120,6 @@ def save_message(consult: ConsultRequest, *, author, text: object, client_id: ob
 
 def message_event(message: ChatMessage) -> dict:
     return {"type": "chat.message", "message": message_payload(message)}
-
-
-def do_post_message(consult: ConsultRequest, *, author, text: object, client_id: object = "") -> ChatMessage:
-    """Save a chat message and broadcast it after commit.
-
-    A resend of a stored ``client_id`` broadcasts the stored message again, so the sender gets its
-    acknowledgement even when the first echo was lost with a dropped connection.
-    """
-    message = save_message(consult, author=author, text=text, client_id=client_id)
-    broadcast_on_commit(consult.pk, message_event(message))
-    return message
 
 
 def history(consult: ConsultRequest, *, before_id: int | None = None, limit: int = HISTORY_PAGE) -> list[dict]:

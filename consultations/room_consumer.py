@@ -18,7 +18,9 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.http import Http404
 
-from . import room
+from teleconsult.errors import PortalError, error_frame
+
+from . import actions, room
 from .groups import consult_group
 
 log = logging.getLogger(__name__)
@@ -117,7 +119,10 @@ class ConsultRoomConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=json.dumps({"type": type_, **fields}))
 
     async def _error(self, code: str, message: str) -> None:
-        await self._send("error", code=code, message=message)
+        await self._refuse(room.RoomError(code, message))
+
+    async def _refuse(self, exc: PortalError) -> None:
+        await self.send(text_data=json.dumps(error_frame(exc)))
 
     # --- client -> server --------------------------------------------------------------------
 
@@ -149,20 +154,18 @@ class ConsultRoomConsumer(AsyncWebsocketConsumer):
             return
         try:
             await handler(self, frame)
-        except room.RoomError as exc:
-            await self._error(exc.code, exc.message)
+        except PortalError as exc:
+            await self._refuse(exc)
 
     async def on_chat_message(self, frame: dict) -> None:
         if "text" not in frame:
             raise room.RoomError("missing_field", "chat.message needs text.")
-        # Saved (committed) first; the broadcast then goes out from here, without holding the
-        # database thread while the channel layer publishes.
-        # Messages from different connections are saved side by side (each thread takes its own
-        # pooled connection); one connection's frames are still handled in order.
-        message = await database_sync_to_async(room.save_message, thread_sensitive=False)(
+        # The same action as the REST API: saved (committed) first, then broadcast. Messages from
+        # different connections are saved side by side (each thread takes its own pooled
+        # connection); one connection's frames are still handled in order.
+        await database_sync_to_async(actions.post_message, thread_sensitive=False)(
             self.consult, author=self.user, text=frame["text"], client_id=frame.get("client_id", "")
         )
-        await self.channel_layer.group_send(self.group, room.message_event(message))
 
     async def on_history_before(self, frame: dict) -> None:
         before_id = frame.get("before_id")

@@ -12,7 +12,7 @@ from django.http import Http404
 from PIL import Image
 
 from consultations import actions, reports, room
-from consultations.api import ConsultSerializer
+from consultations.api.serializers import ConsultSerializer
 from consultations.models import State
 from studies.models import Series
 from tests.factories import ConsultFactory, SpecialistFactory

@@ -1,7 +1,7 @@
 """``/api/v1/consults/{id}/messages/``: the consult room's chat for API clients.
 
 Listing pages backwards from the newest message; posting goes through the same action as the
-WebSocket, so API and room clients see the same messages, broadcast the same way.
+WebSocket (``actions.post_message``), so API and room clients see the same messages, broadcast the same way.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import room
+from .. import actions, room
 
 
 class AuthorSerializer(serializers.Serializer):
@@ -58,15 +58,12 @@ class ConsultMessagesView(APIView):
         consult = room.get_room_for_user(request.user, pk)
         serializer = MessageSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
-            message = room.do_post_message(
-                consult,
-                author=request.user,
-                text=serializer.validated_data["text"],
-                client_id=serializer.validated_data.get("client_id", ""),
-            )
-        except room.RoomError as exc:
-            raise serializers.ValidationError({"text": [exc.message]}) from None
+        message = actions.post_message(
+            consult,
+            author=request.user,
+            text=serializer.validated_data["text"],
+            client_id=serializer.validated_data.get("client_id", ""),
+        )
         return Response(room.message_payload(message), status=status.HTTP_201_CREATED)
 
 

@@ -5,7 +5,7 @@ own pages; anything that is not the patient's is a 404."""
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_safe
 
@@ -14,8 +14,9 @@ from studies.invitations import requests_for
 from studies.models import AccessEvent, Instance
 from studies.permissions import get_study_for_user, visible_studies
 
-from . import permissions
-from .portal import consults_for_study, signed_versions
+from .. import permissions
+from ..portal import consults_for_study, signed_versions
+from ..responses import report_pdf_response
 
 RECENT_EVENTS = 10
 
@@ -69,15 +70,9 @@ def study(request: HttpRequest, study_uid: str) -> HttpResponse:
 @require_safe
 @login_required
 def report_pdf(request: HttpRequest, pk: int) -> HttpResponse:
-    from .pdf import render_report_pdf  # reportlab is loaded only when a PDF is asked for
-
     consult = permissions.get_consult_for_user(request.user, pk)
     get_study_for_user(request.user, consult.study.study_instance_uid)
-    signed = signed_versions(request.user, consult)
-    if not signed:
-        raise Http404("No signed report yet.")
-    response = HttpResponse(render_report_pdf(consult, signed), content_type="application/pdf")
-    response["Content-Disposition"] = f'attachment; filename="consult-{consult.pk}-report.pdf"'
+    response = report_pdf_response(consult, signed_versions(request.user, consult))
     response["Cache-Control"] = "private, no-store"
     audit.record(request, AccessEvent.Action.REPORT_PDF, consult.study, f"consult:{consult.pk}")
     return response

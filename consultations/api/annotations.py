@@ -14,9 +14,9 @@ from rest_framework.views import APIView
 
 from studies.permissions import can_view_study
 
-from . import annotations
-from .models import Annotation
-from .permissions import get_consult_for_user
+from .. import annotations
+from ..models import Annotation
+from ..permissions import get_consult_for_user
 
 
 class AnnotationSerializer(serializers.Serializer):
@@ -40,13 +40,6 @@ def consult_with_images(user, pk):
     return consult
 
 
-def refusal(exc: annotations.AnnotationError) -> Response:
-    body = {"detail": exc.message}
-    if exc.field != "detail":
-        body[exc.field] = [exc.message]
-    return Response(body, status=exc.status)
-
-
 def body_of(request) -> dict:
     if not isinstance(request.data, dict):
         raise annotations.AnnotationError("Send a JSON object.")
@@ -66,10 +59,7 @@ class AnnotationListView(APIView):
     @extend_schema(request=AnnotationSerializer, responses={201: AnnotationSerializer, 200: AnnotationSerializer})
     def post(self, request, pk: int):
         consult = consult_with_images(request.user, pk)
-        try:
-            annotation, created = annotations.do_create(consult, by=request.user, data=body_of(request))
-        except annotations.AnnotationError as exc:
-            return refusal(exc)
+        annotation, created = annotations.do_create(consult, by=request.user, data=body_of(request))
         return Response(annotations.payload(annotation), status=status.HTTP_201_CREATED if created else 200)
 
 
@@ -85,12 +75,7 @@ class AnnotationDetailView(APIView):
     @extend_schema(request=AnnotationSerializer, responses=AnnotationSerializer)
     def put(self, request, pk: int, annotation_id: str):
         consult = consult_with_images(request.user, pk)
-        try:
-            annotation = annotations.do_update(
-                consult, by=request.user, annotation_id=annotation_id, data=body_of(request)
-            )
-        except annotations.AnnotationError as exc:
-            return refusal(exc)
+        annotation = annotations.do_update(consult, by=request.user, annotation_id=annotation_id, data=body_of(request))
         return Response(annotations.payload(annotation))
 
     patch = put
@@ -98,8 +83,5 @@ class AnnotationDetailView(APIView):
     @extend_schema(responses={204: None})
     def delete(self, request, pk: int, annotation_id: str):
         consult = consult_with_images(request.user, pk)
-        try:
-            annotations.do_delete(consult, by=request.user, annotation_id=annotation_id)
-        except annotations.AnnotationError as exc:
-            return refusal(exc)
+        annotations.do_delete(consult, by=request.user, annotation_id=annotation_id)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -7,9 +7,8 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import dicom_export, permissions
-from .api import Conflict, refused
-from .models import ConsultError
+from .. import dicom_export, permissions
+from .serializers import Conflict
 
 
 class StoredObjectSerializer(serializers.Serializer):
@@ -36,10 +35,7 @@ class ExportMeasurementsView(APIView):
     )
     def post(self, request, pk: int):
         consult = permissions.get_consult_for_user(request.user, pk)
-        try:
-            stored = dicom_export.export_measurements(consult, by=request.user)
-        except ConsultError as exc:
-            return refused(exc)
+        stored = dicom_export.export_measurements(consult, by=request.user)
         data = StoredObjectSerializer(
             {
                 "study_instance_uid": stored.study_instance_uid,

@@ -1,0 +1,55 @@
+"""The consult app's models, one module per concern; everything is importable from here."""
+
+from ..errors import (
+    AlreadyTakenError,
+    ConsultError,
+    IllegalTransitionError,
+    NotAllowedError,
+    ReportSignedError,
+)
+from ..transitions import CLOCK_STATES, OPEN_STATES, State
+from .consults import (
+    PRIORITY_RANK,
+    ColleagueInvitation,
+    ConsultAttachment,
+    ConsultEvent,
+    ConsultOffer,
+    ConsultParticipant,
+    ConsultQuerySet,
+    ConsultRequest,
+    Priority,
+    sla_window,
+)
+from .notifications import EMAIL_KINDS, Notification, NotificationPreference
+from .reports import Agreement, Report, ReportTemplate
+from .room import Annotation, ChatMessage, ChatReadMark
+
+__all__ = [
+    "CLOCK_STATES",
+    "EMAIL_KINDS",
+    "OPEN_STATES",
+    "PRIORITY_RANK",
+    "Agreement",
+    "AlreadyTakenError",
+    "Annotation",
+    "ChatMessage",
+    "ChatReadMark",
+    "ColleagueInvitation",
+    "ConsultAttachment",
+    "ConsultError",
+    "ConsultEvent",
+    "ConsultOffer",
+    "ConsultParticipant",
+    "ConsultQuerySet",
+    "ConsultRequest",
+    "IllegalTransitionError",
+    "NotAllowedError",
+    "Notification",
+    "NotificationPreference",
+    "Priority",
+    "Report",
+    "ReportSignedError",
+    "ReportTemplate",
+    "State",
+    "sla_window",
+]

@@ -1,0 +1,143 @@
+"""The consult page, its transitions (one POST route per action) and its attachments."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from studies import audit, viewer_views
+from studies.models import AccessEvent
+from studies.permissions import can_view_study
+from teleconsult.errors import on_refusal
+
+from .. import actions, dicom_export, forms, permissions, room, transitions
+from ..errors import FieldError
+from ..models import ColleagueInvitation, ConsultRequest
+from ..responses import attachment_response
+
+
+def detail_url(consult: ConsultRequest) -> str:
+    return reverse("consultations:detail", args=[consult.pk])
+
+
+@login_required
+def consult_detail(request, pk: int):
+    consult = permissions.get_consult_for_user(request.user, pk, offer_view=True)
+    user = request.user
+    if permissions.is_offer_only(user, consult):
+        context = {
+            "consult": consult,
+            "body_parts": sorted({b for b in consult.study.series.values_list("body_part", flat=True) if b}),
+            "allowed": permissions.allowed_actions(user, consult),
+            "reason_form": forms.ReasonForm(),
+        }
+        return render(request, "consultations/offer.html", context)
+    study_visible = can_view_study(user, consult.study)
+    series = []
+    if study_visible:
+        for s in consult.study.series.all():
+            first = s.instances.filter(status="ready").exclude(thumbnail="").first()
+            series.append({"series": s, "thumbnail_instance": first})
+    visible = permissions.visible_reports(user, consult)
+    newest = visible.order_by("-version").first()
+    if newest is not None:
+        audit.record(request, AccessEvent.Action.REPORT_VIEW, consult.study, f"report:{newest.pk}")
+    context = {
+        "consult": consult,
+        "study": consult.study,
+        "study_visible": study_visible,
+        "series": series,
+        "events": consult.events.select_related("actor"),
+        "reports": visible,
+        "allowed": permissions.allowed_actions(user, consult),
+        "is_requester": user.pk == consult.requester_id,
+        "participants": consult.active_participants(),
+        "colleague_invitations": (
+            list(ColleagueInvitation.pending().filter(consult=consult)) if user.pk == consult.requester_id else []
+        ),
+        "attachments": consult.attachments.all(),
+        "may_attach": transitions.may(user, consult, "attach"),
+        "reason_form": forms.ReasonForm(),
+        "question_form": forms.QuestionForm(),
+        "answer_form": forms.AnswerForm(),
+        "participant_form": forms.ParticipantForm(),
+        "attachment_form": forms.AttachmentForm(),
+        "in_room": room.may_join(user, consult),
+    }
+    if study_visible:
+        context.update(viewer_views.viewer_context(user, consult.study))
+    return render(request, "consultations/detail.html", context)
+
+
+# action name -> (form, call)
+ACTIONS = {
+    "submit": (forms.EmptyForm, lambda c, u, d: actions.submit_consult(c, by=u)),
+    "accept": (forms.EmptyForm, lambda c, u, d: actions.accept_consult(c, by=u)),
+    "decline": (forms.ReasonForm, lambda c, u, d: actions.decline_consult(c, by=u, reason=d["reason"])),
+    "cancel": (forms.OptionalReasonForm, lambda c, u, d: actions.cancel_consult(c, by=u, reason=d["reason"])),
+    "request-info": (forms.QuestionForm, lambda c, u, d: actions.request_info(c, by=u, question=d["question"])),
+    "answer-info": (forms.AnswerForm, lambda c, u, d: actions.answer_info(c, by=u, answer=d["answer"])),
+    "close": (forms.EmptyForm, lambda c, u, d: actions.close_consult(c, by=u)),
+    "export-sr": (forms.EmptyForm, lambda c, u, d: dicom_export.export_measurements(c, by=u)),
+}
+
+
+# What a specialist who only holds an offer may do with it.
+OFFER_ACTIONS = frozenset({"accept", "decline"})
+
+
+def _page_after(user, consult: ConsultRequest) -> str:
+    """The consult's page, or the worklist once the user no longer sees the consult (a specialist
+    a moment too late, or one who declined their offer)."""
+    if not permissions.visible_consults(user).filter(pk=consult.pk).exists():
+        return reverse("consultations:worklist")
+    return detail_url(consult)
+
+
+@login_required
+@require_POST
+def consult_action(request, pk: int, action: str):
+    if action == "accept":
+        consult = permissions.get_consult_to_claim(request.user, pk)
+    else:
+        consult = permissions.get_consult_for_user(request.user, pk, offer_view=action in OFFER_ACTIONS)
+    if action not in ACTIONS:
+        raise Http404("No such action.")
+    on_refusal(request, lambda: _page_after(request.user, consult))
+    form_class, call = ACTIONS[action]
+    form = form_class(request.POST)
+    if not form.is_valid():
+        for field, errors in form.errors.items():
+            messages.error(request, f"{field}: {' '.join(errors)}")
+        return redirect(detail_url(consult))
+    call(consult, request.user, form.cleaned_data)
+    messages.success(request, "Done.")
+    return redirect(_page_after(request.user, consult) if action == "decline" else detail_url(consult))
+
+
+@login_required
+def attachment(request, pk: int, attachment_pk: int):
+    consult = permissions.get_consult_for_user(request.user, pk)
+    return attachment_response(consult, attachment_pk)
+
+
+@login_required
+@require_POST
+def upload_attachment(request, pk: int):
+    consult = permissions.get_consult_for_user(request.user, pk)
+    on_refusal(request, detail_url(consult))
+    form = forms.AttachmentForm(request.POST, request.FILES)
+    if not form.is_valid():
+        messages.error(request, f"file: {' '.join(form.errors['file'])}")
+        return redirect(detail_url(consult))
+    try:
+        actions.add_attachment(consult, by=request.user, upload=form.cleaned_data["file"])
+    except FieldError as exc:
+        messages.error(request, f"{exc.field}: {exc.message}")
+    else:
+        messages.success(request, "Attached.")
+    return redirect(detail_url(consult))
