@@ -13,6 +13,10 @@ files.
 
 ``storable`` says whether a converted element can be kept in a JSON column: PostgreSQL's jsonb
 holds neither NaN nor infinity nor a NUL character, all of which pydicom accepts.
+
+``header_json`` is the whole header as ingest stores it (``Instance.metadata``): plain elements by
+``element_json``, the items of sequences element by element the same way, anything else by pydicom,
+bulk data reduced to its VR.
 """
 
 from __future__ import annotations
@@ -26,6 +30,13 @@ from pydicom import config
 from pydicom.charset import default_encoding
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
+
+# Values larger than this in binary VRs are kept out of Instance.metadata (bulk data).
+BULK_DATA_THRESHOLD = 1024
+BULK_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "UN"}
+BULK_MARK = "teleconsult:bulk"
 
 # SpecificCharacterSet values whose text decodes with one Python codec, as pydicom decodes it.
 _CHARSETS = {"": default_encoding, "ISO_IR 6": default_encoding, "ISO_IR 100": "latin_1", "ISO_IR 192": "UTF8"}
@@ -157,3 +168,96 @@ def storable(node: Any) -> bool:
     if isinstance(node, list):
         return all(storable(value) for value in node)
     return True
+
+
+# ---------------------------------------------------------------------------------------------
+# A whole header
+
+
+def header_json(ds: Dataset) -> tuple[dict[str, dict], list[int]]:
+    """The top-level elements of ``ds`` as DICOM JSON (keyed by tag, in the data set's order), and
+    the tags of those left out because their values are invalid (or, like NaN or a NUL inside a
+    text, valid for pydicom but not storable as JSON). A RecursionError (nesting too deep for
+    pydicom) is raised, whichever element meets it.
+
+    Bulk data (large binary values) keeps only its VR, so DICOMweb can answer with a BulkDataURI
+    for it. Plain elements are converted straight from their bytes, the others by pydicom, one by
+    one rather than with pydicom's ``suppress_invalid_tags``, which switches pydicom's process-wide
+    validation to "raise" while it runs and so would make uploads read in other threads at that
+    moment fail.
+    """
+    document: dict[str, dict] = {}
+    left_out: list[int] = []
+    marked: list[Any] = []
+
+    def mark_bulk(element) -> str:
+        marked.append(element.tag)
+        return BULK_MARK
+
+    try:
+        encoding = text_encoding(ds.get("SpecificCharacterSet"))
+    except Exception:
+        encoding = None
+    # The elements as stored (raw where pydicom has not converted them yet): no lookup per tag.
+    for tag, raw in list(ds.items()):
+        key = f"{int(tag):08X}"
+        if isinstance(raw, RawDataElement) and raw.value is None and raw.length > BULK_DATA_THRESHOLD:
+            vr = raw.VR or dictionary_vr(int(tag)) or "UN"
+            if vr in BULK_VRS:
+                document[key] = {"vr": vr}
+                continue
+        marked.clear()
+        try:
+            converted = dataset_element_json(ds, tag, raw, encoding, mark_bulk)
+            document[key] = strip_bulk_marks(converted) if marked else converted
+        except RecursionError:
+            raise
+        except Exception:
+            left_out.append(int(tag))
+    return document, left_out
+
+
+def dataset_element_json(ds: Dataset, tag: BaseTag, raw, encoding: str | None, mark_bulk) -> dict:
+    """One element of ``ds`` as DICOM JSON: plain elements straight from their bytes, the items of
+    a sequence element by element the same way (with their own character set when they name one),
+    anything else by pydicom. An element pydicom cannot convert raises, whatever its depth, so the
+    caller leaves out the whole top-level element, as pydicom's own conversion would fail it. So
+    does a value pydicom accepts but a JSON column cannot hold (the direct way never gives one).
+    ``raw``: the element as ``ds`` holds it (``Dataset.items()``), converted or not."""
+    if encoding is not None:
+        if isinstance(raw, RawDataElement):
+            direct = element_json(raw, encoding)  # None for a deferred value, read below
+            if direct is not None:
+                return direct
+        # A sequence, raw or already read (by the checks before this), is converted item by item.
+        private = (int(tag) >> 16) % 2
+        if raw.VR == "SQ" or (not private and not raw.VR and dictionary_vr(int(tag)) == "SQ"):
+            return {"vr": "SQ", "Value": [_item_json(item, encoding, mark_bulk) for item in ds[tag].value]}
+    converted = ds[tag].to_json_dict(mark_bulk, BULK_DATA_THRESHOLD)
+    if not storable(converted):
+        raise ValueError("a value pydicom accepts but a JSON column cannot hold (NaN, infinity, a NUL)")
+    return converted
+
+
+def _item_json(item: Dataset, encoding: str | None, mark_bulk) -> dict:
+    if 0x00080005 in item:
+        # An item naming its own character set: its text is decoded with it, as pydicom does (an
+        # empty value naming the default repertoire, not the enclosing data set's).
+        try:
+            encoding = text_encoding(item[0x00080005].value)
+        except Exception:
+            encoding = None
+    return {
+        f"{int(tag):08X}": dataset_element_json(item, tag, raw, encoding, mark_bulk) for tag, raw in list(item.items())
+    }
+
+
+def strip_bulk_marks(node: Any) -> Any:
+    """``node`` with the values pydicom handed to ``mark_bulk`` reduced to their VR."""
+    if isinstance(node, dict):
+        if node.get("BulkDataURI") == BULK_MARK:
+            return {"vr": node.get("vr", "UN")}
+        return {key: strip_bulk_marks(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [strip_bulk_marks(value) for value in node]
+    return node

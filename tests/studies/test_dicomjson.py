@@ -66,7 +66,8 @@ def test_every_converted_element_of_the_corpus_matches_pydicom():
 
 
 def _pydicom_with_bulk(ds, tag):
-    from studies.ingest import BULK_DATA_THRESHOLD, _strip_bulk_marks
+    from studies.dicomjson import BULK_DATA_THRESHOLD
+    from studies.dicomjson import strip_bulk_marks as _strip_bulk_marks
 
     try:
         return _strip_bulk_marks(ds[tag].to_json_dict(lambda element: "teleconsult:bulk", BULK_DATA_THRESHOLD))
@@ -75,7 +76,8 @@ def _pydicom_with_bulk(ds, tag):
 
 
 def _ours(ds, tag, encoding):
-    from studies.ingest import _element_json, _strip_bulk_marks
+    from studies.dicomjson import dataset_element_json as _element_json
+    from studies.dicomjson import strip_bulk_marks as _strip_bulk_marks
 
     try:
         raw = ds.get_item(tag, keep_deferred=True)
@@ -251,7 +253,7 @@ TEXT_KEYWORDS = [
 
 def test_header_text_read_from_bytes_is_pydicoms_on_the_whole_corpus():
     """ingest._text reads plain text elements straight from their bytes; pydicom's ``str`` agrees."""
-    from studies.ingest import _plain_text
+    from studies.ingest.header import _plain_text
 
     compared = 0
     mismatches = []
@@ -299,7 +301,7 @@ def test_an_item_with_an_empty_character_set_is_decoded_with_the_default_reperto
 def test_several_values_with_blanks_around_them_are_read_by_pydicom(keyword, value):
     from pydicom.datadict import dictionary_VR, tag_for_keyword
 
-    from studies.ingest import _plain_text, _text
+    from studies.ingest.header import _plain_text, _text
 
     tag = tag_for_keyword(keyword)
     ds = Dataset()

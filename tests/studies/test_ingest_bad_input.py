@@ -302,9 +302,9 @@ def test_deflated_image_is_stored_with_its_pixel_data_found(physician):
 
 
 def test_deflate_bomb_is_refused(physician, monkeypatch):
-    from studies import ingest
+    from studies.ingest import structure
 
-    monkeypatch.setattr(ingest, "MAX_INFLATED_SIZE", 1024 * 1024)
+    monkeypatch.setattr(structure, "MAX_INFLATED_SIZE", 1024 * 1024)
     ds = f.dataset()
     ds.add_new(0x00091002, "LO", "PRIVATE CREATOR")
     ds.add_new(0x00091010, "OB", bytes(4 * 1024 * 1024))

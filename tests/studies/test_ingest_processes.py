@@ -12,8 +12,8 @@ from concurrent.futures.process import BrokenProcessPool
 import pytest
 from django.db import transaction
 
-from studies import ingest
 from studies.ingest import IngestBatch, ingest_paths
+from studies.ingest import pool as ingest_pool
 from studies.models import Instance
 from tests.studies import dicom_factory
 
@@ -23,8 +23,8 @@ def processes(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.TELECONSULT_INGEST_PROCESSES = 2
     yield
-    if ingest._pool is not None:
-        ingest._discard_checking_pool(ingest._pool)
+    if ingest_pool._pool is not None:
+        ingest_pool.discard_checking_pool(ingest_pool._pool)
 
 
 def _files(tmp_path) -> list[tuple[str, str]]:
@@ -67,7 +67,7 @@ def _stored(results) -> list[tuple]:
 
 def _checked_elsewhere(caplog) -> bool:
     """The checking processes started, stayed up and did the checks (none died, none fell back)."""
-    pool = ingest._pool
+    pool = ingest_pool._pool
     processes = list(pool._processes.values()) if pool is not None else []
     died = [record for record in caplog.records if "checking process died" in record.getMessage()]
     return bool(processes) and all(process.is_alive() for process in processes) and not died
@@ -83,7 +83,7 @@ def test_files_checked_on_checking_processes_are_stored_as_when_checked_here(
             here = ingest_paths(files, batch=batch)
         expected = _stored(here)
         transaction.set_rollback(True)
-    assert ingest._pool is None
+    assert ingest_pool._pool is None
 
     settings.TELECONSULT_INGEST_PROCESSES = 2
     with IngestBatch(physician) as batch:
@@ -117,9 +117,9 @@ def test_checking_processes_apply_this_server_s_limits(physician, processes, set
 
 def test_when_a_checking_process_dies_the_files_are_checked_here_and_a_new_pool_starts(physician, processes, tmp_path):
     files = _cts(tmp_path, 6)
-    ingest.start_checking_processes()
-    broken = ingest._pool
-    broken.submit(ingest._ready).result(timeout=60)
+    ingest_pool.start_checking_processes()
+    broken = ingest_pool._pool
+    broken.submit(ingest_pool.ready).result(timeout=60)
     for process in list(broken._processes.values()):
         os.kill(process.pid, signal.SIGKILL)
         process.join(10)
@@ -129,16 +129,16 @@ def test_when_a_checking_process_dies_the_files_are_checked_here_and_a_new_pool_
 
     assert [result.status for result in results] == ["stored"] * 6
     assert Instance.objects.count() == 6
-    assert ingest._checking_pool() is not broken
+    assert ingest_pool.checking_pool() is not broken
 
 
 def test_when_a_checking_process_dies_during_an_upload_its_files_are_checked_here(
     physician, processes, tmp_path, monkeypatch
 ):
     files = _cts(tmp_path, 4)
-    ingest.start_checking_processes()
-    pool = ingest._pool
-    for future in [pool.submit(ingest._ready) for _ in range(2)]:
+    ingest_pool.start_checking_processes()
+    pool = ingest_pool._pool
+    for future in [pool.submit(ingest_pool.ready) for _ in range(2)]:
         future.result(timeout=60)
     busy = [pool.submit(time.sleep, 30) for _ in range(2)]  # both processes busy: the checks queue
     submitted = []
@@ -158,7 +158,7 @@ def test_when_a_checking_process_dies_during_an_upload_its_files_are_checked_her
 
     assert [result.status for result in results] == ["stored"] * 4
     assert all(future.exception(timeout=30) is not None for future in [*busy, *submitted])  # none ran there
-    assert ingest._checking_pool() is not pool
+    assert ingest_pool.checking_pool() is not pool
 
 
 def test_a_mixed_upload_keeps_its_order_with_checking_processes(physician, processes, settings, tmp_path):
@@ -219,14 +219,14 @@ def test_a_daemonic_process_checks_files_itself(physician, processes, monkeypatc
     class Daemonic:
         daemon = True
 
-    monkeypatch.setattr(ingest.multiprocessing, "current_process", lambda: Daemonic())
+    monkeypatch.setattr(ingest_pool.multiprocessing, "current_process", lambda: Daemonic())
 
-    assert ingest._checking_pool() is None
+    assert ingest_pool.checking_pool() is None
 
 
 def test_one_request_keeps_only_a_few_files_per_process_in_flight(physician, processes, tmp_path, monkeypatch):
     files = _cts(tmp_path, 12)
-    pool = ingest._checking_pool()
+    pool = ingest_pool.checking_pool()
     counts = {"submitted": 0, "added": 0, "most in flight": 0}
     real_submit = pool.submit
 
@@ -273,7 +273,7 @@ def test_checks_cancelled_by_another_upload_shutting_the_pool_are_done_here(
     physician, processes, tmp_path, monkeypatch
 ):
     files = _cts(tmp_path, 4)
-    pool = ingest._checking_pool()
+    pool = ingest_pool.checking_pool()
     busy = [pool.submit(time.sleep, 3) for _ in range(2)]  # the checks queue behind these
     real_submit = pool.submit
     submitted = []
@@ -281,7 +281,7 @@ def test_checks_cancelled_by_another_upload_shutting_the_pool_are_done_here(
     def submit_then_shut_down(*args, **kwargs):
         submitted.append(real_submit(*args, **kwargs))
         if len(submitted) == len(files):
-            ingest._discard_checking_pool(pool)  # as another upload that met a dead process does
+            ingest_pool.discard_checking_pool(pool)  # as another upload that met a dead process does
         return submitted[-1]
 
     monkeypatch.setattr(pool, "submit", submit_then_shut_down)
@@ -298,14 +298,14 @@ def test_checks_cancelled_by_another_upload_shutting_the_pool_are_done_here(
 
 def test_a_pool_shut_down_meanwhile_is_replaced_and_the_files_checked_here(physician, processes, tmp_path):
     files = _cts(tmp_path, 3)
-    pool = ingest._checking_pool()
+    pool = ingest_pool.checking_pool()
     pool.shutdown(wait=True)  # still this process's pool: submitting to it raises RuntimeError
 
     with IngestBatch(physician) as batch:
         results = ingest_paths(files, batch=batch)
 
     assert [result.status for result in results] == ["stored"] * 3
-    assert ingest._checking_pool() is not pool
+    assert ingest_pool.checking_pool() is not pool
 
 
 def test_an_api_upload_spooled_to_disk_is_checked_on_checking_processes(
@@ -361,7 +361,7 @@ def test_a_file_of_the_servers_own_staged_by_a_process_that_then_died_is_checked
     owned_dir = tmp_path / "media" / ".incoming" / "request-x"
     owned_dir.mkdir(parents=True)
     owned = _cts_with_a_preamble(owned_dir, 3)
-    pool = ingest._checking_pool()
+    pool = ingest_pool.checking_pool()
     real_submit = pool.submit
 
     def staged_then_broken(*args, **kwargs):
@@ -391,7 +391,7 @@ def test_the_server_start_removes_what_killed_uploads_left_without_checking_proc
     two_days_ago = time.time() - 2 * 86400
     os.utime(left, (two_days_ago, two_days_ago))
 
-    ingest.start_checking_processes()
+    ingest_pool.start_checking_processes()
 
     assert os.listdir(storage.staging_dir()) == []
 
