@@ -4,17 +4,21 @@
 (frames, rendered images, thumbnails, metadata) come in hundreds per viewing session, so those are
 summarised: at most one event per (who, study, action) per ``TELECONSULT_AUDIT_SUMMARY_MINUTES``.
 
-Who may read which events is decided here too (``visible_events``), next to how they are written.
+Who may read which events is decided here too (``visible_events``), next to how they are written,
+and how they are exported (``events_csv_response``, for the access-history page).
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Q
 from django.http import HttpRequest
+
+from teleconsult.responses import StreamingResponse
 
 from .models import AccessEvent, ShareLink, Study
 
@@ -153,3 +157,43 @@ def visible_events(user):
     if administered:
         rule |= Q(study__practice_id__in=administered) | Q(patient__practice_id__in=administered)
     return events.filter(rule)
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+EVENTS_PER_QUERY = 2000
+CSV_FIELDS = ["at", "actor", "action", "study_uid", "object_id", "ip", "user_agent", "share_link_id", "user_id"]
+
+
+def events_csv_response(events, filename: str = "access-events.csv") -> StreamingResponse:
+    writer = csv.writer(_Echo())
+
+    def rows():
+        yield writer.writerow(CSV_FIELDS)
+        # A page of rows at a time, each page after the last row of the one before (by time, then
+        # key): no database cursor stays open between the response's batches
+        # (teleconsult.responses hands the connection back to the pool between them, for a
+        # client that takes its time), and memory holds one page whatever the export's length.
+        ordered = events.order_by("at", "pk")
+        last = None
+        while True:
+            following = ordered if last is None else ordered.filter(Q(at__gt=last.at) | Q(at=last.at, pk__gt=last.pk))
+            page = list(following[:EVENTS_PER_QUERY])
+            for event in page:
+                yield writer.writerow([_csv_safe(getattr(event, name)) for name in CSV_FIELDS])
+            if len(page) < EVENTS_PER_QUERY:
+                return
+            last = page[-1]
+
+    response = StreamingResponse(rows(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+def _csv_safe(value) -> str:
+    """Text that a spreadsheet would run as a formula is quoted with a leading apostrophe."""
+    text = "" if value is None else (value.isoformat() if hasattr(value, "isoformat") else str(value))
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

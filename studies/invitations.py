@@ -24,18 +24,27 @@ from django.utils import dateformat, timezone
 
 from accounts.addresses import account_for_address
 from accounts.outbox import send_after_commit
+from teleconsult.errors import PortalError
 
 from .models import AccessEvent, Patient, PatientInvitation
 
 
-class InviteError(Exception):
-    def __init__(self, message: str, *, conflict: bool = False) -> None:
-        super().__init__(message)
-        self.conflict = conflict
+class InviteError(PortalError):
+    """A link request that cannot be sent or answered; the message says why."""
 
 
 class InviteNotAllowedError(InviteError):
-    pass
+    """The user may see the record but may not ask for its link (not a member of its practice)."""
+
+    status = 403
+    code = "not_allowed"
+
+
+class InviteConflictError(InviteError):
+    """The record or the request changed meanwhile (already linked, answered, expired)."""
+
+    status = 409
+    code = "conflict"
 
 
 @dataclass
@@ -75,7 +84,7 @@ def invite(patient: Patient, *, email: str, by, request=None) -> InviteOutcome:
         raise InviteNotAllowedError("Only members of the record's practice ask patients to link their accounts.")
     email = email.strip().lower()
     if patient.account_id is not None:
-        raise InviteError("This record is already linked to a portal account: unlink it first.", conflict=True)
+        raise InviteConflictError("This record is already linked to a portal account: unlink it first.")
     with transaction.atomic():
         # Lock the record so that two clicks at once send one request, not two.
         Patient.objects.select_for_update().filter(pk=patient.pk).first()
@@ -157,12 +166,12 @@ def accept(invitation: PatientInvitation, *, user, request=None) -> None:
     with transaction.atomic():
         patient = Patient.objects.select_for_update().get(pk=invitation.patient_id)
         if patient.account_id not in (None, user.pk):
-            raise InviteError("This record was linked to another account meanwhile.", conflict=True)
+            raise InviteConflictError("This record was linked to another account meanwhile.")
         locked = PatientInvitation.objects.select_for_update().get(pk=invitation.pk)
         try:
             locked.accept(by=user)
         except ValueError as exc:
-            raise InviteError(str(exc), conflict=True) from None
+            raise InviteConflictError(str(exc)) from None
         Patient.objects.filter(pk=patient.pk).update(account=user)
         record_event(request, AccessEvent.Action.LINK_ACCEPTED, patient, user=user, obj=invitation.email)
 
@@ -173,7 +182,7 @@ def decline(invitation: PatientInvitation, *, user, request=None) -> None:
         try:
             locked.decline()
         except ValueError as exc:
-            raise InviteError(str(exc), conflict=True) from None
+            raise InviteConflictError(str(exc)) from None
         record_event(request, AccessEvent.Action.LINK_DECLINED, locked.patient, user=user, obj=invitation.email)
 
 

@@ -29,6 +29,8 @@ from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
 
+from teleconsult.errors import PortalError
+
 from .ingest import STORED, IngestResult, ingest_file
 from .models import Instance, Series, Study
 
@@ -57,14 +59,9 @@ DOCUMENT = Kind("DOC", "Documents added from a phone", 9002)
 KINDS = {kind.modality: kind for kind in (PHOTO, DOCUMENT)}
 
 
-class PhotoRefusedError(Exception):
-    """A file that will not be added, with a code for programs and a reason for people."""
-
-    def __init__(self, code: str, reason: str, status: int = 400):
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-        self.status = status
+class PhotoRefusedError(PortalError):
+    """A file that will not be added: a ``code`` for programs (empty, too_large, not_image,
+    unsupported_image, not_pdf, or the ingest's refusal code), the message for people."""
 
 
 def max_size() -> int:
@@ -77,11 +74,11 @@ def _megabytes(size: int) -> str:
 
 def check_size(size: int) -> None:
     if size == 0:
-        raise PhotoRefusedError("empty", "The file is empty.")
+        raise PhotoRefusedError("The file is empty.", code="empty")
     if size > max_size():
         raise PhotoRefusedError(
-            "too_large",
             f"The file is {_megabytes(size)}, over the limit of {_megabytes(max_size())} for a photo or document.",
+            code="too_large",
             status=413,
         )
 
@@ -95,26 +92,26 @@ def _open_photo(data: bytes) -> Image.Image:
         image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError:
         raise PhotoRefusedError(
-            "too_large", "The picture has more pixels than this server accepts.", status=413
+            "The picture has more pixels than this server accepts.", code="too_large", status=413
         ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise PhotoRefusedError(
-            "not_image", "This is not a photo we can read: send a JPEG, PNG or HEIC picture, or a PDF."
+            "This is not a photo we can read: send a JPEG, PNG or HEIC picture, or a PDF.", code="not_image"
         ) from None
     if image.format not in PHOTO_FORMATS:
         raise PhotoRefusedError(
-            "unsupported_image", f"{image.format} pictures are not accepted: send a JPEG, PNG or HEIC picture."
+            f"{image.format} pictures are not accepted: send a JPEG, PNG or HEIC picture.", code="unsupported_image"
         )
     width, height = image.size
     if width * height > MAX_PIXELS:
         raise PhotoRefusedError(
-            "too_large", f"The picture is {width} x {height} pixels, more than this server accepts.", status=413
+            f"The picture is {width} x {height} pixels, more than this server accepts.", code="too_large", status=413
         )
     try:
         image.load()
         upright = ImageOps.exif_transpose(image)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        raise PhotoRefusedError("not_image", "The picture is damaged and cannot be read.") from None
+        raise PhotoRefusedError("The picture is damaged and cannot be read.", code="not_image") from None
     return upright
 
 
@@ -234,7 +231,7 @@ def build_dataset(study: Study, data: bytes, *, filename: str, user) -> Dataset:
     """The photo or PDF as a DICOM object of ``study``, not yet placed in a series."""
     if _is_pdf(data):
         if b"%%EOF" not in data[-4096:]:
-            raise PhotoRefusedError("not_pdf", "The PDF is incomplete (no end-of-file marker): send it again.")
+            raise PhotoRefusedError("The PDF is incomplete (no end-of-file marker): send it again.", code="not_pdf")
         return pdf_dataset(study, data, title=_title(filename), user=user)
     return photo_dataset(study, _open_photo(data), user=user)
 
@@ -278,7 +275,7 @@ def add_to_study(study: Study, upload: BinaryIO, *, size: int, filename: str, us
         )
     if result.status != STORED or result.instance_id is None:
         logger.warning("A phone %s for study %s was not stored: %s", ds.Modality, study.pk, result.reason)
-        raise PhotoRefusedError(result.code or "not_stored", result.reason or "The file could not be stored.")
+        raise PhotoRefusedError(result.reason or "The file could not be stored.", code=result.code or "not_stored")
     return Instance.objects.select_related("series__study").get(pk=result.instance_id)
 
 

@@ -7,7 +7,7 @@ from accounts import views as account_views
 
 api_v1 = [
     path("", include("accounts.api_urls")),
-    path("", include("studies.api_urls")),
+    path("", include("studies.api.urls")),
     path("", include("consultations.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
@@ -20,8 +20,8 @@ urlpatterns = [
     path("practices/", include("accounts.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
-    path("dicomweb/", include("studies.dicomweb_urls")),
-    path("s/", include("studies.sharing_urls")),
+    path("dicomweb/", include("studies.dicomweb.urls")),
+    path("s/", include("studies.sharing.urls")),
     path("portal/", include("consultations.portal_urls")),
     path("", include("studies.urls")),
     path("", include("consultations.urls")),

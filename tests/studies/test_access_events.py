@@ -271,9 +271,7 @@ def test_a_csv_export_longer_than_a_page_comes_whole_and_in_order(admin_user, ph
     from django.test import RequestFactory
     from django.utils import timezone
 
-    from studies import api_sharing
-
-    monkeypatch.setattr(api_sharing, "EVENTS_PER_QUERY", 2)
+    monkeypatch.setattr(audit, "EVENTS_PER_QUERY", 2)
     same_instant = timezone.now()
     monkeypatch.setattr(timezone, "now", lambda: same_instant)
     for number in range(5):

@@ -213,7 +213,7 @@ def test_the_count_stops_at_its_limit_and_says_more_than(signed_in, physician, m
     from studies import paging
 
     monkeypatch.setattr(paging, "COUNT_LIMIT", 2)
-    monkeypatch.setattr("studies.views.STUDIES_PER_PAGE", 1)
+    monkeypatch.setattr("studies.views.browse.STUDIES_PER_PAGE", 1)
     for _ in range(5):
         make_study(physician)
     first = signed_in(physician).get(reverse("studies:list"))
@@ -604,13 +604,13 @@ def test_study_page_links_to_the_viewer_for_the_study_and_each_series(signed_in,
 def upload_page_exists(monkeypatch):
     """Pretend the upload page's route is there, whichever order the apps' work lands in."""
     import studies.navigation
-    import studies.views
+    import studies.views.browse
 
     def fake_reverse(name, *args, **kwargs):
         return "/studies/upload/" if name == "studies:upload" else reverse(name, *args, **kwargs)
 
     monkeypatch.setattr(studies.navigation, "reverse", fake_reverse)
-    monkeypatch.setattr(studies.views, "reverse", fake_reverse)
+    monkeypatch.setattr(studies.views.browse, "reverse", fake_reverse)
 
 
 def test_clinicians_get_an_upload_entry_and_empty_state_link(signed_in, physician, upload_page_exists):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import secrets
 import zipfile
 
 import pytest
@@ -168,7 +169,7 @@ def test_unusable_links_all_show_the_same_page_revealing_nothing(physician, ct, 
     elif state == "locked":
         ShareLink.objects.filter(pk=link.pk).update(locked_at=timezone.now(), failed_attempts=5)
     else:
-        token = sharing.secrets.token_urlsafe(32)
+        token = secrets.token_urlsafe(32)
     response = Client().get(f"/s/{token}/")
     assert response.status_code == 404
     assert UNAVAILABLE in response.content

@@ -156,7 +156,7 @@ def test_viewer_context_for_share_link_pages_is_read_only_for_anonymous_visitors
     from django.contrib.auth.models import AnonymousUser
     from django.template.loader import render_to_string
 
-    from studies.viewer_views import viewer_context
+    from studies.viewer import viewer_context
 
     context = viewer_context(AnonymousUser(), study, dicomweb_root="/share/abc/dicomweb")
     assert context["read_only"] is True

@@ -12,8 +12,8 @@ from django.views.decorators.http import require_safe
 
 from accounts.practices import choosable_practices, default_practice
 
-from .api import upload_refusal
-from .permissions import can_upload
+from ..permissions import can_upload
+from ..web import upload_refusal
 
 
 @require_safe

@@ -1,6 +1,9 @@
 """Linking a patient's portal account to a practice's record, with the patient's consent: the
 clinician's request from the patient page, the patient's requests and linked records page (accept,
-decline, unlink), and unlinking from the patient page."""
+decline, unlink), and unlinking from the patient page.
+
+A refused request or answer (``studies.invitations.InviteError``) is flashed on the page the
+browser came from (``teleconsult.errors.on_refusal``)."""
 
 from __future__ import annotations
 
@@ -9,11 +12,15 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
 
-from . import invitations
-from .models import Patient
-from .permissions import get_patient_for_user
+from teleconsult.errors import on_refusal
+
+from .. import invitations
+from ..models import Patient
+from ..navigation import patient_home_url
+from ..permissions import get_patient_for_user
 
 
 class InviteForm(forms.Form):
@@ -24,17 +31,15 @@ class InviteForm(forms.Form):
 @login_required
 def invite_patient(request: HttpRequest, pk: int) -> HttpResponse:
     patient = get_patient_for_user(request.user, pk)
+    patient_url = reverse("studies:patient", kwargs={"pk": patient.pk})
+    on_refusal(request, patient_url)
     form = InviteForm(request.POST)
     if not form.is_valid():
         messages.error(request, f"email: {' '.join(form.errors['email'])}")
-        return redirect("studies:patient", pk=patient.pk)
-    try:
-        outcome = invitations.invite(patient, email=form.cleaned_data["email"], by=request.user, request=request)
-    except invitations.InviteError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, outcome.message)
-    return redirect("studies:patient", pk=patient.pk)
+        return redirect(patient_url)
+    outcome = invitations.invite(patient, email=form.cleaned_data["email"], by=request.user, request=request)
+    messages.success(request, outcome.message)
+    return redirect(patient_url)
 
 
 @require_POST
@@ -64,6 +69,7 @@ def link_requests(request: HttpRequest) -> HttpResponse:
     for invitation in waiting:
         invitation.name_differs = invitations.name_differs(invitation, request.user)
     context = {
+        "home_url": patient_home_url(),
         "requests": waiting,
         "records": list(
             Patient.objects.filter(account=request.user).select_related("practice").order_by("practice__name")
@@ -79,14 +85,11 @@ def answer_link_request(request: HttpRequest, pk: int, answer: str) -> HttpRespo
         raise Http404("Answer accept or decline.")
     invitation = invitations.get_request_for_user(request.user, pk)
     practice = invitation.patient.practice.name
-    try:
-        invitations.ANSWERS[answer](invitation, user=request.user, request=request)
-    except invitations.InviteError as exc:
-        messages.error(request, str(exc))
-    else:
-        done = {
-            "accept": f"Linked: the images and reports {practice} keeps for you now show here.",
-            "decline": f"Declined: nothing from {practice} is linked to your account.",
-        }
-        messages.success(request, done[answer])
+    on_refusal(request, reverse("studies:link-requests"))
+    invitations.ANSWERS[answer](invitation, user=request.user, request=request)
+    done = {
+        "accept": f"Linked: the images and reports {practice} keeps for you now show here.",
+        "decline": f"Declined: nothing from {practice} is linked to your account.",
+    }
+    messages.success(request, done[answer])
     return redirect("studies:link-requests")

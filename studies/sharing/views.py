@@ -13,16 +13,17 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_safe
 
-from . import audit, sharing
-from .downloads import study_zip_response
-from .models import AccessEvent, ShareLink
-from .viewer_views import viewer_context
+from .. import audit
+from ..downloads import study_zip_response
+from ..models import AccessEvent, ShareLink
+from ..viewer import viewer_context
+from . import links
 
 UNAVAILABLE_STATUS = 404
 
 
 class PasscodeForm(forms.Form):
-    passcode = forms.CharField(max_length=sharing.MAX_PASSCODE, strip=False, widget=forms.PasswordInput)
+    passcode = forms.CharField(max_length=links.MAX_PASSCODE, strip=False, widget=forms.PasswordInput)
 
 
 def unavailable(request: HttpRequest) -> HttpResponse:
@@ -38,10 +39,10 @@ def _no_store(response: HttpResponse) -> HttpResponse:
 @never_cache
 @require_http_methods(["GET", "HEAD", "POST"])
 def open_link(request: HttpRequest, token: str) -> HttpResponse:
-    link = sharing.usable_link(token)
+    link = links.usable_link(token)
     if link is None:
         return _no_store(unavailable(request))
-    if not sharing.is_unlocked(request, link):
+    if not links.is_unlocked(request, link):
         return _no_store(passcode_page(request, link, token))
     if request.method == "POST":
         return redirect("sharing:open", token=token)
@@ -57,8 +58,8 @@ def passcode_page(request: HttpRequest, link: ShareLink, token: str) -> HttpResp
     if request.method == "POST":
         if not form.is_valid():
             return render(request, "sharing/passcode.html", {"form": form, "token": token}, status=400)
-        if sharing.try_passcode(link, form.cleaned_data["passcode"]):
-            sharing.unlock(request, link)
+        if links.try_passcode(link, form.cleaned_data["passcode"]):
+            links.unlock(request, link)
             return redirect("sharing:open", token=token)
         link.refresh_from_db(fields=["failed_attempts", "locked_at"])
         if not link.is_usable:
@@ -76,8 +77,8 @@ def passcode_page(request: HttpRequest, link: ShareLink, token: str) -> HttpResp
 @never_cache
 @require_safe
 def download(request: HttpRequest, token: str) -> HttpResponse:
-    link = sharing.usable_link(token)
-    if link is None or not sharing.is_unlocked(request, link):
+    link = links.usable_link(token)
+    if link is None or not links.is_unlocked(request, link):
         return _no_store(unavailable(request))
     if not link.allow_download:
         return HttpResponse("Whoever shared this link did not allow downloads.", status=403, content_type="text/plain")

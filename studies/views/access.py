@@ -1,29 +1,25 @@
-"""Who has access to a study and who looked at it; share links and patient grants; the study as a
-zip; the administrators' access-history search.
+"""A study's access page: who has access and who looked at it; share links and patient grants.
 
 The patient of a study sees everyone with access (read from the same AccessGrant and ShareLink
 rows every permission check reads), withdraws what they gave, and gives a named clinician access.
-Clinicians see and manage the share links they made.
+Clinicians see and manage the share links they made (what the link's holder sees is
+``studies.sharing.views``).
 """
 
 from __future__ import annotations
-
-import datetime as dt
 
 from django import forms
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST, require_safe
 
-from . import audit, sharing
-from .api_sharing import events_csv_response
-from .downloads import study_zip_response
-from .models import AccessEvent, AccessGrant, ShareLink, Study
-from .permissions import get_study_for_user, grant_access
+from .. import audit, sharing
+from ..models import AccessGrant, ShareLink, Study
+from ..navigation import study_page_url
+from ..permissions import get_study_for_user, grant_access
 
 
 class ShareForm(forms.Form):
@@ -78,6 +74,7 @@ def _access_context(request: HttpRequest, study: Study, **extra) -> dict:
         "grant_form": GrantForm(),
         "may_share": sharing.may_share(user, study),
         "patient_grant": AccessGrant.Reason.PATIENT_GRANT,
+        "study_url": study_page_url(user, study),
     }
     context.update(extra)
     return context
@@ -108,8 +105,9 @@ def create_link(request: HttpRequest, study_uid: str) -> HttpResponse:
             label=data["label"],
         )
     except sharing.ShareError as exc:
-        form.add_error(None, str(exc))
-        return render(request, "portal/access.html", _access_context(request, study, share_form=form), status=403)
+        form.add_error(None, exc.message)  # shown on the form, which keeps what was typed
+        context = _access_context(request, study, share_form=form)
+        return render(request, "portal/access.html", context, status=exc.status)
     # The full link exists only in this answer: the server keeps a hash of its token.
     context = _access_context(request, study, new_link_url=request.build_absolute_uri(new.path + "/"))
     return render(request, "portal/access.html", context, status=201)
@@ -158,62 +156,3 @@ def revoke_grant(request: HttpRequest, study_uid: str, pk: int) -> HttpResponse:
     grant.revoke(by=request.user)
     messages.success(request, f"{grant.user.display_name} no longer sees this study through your permission.")
     return redirect("studies:access", study_uid=study.study_instance_uid)
-
-
-@require_safe
-@login_required
-def download_study(request: HttpRequest, study_uid: str) -> HttpResponse:
-    study = get_study_for_user(request.user, study_uid)
-    audit.record(request, AccessEvent.Action.DOWNLOAD, study)
-    return study_zip_response(study)
-
-
-class EventSearchForm(forms.Form):
-    q = forms.CharField(required=False, max_length=254, label="Who (email or link prefix)")
-    study_uid = forms.CharField(required=False, max_length=64, label="Study UID")
-    action = forms.ChoiceField(required=False, choices=[("", "Any"), *AccessEvent.Action.choices])
-    date_from = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    date_to = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-
-    def filter(self, events):
-        data = self.cleaned_data
-        if data.get("q"):
-            events = events.filter(actor__icontains=data["q"])
-        if data.get("study_uid"):
-            events = events.filter(study_uid=data["study_uid"])
-        if data.get("action"):
-            events = events.filter(action=data["action"])
-        if data.get("date_from"):
-            events = events.filter(at__date__gte=data["date_from"])
-        if data.get("date_to"):
-            events = events.filter(at__date__lte=data["date_to"])
-        return events
-
-
-@require_safe
-@login_required
-def access_history(request: HttpRequest) -> HttpResponse:
-    """Administrators search every access event and export what they found as CSV."""
-    if not request.user.is_admin:
-        raise Http404("No such page.")
-    form = EventSearchForm(request.GET or None)
-    events = audit.visible_events(request.user)
-    status = 200
-    if form.is_bound:
-        if form.is_valid():
-            events = form.filter(events)
-        else:
-            events, status = events.none(), 400
-    if request.GET.get("format") == "csv" and status == 200:
-        stamp = dt.date.today().isoformat()
-        return events_csv_response(events.order_by("at", "pk"), filename=f"access-events-{stamp}.csv")
-    page = Paginator(events, 100).get_page(request.GET.get("page"))
-    query = request.GET.copy()
-    query.pop("page", None)
-    query.pop("format", None)
-    return render(
-        request,
-        "portal/access_history.html",
-        {"form": form, "page": page, "query": query.urlencode()},
-        status=status,
-    )

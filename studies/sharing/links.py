@@ -19,7 +19,9 @@ from django.db.models import F
 from django.http import HttpRequest
 from django.utils import timezone
 
-from .models import ShareLink, Study
+from teleconsult.errors import PortalError
+
+from ..models import ShareLink, Study
 
 DEFAULT_DAYS = 7
 MAX_DAYS = 90
@@ -29,8 +31,9 @@ TOKEN_BYTES = 32
 SESSION_KEY = "unlocked_share_links"
 
 
-class ShareError(Exception):
-    """A share link that cannot be made as asked; the message says why."""
+class ShareError(PortalError):
+    """A share link that cannot be made as asked; the message says why (403 when the user may not
+    share the study, 400 for a bad expiry or passcode)."""
 
 
 @dataclass
@@ -65,7 +68,9 @@ def create_share(
 ) -> NewShareLink:
     """The caller has checked that ``by`` may see ``study``."""
     if not may_share(by, study):
-        raise ShareError("Only a physician with access to the study or the patient may share it.")
+        raise ShareError(
+            "Only a physician with access to the study or the patient may share it.", code="not_allowed", status=403
+        )
     if not isinstance(expires_in_days, int) or not 1 <= expires_in_days <= MAX_DAYS:
         raise ShareError(f"expires_in_days must be a whole number of days from 1 to {MAX_DAYS}.")
     passcode = passcode or ""

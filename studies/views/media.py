@@ -18,9 +18,9 @@ from django.views.decorators.http import require_safe
 
 from teleconsult.responses import FileStreamResponse
 
-from . import audit
-from .models import AccessEvent, Instance
-from .permissions import get_study_for_user
+from .. import audit
+from ..models import AccessEvent, Instance
+from ..permissions import get_study_for_user
 
 THUMBNAIL_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
 

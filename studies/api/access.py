@@ -1,31 +1,22 @@
-"""REST API for share links, access history, patient invitations and one study's details.
+"""REST API for who may reach a study: share links and the access history.
 
 - ``/api/v1/shares/``: make (POST), list (GET) and revoke (``DELETE /api/v1/shares/{id}/``) links.
 - ``/api/v1/access-events/?study_uid=...``: the access history the caller may read.
-- ``/api/v1/patients/{id}/invite/``: ask a patient to link their portal account (they accept or
-  decline through ``/api/v1/link-requests/``); ``/api/v1/patients/{id}/link/``: unlink.
-- ``/api/v1/studies/{uid}/``: one study (an API read, so it is recorded).
 """
 
 from __future__ import annotations
 
-import csv
-
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Max
 from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
-from rest_framework.exceptions import PermissionDenied
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from teleconsult.responses import StreamingResponse
-
-from . import audit, invitations, sharing
-from .api import StudySummarySerializer
-from .models import AccessEvent, ShareLink
-from .permissions import get_patient_for_user, get_study_for_user
+from .. import audit, sharing
+from ..models import AccessEvent, ShareLink
+from ..permissions import get_study_for_user
 
 
 class ShareLinkSerializer(serializers.ModelSerializer):
@@ -130,17 +121,14 @@ class ShareListCreateView(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         study = get_study_for_user(request.user, data["study_uid"])
-        try:
-            new = sharing.create_share(
-                study=study,
-                by=request.user,
-                expires_in_days=data["expires_in_days"],
-                passcode=data.get("passcode", ""),
-                allow_download=data["allow_download"],
-                label=data.get("label", ""),
-            )
-        except sharing.ShareError as exc:
-            raise PermissionDenied(str(exc)) from None
+        new = sharing.create_share(
+            study=study,
+            by=request.user,
+            expires_in_days=data["expires_in_days"],
+            passcode=data.get("passcode", ""),
+            allow_download=data["allow_download"],
+            label=data.get("label", ""),
+        )
         body = NewShareLinkSerializer(new.link).data
         body["url"] = new.path
         return Response(body, status=status.HTTP_201_CREATED)
@@ -209,138 +197,3 @@ class AccessEventListView(generics.ListAPIView):
             except ValueError:
                 raise serializers.ValidationError({"share_link": ["A share link id is a number."]}) from None
         return events
-
-
-class InviteSerializer(serializers.Serializer):
-    email = serializers.EmailField(max_length=254)
-
-
-class PatientInviteView(APIView):
-    """Ask the patient to link their portal account to this record (members of its practice).
-
-    The answer is the same whoever the address belongs to: an email tells its owner what to do, and
-    the record is linked only when a patient account that confirmed the address accepts."""
-
-    @extend_schema(
-        request=InviteSerializer,
-        responses={
-            201: inline_serializer(
-                "LinkRequested",
-                {
-                    "status": serializers.CharField(help_text='Always "requested".'),
-                    "detail": serializers.CharField(),
-                    "expires_at": serializers.DateTimeField(help_text="Until when the request may be accepted."),
-                },
-            ),
-        },
-    )
-    def post(self, request, pk: int):
-        patient = get_patient_for_user(request.user, pk)
-        serializer = InviteSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        try:
-            outcome = invitations.invite(
-                patient, email=serializer.validated_data["email"], by=request.user, request=request
-            )
-        except invitations.InviteNotAllowedError as exc:
-            raise PermissionDenied(str(exc)) from None
-        except invitations.InviteError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT if exc.conflict else 400)
-        answer = {"status": "requested", "detail": outcome.message, "expires_at": outcome.invitation.expires_at}
-        return Response(answer, status=status.HTTP_201_CREATED)
-
-
-class PatientUnlinkView(APIView):
-    """End the link between this record and a portal account (the linked patient, or a member of
-    the record's practice)."""
-
-    @extend_schema(request=None, responses={204: None})
-    def delete(self, request, pk: int):
-        patient = get_patient_for_user(request.user, pk)
-        invitations.unlink(patient, by=request.user, request=request)
-        return Response(status=status.HTTP_204_NO_CONTENT)
-
-
-class LinkRequestSerializer(serializers.Serializer):
-    id = serializers.IntegerField(source="pk")
-    practice = serializers.CharField(source="patient.practice.name")
-    patient_name = serializers.CharField(source="patient.display_name")
-    birth_date = serializers.DateField(source="patient.birth_date", allow_null=True)
-    asked_by = serializers.CharField(source="invited_by.display_name", allow_null=True, default=None)
-    created_at = serializers.DateTimeField()
-    expires_at = serializers.DateTimeField()
-
-
-class LinkRequestListView(generics.ListAPIView):
-    """Patients: the pending requests to link your account to a practice's record."""
-
-    serializer_class = LinkRequestSerializer
-    pagination_class = None
-
-    def get_queryset(self):
-        return invitations.requests_for(self.request.user)
-
-
-class LinkRequestAnswerView(APIView):
-    """Patients: ``accept`` links your account to the record; ``decline`` leaves it unlinked."""
-
-    @extend_schema(request=None, responses={200: inline_serializer("LinkAnswer", {"status": serializers.CharField()})})
-    def post(self, request, pk: int, answer: str):
-        if answer not in invitations.ANSWERS:
-            raise Http404("Answer accept or decline.")
-        invitation = invitations.get_request_for_user(request.user, pk)
-        try:
-            invitations.ANSWERS[answer](invitation, user=request.user, request=request)
-        except invitations.InviteError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
-        return Response({"status": "linked" if answer == "accept" else "declined"})
-
-
-class StudyDetailView(APIView):
-    """One study you may see (404 otherwise)."""
-
-    @extend_schema(responses=StudySummarySerializer)
-    def get(self, request, study_uid: str):
-        study = get_study_for_user(request.user, study_uid)
-        audit.record(request, AccessEvent.Action.API_READ, study, study_uid, user=request.user)
-        return Response(StudySummarySerializer(study).data)
-
-
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
-EVENTS_PER_QUERY = 2000
-CSV_FIELDS = ["at", "actor", "action", "study_uid", "object_id", "ip", "user_agent", "share_link_id", "user_id"]
-
-
-def events_csv_response(events, filename: str = "access-events.csv") -> StreamingResponse:
-    writer = csv.writer(_Echo())
-
-    def rows():
-        yield writer.writerow(CSV_FIELDS)
-        # A page of rows at a time, each page after the last row of the one before (by time, then
-        # key): no database cursor stays open between the response's batches
-        # (teleconsult.responses hands the connection back to the pool between them, for a
-        # client that takes its time), and memory holds one page whatever the export's length.
-        ordered = events.order_by("at", "pk")
-        last = None
-        while True:
-            following = ordered if last is None else ordered.filter(Q(at__gt=last.at) | Q(at=last.at, pk__gt=last.pk))
-            page = list(following[:EVENTS_PER_QUERY])
-            for event in page:
-                yield writer.writerow([_csv_safe(getattr(event, name)) for name in CSV_FIELDS])
-            if len(page) < EVENTS_PER_QUERY:
-                return
-            last = page[-1]
-
-    response = StreamingResponse(rows(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
-
-
-def _csv_safe(value) -> str:
-    """Text that a spreadsheet would run as a formula is quoted with a leading apostrophe."""
-    text = "" if value is None else (value.isoformat() if hasattr(value, "isoformat") else str(value))
-    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

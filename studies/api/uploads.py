@@ -1,12 +1,11 @@
-"""Studies REST API: uploads, and the patients and studies the user may see."""
+"""``/api/v1/uploads/``: DICOM files or zip archives, each file answered with its own result."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.core.exceptions import TooManyFilesSent
-from django.db.models import Count, Q
-from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
-from rest_framework import generics, serializers, status
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
@@ -14,21 +13,9 @@ from rest_framework.views import APIView
 
 from accounts.practices import PracticeError, upload_practice
 
-from .ingest import ALREADY_STORED, REFUSAL_CODES, STORED, ingest_files
-from .models import Patient, Study
-from .permissions import can_upload, get_patient_for_user, visible_patients, visible_studies
-
-PATIENT_UPLOAD_MESSAGE = (
-    "Patients cannot upload images here: ask your physician to upload them, or share them with a physician who can."
-)
-NO_PRACTICE_MESSAGE = (
-    "You are not a member of a practice yet: once a practice admin admits you (or you accept a practice's "
-    "invitation), you can upload."
-)
-
-
-def upload_refusal(user) -> str:
-    return PATIENT_UPLOAD_MESSAGE if user.is_patient else NO_PRACTICE_MESSAGE
+from ..ingest import ALREADY_STORED, REFUSAL_CODES, STORED, ingest_files
+from ..permissions import can_upload
+from ..web import PATIENT_UPLOAD_MESSAGE, upload_refusal
 
 
 class MayUpload(BasePermission):
@@ -154,77 +141,3 @@ class UploadView(APIView):
         results = ingest_files([(upload.name, upload) for upload in uploads], user=request.user, practice=practice)
         body, code = upload_response(results)
         return Response(body, status=code)
-
-
-class StudySummarySerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Study
-        fields = [
-            "id",
-            "study_instance_uid",
-            "study_date",
-            "study_time",
-            "description",
-            "accession_number",
-            "modalities",
-            "referring_physician",
-            "num_series",
-            "num_instances",
-            "patient",
-            "created_at",
-        ]
-
-
-class PatientSerializer(serializers.ModelSerializer):
-    display_name = serializers.CharField(read_only=True)
-    num_studies = serializers.IntegerField(read_only=True)
-
-    class Meta:
-        model = Patient
-        fields = ["id", "patient_id", "issuer", "name", "display_name", "birth_date", "sex", "num_studies"]
-
-
-class PatientDetailSerializer(PatientSerializer):
-    studies = serializers.SerializerMethodField()
-
-    class Meta(PatientSerializer.Meta):
-        fields = [*PatientSerializer.Meta.fields, "studies"]
-
-    @extend_schema_field(StudySummarySerializer(many=True))
-    def get_studies(self, patient: Patient) -> list[dict]:
-        studies = visible_studies(self.context["request"].user).filter(patient=patient)
-        return StudySummarySerializer(studies, many=True).data
-
-
-def _patients_with_counts(user):
-    visible = visible_studies(user).values("pk")
-    return visible_patients(user).annotate(num_studies=Count("studies", filter=Q(studies__in=visible), distinct=True))
-
-
-class PatientListView(generics.ListAPIView):
-    """Patients with at least one study the user may see."""
-
-    serializer_class = PatientSerializer
-
-    def get_queryset(self):
-        return _patients_with_counts(self.request.user).order_by("name", "patient_id", "pk")
-
-
-class PatientDetailView(generics.RetrieveAPIView):
-    """One patient and the studies of theirs the user may see; 404 for anyone else."""
-
-    serializer_class = PatientDetailSerializer
-
-    def get_object(self):
-        patient = get_patient_for_user(self.request.user, self.kwargs["pk"])
-        patient.num_studies = visible_studies(self.request.user).filter(patient=patient).count()
-        return patient
-
-
-class StudyListView(generics.ListAPIView):
-    """Studies the user may see, newest first."""
-
-    serializer_class = StudySummarySerializer
-
-    def get_queryset(self):
-        return visible_studies(self.request.user).order_by("-study_date", "-created_at", "pk")

@@ -10,11 +10,11 @@ from django.urls import NoReverseMatch, reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from . import audit, invitations
-from .browse import StudyFilterForm, search_studies, status_counts, with_summary
-from .models import AccessEvent, Instance
-from .paging import CappedPaginator
-from .permissions import get_patient_for_user, get_study_for_user, visible_studies
+from .. import audit, invitations, panels
+from ..browse import StudyFilterForm, search_studies, status_counts, with_summary
+from ..models import AccessEvent, Instance
+from ..paging import CappedPaginator
+from ..permissions import get_patient_for_user, get_study_for_user, visible_studies
 
 STUDIES_PER_PAGE = 25
 
@@ -75,6 +75,7 @@ def study_detail(request: HttpRequest, study_uid: str) -> HttpResponse:
         "counts": status_counts(instance.status for instance in instances),
         "instance_total": len(instances),
         "upload_url": upload_url(request.user),
+        "panels": panels.study_panels(request, study),
     }
     return render(request, "studies/study_detail.html", context)
 

@@ -15,9 +15,9 @@ from django.http.response import Http404
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
-from . import dicomweb_urls
-from .dicomweb_views import error_response
-from .permissions import ShareAccess, get_share_for_request
+from ..dicomweb import urls as dicomweb_urls
+from ..dicomweb import error_response
+from ..permissions import ShareAccess, get_share_for_request
 
 READ_METHODS = ("GET", "HEAD")
 

@@ -1,0 +1,79 @@
+"""Where apps above ``studies`` add to its pages without ``studies`` importing them.
+
+Higher apps register in their ``AppConfig.ready()``; ``studies`` works with nothing registered.
+
+- Study panels: a template included on the study page, with the context its function gives for
+  the request (``None``: not shown to this user). Shown in ``order``, then by name.
+- Links: a page another app serves in place of one of ``studies``' own (for instance a patient's
+  own study page), as a function giving its URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.http import HttpRequest
+
+from .models import Study
+
+ContextFn = Callable[[HttpRequest, Study], "dict[str, Any] | None"]
+
+
+@dataclass(frozen=True)
+class StudyPanel:
+    name: str
+    template: str
+    context_fn: ContextFn | None
+    order: int
+
+
+@dataclass(frozen=True)
+class ShownPanel:
+    name: str
+    template: str
+    context: dict[str, Any]
+
+
+_study_panels: dict[str, StudyPanel] = {}
+_links: dict[str, Callable[..., str]] = {}
+
+# Link names. PATIENT_HOME: the patient's home for their images (no argument);
+# PATIENT_STUDY_PAGE: a patient's own page for one study (the study).
+PATIENT_HOME = "patient-home"
+PATIENT_STUDY_PAGE = "patient-study-page"
+
+
+def register_study_panel(name: str, template: str, context_fn: ContextFn | None = None, order: int = 100) -> None:
+    """Show ``template`` on the study page. Registering a name again replaces it."""
+    _study_panels[name] = StudyPanel(name=name, template=template, context_fn=context_fn, order=order)
+
+
+def unregister_study_panel(name: str) -> None:
+    _study_panels.pop(name, None)
+
+
+def study_panels(request: HttpRequest, study: Study) -> list[ShownPanel]:
+    """The panels to include on ``study``'s page for this request, in order."""
+    shown = []
+    for panel in sorted(_study_panels.values(), key=lambda p: (p.order, p.name)):
+        context = panel.context_fn(request, study) if panel.context_fn is not None else {}
+        if context is not None:
+            shown.append(ShownPanel(name=panel.name, template=panel.template, context=context))
+    return shown
+
+
+def register_link(name: str, url_fn: Callable[..., str]) -> None:
+    """Offer the page ``url_fn(*args)`` as ``name`` (one of the link names above)."""
+    _links[name] = url_fn
+
+
+def unregister_link(name: str) -> None:
+    _links.pop(name, None)
+
+
+def link_url(name: str, *args: Any) -> str | None:
+    """The registered page's URL, or None when no app offers one."""
+    url_fn = _links.get(name)
+    return url_fn(*args) if url_fn is not None else None
