@@ -1,7 +1,8 @@
 """Start-up of a process that checks uploaded files for ``studies.ingest``.
 
 Imported by the new process before Django is set up, so it imports nothing of the project at
-module level.
+module level. That is also why it is not a module of the ``studies.ingest`` package: importing
+any of those runs the package's ``__init__``, which imports the models.
 """
 
 from __future__ import annotations

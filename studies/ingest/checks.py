@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -131,13 +130,7 @@ def check(
             "not_dicom",
             "Not a DICOM file: there is no 'DICM' marker after the 128-byte preamble (DICOM PS3.10 file format).",
         )
-    transfer_syntax, meta_sop_class, dataset_start = structure.read_file_meta(fp, size)
-    if transfer_syntax == structure.DEFLATED:
-        with tempfile.TemporaryFile() as inflated:
-            inflated_size = structure.inflate(fp, dataset_start, size, inflated)
-            layout = structure.walk(inflated, 0, inflated_size, structure.EXPLICIT_VR_LITTLE_ENDIAN)
-    else:
-        layout = structure.walk(fp, dataset_start, size, transfer_syntax)
+    transfer_syntax, meta_sop_class, layout = structure.walk_file(fp, size)
 
     ds = header.read_header(fp)
     read_warnings = list(layout.notes)

@@ -9,6 +9,7 @@ is inflated to a temporary file first, refused past ``MAX_INFLATED_SIZE`` (a def
 from __future__ import annotations
 
 import struct
+import tempfile
 import zlib
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -32,7 +33,20 @@ _KNOWN_VRS = {vr.value.encode() for vr in VR}
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 
 
-def read_file_meta(fp: BinaryIO, size: int) -> tuple[str, str, int]:
+def walk_file(fp: BinaryIO, size: int) -> tuple[str, str, Layout]:
+    """Read the file meta information after the "DICM" marker, then walk the data set (inflated to a
+    temporary file first when deflated): (transfer syntax, media storage SOP class, layout)."""
+    transfer_syntax, meta_sop_class, dataset_start = _read_file_meta(fp, size)
+    if transfer_syntax == DEFLATED:
+        with tempfile.TemporaryFile() as inflated:
+            inflated_size = _inflate(fp, dataset_start, size, inflated)
+            layout = walk(inflated, 0, inflated_size, EXPLICIT_VR_LITTLE_ENDIAN)
+    else:
+        layout = walk(fp, dataset_start, size, transfer_syntax)
+    return transfer_syntax, meta_sop_class, layout
+
+
+def _read_file_meta(fp: BinaryIO, size: int) -> tuple[str, str, int]:
     """Read group 0002 after the DICM marker: (transfer syntax, media storage SOP class, dataset start)."""
     pos = 132
     values: dict[int, str] = {}
@@ -71,7 +85,7 @@ def read_file_meta(fp: BinaryIO, size: int) -> tuple[str, str, int]:
     return transfer_syntax, values.get(0x0002, ""), pos
 
 
-def inflate(fp: BinaryIO, start: int, size: int, out: BinaryIO) -> int:
+def _inflate(fp: BinaryIO, start: int, size: int, out: BinaryIO) -> int:
     """Inflate a deflated data set into ``out`` chunk by chunk, refusing it past MAX_INFLATED_SIZE."""
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     total = 0
@@ -98,6 +112,9 @@ def inflate(fp: BinaryIO, start: int, size: int, out: BinaryIO) -> int:
 
 @dataclass
 class Layout:
+    """What the walk found: the pixel data (where it is, its VR and length), how deep sequences
+    nest, and notes on what does not conform."""
+
     pixel_tag: int | None = None
     pixel_vr: str = ""
     pixel_length: int | None = None  # None when encapsulated (compressed)

@@ -108,6 +108,8 @@ def _extract(archive: zipfile.ZipFile, info: zipfile.ZipInfo, out: BinaryIO) -> 
 
 
 def ingest_zip(fp: BinaryIO, *, filename: str, batch: IngestBatch, study_uid: str | None) -> Iterator[IngestResult]:
+    """The result of each file of the archive, checked and handed to ``batch`` like any file; one
+    refusal for the whole archive when its directory fails a check or it cannot be read."""
     try:
         with zipfile.ZipFile(fp) as archive:
             entries = _check_zip(archive, filename)
