@@ -1,5 +1,8 @@
 """Practice pages: a clinician's practices, a practice admin's members and invitations, site
-administrators' admission of clinicians no practice has admitted yet, and accepting an invitation."""
+administrators' admission of clinicians no practice has admitted yet, and accepting an invitation.
+
+A refused change (``accounts.practices.PracticeError``) is flashed on the page the form was on
+(``teleconsult.errors.on_refusal``)."""
 
 from __future__ import annotations
 
@@ -8,7 +11,10 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
+
+from teleconsult.errors import on_refusal
 
 from . import practices
 from .models import Membership, Organization
@@ -72,6 +78,7 @@ def create_practice(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         _errors(request, form)
         return redirect("accounts:practices")
+    on_refusal(request, reverse("accounts:practices"))
     practice = practices.create_practice(form.cleaned_data["name"], kind=form.cleaned_data["kind"])
     messages.success(request, f"{practice.name} created: invite its first admin.")
     return redirect("accounts:practice", pk=practice.pk)
@@ -85,14 +92,11 @@ def invite_member(request: HttpRequest, pk: int) -> HttpResponse:
     if not form.is_valid():
         _errors(request, form)
         return redirect("accounts:practice", pk=practice.pk)
-    try:
-        message = practices.invite_member(
-            practice, email=form.cleaned_data["email"], role=form.cleaned_data["role"], by=request.user, request=request
-        )
-    except practices.PracticeError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, message)
+    on_refusal(request, reverse("accounts:practice", kwargs={"pk": practice.pk}))
+    message = practices.invite_member(
+        practice, email=form.cleaned_data["email"], role=form.cleaned_data["role"], by=request.user, request=request
+    )
+    messages.success(request, message)
     return redirect("accounts:practice", pk=practice.pk)
 
 
@@ -103,15 +107,13 @@ def change_member(request: HttpRequest, pk: int, member_pk: int) -> HttpResponse
     membership = practice.memberships.select_related("user").filter(pk=member_pk).first()
     if membership is None:
         raise Http404("No such member.")
-    try:
-        if request.POST.get("remove"):
-            practices.remove_member(membership, by=request.user)
-            messages.success(request, f"{membership.user.display_name} is no longer a member of {practice.name}.")
-        else:
-            practices.set_role(membership, request.POST.get("role", ""), by=request.user)
-            messages.success(request, f"{membership.user.display_name} is now {membership.get_role_display()}.")
-    except practices.PracticeError as exc:
-        messages.error(request, str(exc))
+    on_refusal(request, reverse("accounts:practice", kwargs={"pk": practice.pk}))
+    if request.POST.get("remove"):
+        practices.remove_member(membership, by=request.user)
+        messages.success(request, f"{membership.user.display_name} is no longer a member of {practice.name}.")
+    else:
+        practices.set_role(membership, request.POST.get("role", ""), by=request.user)
+        messages.success(request, f"{membership.user.display_name} is now {membership.get_role_display()}.")
     return redirect("accounts:practice", pk=practice.pk)
 
 
@@ -140,12 +142,9 @@ def admit(request: HttpRequest, user_pk: int) -> HttpResponse:
     if not form.is_valid():
         _errors(request, form)
         return redirect("accounts:practices")
-    try:
-        practices.admit(clinician, form.cleaned_data["practice"], by=request.user, role=form.cleaned_data["role"])
-    except practices.PracticeError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, f"{clinician.display_name} is now a member of {form.cleaned_data['practice'].name}.")
+    on_refusal(request, reverse("accounts:practices"))
+    practices.admit(clinician, form.cleaned_data["practice"], by=request.user, role=form.cleaned_data["role"])
+    messages.success(request, f"{clinician.display_name} is now a member of {form.cleaned_data['practice'].name}.")
     return redirect("accounts:practices")
 
 
@@ -159,7 +158,7 @@ def join_practice(request: HttpRequest, token: str) -> HttpResponse:
         try:
             practices.accept_invitation(invitation, user=request.user)
         except practices.PracticeError as exc:
-            messages.error(request, str(exc))
+            messages.error(request, exc.message)  # shown above the invitation, which stays on the page
         else:
             messages.success(request, f"Welcome to {invitation.practice.name}.")
             return redirect("home")

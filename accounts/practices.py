@@ -18,6 +18,8 @@ from django.http import Http404
 from django.urls import reverse
 from django.utils import timezone
 
+from teleconsult.errors import PortalError
+
 from .addresses import account_for_address, confirmed_addresses
 from .models import Membership, Organization, PracticeInvitation, Role, User
 from .outbox import send_after_commit
@@ -25,7 +27,7 @@ from .outbox import send_after_commit
 CLINICAL_ROLES = (Role.PHYSICIAN, Role.SPECIALIST)
 
 
-class PracticeError(ValueError):
+class PracticeError(PortalError):
     """A practice that cannot be used for this: the message says why and what to do."""
 
 

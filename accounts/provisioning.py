@@ -10,6 +10,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
 
+from teleconsult.errors import PortalError
+
 from .models import (
     Membership,
     Organization,
@@ -22,7 +24,7 @@ from .models import (
 )
 
 
-class ProvisioningError(ValueError):
+class ProvisioningError(PortalError):
     """Bad input for an account; the message says what to fix."""
 
 

@@ -137,7 +137,8 @@ class UploadView(APIView):
                 remember=request.data.get("remember_practice") == "1",
             )
         except PracticeError as exc:
-            return Response({"detail": str(exc), "practice": [str(exc)], "results": []}, status=400)
+            # Named as the field at fault too, and with the (empty) results every upload answer has.
+            return Response({"detail": exc.message, "practice": [exc.message], "results": []}, status=400)
         results = ingest_files([(upload.name, upload) for upload in uploads], user=request.user, practice=practice)
         body, code = upload_response(results)
         return Response(body, status=code)
