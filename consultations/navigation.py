@@ -15,11 +15,7 @@ def nav_items(user) -> list[dict]:
     Notifications (unread) for everyone."""
     items: list[dict] = []
     if user.is_specialist:
-        count = (
-            ConsultRequest.objects.worklist_for(user)
-            .filter(state__in=(State.SUBMITTED, State.ACCEPTED, State.INFO_REQUESTED))
-            .count()
-        )
+        count = ConsultRequest.objects.worklist_for(user).filter(state__in=OPEN_STATES).count()
         items.append({"label": "Worklist", "url": reverse("consultations:worklist"), "key": "worklist", "count": count})
     elif user.is_physician:
         # Those the physician still sees (a requester who left the practice left its consults).

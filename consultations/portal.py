@@ -11,6 +11,7 @@ from studies.models import Study
 
 from .models import ConsultRequest, Report, State
 from .permissions import visible_consults, visible_reports
+from .transitions import IN_REVIEW_STATES
 
 
 @dataclass
@@ -46,7 +47,7 @@ def _consult_steps(consult: ConsultRequest, signed: Report | None) -> list[Step]
         steps.append(Step(consult.closed_at, "The request for a second opinion was cancelled by your doctor."))
     elif consult.state == State.SUBMITTED:
         steps.append(Step(None, "Waiting for a specialist to take your case.", done=False))
-    elif consult.state in (State.ACCEPTED, State.INFO_REQUESTED):
+    elif consult.state in IN_REVIEW_STATES:
         steps.append(Step(None, "The report is not ready yet.", done=False))
     return steps
 

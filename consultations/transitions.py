@@ -33,6 +33,8 @@ OPEN_STATES = (State.SUBMITTED, State.ACCEPTED, State.INFO_REQUESTED)
 CLOCK_STATES = OPEN_STATES
 # A specialist has taken the consult (it has an assignee).
 TAKEN_STATES = (State.ACCEPTED, State.INFO_REQUESTED, State.REPORTED, State.CLOSED)
+# Taken and not yet answered.
+IN_REVIEW_STATES = (State.ACCEPTED, State.INFO_REQUESTED)
 # On the assignee's worklist: taken and not yet closed.
 WORKLIST_STATES = (State.ACCEPTED, State.INFO_REQUESTED, State.REPORTED)
 # Nothing more is added to a consult in these states.

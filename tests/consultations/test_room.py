@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.core.cache import cache
 from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 
 from consultations import actions, room
 from consultations.models import ChatMessage
@@ -427,3 +428,53 @@ def test_removed_participant_loses_the_room(accepted, physician, colleague, sett
     actions.remove_participant(accepted, by=physician, user=colleague)
     assert not room.may_join(colleague, accepted)
     assert refused_with_4403(accepted.pk, headers_for(colleague)) == 4403
+
+
+def test_rest_and_websocket_chat_post_through_one_action_that_stores_and_broadcasts(
+    accepted, physician, specialist, monkeypatch
+):
+    calls = []
+    post_message = actions.post_message
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs["text"])
+        return post_message(*args, **kwargs)
+
+    monkeypatch.setattr(actions, "post_message", counted)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {KEYS[physician.pk]}")
+
+    async def scenario():
+        listener = Client(accepted.pk, headers_for(specialist))
+        sender = Client(accepted.pk, headers_for(physician))
+        await listener.join()
+        await sender.join()
+        await sender.send(type="chat.message", text="Over the socket", client_id="ws-1")
+        from_socket = await listener.receive_type("chat.message")
+        posted = await sync_to_async(api.post)(
+            f"/api/v1/consults/{accepted.pk}/messages/", {"text": "Over REST", "client_id": "rest-1"}, format="json"
+        )
+        from_rest = await listener.receive_type("chat.message")
+        await listener.close()
+        await sender.close()
+        return from_socket, posted.status_code, from_rest
+
+    from_socket, status, from_rest = async_to_sync(scenario)()
+    assert calls == ["Over the socket", "Over REST"]
+    assert status == 201
+    assert (from_socket["text"], from_socket["client_id"]) == ("Over the socket", "ws-1")
+    assert (from_rest["text"], from_rest["client_id"]) == ("Over REST", "rest-1")
+    stored = list(ChatMessage.objects.filter(consult=accepted).values_list("text", "client_id"))
+    assert stored == [("Over the socket", "ws-1"), ("Over REST", "rest-1")]
+
+
+def test_a_refused_frame_is_the_error_frame_of_the_refusal(accepted, physician):
+    async def scenario():
+        client = Client(accepted.pk, headers_for(physician))
+        await client.join()
+        await client.send(type="chat.message", text="   ")
+        error = await client.receive_type("error")
+        await client.close()
+        return error
+
+    assert async_to_sync(scenario)() == {"type": "error", "code": "bad_field", "message": "text is empty."}
