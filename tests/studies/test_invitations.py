@@ -319,6 +319,7 @@ def test_a_linked_record_is_a_409_until_it_is_unlinked(ask, auth_client, physici
     answer = ask(physician, patient, patient_user.email)
 
     assert answer.status_code == 409
+    assert answer.json()["code"] == "conflict"
     assert "already linked" in answer.json()["detail"] and "unlink it first" in answer.json()["detail"]
     assert not PatientInvitation.objects.exists()
     assert mail.outbox == []
@@ -536,6 +537,7 @@ def test_accepting_after_the_record_was_linked_to_another_account_is_a_409(
     response = answer(patient_user, mine, "accept")
 
     assert response.status_code == 409
+    assert response.json()["code"] == "conflict"
     assert "linked to another account" in response.json()["detail"]
     assert linked(patient) == other
     mine.refresh_from_db()
