@@ -1,7 +1,7 @@
 """``/ws/consults/<id>/``: the live consult room (chat, presence, shared viewing, annotations).
 
 Thin by design: authenticate, check access with the consult helper, then hand each frame to a
-small handler that calls ``consultations.room``. The frame contract is in ARCHITECTURE.md.
+small handler that calls ``consultations.room``. The frame contract is in docs/realtime.md.
 """
 
 from __future__ import annotations
