@@ -15,8 +15,8 @@ from django.http.response import Http404
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
-from ..dicomweb import urls as dicomweb_urls
 from ..dicomweb import error_response
+from ..dicomweb import urls as dicomweb_urls
 from ..permissions import ShareAccess, get_share_for_request
 
 READ_METHODS = ("GET", "HEAD")
