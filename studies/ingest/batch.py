@@ -1,10 +1,9 @@
 """The database side of ingest: the rows of a batch of checked files written together, in one
 transaction, and their thumbnails queued after commit.
 
-This module is longer than most (about 450 lines) because ``IngestBatch`` is one piece: its
-transactions, the settling of every file (stored, re-sent, repeated, conflicting, forbidden) and
-its retry one file at a time share state that splitting would only scatter. How rows reach the
-database fast is ``rows``; this module uses the ORM's public API only.
+``IngestBatch`` is one piece: its transactions, the settling of every file (stored, re-sent,
+repeated, conflicting, forbidden) and its retry one file at a time share its state. How rows reach
+the database fast is ``rows``; this module uses the ORM's public API only.
 """
 
 from __future__ import annotations
