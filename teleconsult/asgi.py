@@ -24,7 +24,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator, OriginValidator  # noqa: E402
 
 from accounts.websocket import TokenOrSessionAuthMiddleware  # noqa: E402
-from studies.stow_body import StowBodyReader  # noqa: E402
+from studies.dicomweb.stow_body import StowBodyReader  # noqa: E402
 from teleconsult import serve  # noqa: E402
 from teleconsult.routing import websocket_urlpatterns  # noqa: E402
 
@@ -73,7 +73,7 @@ class StartUpCheck:
 application = StartUpCheck(
     ProtocolTypeRouter(
         {
-            # STOW-RS bodies are split into their parts in front of Django (studies.stow_body).
+            # STOW-RS bodies are split into their parts in front of Django (studies.dicomweb.stow_body).
             "http": StowBodyReader(django_asgi_app),
             "websocket": BrowserOriginValidator(TokenOrSessionAuthMiddleware(URLRouter(websocket_urlpatterns))),
         }

@@ -74,7 +74,7 @@ class BodyFromFile(asyncio.Queue):
     as ever. A disconnect (the client left, or the response is over) ends the body at once and
     closes its file: the application gets the disconnect next, not the rest of a body nobody waits
     for (daphne itself would still hand over every byte it had queued). Django aborts the request
-    on it, and ``studies.stow_body`` stops splitting."""
+    on it, and ``studies.dicomweb.stow_body`` stops splitting."""
 
     def __init__(self, body, piece_size: int = PIECE_SIZE) -> None:
         super().__init__()

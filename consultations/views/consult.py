@@ -9,7 +9,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from studies import audit, viewer_views
+from studies import audit, viewer
 from studies.models import AccessEvent
 from studies.permissions import can_view_study
 from teleconsult.errors import on_refusal
@@ -69,7 +69,7 @@ def consult_detail(request, pk: int):
         "in_room": room.may_join(user, consult),
     }
     if study_visible:
-        context.update(viewer_views.viewer_context(user, consult.study))
+        context.update(viewer.viewer_context(user, consult.study))
     return render(request, "consultations/detail.html", context)
 
 

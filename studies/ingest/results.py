@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from teleconsult.errors import PortalError
+
 STORED = "stored"
 ALREADY_STORED = "already_stored"
 REFUSED = "refused"
@@ -69,12 +71,16 @@ class IngestResult:
         return asdict(self)
 
 
-class IngestRefusedError(Exception):
-    """A file that will not be stored, with a code for programs and a reason for people."""
+class IngestRefusedError(PortalError):
+    """A file that will not be stored, with a code for programs and a reason for people.
+
+    Ingest answers it per file (an ``IngestResult`` with status "refused"), not as the request's
+    answer; where one file is the whole request it renders like any other refusal (422)."""
+
+    status = 422
 
     def __init__(self, code: str, reason: str, **uids: str):
-        super().__init__(reason)
-        self.code = refusal_code(code)
+        super().__init__(reason, code=refusal_code(code))
         self.reason = reason
         self.uids = uids
 

@@ -4,15 +4,12 @@ through."""
 
 from __future__ import annotations
 
-import re
 import types
-from pathlib import Path
 
 import pytest
 from django.db import transaction
 from django.utils import timezone
 
-import consultations
 from consultations import permissions, transitions
 from consultations.errors import ConsultError, IllegalTransitionError, NotAllowedError
 from consultations.models import ConsultOffer, ConsultParticipant, ConsultRequest, State
@@ -105,15 +102,3 @@ def test_the_guard_refuses_the_wrong_state_with_409_and_the_wrong_person_with_40
     with pytest.raises(NotAllowedError) as refused:
         transitions.require_actor(consult, action, outsider)
     assert refused.value.status == 403
-
-
-def test_state_lists_are_spelled_once_in_the_table():
-    """No module but the table lists states; the others name the table's groups."""
-    root = Path(consultations.__file__).parent
-    spelled = re.compile(r"\(\s*State\.\w+\s*,")
-    offenders = [
-        str(path.relative_to(root))
-        for path in root.rglob("*.py")
-        if path.name != "transitions.py" and "migrations" not in path.parts and spelled.search(path.read_text())
-    ]
-    assert offenders == []

@@ -165,7 +165,7 @@ def test_a_stow_body_larger_than_the_servers_read_ahead_and_a_malformed_one_over
     daphne_factory, service_environment, live_user, password
 ):
     """daphne receives the body into a file and hands it over a piece at a time as the server asks
-    (teleconsult.bodies); the server splits it as it comes (studies.stow_body), holding at
+    (teleconsult.bodies); the server splits it as it comes (studies.dicomweb.stow_body), holding at
     most 8 MB unread: the daphne's memory does not grow with the body."""
     from bench.ingest import multipart
     from studies.models import Instance

@@ -83,7 +83,7 @@ def _store(request: HttpRequest, user, study_uid: str | None = None) -> HttpResp
 
 @contextlib.contextmanager
 def _received_parts(request: HttpRequest, boundary: str, limit: int) -> Iterator[list[Part]]:
-    """The parts of a STOW-RS body: split as daphne handed it over (``studies.stow_body``, in front of
+    """The parts of a STOW-RS body: split as daphne handed it over (``studies.dicomweb.stow_body``, in front of
     Django), else split now from the body Django read. The files go when the block ends."""
     received = getattr(request, "scope", {}).get(SCOPE_KEY)
     if received is not None:
