@@ -10,6 +10,10 @@ class ConsultationsConfig(AppConfig):
 
         from studies import panels
 
+        from . import extensions
+
+        # The study page, the patient page and lists of studies show consults and "Ask for a second opinion".
+        extensions.register()
         # The patient portal stands in for the study pages studies shows a patient.
         panels.register_link(panels.PATIENT_HOME, lambda: reverse("portal:home"))
         panels.register_link(

@@ -45,6 +45,14 @@ def visible_consults(user):
     return ConsultRequest.objects.filter(_care_team(user) | _open_offer(user)).distinct()
 
 
+def may_request_consult(user) -> bool:
+    """Physicians and administrators ask for consults, once a practice has admitted them (the rule
+    ``actions.create_consult`` enforces); patients never do."""
+    if not user or not user.is_authenticated:
+        return False
+    return (user.is_physician or user.is_admin) and user.has_clinical_access
+
+
 def care_team_ids(user) -> set[int]:
     """The consults ``user`` is on the care team of."""
     return set(ConsultRequest.objects.filter(_care_team(user)).values_list("pk", flat=True))

@@ -1,11 +1,9 @@
-"""Template helpers for consult pages: time-left badges and the study page's consult list."""
+"""Template helpers for consult pages: time-left badges."""
 
 from __future__ import annotations
 
 from django import template
 from django.utils import timezone
-
-from ..permissions import visible_consults
 
 register = template.Library()
 
@@ -28,10 +26,3 @@ def time_left(consult) -> str:
         return ""
     seconds = (consult.due_at - timezone.now()).total_seconds()
     return f"{_span(seconds)} left" if seconds > 0 else f"overdue by {_span(seconds)}"
-
-
-@register.simple_tag(takes_context=True)
-def study_consults(context, study):
-    """Consults on ``study`` that the signed-in user may see, newest first."""
-    user = context["request"].user
-    return visible_consults(user).filter(study=study).select_related("assignee", "requester").order_by("-created_at")

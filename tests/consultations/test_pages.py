@@ -189,20 +189,18 @@ def test_my_consults_for_the_physician(client, physician, consult):
     assert b'data-nav-count="consults">1<' in page.content
 
 
-def test_study_consults_include(rf, physician, consult, outsider):
+def test_study_consults_panel(rf, physician, consult, outsider):
     from django.template.loader import render_to_string
+
+    from consultations.extensions import study_consults_panel
 
     request = rf.get("/")
     request.user = physician
-    html = render_to_string(
-        "consultations/_study_consults.html", {"study": consult.study, "user": physician}, request=request
-    )
-    assert f"/consults/{consult.pk}/" in html and "Request a consult" in html
+    panel = study_consults_panel(request, consult.study)
+    html = render_to_string("consultations/_study_consults.html", {"panel": panel}, request=request)
+    assert f"/consults/{consult.pk}/" in html and "Ask for a second opinion" in html
     request.user = outsider
-    html = render_to_string(
-        "consultations/_study_consults.html", {"study": consult.study, "user": outsider}, request=request
-    )
-    assert f"/consults/{consult.pk}/" not in html
+    assert study_consults_panel(request, consult.study)["rows"] == []
 
 
 def test_demo_consult_is_idempotent(physician, specialist, study):

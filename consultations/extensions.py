@@ -1,0 +1,80 @@
+"""What consultations adds to the pages of the apps below it, through their registries
+(``studies.panels``): registered in ``ConsultationsConfig.ready()``.
+
+- The study page: the study's consults the user may see (state, specialist, due) and "Ask for a
+  second opinion".
+- The patient page: the consults on this patient's studies the user may see.
+- Every list of studies that shows actions (the home page's latest studies, the patient page, the
+  upload page's results): "Ask for a second opinion".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+from django.urls import reverse
+
+from studies import panels
+from studies.models import Patient, Study
+
+from .permissions import care_team_ids, is_offer_only, may_request_consult, visible_consults
+
+ASK_ACTION = "second-opinion"
+
+
+def ask_for_second_opinion(request: HttpRequest, study: Study) -> panels.StudyAction | None:
+    if not may_request_consult(request.user):
+        return None
+    url = reverse("consultations:new", kwargs={"study_uid": study.study_instance_uid})
+    return panels.StudyAction(label="Ask for a second opinion", url=url, primary=True)
+
+
+def _rows(user, consults) -> list[dict[str, Any]]:
+    """Each consult with who has it in words; a specialist who only holds an offer is not told whose
+    consult it is or who else it went to."""
+    care_team = care_team_ids(user)
+    rows = []
+    for consult in consults:
+        offer_only = is_offer_only(user, consult, care_team=care_team)
+        if consult.assignee_id is not None:
+            specialist = consult.assignee.display_name
+        elif offer_only:
+            specialist = "Offered to you"
+        elif consult.target_specialist_id is not None:
+            specialist = f"Asked of {consult.target_specialist.display_name}"
+        elif consult.specialty:
+            specialist = f"Not taken yet ({consult.get_specialty_display()})"
+        else:
+            specialist = "Not taken yet"
+        rows.append({"consult": consult, "specialist": specialist, "study": consult.study})
+    return rows
+
+
+def _consults(user):
+    return visible_consults(user).select_related("assignee", "target_specialist", "study").order_by("-created_at")
+
+
+def study_consults_panel(request: HttpRequest, study: Study) -> dict[str, Any] | None:
+    """Shown to anyone who sees the study and either has a consult on it or may ask for one."""
+    user = request.user
+    rows = _rows(user, _consults(user).filter(study=study))
+    ask = ask_for_second_opinion(request, study)
+    if not rows and ask is None:
+        return None
+    return {"rows": rows, "study": study, "ask": ask}
+
+
+def patient_consults_panel(request: HttpRequest, patient: Patient) -> dict[str, Any] | None:
+    """The consults on the patient's studies this user may see; not shown when there are none."""
+    user = request.user
+    rows = _rows(user, _consults(user).filter(study__patient=patient)[:50])
+    return {"rows": rows} if rows else None
+
+
+def register() -> None:
+    panels.register_study_panel("consultations", "consultations/_study_consults.html", study_consults_panel, order=10)
+    panels.register_patient_panel(
+        "consultations", "consultations/_patient_consults.html", patient_consults_panel, order=10
+    )
+    panels.register_study_action(ASK_ACTION, ask_for_second_opinion, order=10)
