@@ -76,6 +76,7 @@ def study_detail(request: HttpRequest, study_uid: str) -> HttpResponse:
         "instance_total": len(instances),
         "upload_url": upload_url(request.user),
         "panels": panels.study_panels(request, study),
+        "actions": panels.study_actions(request, study),
     }
     return render(request, "studies/study_detail.html", context)
 
@@ -124,5 +125,6 @@ def patient_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "studies": list(studies),
         "upload_url": upload_url(request.user),
         "may_invite": invitations.may_invite(request.user, patient),
+        "panels": panels.patient_panels(request, patient),
     }
     return render(request, "studies/patient_detail.html", context)
