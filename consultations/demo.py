@@ -1,7 +1,11 @@
-"""Demo data: one consult on the demo study, submitted and accepted, with a question."""
+"""Demo data: one consult on the demo study, submitted and accepted, with a question; and the
+standard report templates, should the database have lost them (a flushed test database)."""
 
 from __future__ import annotations
 
+import importlib
+
+from django.apps import apps
 from django.db import transaction
 
 from . import actions
@@ -10,9 +14,20 @@ from .models import ConsultRequest, State
 DEMO_QUESTION = "Demo: is there an acute intracranial haemorrhage or mass effect?"
 
 
+# The standard templates are data of the migration that ships them: one list, seeded once more here.
+TEMPLATES_MIGRATION = "consultations.migrations.0006_report_templates_by_body_part"
+
+
+def ensure_report_templates() -> None:
+    """Create the standard report templates that are missing (migrations made them; a flush of
+    the database, as transactional tests do, takes them away). Templates that exist stay as they are."""
+    importlib.import_module(TEMPLATES_MIGRATION).seed(apps, None)
+
+
 @transaction.atomic
 def seed_demo_consult(physician, specialist, study):
     """Idempotent: returns the existing demo consult when there is one. Without a study, nothing."""
+    ensure_report_templates()
     if study is None:
         return None
     existing = ConsultRequest.objects.filter(study=study, requester=physician, question=DEMO_QUESTION).first()

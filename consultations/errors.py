@@ -64,3 +64,10 @@ class ReauthenticationError(FieldError):
 
     code = "reauthentication_failed"
     field = "password"
+
+
+class ReportInputError(FieldError):
+    """Refused input to the report editor (a template switch over edited text, an unknown
+    measurement to insert); ``field`` names what is wrong."""
+
+    code = "report_refused"

@@ -1,8 +1,10 @@
-"""The signed report as a PDF (reportlab): every signed version, newest first, with its hash."""
+"""The signed report as a PDF (reportlab): every signed version, newest first, with its hash, the
+signer's credentials and the consult's key images."""
 
 from __future__ import annotations
 
 import io
+import logging
 from xml.sax.saxutils import escape
 
 from django.utils import timezone
@@ -10,9 +12,19 @@ from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import mm
-from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+from reportlab.platypus import Image, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+from studies.rendering import encode, render_frame
 
 from .models import ConsultRequest, Report
+from .models.reports import signer_credentials
+from .reports import Evidence, evidence_for, modalities_in_words
+
+logger = logging.getLogger(__name__)
+
+KEY_IMAGES_PER_ROW = 3
+KEY_IMAGE_BOX = (480, 480)  # pixels rendered for a cell about 55 mm wide: sharp in print
+MAX_KEY_IMAGES = 12
 
 
 def _para(text: str, style) -> Paragraph:
@@ -21,6 +33,47 @@ def _para(text: str, style) -> Paragraph:
 
 def _when(value) -> str:
     return timezone.localtime(value).strftime("%Y-%m-%d %H:%M %Z") if value else "-"
+
+
+def signer_line(report: Report) -> str:
+    """ "Dr Sam Specialist, Neuroradiology, Chest; licensed in US, DE": as it stood at signing
+    (versions signed before credentials were kept: the signer's profile today)."""
+    credentials = report.signer_credentials or (signer_credentials(report.signed_by) if report.signed_by else {})
+    if not credentials:
+        return "-"
+    text = ", ".join([credentials.get("name") or "-", *credentials.get("specialties", [])])
+    if credentials.get("jurisdictions"):
+        text += f"; licensed in {', '.join(credentials['jurisdictions'])}"
+    return text
+
+
+def _key_image_cell(evidence: Evidence, width: float, body) -> list:
+    """The key image's frame, rendered by studies.rendering, and its caption; the caption alone
+    when the frame cannot be rendered (the PDF never fails for one picture)."""
+    instance, annotation = evidence.instance, evidence.annotation
+    caption = _para(evidence.line, body)
+    try:
+        with instance.file.storage.open(instance.file.name, "rb") as handle:
+            picture = render_frame(handle, frame=annotation.frame, viewport=KEY_IMAGE_BOX)
+        data = encode(picture, "image/jpeg", quality=85)
+    except Exception:  # noqa: BLE001 - any file or decoder failure: the caption says so
+        logger.warning("Key image %s of consult %s not rendered", annotation.pk, annotation.consult_id, exc_info=True)
+        return [_para(f"{evidence.line}: the image cannot be shown.", body)]
+    height = width * picture.height / max(picture.width, 1)
+    return [Image(io.BytesIO(data), width=width, height=height), caption]
+
+
+def key_images_table(consult: ConsultRequest, width: float, body) -> Table | None:
+    key_images = evidence_for(consult, tools=["key_image"])[:MAX_KEY_IMAGES]
+    if not key_images:
+        return None
+    cell_width = width / KEY_IMAGES_PER_ROW - 4 * mm
+    cells = [_key_image_cell(evidence, cell_width, body) for evidence in key_images]
+    rows = [cells[i : i + KEY_IMAGES_PER_ROW] for i in range(0, len(cells), KEY_IMAGES_PER_ROW)]
+    rows[-1] += [""] * (KEY_IMAGES_PER_ROW - len(rows[-1]))
+    table = Table(rows, colWidths=[width / KEY_IMAGES_PER_ROW] * KEY_IMAGES_PER_ROW)
+    table.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP")]))
+    return table
 
 
 def render_report_pdf(consult: ConsultRequest, versions: list[Report]) -> bytes:
@@ -40,13 +93,14 @@ def render_report_pdf(consult: ConsultRequest, versions: list[Report]) -> bytes:
     )
     study = consult.study
     patient = study.patient
+    modalities = modalities_in_words(study.modality_list) or "-"
     story = [
         Paragraph(f"Second-opinion report - consult #{consult.pk}", styles["Title"]),
     ]
     facts = [
         ["Patient", f"{patient.display_name} (ID {patient.patient_id or '-'})"],
         ["Birth date", str(patient.birth_date or "-")],
-        ["Study", f"{study.description or 'Study'} {study.study_date or ''} [{study.modalities or '-'}]"],
+        ["Study", f"{study.description or 'Study'} {study.study_date or ''} ({modalities})"],
         ["Study UID", study.study_instance_uid],
         ["Requested by", consult.requester.display_name],
         ["Priority", consult.get_priority_display()],
@@ -85,11 +139,13 @@ def render_report_pdf(consult: ConsultRequest, versions: list[Report]) -> bytes:
             ]
         if report.patient_summary:
             story += [Paragraph("Summary for the patient", heading), _para(report.patient_summary, body)]
-        signer = report.signed_by.display_name if report.signed_by else "-"
         story += [
             Spacer(1, 2 * mm),
-            _para(f"Electronically signed by {signer} on {_when(report.signed_at)}.", small),
+            _para(f"Electronically signed by {signer_line(report)} on {_when(report.signed_at)}.", small),
             _para(f"SHA-256 of the signed content: {report.content_sha256}", small),
         ]
+    key_images = key_images_table(consult, doc.width, body)
+    if key_images is not None:
+        story += [Spacer(1, 4 * mm), Paragraph("Key images", styles["Heading2"]), key_images]
     doc.build(story)
     return buffer.getvalue()

@@ -25,11 +25,21 @@ class Agreement(models.TextChoices):
 
 
 class ReportTemplate(models.Model):
-    """Starting text for a report, by specialty and modality (e.g. neuroradiology + CT)."""
+    """Starting text for a report, for a modality and the body parts it is written for (e.g. CT of
+    the chest). A template without body parts fits any study of its modality; one without a
+    modality either is the generic template (see ``consultations.reports.templates_for``)."""
 
     name = models.CharField(max_length=100, unique=True)
     specialty = models.CharField(max_length=32, choices=Specialty.choices)
-    modality = models.CharField(max_length=16, help_text="DICOM modality, e.g. CT, MR, CR, XC")
+    modality = models.CharField(
+        max_length=16, blank=True, help_text="DICOM modality, e.g. CT, MR, CR, XC; empty: any modality"
+    )
+    body_parts = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="BodyPartExamined values (or words of the study description) it is written for, "
+        'e.g. ["CHEST", "THORAX", "LUNG"]; empty: any body part',
+    )
     findings = models.TextField(blank=True)
     impression = models.TextField(blank=True)
     recommendations = models.TextField(blank=True)
@@ -39,6 +49,18 @@ class ReportTemplate(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+def signer_credentials(user) -> dict:
+    """What the signed report says of its signer: name, specialties in words and the
+    jurisdictions they are licensed in, as they stood at signing."""
+    profile = getattr(user, "specialist_profile", None)
+    specialties = dict(Specialty.choices)
+    return {
+        "name": user.display_name,
+        "specialties": [specialties.get(code, code) for code in (profile.specialties if profile else [])],
+        "jurisdictions": list(profile.jurisdictions) if profile else [],
+    }
 
 
 class Report(models.Model):
@@ -65,6 +87,9 @@ class Report(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     signed_at = models.DateTimeField(null=True, blank=True)
+    signer_credentials = models.JSONField(
+        default=dict, blank=True, help_text="The signer's name, specialties and licences when they signed"
+    )
     content_sha256 = models.CharField(max_length=64, blank=True)
 
     class Meta:
@@ -97,6 +122,8 @@ class Report(models.Model):
             signed_by=self.signed_by_id,
             signed_at=self.signed_at.isoformat() if self.signed_at else None,
         )
+        if self.signer_credentials:  # versions signed before credentials were kept hash without them
+            payload["signer_credentials"] = self.signer_credentials
         return json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()
 
     def compute_hash(self) -> str:
@@ -130,8 +157,9 @@ class Report(models.Model):
         with transaction.atomic():
             self.signed_by = by
             self.signed_at = at or timezone.now()
+            self.signer_credentials = signer_credentials(by)
             self.content_sha256 = self.compute_hash()
-            super().save(update_fields=["signed_by", "signed_at", "content_sha256", "updated_at"])
+            super().save(update_fields=["signed_by", "signed_at", "signer_credentials", "content_sha256", "updated_at"])
             if self.is_addendum:
                 consult.record_event(
                     ConsultEvent.Kind.ADDENDUM,

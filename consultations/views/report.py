@@ -1,5 +1,6 @@
 """The report editor: write the draft (autosaved through the API, or saved here without
-JavaScript), start over from a template, sign, start an addendum, download the PDF."""
+JavaScript), start over from another fitting template, insert the consult's measurements and key
+images into the findings, sign, start an addendum, download the PDF."""
 
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ def report_editor(request, pk: int):
     if current is None or not current.is_signed:
         draft = reports.get_or_start_draft(consult, by=request.user)
     form = forms.ReportForm(initial={f: getattr(draft, f) for f in forms.ReportForm.base_fields} if draft else None)
+    fitting = reports.templates_for(consult)
+    fitting_ids = {t.pk for t in fitting}
     return render(
         request,
         "consultations/report_editor.html",
@@ -46,7 +49,11 @@ def report_editor(request, pk: int):
             "sign_form": forms.SignForm(),
             "addendum_form": forms.ReasonForm(),
             "signed_versions": consult.reports.filter(signed_at__isnull=False).select_related("signed_by"),
-            "templates": ReportTemplate.objects.all(),
+            "templates": fitting,
+            "other_templates": [t for t in ReportTemplate.objects.all() if t.pk not in fitting_ids],
+            "edited": draft is not None and reports.is_edited(draft),
+            "evidence": reports.evidence_for(consult) if draft else [],
+            "modalities": reports.modalities_in_words(consult.study.modality_list),
         },
     )
 
@@ -59,7 +66,8 @@ def _flash_form_errors(request, form) -> None:
 @login_required
 @require_POST
 def report_save(request, pk: int):
-    """Saves the draft when the page is used without JavaScript (the editor autosaves otherwise)."""
+    """Saves the draft when the page is used without JavaScript (the editor autosaves otherwise);
+    an "Insert" button of a measurement or key image also adds its line to the findings."""
     consult = permissions.get_consult_for_user(request.user, pk)
     on_refusal(request, editor_url(consult))
     form = forms.ReportForm(request.POST)
@@ -67,14 +75,19 @@ def report_save(request, pk: int):
         _flash_form_errors(request, form)
         return redirect(editor_url(consult))
     reports.save_draft(consult, by=request.user, **form.cleaned_data)
-    messages.success(request, "Draft saved.")
+    if "insert" in request.POST:
+        report = reports.insert_evidence(consult, by=request.user, annotation_id=request.POST["insert"])
+        messages.success(request, f"Added to the findings: {report.findings.splitlines()[-1]}")
+    else:
+        messages.success(request, "Draft saved.")
     return redirect(editor_url(consult))
 
 
 @login_required
 @require_POST
 def report_template(request, pk: int):
-    """Start the draft over from another template (the draft only; signed versions never change)."""
+    """Start the draft over from another template (the draft only; signed versions never change).
+    Once the draft was edited, only with "Replace my text" ticked."""
     consult = permissions.get_consult_for_user(request.user, pk)
     on_refusal(request, detail_url(consult))
     choice = request.POST.get("template", "")
@@ -82,7 +95,9 @@ def report_template(request, pk: int):
     if template is None:
         messages.error(request, "template: Choose one of the templates.")
         return redirect(editor_url(consult))
-    reports.apply_template(consult, by=request.user, template=template)
+    reports.apply_template(
+        consult, by=request.user, template=template, replace_edited=bool(request.POST.get("replace"))
+    )
     messages.success(request, f"The draft now starts from the template “{template.name}”.")
     return redirect(editor_url(consult))
 
