@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from urllib.parse import quote
 
+from django.db.models import Count, Q
 from django.utils.safestring import mark_safe
 
 from .models import Study
@@ -25,23 +26,41 @@ def viewer_is_read_only(user) -> bool:
     return not (user.is_physician or user.is_specialist or user.is_admin)
 
 
-def series_list_json(study: Study) -> str:
-    """The study's series in the DICOM JSON shape of a QIDO-RS answer, safe inside a script element."""
+# Series without pixels; the viewer leaves them out of its strip.
+NON_IMAGE_MODALITIES = frozenset({"SR", "PR", "KO", "DOC", "RWV", "REG", "SEG"})
+
+
+def image_series(study: Study) -> list:
+    """The study's series that hold images, each with ``image_count``: its instances with pixel
+    data. An RT plan, a structured report or a PDF is an instance, not an image, and is not counted."""
+    series = study.series.exclude(modality__in=NON_IMAGE_MODALITIES).annotate(
+        image_count=Count("instances", filter=Q(instances__has_pixel_data=True))
+    )
+    return [s for s in series if s.image_count]
+
+
+def series_list_json(series: list) -> str:
+    """Series (from ``image_series``) in the DICOM JSON shape of a QIDO-RS answer, safe inside a
+    script element."""
     rows = [
         {
             "0020000E": {"vr": "UI", "Value": [s.series_instance_uid]},
             "00080060": {"vr": "CS", "Value": [s.modality]} if s.modality else {"vr": "CS"},
             "0008103E": {"vr": "LO", "Value": [s.description]} if s.description else {"vr": "LO"},
             "00200011": {"vr": "IS", "Value": [s.series_number]} if s.series_number is not None else {"vr": "IS"},
-            "00201209": {"vr": "IS", "Value": [s.num_instances]},
+            "00201209": {"vr": "IS", "Value": [s.image_count]},
         }
-        for s in study.series.all()
+        for s in series
     ]
     return _dumps(rows)
 
 
-# Series without pixels; the viewer leaves them out of its strip.
-NON_IMAGE_MODALITIES = frozenset({"SR", "PR", "KO", "DOC", "RWV", "REG", "SEG"})
+def no_images_sentence(study: Study) -> str:
+    """What a study without images holds, in one sentence, shown instead of the viewer."""
+    kinds = sorted({m for m in study.series.values_list("modality", flat=True) if m})
+    what = f" (it holds {', '.join(kinds)} objects only)" if kinds else ""
+    return f"This study has no images to show{what}."
+
 
 # Header attributes the browser needs to fetch and window the first image before the series
 # metadata arrives.
@@ -94,19 +113,31 @@ def preload_urls(study: Study, first: dict | None, dicomweb_root: str) -> list[s
 
 
 def viewer_context(
-    user, study: Study, *, read_only: bool | None = None, series_uid: str = "", dicomweb_root: str = "/dicomweb"
+    user,
+    study: Study,
+    *,
+    read_only: bool | None = None,
+    series_uid: str = "",
+    dicomweb_root: str = "/dicomweb",
+    drawing_note: str = "",
 ) -> dict:
     """What templates/viewer/_viewer.html needs; ``read_only`` defaults to the user's role.
 
     ``dicomweb_root`` lets a page serve the images from elsewhere (e.g. a share link's own
-    DICOMweb prefix); the browser appends /studies/... to it."""
-    first = first_image(study, series_uid)
+    DICOMweb prefix); the browser appends /studies/... to it. ``drawing_note`` says, in place of
+    the drawing tools, why they are off. A study without images gets ``has_images`` False and
+    ``no_images`` (a sentence), and the template shows the sentence instead of the viewer."""
+    series = image_series(study)
+    first = first_image(study, series_uid) if series else None
     return {
         "study": study,
         "dicomweb_root": dicomweb_root,
         "read_only": viewer_is_read_only(user) if read_only is None else read_only,
+        "drawing_note": drawing_note,
         "series_uid": series_uid,
-        "series_json": series_list_json(study),
+        "series_json": series_list_json(series),
+        "has_images": bool(series),
+        "no_images": "" if series else no_images_sentence(study),
         "first_image_json": _dumps(first) if first else "",
         "preload_urls": preload_urls(study, first, dicomweb_root.rstrip("/")),
     }

@@ -34,6 +34,14 @@ export class AnnotationSync {
     this.retryDelay = 1000;
     this.saving = false;
     this.statusEl = root.querySelector("[data-annotations-status]");
+    this.meId = Number(root.dataset.meId);
+    // The API lets each member of the care team change only what they drew.
+    if (typeof viewer.setEditRule === "function") {
+      viewer.setEditRule((a) => !a || !a.author || Number(a.author.id) === this.meId);
+    }
+    if (!this.canWrite && !viewer.readOnly && typeof viewer.setReadOnly === "function") {
+      viewer.setReadOnly(true, "Only the consult's care team measures and annotates; you see what they drew.");
+    }
     viewer.on("annotation:change", (change) => this.queue(change));
     window.addEventListener("beforeunload", (event) => {
       if (this.pending.size) event.preventDefault();
@@ -59,6 +67,9 @@ export class AnnotationSync {
   }
 
   status(state, text) {
+    // Also in the viewer's toolbar, where it shows when the viewer fills the window.
+    const kinds = { saved: "ok", saving: "busy", loading: "busy", error: "bad" };
+    if (this.canWrite && typeof this.viewer.setSaveState === "function") this.viewer.setSaveState(text, kinds[state] || "");
     if (!this.statusEl) return;
     this.root.dataset.saveState = state;
     this.statusEl.textContent = text;

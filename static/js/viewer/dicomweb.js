@@ -256,6 +256,15 @@ export class DicomWebClient {
     return this.json(`${this.studyUrl(study)}/series?includefield=${fields}`, signal);
   }
 
+  /** The series UID of one instance of the study (QIDO-RS), or null when there is no such instance. */
+  async seriesOfInstance(study, instance, signal) {
+    const found = await this.json(
+      `${this.studyUrl(study)}/instances?SOPInstanceUID=${enc(instance)}&includefield=0020000E`,
+      signal,
+    );
+    return (found.length && value(found[0], "SeriesInstanceUID", null)) || null;
+  }
+
   seriesMetadata(study, series, signal) {
     return this.json(`${this.seriesUrl(study, series)}/metadata`, signal);
   }

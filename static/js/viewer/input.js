@@ -35,7 +35,8 @@ export const SHORTCUTS = [
   [["m"], "keyImage", "Flag key image", true],
   [["Enter"], "editLabel", "Edit label of the selected annotation", true],
   [["Delete", "Backspace"], "delete", "Delete the selected annotation", true],
-  [["Escape"], "cancel", "Cancel drawing, clear selection"],
+  [["n"], "list", "List of annotations and key images (in a consult)"],
+  [["Escape"], "cancel", "Cancel drawing, clear selection, leave the expanded viewer"],
   [["?"], "help", "This help"],
 ];
 

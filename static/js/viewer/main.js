@@ -34,4 +34,5 @@ function start(root) {
   return viewer;
 }
 
-for (const root of document.querySelectorAll("[data-viewer]")) start(root);
+// A study without images shows a sentence in place of the viewer (data-empty): nothing to start.
+for (const root of document.querySelectorAll("[data-viewer]:not([data-empty])")) start(root);

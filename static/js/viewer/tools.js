@@ -207,7 +207,8 @@ export function drawAnnotation(ctx, annotation, toScreen, selected) {
 /**
  * The interactive layer: which annotation is selected, what is being drawn or dragged.
  * The viewer supplies `host` with: annotationsHere(), currentImage() (sop, frame, measure image),
- * toImage(screen), toScreen(image), commit(action, annotation), requestRender(), promptLabel(text).
+ * toImage(screen), toScreen(image), commit(action, annotation), requestRender(), promptLabel(text),
+ * and optionally mayEdit(annotation) (false: shown, never picked, moved or deleted).
  */
 export class ToolLayer {
   constructor(host) {
@@ -241,6 +242,8 @@ export class ToolLayer {
   pick(screen) {
     const list = this.host.annotationsHere();
     for (let i = list.length - 1; i >= 0; i--) {
+      // Others' annotations are shown, not picked: only their author may change them.
+      if (this.host.mayEdit && !this.host.mayEdit(list[i])) continue;
       const hit = hitTest(list[i], screen, this.host.toScreen, this.labelBoxes.get(list[i].id));
       if (hit) return { annotation: list[i], ...hit };
     }

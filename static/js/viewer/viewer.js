@@ -17,6 +17,11 @@
 //   "pointer" ({x, y, instance_uid, frame}) in image pixels as the mouse moves (once per frame);
 //     viewer.showPointer(key, {x, y}, label) / hidePointer(key) draw other participants' pointers.
 //   viewer.setSaveState(text, kind) shows "saved" / "saving…" / "not saved" (kind: ok|busy|bad).
+//   viewer.setReadOnly(on, note) turns the drawing tools off (or on), `note` saying why;
+//   viewer.setEditRule(fn): which annotations the user may move, relabel or delete (fn(a) -> bool).
+//   The first setAnnotations() call shows the list of annotations and key images (jump-to:
+//   viewer.jumpTo(id)). Where the user was (series, image, window) is kept per study in
+//   localStorage (memory.js) and the viewer reopens there unless the page names a series.
 
 import { DicomWebClient, instanceInfo, sortInstances } from "./dicomweb.js";
 import {
@@ -29,8 +34,10 @@ import {
   presetsFor,
   renderGray,
 } from "./image.js";
+import { listEntries } from "./annotationlist.js";
 import { bindInput } from "./input.js";
 import { modalityUnit, spacingFrom } from "./measure.js";
+import { loadView, saveView } from "./memory.js";
 import { Overlay } from "./overlay.js";
 import { cloneAnnotation, createAnnotation, ToolLayer } from "./tools.js";
 
@@ -43,6 +50,20 @@ const MAX_ZOOM = 40;
 const FAILED_RETRY_MS = 5000;
 const SMOOTH_AFTER_MS = 150;
 const EDIT_TOOLS = new Set(["select", "length", "angle", "ellipse", "arrow", "text"]);
+const REMEMBER_AFTER_MS = 300;
+const NARROW = "(max-width: 700px)";
+
+function localStorageOrNull() {
+  try {
+    return globalThis.localStorage || null;
+  } catch {
+    return null; // Storage disabled (privacy settings): nothing is remembered.
+  }
+}
+
+function matches(query) {
+  return Boolean(window.matchMedia && window.matchMedia(query).matches);
+}
 
 function cacheLimitBytes() {
   const memory = navigator.deviceMemory || 4;
@@ -131,6 +152,15 @@ export class Viewer {
     this.lastStepAt = -Infinity;
     this.smoothTimer = null;
     this.pointerPending = null;
+    this.storage = options.storage === undefined ? localStorageOrNull() : options.storage;
+    this.remembered = null; // the remembered view being restored while the study opens
+    this.rememberTimer = null;
+    this.instanceSeries = new Map(); // SOP instance UID -> series UID, for series opened so far
+    this.seriesPlaces = new Map(); // series UID -> {positions: Map("sop:frame" -> index), total}
+    this.annotationsInUse = false; // a page keeps annotations here (setAnnotations was called)
+    this.listOpen = false;
+    this.listPending = false;
+    this.mayEdit = () => true;
 
     this.canvas = root.querySelector("[data-canvas]");
     this.ctx = this.canvas.getContext("2d");
@@ -169,6 +199,14 @@ export class Viewer {
 
   async open() {
     this.setStatus("Loading series…");
+    if (!this.initialSeries) {
+      this.remembered = loadView(this.storage, this.studyUid);
+      if (this.remembered) {
+        this.initialSeries = this.remembered.series_uid;
+        this.initialInstance = this.remembered.instance_uid;
+        this.initialFrame = this.remembered.frame;
+      }
+    }
     try {
       // The page may embed the series list (saves a round trip); otherwise ask QIDO-RS.
       this.startEarlyFrame();
@@ -182,7 +220,8 @@ export class Viewer {
           number: ds["00200011"]?.Value?.[0] ?? null,
           count: ds["00201209"]?.Value?.[0] ?? null,
         }))
-        .filter((s) => s.uid && !NON_IMAGE_MODALITIES.has(s.modality))
+        // A series of non-image objects (an RT plan, a report) is not shown, nor counted as images.
+        .filter((s) => s.uid && !NON_IMAGE_MODALITIES.has(s.modality) && s.count !== 0)
         .sort((a, b) => (a.number ?? 0) - (b.number ?? 0));
     } catch (error) {
       this.fail(`Could not load the study: ${error.message}`);
@@ -214,6 +253,8 @@ export class Viewer {
     if (this.initialSeries && this.initialSeries !== first.series_uid) return;
     this.initialSeries = first.series_uid;
     const info = instanceInfo(first.dataset);
+    // Reopening elsewhere in the series (where the user left it): that image comes first instead.
+    if (this.initialInstance && this.initialInstance !== info.sopInstanceUid) return;
     this.initialInstance = info.sopInstanceUid;
     if (!canRenderRaw(info)) return;
     const key = `${info.sopInstanceUid}:1`;
@@ -271,9 +312,15 @@ export class Viewer {
     };
     this.queue = [];
     this.index = 0;
+    const positions = new Map();
+    stack.forEach((it, i) => positions.set(`${it.info.sopInstanceUid}:${it.frame}`, i));
+    this.seriesPlaces.set(seriesUid, { positions, total: stack.length, label: this.series.label });
+    for (const info of infos) this.instanceSeries.set(info.sopInstanceUid, seriesUid);
     if (this.initialInstance) {
-      this.index = Math.max(0, stack.findIndex((it) => it.info.sopInstanceUid === this.initialInstance && it.frame === 1));
+      const frame = this.initialFrame || 1;
+      this.index = Math.max(0, positions.get(`${this.initialInstance}:${frame}`) ?? -1);
       this.initialInstance = null;
+      this.initialFrame = null;
     }
     this.seriesReady = this.cache.has(stack[this.index] ? this.frameKey(stack[this.index]) : "");
     this.shown = null;
@@ -286,12 +333,18 @@ export class Viewer {
       const first = stack[this.index];
       this.window = first && first.info.windowWidth ? defaultWindow(first.info, null) : null;
     }
+    const remembered = this.remembered;
+    this.remembered = null;
+    if (remembered && remembered.series_uid === seriesUid && remembered.window_width > 0) {
+      this.window = { center: remembered.window_center, width: remembered.window_width };
+    }
     if (stack.length && stack[0].info.frameRate) this.setFrameRate(stack[0].info.frameRate);
     this.updateStripSelection();
     this.updatePresets();
     this.updateSlider();
     this.setStatus(stack.length ? "" : "No images in this series.");
     this.emit("series:open", { series_uid: seriesUid, modality, count: stack.length });
+    this.scheduleList();
     this.requestRender(true, user);
     this.schedulePrefetch();
     return true;
@@ -386,7 +439,7 @@ export class Viewer {
 
   /** Queue the neighbours of the current image, nearest first, in the scroll direction first. */
   schedulePrefetch() {
-    if (!this.series) return;
+    if (!this.series || this.series.stack.length === 0) return;
     const n = this.series.stack.length;
     const item = this.current();
     let radius = item && !item.info.raw ? RENDERED_PREFETCH_RADIUS : PREFETCH_RADIUS;
@@ -689,8 +742,11 @@ export class Viewer {
     this.emit("render", { index: this.index, loaded });
     if (this.viewChanged) {
       this.viewChanged = false;
-      this.emit("view:change", this.getViewState());
+      const state = this.getViewState();
+      this.emit("view:change", state);
+      this.rememberView(state);
     }
+    if (this.listOpen && this.listIndex !== `${this.series && this.series.uid}:${this.index}`) this.scheduleList();
     if (this.cine.playing) this.requestRender(false);
   }
 
@@ -797,6 +853,12 @@ export class Viewer {
     }
   }
 
+  /** Keep where the user is (after they stop moving) so the viewer reopens there. */
+  rememberView(state) {
+    clearTimeout(this.rememberTimer);
+    this.rememberTimer = setTimeout(() => saveView(this.storage, this.studyUid, state), REMEMBER_AFTER_MS);
+  }
+
   setSaveState(text, kind = "") {
     const el = this.root.querySelector("[data-save-state]");
     if (!el) return;
@@ -886,6 +948,7 @@ export class Viewer {
       commit: (action, annotation) => this.commitAnnotation(action, annotation),
       requestRender: () => this.requestRender(false),
       promptLabel: (text) => window.prompt("Label", text),
+      mayEdit: (annotation) => this.mayEdit(annotation),
     };
   }
 
@@ -893,6 +956,7 @@ export class Viewer {
     if (action === "deleted") this.annotations.delete(annotation.id);
     else this.annotations.set(annotation.id, annotation);
     this.requestRender(false);
+    this.scheduleList();
     this.emit("annotation:change", { action, annotation: cloneAnnotation(annotation) });
   }
 
@@ -901,6 +965,12 @@ export class Viewer {
     this.annotations.clear();
     for (const a of list || []) this.annotations.set(a.id, cloneAnnotation(a));
     this.requestRender(false);
+    if (!this.annotationsInUse) {
+      this.annotationsInUse = true;
+      const button = this.root.querySelector('[data-action="list"]:not(.viewer-list-close)');
+      if (button) button.hidden = false;
+    }
+    this.scheduleList();
   }
 
   getAnnotations() {
@@ -911,12 +981,177 @@ export class Viewer {
     if (this.tools.drag && this.tools.drag.annotation.id === annotation.id) return;
     this.annotations.set(annotation.id, cloneAnnotation(annotation));
     this.requestRender(false);
+    this.scheduleList();
   }
 
   removeAnnotation(id) {
     if (this.tools.selectedId === id) this.tools.selectedId = null;
     this.annotations.delete(id);
     this.requestRender(false);
+    this.scheduleList();
+  }
+
+  /** Which annotations the user may change (others' are shown, not editable): fn(annotation) -> bool. */
+  setEditRule(fn) {
+    this.mayEdit = typeof fn === "function" ? fn : () => true;
+    if (this.tools.selectedId && !this.mayEdit(this.annotations.get(this.tools.selectedId) || {})) this.tools.select(null);
+  }
+
+  /** Turn the drawing tools off (or back on); `note` says why, in place of the tools. */
+  setReadOnly(on, note = "") {
+    this.readOnly = Boolean(on);
+    this.root.classList.toggle("viewer-read-only", this.readOnly);
+    this.root.dataset.readOnly = String(this.readOnly);
+    if (this.readOnly) {
+      this.tools.cancel();
+      this.tools.select(null);
+      if (EDIT_TOOLS.has(this.tool)) this.setTool(this.coarseDefault ? "scroll" : "wl");
+    }
+    let el = this.root.querySelector("[data-drawing-note]");
+    if (!el && note) {
+      el = document.createElement("p");
+      el.className = "viewer-note";
+      el.dataset.drawingNote = "";
+      this.root.querySelector(".viewer-toolbar")?.after(el);
+    }
+    if (el) {
+      el.textContent = note;
+      el.hidden = !note;
+    }
+    this.requestRender(false);
+  }
+
+  // ---- the list of annotations and key images -------------------------------------------------
+
+  /** Where an annotation's image sits, when its series has been opened: for the list. */
+  locate(annotation) {
+    const seriesUid = this.instanceSeries.get(annotation.sop_instance_uid);
+    const place = seriesUid && this.seriesPlaces.get(seriesUid);
+    if (!place) return null;
+    const index = place.positions.get(`${annotation.sop_instance_uid}:${annotation.frame || 1}`);
+    if (index === undefined) return null;
+    const seriesOrder = this.seriesList.findIndex((s) => s.uid === seriesUid);
+    return { series: place.label, seriesOrder, index, total: place.total };
+  }
+
+  scheduleList() {
+    if (!this.annotationsInUse || this.listPending) return;
+    this.listPending = true;
+    requestAnimationFrame(() => {
+      this.listPending = false;
+      this.renderList();
+    });
+  }
+
+  renderList() {
+    const count = this.annotations.size;
+    const countEl = this.root.querySelector("[data-list-count]");
+    if (countEl) countEl.textContent = count ? `(${count})` : "";
+    const panel = this.root.querySelector("[data-list]");
+    if (!panel || !this.listOpen) return;
+    const item = this.current();
+    this.listIndex = `${this.series && this.series.uid}:${this.index}`;
+    const rows = listEntries([...this.annotations.values()], (a) => this.locate(a));
+    const items = rows.map((row) => {
+      const li = document.createElement("li");
+      li.className = `viewer-list-${row.kind}`;
+      const button = document.createElement("button");
+      button.type = "button";
+      button.dataset.jump = row.id;
+      const a = this.annotations.get(row.id);
+      const here = item && a && a.sop_instance_uid === item.info.sopInstanceUid && (a.frame || 1) === item.frame;
+      if (here) button.setAttribute("aria-current", "true");
+      const title = document.createElement("strong");
+      title.textContent = row.kind === "key" ? `★ ${row.title}` : row.title;
+      button.append(title);
+      for (const text of [row.where, row.detail]) {
+        if (!text) continue;
+        const span = document.createElement("span");
+        span.textContent = text;
+        button.append(span);
+      }
+      li.append(button);
+      return li;
+    });
+    panel.querySelector("[data-list-items]")?.replaceChildren(...items);
+    const empty = panel.querySelector("[data-list-empty]");
+    if (empty) empty.hidden = rows.length > 0;
+  }
+
+  toggleList(open = !this.listOpen) {
+    if (!this.annotationsInUse) return;
+    this.listOpen = Boolean(open);
+    const panel = this.root.querySelector("[data-list]");
+    if (panel) panel.hidden = !this.listOpen;
+    this.root.classList.toggle("viewer-list-open", this.listOpen);
+    for (const button of this.root.querySelectorAll('[data-action="list"]')) {
+      button.setAttribute("aria-expanded", String(this.listOpen));
+    }
+    if (this.listOpen) this.renderList();
+  }
+
+  /** The series holding an instance: from the series opened so far, else asked of QIDO-RS. */
+  async seriesOf(sopInstanceUid) {
+    const known = this.instanceSeries.get(sopInstanceUid);
+    if (known) return known;
+    try {
+      const seriesUid = await this.client.seriesOfInstance(this.studyUid, sopInstanceUid);
+      if (seriesUid) this.instanceSeries.set(sopInstanceUid, seriesUid);
+      return seriesUid;
+    } catch (error) {
+      console.warn("could not find the series of an annotated image", error);
+      return null;
+    }
+  }
+
+  /** Show the image an annotation (or key image) is on, and select it. True when shown. */
+  async jumpTo(id) {
+    const annotation = this.annotations.get(id);
+    if (!annotation) return false;
+    const seriesUid = await this.seriesOf(annotation.sop_instance_uid);
+    if (!seriesUid || !this.seriesList.some((s) => s.uid === seriesUid)) {
+      this.flashStatus("That image is not in this study's image series.");
+      return false;
+    }
+    if (!this.series || this.series.uid !== seriesUid) {
+      if (!(await this.openSeries(seriesUid))) return false;
+    }
+    const index = this.seriesPlaces.get(seriesUid)?.positions.get(`${annotation.sop_instance_uid}:${annotation.frame || 1}`);
+    if (index === undefined) {
+      this.flashStatus("That image is not in this series any more.");
+      return false;
+    }
+    this.stopCine();
+    this.setIndex(index);
+    this.requestRender(false, true);
+    if (annotation.tool !== "key_image") this.tools.select(annotation.id);
+    if (matches(NARROW)) this.toggleList(false);
+    this.scheduleList();
+    return true;
+  }
+
+  flashStatus(text) {
+    this.setStatus(text);
+    setTimeout(() => {
+      if (this.status === text) this.setStatus("");
+    }, 3000);
+  }
+
+  // ---- menu (narrow screens) and expanding ----------------------------------------------------
+
+  toggleMenu(open = !this.root.classList.contains("viewer-menu-open")) {
+    this.root.classList.toggle("viewer-menu-open", Boolean(open));
+    this.root.querySelector('[data-action="menu"]')?.setAttribute("aria-expanded", String(Boolean(open)));
+  }
+
+  setExpanded(on) {
+    const button = this.root.querySelector('[data-action="expand"]');
+    if (!button) return;
+    this.expanded = Boolean(on);
+    this.root.classList.toggle("viewer-expanded", this.expanded);
+    document.documentElement.classList.toggle("viewer-expanded-page", this.expanded);
+    button.setAttribute("aria-pressed", String(this.expanded));
+    button.textContent = this.expanded ? "Back to page" : "Expand";
   }
 
   keyImageFor(item) {
@@ -932,6 +1167,10 @@ export class Viewer {
     const item = this.current();
     if (!item || this.readOnly) return;
     const existing = this.keyImageFor(item);
+    if (existing && !this.mayEdit(existing)) {
+      this.flashStatus("Someone else marked this key image; only they can unmark it.");
+      return;
+    }
     if (existing) this.commitAnnotation("deleted", existing);
     else this.commitAnnotation("created", createAnnotation("key_image", item.info.sopInstanceUid, item.frame, []));
   }
@@ -947,9 +1186,14 @@ export class Viewer {
     if (this.readOnly && EDIT_TOOLS.has(tool)) return;
     this.tools.cancel();
     this.tool = tool;
+    let inMenu = null;
     for (const button of this.root.querySelectorAll("[data-tool]")) {
       button.setAttribute("aria-pressed", String(button.dataset.tool === tool));
+      if (button.dataset.tool === tool && button.closest("[data-more]")) inMenu = button;
     }
+    // On a phone the menu is closed most of the time: its button names the tool chosen in it.
+    const menu = this.root.querySelector('[data-action="menu"]');
+    if (menu) menu.textContent = inMenu ? `Tools: ${inMenu.textContent}` : "Tools";
   }
 
   applyPreset(index) {
@@ -981,10 +1225,15 @@ export class Viewer {
       editLabel: () => !this.readOnly && this.tools.editLabel(),
       delete: () => !this.readOnly && this.tools.deleteSelected(),
       cancel: () => {
+        const idle = !this.tools.busy && !this.tools.selectedId;
         this.tools.cancel();
         this.tools.select(null);
+        if (idle && this.expanded) this.setExpanded(false);
       },
       help: () => this.toggleHelp(),
+      list: () => this.toggleList(),
+      menu: () => this.toggleMenu(),
+      expand: () => this.setExpanded(!this.expanded),
     };
     if (action.startsWith("tool:")) {
       const tool = action.slice(5);
@@ -1014,6 +1263,8 @@ export class Viewer {
       if (event.detail > 0 && event.target.closest("button")) {
         this.root.querySelector("[data-viewport]")?.focus({ preventScroll: true });
       }
+      // A choice made in the menu closes it, so the image is in view again.
+      if (event.target.closest("[data-more] button")) this.toggleMenu(false);
       const toolButton = event.target.closest("[data-tool]");
       if (toolButton && this.root.contains(toolButton)) {
         this.setTool(toolButton.dataset.tool);
@@ -1024,6 +1275,11 @@ export class Viewer {
       if (actionButton && this.root.contains(actionButton)) {
         const action = actionButton.dataset.action;
         this.perform(action === "key-image" ? "keyImage" : action);
+        return;
+      }
+      const jump = event.target.closest("[data-jump]");
+      if (jump && this.root.contains(jump)) {
+        this.jumpTo(jump.dataset.jump);
         return;
       }
       const seriesButton = event.target.closest("[data-series]");
