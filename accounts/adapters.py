@@ -8,6 +8,8 @@ from allauth.core import context as allauth_context
 from allauth.mfa.models import Authenticator
 from django.contrib.sites.shortcuts import get_current_site
 
+from teleconsult.links import rebase
+
 from .tasks import deliver_email
 
 
@@ -36,6 +38,8 @@ class AccountAdapter(DefaultAccountAdapter):
     def send_mail(self, template_prefix: str, email: str, context: dict) -> None:
         """Render in the request, deliver through Celery so a slow mail server never delays a page."""
         request = allauth_context.request
+        # allauth builds its links on the request's address; emails link to the portal's (teleconsult.links).
+        context = {name: rebase(value, request) for name, value in context.items()}
         message = self.render_mail(
             template_prefix,
             email,

@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from teleconsult.errors import PortalError
+from teleconsult.links import absolute_url
 
 from .addresses import account_for_address, confirmed_addresses
 from .models import Membership, Organization, PracticeInvitation, Role, User
@@ -197,7 +198,7 @@ def invite_member(
         invited_by=by,
     )
     path = reverse("accounts:join_practice", args=[token])
-    link = request.build_absolute_uri(path) if request is not None else path
+    link = absolute_url(path, request)
     account = account_for_address(email)
     if account is not None and account.role not in CLINICAL_ROLES:
         body = (

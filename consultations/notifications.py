@@ -2,20 +2,35 @@
 
 Rows are written inside the caller's transaction; the push and the email go out after commit,
 so nobody is told about a change that was rolled back.
+
+Chat messages are different: a message to someone of the care team who is not in the room is one
+notification per consult, updated by each further message while it is unread. Still unread after
+``TELECONSULT_CHAT_EMAIL_DELAY_MINUTES``, a beat task sends one email for all of a user's unread
+consult chats (``emailed_at`` records it, so never a second one for them); reading the room marks
+the notification read, and then no email goes out.
 """
 
 from __future__ import annotations
+
+from datetime import datetime, timedelta
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.models import User
+from accounts.outbox import send_after_commit
+from teleconsult.links import absolute_url
+
+from . import room
 from .groups import notifications_group
-from .models import EMAIL_KINDS, ConsultRequest, Notification, NotificationPreference
+from .models import EMAIL_KINDS, ChatMessage, ChatReadMark, ConsultRequest, Notification, NotificationPreference
+from .models.notifications import BATCHED_EMAIL_KINDS
 
 
 def unread_count(user) -> int:
@@ -78,7 +93,7 @@ def deliver(notification_pk: int) -> None:
     if notification is None:
         return
     push(notification)
-    if wants_email(notification.user, notification.kind):
+    if notification.kind not in BATCHED_EMAIL_KINDS and wants_email(notification.user, notification.kind):
         send_notification_email.delay(notification_pk=notification.pk)
 
 
@@ -108,12 +123,11 @@ def email_notification(notification: Notification) -> bool:
     """Send one notification by email, once. The email carries no patient details, only a link."""
     if notification.emailed_at is not None:
         return False
-    base = settings.TELECONSULT_BASE_URL
     lines = [notification.title, ""]
     if notification.body:
         lines += [notification.body, ""]
     if notification.url:
-        lines += [f"Open it in teleconsult: {base}{notification.url}", ""]
+        lines += [f"Open it in teleconsult: {absolute_url(notification.url)}", ""]
     lines.append(
         f"You get this email because email is on for '{notification.get_kind_display()}'. "
         f"Turn it off under Notifications > Email settings."
@@ -136,3 +150,138 @@ def mark_read(user, ids: list[int] | None = None) -> int:
     if count:
         transaction.on_commit(lambda: push_unread(user))
     return count
+
+
+# --- Chat messages to people away from the room ------------------------------------------------
+
+
+def message_posted(message: ChatMessage) -> None:
+    """After commit, tell the care team members who are not in the room (a task, so the chat's
+    own path stays short)."""
+    from .tasks import notify_chat_message
+
+    transaction.on_commit(lambda: notify_chat_message.delay(message_pk=message.pk))
+
+
+def chat_recipients(consult: ConsultRequest) -> list[User]:
+    """Who is told about the room's messages: its care team (requester, assignee, colleagues on
+    the consult), never someone who only sees the consult page."""
+    team = [consult.requester, consult.assignee, *(p.user for p in consult.active_participants())]
+    distinct = {user.pk: user for user in team if user is not None and user.is_active}
+    return [user for user in distinct.values() if room.may_join(user, consult)]
+
+
+def notify_chat_message(message_pk: int) -> list[Notification]:
+    """One unread "message" notification per consult for each team member not in the room:
+    made, or brought up to date, then pushed. Idempotent: it describes what is unread now."""
+    message = (
+        ChatMessage.objects.select_related("consult__requester", "consult__assignee").filter(pk=message_pk).first()
+    )
+    if message is None:
+        return []
+    consult = message.consult
+    present = {user["id"] for user in room.presence().users(consult.pk)}
+    touched = []
+    with transaction.atomic():
+        for user in chat_recipients(consult):
+            if user.pk == message.author_id or user.pk in present:
+                continue
+            note = _message_notification(consult, user)
+            if note is not None:
+                touched.append(note)
+    for note in touched:
+        transaction.on_commit(lambda n=note: push(n))
+    return touched
+
+
+def _message_notification(consult: ConsultRequest, user: User) -> Notification | None:
+    unread = ChatMessage.objects.filter(consult=consult).exclude(author=user).select_related("author")
+    mark = ChatReadMark.objects.filter(consult=consult, user=user).values_list("up_to_id", flat=True).first()
+    if mark is not None:
+        unread = unread.filter(pk__gt=mark)
+    count = unread.count()
+    if not count:
+        return None  # read already (a resend of an old message)
+    latest = unread.order_by("-pk").first()
+    fields = {
+        "title": f"{count} unread message{'s' if count != 1 else ''} in consult #{consult.pk}",
+        "body": f"{latest.author.display_name}: {latest.text[:200]}",
+        "url": reverse("consultations:detail", args=[consult.pk]),
+    }
+    pending = Notification.objects.filter(user=user, consult=consult, kind=Notification.Kind.MESSAGE, read_at=None)
+    if pending.update(**fields):
+        return pending.first()
+    try:
+        with transaction.atomic():
+            return Notification.objects.create(user=user, consult=consult, kind=Notification.Kind.MESSAGE, **fields)
+    except IntegrityError:
+        # Made meanwhile by the task of another message: one per consult while unread.
+        pending.update(**fields)
+        return pending.first()
+
+
+def mark_chat_read(user, consult: ConsultRequest) -> int:
+    """The user read the room: its message notification is read (and no email follows)."""
+    ids = list(
+        Notification.objects.filter(
+            user=user, consult=consult, kind=Notification.Kind.MESSAGE, read_at=None
+        ).values_list("pk", flat=True)
+    )
+    return mark_read(user, ids) if ids else 0
+
+
+def email_unread_messages(now: datetime | None = None) -> int:
+    """Beat work: one email per user whose message notifications are unread past the delay, for
+    all those consults at once. Returns how many emails were queued."""
+    due_before = (now or timezone.now()) - timedelta(minutes=settings.TELECONSULT_CHAT_EMAIL_DELAY_MINUTES)
+    users = _due_messages(due_before).values_list("user_id", flat=True).distinct().order_by("user_id")
+    return sum(_email_unread_messages_of(user_id, due_before) for user_id in list(users))
+
+
+def _due_messages(due_before: datetime):
+    return Notification.objects.filter(
+        kind__in=BATCHED_EMAIL_KINDS, read_at=None, emailed_at=None, created_at__lte=due_before
+    )
+
+
+@transaction.atomic
+def _email_unread_messages_of(user_id: int, due_before: datetime) -> int:
+    # Locked, so two beat runs at once send one email; rows another run handled meanwhile no
+    # longer match (emailed_at is set) once the lock is ours.
+    notes = list(_due_messages(due_before).select_for_update().filter(user_id=user_id).order_by("created_at", "pk"))
+    if not notes:
+        return 0
+    user = User.objects.get(pk=user_id)
+    consults = ConsultRequest.objects.in_bulk([note.consult_id for note in notes if note.consult_id])
+    now = timezone.now()
+    items, handled_read = [], []
+    for note in notes:
+        consult = consults.get(note.consult_id)
+        count = room.unread_count(consult, user) if consult is not None and room.may_join(user, consult) else 0
+        if count:
+            items.append({"consult_id": consult.pk, "count": count, "url": absolute_url(note.url)})
+        else:
+            handled_read.append(note.pk)  # read another way, or no longer on the consult
+    Notification.objects.filter(pk__in=handled_read).update(read_at=now)
+    Notification.objects.filter(pk__in=[n.pk for n in notes if n.pk not in handled_read]).update(emailed_at=now)
+    if handled_read:
+        transaction.on_commit(lambda: push_unread(user))
+    if not items or not wants_email(user, Notification.Kind.MESSAGE):
+        return 0
+    total = sum(item["count"] for item in items)
+    subject = (
+        f"{total} unread message{'s' if total != 1 else ''} in consult #{items[0]['consult_id']}"
+        if len(items) == 1
+        else f"{total} unread messages in {len(items)} consults"
+    )
+    body = render_to_string(
+        "consultations/email/unread_messages.txt",
+        {
+            "user": user,
+            "items": items,
+            "kind": Notification.Kind.MESSAGE.label,
+            "settings_url": absolute_url(reverse("consultations:email-settings")),
+        },
+    )
+    send_after_commit(f"[teleconsult] {subject}", body, [user.email])
+    return 1

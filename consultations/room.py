@@ -141,6 +141,9 @@ def do_mark_read(consult: ConsultRequest, *, user, up_to_id: object) -> int:
         mark.up_to_id = up_to_id
         mark.save(update_fields=["up_to_id", "updated_at"])
     broadcast_on_commit(consult.pk, {"type": "chat.read", "user": author_payload(user), "up_to_id": mark.up_to_id})
+    from .notifications import mark_chat_read  # notifications builds on this module
+
+    mark_chat_read(user, consult)  # read in the room: its "unread messages" notification too
     return mark.up_to_id
 
 

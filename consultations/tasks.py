@@ -1,4 +1,5 @@
-"""Background work: the SLA check every minute, notification emails, and signed reports stored as DICOM."""
+"""Background work: the SLA check and unread-chat emails every minute, notification emails, and signed
+reports stored as DICOM."""
 
 from __future__ import annotations
 
@@ -24,6 +25,19 @@ def send_notification_email(*, notification_pk: int) -> bool:
     if notification is None or notification.emailed_at is not None:
         return False
     return notifications.email_notification(notification)
+
+
+@shared_task
+def notify_chat_message(*, message_pk: int) -> int:
+    """Tell the care team members who are not in the room about a message (queued after commit)."""
+    return len(notifications.notify_chat_message(message_pk))
+
+
+@shared_task
+def email_unread_messages() -> int:
+    """Beat task (every minute): one email per user for chat messages still unread after
+    TELECONSULT_CHAT_EMAIL_DELAY_MINUTES; ``emailed_at`` makes a second run send nothing."""
+    return notifications.email_unread_messages()
 
 
 @shared_task

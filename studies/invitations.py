@@ -25,6 +25,7 @@ from django.utils import dateformat, timezone
 from accounts.addresses import account_for_address
 from accounts.outbox import send_after_commit
 from teleconsult.errors import PortalError
+from teleconsult.links import absolute_url
 
 from .models import AccessEvent, Patient, PatientInvitation
 
@@ -54,7 +55,7 @@ class InviteOutcome:
 
 
 def _absolute(request, path: str) -> str:
-    return request.build_absolute_uri(path) if request is not None else path
+    return absolute_url(path, request)
 
 
 def may_invite(user, patient: Patient) -> bool:

@@ -104,6 +104,7 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "teleconsult.links.ServedAddressMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -372,8 +373,13 @@ TELECONSULT_ROOM_FRAMES_PER_SECOND = env_int("TELECONSULT_ROOM_FRAMES_PER_SECOND
 TELECONSULT_ROOM_POINTER_PER_SECOND = env_int("TELECONSULT_ROOM_POINTER_PER_SECOND", 40)
 TELECONSULT_PRESENCE_TTL = env_int("TELECONSULT_PRESENCE_TTL_SECONDS", 30)
 TELECONSULT_ROOM_STATE_TTL = env_int("TELECONSULT_ROOM_STATE_TTL_SECONDS", 7 * 24 * 3600)
-# Absolute address of the portal for links in notification emails (no trailing slash).
-TELECONSULT_BASE_URL = (env_str("TELECONSULT_BASE_URL") or ("http://127.0.0.1:8000" if DEBUG else "")).rstrip("/")
+# Absolute address of the portal for links in emails (no trailing slash). Unset: the address the
+# request was served at, and with DEBUG the last one for emails sent by tasks (teleconsult/links.py).
+TELECONSULT_BASE_URL = (env_str("TELECONSULT_BASE_URL") or "").rstrip("/")
+# A chat message to someone not in the room is a notification at once and, still unread this many
+# minutes later, one email for all their unread consult chats (the beat task looks every minute).
+TELECONSULT_CHAT_EMAIL_DELAY_MINUTES = env_int("TELECONSULT_CHAT_EMAIL_DELAY_MINUTES", 5)
+CELERY_BEAT_SCHEDULE["unread-chat-email"] = {"task": "consultations.tasks.email_unread_messages", "schedule": 60.0}
 
 # Largest phone photo or PDF added to a study, and how long frame/thumbnail fetches of one viewer
 # are summarised into one access-history event.

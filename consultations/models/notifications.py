@@ -23,6 +23,7 @@ class Notification(models.Model):
         CANCELLED = "cancelled", "Consult cancelled"
         PARTICIPANT_ADDED = "participant_added", "Added to a consult"
         COLLEAGUE_INVITED = "colleague_invited", "Invited to a consult"
+        MESSAGE = "message", "Chat message while away"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
     kind = models.CharField(max_length=24, choices=Kind.choices)
@@ -37,6 +38,15 @@ class Notification(models.Model):
     class Meta:
         ordering = ["-created_at", "-pk"]
         indexes = [models.Index(fields=["user", "read_at"])]
+        constraints = [
+            # Chat messages to someone away: one notification per consult while it is unread,
+            # updated by each new message (consultations.notifications.notify_chat_message).
+            models.UniqueConstraint(
+                fields=["user", "consult"],
+                condition=models.Q(kind="message", read_at__isnull=True),
+                name="one_unread_message_notification",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.title
@@ -50,7 +60,11 @@ EMAIL_KINDS = (
     Notification.Kind.REPORT_SIGNED,
     Notification.Kind.ADDENDUM,
     Notification.Kind.ESCALATION,
+    Notification.Kind.MESSAGE,
 )
+# Kinds emailed later and together (one email for all of a user's unread ones, by a beat task),
+# never one email per notification.
+BATCHED_EMAIL_KINDS = (Notification.Kind.MESSAGE,)
 
 
 class NotificationPreference(models.Model):

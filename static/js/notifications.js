@@ -29,6 +29,7 @@ function addToList(notification) {
   list.querySelector("[data-empty]")?.remove();
   const item = document.createElement("li");
   item.className = "unread";
+  item.dataset.notificationId = String(notification.id);
   const link = document.createElement("a");
   link.href = `/notifications/${notification.id}/open/`;
   link.textContent = notification.title;
@@ -38,7 +39,10 @@ function addToList(notification) {
   const small = document.createElement("small");
   small.textContent = notification.body ? ` ${notification.body}` : "";
   item.append(link, " ", badge, document.createElement("br"), small);
-  list.prepend(item);
+  // Unread chat messages of a consult are one notification, updated in place by each new message.
+  const existing = list.querySelector(`[data-notification-id="${notification.id}"]`);
+  if (existing) existing.replaceWith(item);
+  else list.prepend(item);
 }
 
 function connect(delay = 1000) {
