@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.validators import validate_email
@@ -23,6 +22,7 @@ from django.utils import timezone
 from accounts.addresses import account_for_address
 from accounts.models import Role, User
 from accounts.outbox import send_after_commit
+from teleconsult.links import absolute_url
 
 from . import attachments, offers, room
 from .colleagues import may_join_consults
@@ -37,7 +37,7 @@ from .models import (
     Notification,
     State,
 )
-from .notifications import notify
+from .notifications import message_posted, notify
 
 Kind = Notification.Kind
 
@@ -244,7 +244,7 @@ def invite_colleague(consult: ConsultRequest, *, by: User, email: str) -> tuple[
         )
         body = (
             f"Hello,\n\n{by.display_name} invites you to join consult #{consult.pk} on teleconsult. "
-            f"Accept or decline here:\n{settings.TELECONSULT_BASE_URL}{link}\n"
+            f"Accept or decline here:\n{absolute_url(link)}\n"
         )
     else:
         body = (
@@ -376,11 +376,13 @@ def _escalation_text(consult: ConsultRequest) -> str:
 
 def post_message(consult: ConsultRequest, *, author: User, text: object, client_id: object = "") -> ChatMessage:
     """The one way a chat message is posted, from the room's WebSocket or the REST API: check the
-    text, save it (once per ``client_id``), and broadcast it to the room after commit.
+    text, save it (once per ``client_id``), and broadcast it to the room after commit; whoever of
+    the care team is not in the room is notified (``notifications.notify_chat_message``).
 
     A resend of a stored ``client_id`` broadcasts the stored message again, so the sender gets its
     acknowledgement even when the first echo was lost with a dropped connection.
     """
     message = room.save_message(consult, author=author, text=text, client_id=client_id)
     room.broadcast_on_commit(consult.pk, room.message_event(message))
+    message_posted(message)  # the team members not in the room get a notification, later an email
     return message
