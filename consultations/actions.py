@@ -24,7 +24,7 @@ from accounts.models import Role, User
 from accounts.outbox import send_after_commit
 from teleconsult.links import absolute_url
 
-from . import attachments, offers, room
+from . import attachments, offers, room, worklist_events
 from .colleagues import may_join_consults
 from .errors import IllegalTransitionError, NotAllowedError
 from .models import (
@@ -83,6 +83,7 @@ def submit_consult(consult: ConsultRequest, *, by: User) -> None:
         title=f"New {consult.get_priority_display().lower()} consult offered to you",
         body="A physician asks for your opinion. Accept it from your worklist.",
     )
+    worklist_events.changed(consult, "offered", by=by, newly_offered=[o.specialist_id for o in new_offers])
 
 
 def accept_consult(consult: ConsultRequest, *, by: User) -> None:
@@ -94,11 +95,13 @@ def accept_consult(consult: ConsultRequest, *, by: User) -> None:
             consult=consult,
             title=f"Consult #{consult.pk} accepted by {by.display_name}",
         )
+        worklist_events.changed(consult, "accepted", by=by)
 
 
 @transaction.atomic
 def decline_consult(consult: ConsultRequest, *, by: User, reason: str) -> str:
     outcome = consult.decline(by=by, reason=reason)
+    new_offers = []
     if outcome == "pool":
         new_offers = _route(consult)
         notify(
@@ -116,6 +119,7 @@ def decline_consult(consult: ConsultRequest, *, by: User, reason: str) -> str:
             body=f"Reason: {reason.strip()}"
             + (" It was offered to the specialty pool." if outcome == "pool" else " Choose another specialist."),
         )
+    worklist_events.changed(consult, "declined", by=by, newly_offered=[o.specialist_id for o in new_offers], also=[by])
     return outcome
 
 
@@ -124,6 +128,7 @@ def cancel_consult(consult: ConsultRequest, *, by: User, reason: str = "") -> No
     told = [consult.assignee] if consult.assignee else offers.pool_users(consult)
     consult.cancel(by=by, reason=reason)
     notify(told, kind=Kind.CANCELLED, consult=consult, title=f"Consult #{consult.pk} was cancelled")
+    worklist_events.changed(consult, "cancelled", by=by)
 
 
 @transaction.atomic
@@ -136,6 +141,7 @@ def request_info(consult: ConsultRequest, *, by: User, question: str) -> None:
         title=f"{by.display_name} needs more information on consult #{consult.pk}",
         body=question.strip(),
     )
+    worklist_events.changed(consult, "updated", by=by)
 
 
 @transaction.atomic
@@ -148,11 +154,13 @@ def answer_info(consult: ConsultRequest, *, by: User, answer: str) -> None:
         title=f"{by.display_name} answered on consult #{consult.pk}",
         body=answer.strip(),
     )
+    worklist_events.changed(consult, "updated", by=by)
 
 
 @transaction.atomic
 def close_consult(consult: ConsultRequest, *, by: User) -> None:
     consult.close(by=by)
+    worklist_events.changed(consult, "updated", by=by)
 
 
 @transaction.atomic
@@ -164,11 +172,13 @@ def add_participant(consult: ConsultRequest, *, by: User, user: User) -> None:
         consult=consult,
         title=f"{by.display_name} added you to consult #{consult.pk}",
     )
+    worklist_events.changed(consult, "updated", by=by)
 
 
 @transaction.atomic
 def remove_participant(consult: ConsultRequest, *, by: User, user: User) -> None:
     consult.remove_participant(by=by, user=user)
+    worklist_events.changed(consult, "updated", by=by, also=[user])
 
 
 def report_signed(consult: ConsultRequest, report) -> None:
@@ -179,6 +189,7 @@ def report_signed(consult: ConsultRequest, report) -> None:
     else:
         kind, title, body = Kind.REPORT_SIGNED, f"The report on consult #{consult.pk} is signed", ""
     notify([*_referring_side(consult), *_patient_accounts(consult)], kind=kind, consult=consult, title=title, body=body)
+    worklist_events.changed(consult, "updated", by=report.signed_by)
     transaction.on_commit(lambda: _queue_report_pdf(report.pk))
 
 
@@ -277,6 +288,7 @@ def accept_invitation(invitation: ColleagueInvitation, *, user: User) -> None:
         consult=consult,
         title=f"{user.display_name} joined consult #{consult.pk}",
     )
+    worklist_events.changed(consult, "updated", by=user)
 
 
 @transaction.atomic
@@ -353,6 +365,7 @@ def escalate_overdue(consult: ConsultRequest, now) -> None:
             title=f"Overdue {consult.get_priority_display().lower()} consult offered to you",
             body="Nobody has accepted this consult in time.",
         )
+        worklist_events.changed(consult, "offered", newly_offered=[o.specialist_id for o in new_offers])
     admins = User.objects.filter(is_active=True).filter(Q(role=Role.ADMIN) | Q(is_superuser=True))
     notify(
         [consult.requester, *admins],
@@ -384,5 +397,6 @@ def post_message(consult: ConsultRequest, *, author: User, text: object, client_
     """
     message = room.save_message(consult, author=author, text=text, client_id=client_id)
     room.broadcast_on_commit(consult.pk, room.message_event(message))
+    worklist_events.changed(consult, "message", by=author)
     message_posted(message)  # the team members not in the room get a notification, later an email
     return message

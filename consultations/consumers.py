@@ -1,6 +1,9 @@
-"""``/ws/notifications/``: pushes the signed-in user's new notifications and unread count."""
+"""``/ws/notifications/``: pushes the signed-in user's new notifications and unread count, and
+tells their worklist and "My consults" tabs when a consult on them changes."""
 
 from __future__ import annotations
+
+import json
 
 from asgiref.sync import async_to_sync
 from channels.generic.websocket import JsonWebsocketConsumer
@@ -11,12 +14,15 @@ from . import notifications
 from .groups import notifications_group
 
 FORBIDDEN = 4403
+MAX_FRAME_BYTES = 4 * 1024
 
 
 class NotificationsConsumer(JsonWebsocketConsumer):
     """Server -> client frames: ``notification.unread {unread}`` on join and after reads,
-    ``notification {notification, unread}`` for each new one. Client -> server:
-    ``notification.read {ids?}`` marks some (or all) read."""
+    ``notification {notification, unread}`` for each new one, ``worklist.changed {change, consult,
+    message}`` when a consult the user may see changes (consultations.worklist_events), ``error
+    {code, message}`` for a frame it cannot use. Client -> server: ``notification.read {ids?}``
+    marks some (or all) read."""
 
     def connect(self) -> None:
         user = self.scope.get("user")
@@ -33,6 +39,25 @@ class NotificationsConsumer(JsonWebsocketConsumer):
     def channel_layer_add(self) -> None:
         async_to_sync(self.channel_layer.group_add)(self.group, self.channel_name)
         self.groups.append(self.group)
+
+    def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
+        """Refuse what is not a small JSON text frame with an error frame; the connection stays."""
+        if getattr(self, "user", None) is None:
+            return  # refused at connect; the close is on its way
+        if text_data is None:
+            self._refuse("bad_frame", "Frames are JSON text; binary frames are not accepted.")
+        elif len(text_data.encode()) > MAX_FRAME_BYTES:
+            self._refuse("too_large", f"A frame may be at most {MAX_FRAME_BYTES} bytes.")
+        else:
+            try:
+                content = json.loads(text_data)
+            except ValueError:
+                self._refuse("bad_json", "The frame is not valid JSON.")
+            else:
+                self.receive_json(content)
+
+    def _refuse(self, code: str, message: str) -> None:
+        self.send_json(error_frame(PortalError(message, code=code)))
 
     def receive_json(self, content, **kwargs) -> None:
         if not isinstance(content, dict) or content.get("type") != "notification.read":
@@ -51,3 +76,13 @@ class NotificationsConsumer(JsonWebsocketConsumer):
 
     def notification_unread(self, event: dict) -> None:
         self.send_json({"type": "notification.unread", "unread": event["unread"]})
+
+    def worklist_changed(self, event: dict) -> None:
+        self.send_json(
+            {
+                "type": "worklist.changed",
+                "change": event["change"],
+                "consult": event["consult"],
+                "message": event["message"],
+            }
+        )

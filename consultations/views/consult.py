@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import zoneinfo
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import dateformat, timezone
 from django.views.decorators.http import require_POST
 
 from studies import audit, viewer
@@ -89,6 +92,46 @@ ACTIONS = {
 # What a specialist who only holds an offer may do with it.
 OFFER_ACTIONS = frozenset({"accept", "decline"})
 
+# How the consult page shows a due time (as on the page itself).
+TIME_FORMAT = "Y-m-d H:i e"
+
+
+def _due_words(user, consult: ConsultRequest) -> str:
+    """'due in 3 h 40 min (2025-03-04 14:30 CET)' in the user's time zone (a
+    specialist's profile, else the portal's); 'overdue by 20 min (...)' once past."""
+    if consult.due_at is None or not consult.is_open:
+        return ""
+    zone_name = getattr(getattr(user, "specialist_profile", None), "time_zone", None)
+    zone = zoneinfo.ZoneInfo(zone_name) if zone_name else timezone.get_current_timezone()
+    when = dateformat.format(consult.due_at.astimezone(zone), TIME_FORMAT)
+    minutes = int(abs((consult.due_at - timezone.now()).total_seconds()) // 60)
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    span = f"{days} d {hours} h" if days else f"{hours} h {minutes} min" if hours else f"{minutes} min"
+    return f"{'overdue by' if consult.is_overdue else 'due in'} {span} ({when})"
+
+
+DECLINE_OUTCOMES = {
+    "pool": "it goes back to the specialty pool",
+    "requester": "it goes back to the requester",
+    "offer": "it stays with the other specialists it was offered to",
+}
+
+# action -> what the flash message says happened: (consult, user, what the action returned).
+DONE = {
+    "submit": lambda c, u, r: f"Consult #{c.pk} submitted as {c.get_priority_display().lower()}: {_due_words(u, c)}.",
+    "accept": lambda c, u, r: f"Consult #{c.pk} accepted: {_due_words(u, c)}.",
+    "decline": lambda c, u, r: f"Consult #{c.pk} declined: {DECLINE_OUTCOMES.get(r, 'it is no longer yours')}.",
+    "cancel": lambda c, u, r: f"Consult #{c.pk} cancelled.",
+    "request-info": lambda c, u, r: f"Consult #{c.pk}: your question was sent to {c.requester.display_name}.",
+    "answer-info": lambda c, u, r: f"Consult #{c.pk}: your answer was sent to {c.assignee.display_name}.",
+    "close": lambda c, u, r: f"Consult #{c.pk} closed.",
+    "export-sr": lambda c, u, r: f"Consult #{c.pk}: measurements stored in the study as a DICOM SR series.",
+}
+
+# Where the consult page opens after an action: accepting goes straight to the images.
+OPENS_AT = {"accept": "#viewer"}
+
 
 def _page_after(user, consult: ConsultRequest) -> str:
     """The consult's page, or the worklist once the user no longer sees the consult (a specialist
@@ -114,9 +157,11 @@ def consult_action(request, pk: int, action: str):
         for field, errors in form.errors.items():
             messages.error(request, f"{field}: {' '.join(errors)}")
         return redirect(detail_url(consult))
-    call(consult, request.user, form.cleaned_data)
-    messages.success(request, "Done.")
-    return redirect(_page_after(request.user, consult) if action == "decline" else detail_url(consult))
+    result = call(consult, request.user, form.cleaned_data)
+    messages.success(request, DONE[action](consult, request.user, result))
+    if action == "decline":
+        return redirect(_page_after(request.user, consult))
+    return redirect(detail_url(consult) + OPENS_AT.get(action, ""))
 
 
 @login_required

@@ -1,13 +1,22 @@
-"""The specialist's worklist and everyone's "My consults"."""
+"""The specialist's worklist and everyone's "My consults".
+
+Both pages refresh themselves when a consult on them changes (``worklist.changed`` over
+``/ws/notifications/``, see consultations.worklist_events): static/js/worklist.js asks for the same
+URL again with ``X-List-Only: 1`` and gets just the list.
+"""
 
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.db.models import Q
+from django.db.models import Case, Count, Exists, IntegerField, OuterRef, Q, Subquery, Value, When
+from django.db.models.functions import Coalesce
 from django.shortcuts import redirect, render
+from django.utils.cache import patch_vary_headers
 
 from .. import colleagues, forms, permissions
-from ..models import ConsultRequest
+from ..models import ChatMessage, ChatReadMark, ConsultParticipant, ConsultRequest
+
+LIST_ONLY_HEADER = "X-List-Only"
 
 
 def _filtered(request, qs):
@@ -19,6 +28,37 @@ def _filtered(request, qs):
     return form, qs
 
 
+def with_unread(qs, user):
+    """Annotate ``unread``: chat messages from others after ``user``'s read mark, on consults whose
+    room they are in (requester, colleague, assignee); 0 elsewhere. One query for the whole list."""
+    read_up_to = ChatReadMark.objects.filter(consult=OuterRef(OuterRef("pk")), user=user).values("up_to_id")[:1]
+    unread = (
+        ChatMessage.objects.filter(consult=OuterRef("pk"), pk__gt=Coalesce(Subquery(read_up_to), Value(0)))
+        .exclude(author=user)
+        .order_by()
+        .values("consult")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    colleague = ConsultParticipant.objects.filter(consult=OuterRef("pk"), user=user, removed_at__isnull=True)
+    in_room = Q(requester=user) | Q(assignee=user) | Q(Exists(colleague))
+    return qs.annotate(
+        unread=Case(
+            When(in_room, then=Coalesce(Subquery(unread, output_field=IntegerField()), Value(0))),
+            default=Value(0),
+            output_field=IntegerField(),
+        )
+    )
+
+
+def _render_list(request, context: dict):
+    list_only = request.headers.get(LIST_ONLY_HEADER) == "1"
+    template = "consultations/_consult_list.html" if list_only else "consultations/worklist.html"
+    response = render(request, template, context)
+    patch_vary_headers(response, [LIST_ONLY_HEADER])
+    return response
+
+
 @login_required
 def worklist(request):
     """Specialists: consults offered to me and mine, overdue first, then priority, then due time."""
@@ -26,10 +66,9 @@ def worklist(request):
         return redirect("consultations:mine")
     qs = ConsultRequest.objects.worklist_for(request.user).select_related("study__patient", "requester", "assignee")
     form, qs = _filtered(request, qs)
-    consults = list(qs.in_worklist_order())
-    return render(
+    consults = list(with_unread(qs, request.user).in_worklist_order())
+    return _render_list(
         request,
-        "consultations/worklist.html",
         {
             "consults": consults,
             "filter_form": form,
@@ -51,11 +90,10 @@ def my_consults(request):
         qs = qs.filter(assignee=user)
     qs = qs.select_related("study__patient", "requester", "assignee").distinct()
     form, qs = _filtered(request, qs)
-    return render(
+    return _render_list(
         request,
-        "consultations/worklist.html",
         {
-            "consults": list(qs.in_worklist_order()),
+            "consults": list(with_unread(qs, user).in_worklist_order()),
             "filter_form": form,
             "title": "My consults",
             "worklist": False,
