@@ -13,25 +13,31 @@ from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, QueryS
 from django.db.models.functions import Coalesce
 
 from .models import Instance, Series, Study
-from .permissions import visible_studies
+from .paging import Order, ordered_keys
+from .permissions import visible_branches, visible_studies
 
+# The list's default: newest upload first, so what was just uploaded is on top. Its first page is
+# read along each path of the user's visibility rule (studies.paging.ordered_keys).
+UPLOADED = Order((("created_at", True), ("pk", True)))
 # Sort keys offered on the list page, and the ordering each one means. Studies without a date
 # go last whichever way dates are sorted.
 SORT_ORDERINGS = {
+    "uploaded": tuple(UPLOADED.expressions({})),
     "newest": (F("study_date").desc(nulls_last=True), F("study_time").desc(nulls_last=True), "-created_at"),
     "oldest": (F("study_date").asc(nulls_last=True), F("study_time").asc(nulls_last=True), "created_at"),
     "patient": ("patient__name", "patient__patient_id", F("study_date").desc(nulls_last=True), "-created_at"),
     "modality": ("modalities", F("study_date").desc(nulls_last=True), "-created_at"),
-    "uploaded": ("-created_at", "-pk"),
 }
 SORT_CHOICES = [
+    ("uploaded", "Newest upload"),
     ("newest", "Study date, newest first"),
     ("oldest", "Study date, oldest first"),
     ("patient", "Patient name"),
     ("modality", "Modality"),
-    ("uploaded", "Newest upload"),
 ]
-DEFAULT_SORT = "newest"
+DEFAULT_SORT = "uploaded"
+# Sorts whose first pages are read per path of the visibility rule.
+BRANCH_ORDERS = {"uploaded": UPLOADED}
 
 
 class StudyFilterForm(forms.Form):
@@ -73,7 +79,18 @@ MODALITIES = ["CR", "CT", "DX", "MG", "MR", "NM", "OT", "PT", "RF", "SR", "US", 
 
 
 def search_studies(studies: QuerySet, filters: dict) -> QuerySet:
-    """Apply the list page's filters (``StudyFilterForm.valid_filters()``) to ``studies``."""
+    """Apply the list page's filters (``StudyFilterForm.valid_filters()``) to ``studies``, in the
+    order they ask for."""
+    return filter_studies(studies, filters).order_by(*SORT_ORDERINGS[sort_of(filters)])
+
+
+def sort_of(filters: dict) -> str:
+    sort = filters.get("sort") or DEFAULT_SORT
+    return sort if sort in SORT_ORDERINGS else DEFAULT_SORT
+
+
+def filter_studies(studies: QuerySet, filters: dict) -> QuerySet:
+    """``studies`` narrowed by the list page's filters, in no particular order."""
     if query := filters.get("q"):
         # Every word must match the name (stored as Doe^Jane), the PatientID or the accession number.
         for term in query.replace("^", " ").split():
@@ -88,7 +105,17 @@ def search_studies(studies: QuerySet, filters: dict) -> QuerySet:
         studies = studies.filter(study_date__lte=date_to)
     if modality := filters.get("modality"):
         studies = studies.filter(Exists(Series.objects.filter(study=OuterRef("pk"), modality=modality)))
-    return studies.order_by(*SORT_ORDERINGS.get(filters.get("sort") or DEFAULT_SORT, SORT_ORDERINGS[DEFAULT_SORT]))
+    return studies
+
+
+def keys_in_order(user, filters: dict):
+    """For the list page's paginator: a function giving the keys of the first ``stop`` matches,
+    read per path of the user's visibility rule, where the sort allows it; else None."""
+    order = BRANCH_ORDERS.get(sort_of(filters))
+    branches = visible_branches(user) if order else None
+    if branches is None:
+        return None
+    return lambda stop: ordered_keys(branches, lambda found: filter_studies(found, filters), order, stop)
 
 
 def _count_of(queryset: QuerySet) -> Coalesce:

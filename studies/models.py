@@ -9,6 +9,8 @@ from django.utils import timezone
 
 from accounts.models import EmailInvitation
 
+from .paging import Branch
+
 
 class Patient(models.Model):
     """A patient as the images of one practice name them: PatientID within an issuer, within the
@@ -91,6 +93,28 @@ class StudyQuerySet(models.QuerySet):
             rule |= Q(practice_id__in=practices)
         return self.filter(rule)
 
+    def visible_branches(self, user) -> list[Branch] | None:
+        """``visible_to`` as the union of its three paths, for searches that read a first page in
+        order (see studies.paging.ordered_keys); None where one query is as good (administrators
+        see everything, nobody signed in sees nothing).
+
+        The grants' path is sorted by the grant's copy of its study's date, time and upload time,
+        which an index of the user's active grants holds in order."""
+        if not user or not user.is_authenticated or not user.is_active or user.is_admin:
+            return None
+        now = timezone.now()
+        active = Q(grants__user=user, grants__revoked_at__isnull=True) & (
+            Q(grants__until__isnull=True) | Q(grants__until__gt=now)
+        )
+        branches = [
+            Branch(self.filter(active), GRANT_SORT_COPIES),
+            Branch(self.filter(patient__in=Patient.objects.filter(account=user).values("pk"))),
+        ]
+        practices = user.practice_ids() if user.role != "patient" else []
+        if practices:
+            branches.append(Branch(self.filter(practice_id__in=practices)))
+        return branches
+
 
 class Study(models.Model):
     study_instance_uid = models.CharField("StudyInstanceUID", max_length=64, unique=True)
@@ -120,6 +144,16 @@ class Study(models.Model):
         # migration 0006 on PostgreSQL only (SQLite takes no NULLS LAST in an index).
         indexes = [
             models.Index(F("study_date").desc(), F("study_time").desc(), F("id").desc(), name="study_qido_order"),
+            # The same orders within a practice (studies.paging.ordered_keys reads a practice's
+            # first page along them), and the study list's default, newest upload first.
+            models.Index(
+                F("practice"),
+                F("study_date").desc(),
+                F("study_time").desc(),
+                F("id").desc(),
+                name="study_practice_qido",
+            ),
+            models.Index(F("practice"), F("created_at").desc(), F("id").desc(), name="study_practice_uploaded"),
         ]
 
     def __str__(self) -> str:
@@ -227,6 +261,15 @@ class AccessGrantQuerySet(models.QuerySet):
         return self.filter(revoked_at__isnull=True).filter(Q(until__isnull=True) | Q(until__gt=at))
 
 
+# Study columns a search orders by -> the grant's copy of them (see AccessGrant).
+GRANT_SORT_COPIES = {
+    "study_date": "grants__study_date",
+    "study_time": "grants__study_time",
+    "created_at": "grants__study_created_at",
+    "pk": "grants__study",
+}
+
+
 class AccessGrant(models.Model):
     """One reason one user may see one study. Every permission check and the patient's
     "who has access" page read these rows."""
@@ -252,15 +295,46 @@ class AccessGrant(models.Model):
     revoked_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Copies of the study's sort keys (set with the grant; a study's date and upload time do not
+    # change once stored), so a user's grants can be read in a study search's order from an
+    # index of their own: see StudyQuerySet.visible_branches.
+    study_date = models.DateField(null=True, blank=True)
+    study_time = models.TimeField(null=True, blank=True)
+    study_created_at = models.DateTimeField(null=True, blank=True)
 
     objects = AccessGrantQuerySet.as_manager()
 
     class Meta:
-        indexes = [models.Index(fields=["user", "study"])]
+        indexes = [
+            models.Index(fields=["user", "study"]),
+            models.Index(
+                F("user"),
+                F("study_date").desc(),
+                F("study_time").desc(),
+                F("study").desc(),
+                name="grant_user_study_order",
+                condition=Q(revoked_at__isnull=True),
+            ),
+            models.Index(
+                F("user"),
+                F("study_created_at").desc(),
+                F("study").desc(),
+                name="grant_user_study_uploaded",
+                condition=Q(revoked_at__isnull=True),
+            ),
+        ]
         ordering = ["since"]
 
     def __str__(self) -> str:
         return f"{self.user} may see {self.study_id} ({self.get_reason_display()})"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.study_created_at is None and self.study_id is not None:
+            self.copy_study_sort_keys(self.study)
+        super().save(*args, **kwargs)
+
+    def copy_study_sort_keys(self, study: Study) -> None:
+        self.study_date, self.study_time, self.study_created_at = study.study_date, study.study_time, study.created_at
 
     def revoke(self, *, by) -> None:
         if self.revoked_at is None:

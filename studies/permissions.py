@@ -18,6 +18,14 @@ def visible_studies(user):
     return Study.objects.visible_to(user)
 
 
+def visible_branches(user):
+    """``visible_studies(user)`` as the branches of its rule, for searches that read a first page
+    in order (``Study.objects.visible_branches``); None where the one queryset is as good."""
+    if isinstance(user, ShareAccess):
+        return None
+    return Study.objects.visible_branches(user)
+
+
 def can_view_study(user, study: Study) -> bool:
     return visible_studies(user).filter(pk=study.pk).exists()
 
@@ -94,11 +102,14 @@ def grant_access_to_studies(
     grants = AccessGrant.objects.active().filter(user=user, study__in=looked_up, reason=reason, source=source)
     for grant in grants if looked_up else ():
         held.setdefault(grant.study_id, grant)  # the earliest, as grants are ordered by "since"
-    new = [
-        AccessGrant(user=user, study=study, reason=reason, source=source, granted_by=granted_by, until=until)
-        for study in studies
-        if study.pk not in held
-    ]
+    new = []
+    for study in studies:
+        if study.pk not in held:
+            grant = AccessGrant(
+                user=user, study=study, reason=reason, source=source, granted_by=granted_by, until=until
+            )
+            grant.copy_study_sort_keys(study)
+            new.append(grant)
     AccessGrant.objects.bulk_create(new)
     held.update((grant.study_id, grant) for grant in new)
     return [held[study.pk] for study in studies]

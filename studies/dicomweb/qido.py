@@ -14,12 +14,15 @@ from django.db.models import F, Func, JSONField, OuterRef, Q, QuerySet, Subquery
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
 
 from ..models import Instance, Series, Study
-from ..paging import page_by_keys
+from ..paging import Branch, Order, ordered_keys, page_by_keys, rows_for_keys
 from .attributes import STUDY_FIELDS, instance_attributes, series_attributes, study_attributes, study_row, tag_key
 from .errors import DicomwebError
 
 # Results per QIDO answer when the client gives no smaller limit; more are announced in a Warning.
 QIDO_MAX_RESULTS = 5000
+# Studies are answered newest first: study date, then time (studies without them first: the
+# order of PostgreSQL's descending index, written out so every database agrees), then the newest row.
+STUDY_ORDER = Order((("study_date", True), ("study_time", True), ("pk", True)))
 
 UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 DATE_RE = re.compile(r"^\d{8}$")
@@ -285,10 +288,16 @@ def apply_filters(queryset: QuerySet, query: QidoQuery, level: str) -> QuerySet:
     return queryset
 
 
-def page(queryset: QuerySet, query: QidoQuery) -> tuple[list, bool]:
-    """The requested slice, and whether the server cut the answer short at its own maximum."""
+def page(queryset: QuerySet, query: QidoQuery, keys_for=None) -> tuple[list, bool]:
+    """The requested slice, and whether the server cut the answer short at its own maximum.
+    ``keys_for(stop)``: the keys of the first ``stop`` matches, where the caller has a faster way
+    to them than ``queryset`` (see studies.paging.ordered_keys)."""
     limit = min(query.limit or QIDO_MAX_RESULTS, QIDO_MAX_RESULTS)
-    rows = page_by_keys(queryset, query.offset, query.offset + limit + 1)
+    start, stop = query.offset, query.offset + limit + 1
+    if keys_for is None:
+        rows = page_by_keys(queryset, start, stop)
+    else:
+        rows = rows_for_keys(queryset, keys_for(stop)[start:])
     more = len(rows) > limit
     return rows[:limit], more and (query.limit is None or query.limit > QIDO_MAX_RESULTS)
 
@@ -360,11 +369,20 @@ def first_instance_metadata(level: str, pks: list[int], tags: list[str]) -> dict
     return {owner_pk: metadata.get(instance_pk) or {} for owner_pk, instance_pk in first_pk.items()}
 
 
-def search_studies(studies: QuerySet, query: QidoQuery, study_url) -> tuple[list[dict], bool]:
-    queryset = (
-        apply_filters(studies, query, "study").order_by("-study_date", "-study_time", "-pk").values(*STUDY_FIELDS)
-    )
-    rows, more = page(queryset, query)
+def search_studies(
+    studies: QuerySet, query: QidoQuery, study_url, *, branches: list[Branch] | None = None
+) -> tuple[list[dict], bool]:
+    """``studies`` matching ``query``, newest first. ``branches``: the same studies as the
+    branches of the user's visibility rule (``Study.objects.visible_branches``), read each in order."""
+    queryset = apply_filters(studies, query, "study").order_by(*STUDY_ORDER.expressions({})).values(*STUDY_FIELDS)
+    keys_for = None
+    if branches is not None:
+        queryset = Study.objects.values(*STUDY_FIELDS)
+
+        def keys_for(stop: int) -> list:
+            return ordered_keys(branches, lambda found: apply_filters(found, query, "study"), STUDY_ORDER, stop)
+
+    rows, more = page(queryset, query, keys_for)
     answer = [study_attributes(row, study_url(row["study_instance_uid"])) for row in rows]
     extra = wanted_extra_tags(query, "study", answer[0] if answer else {})
     if extra:

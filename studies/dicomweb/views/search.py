@@ -7,7 +7,7 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 
 from ...models import Instance, Series
-from ...permissions import get_series_for_user, get_study_for_user, visible_studies
+from ...permissions import get_series_for_user, get_study_for_user, visible_branches, visible_studies
 from .. import qido
 from .common import Urls, dicomweb_route, json_response
 
@@ -23,7 +23,7 @@ def qido_response(request: HttpRequest, data: list, query: qido.QidoQuery, more:
 def search_studies(request: HttpRequest, user) -> HttpResponse:
     query = qido.parse_qido(request.GET, "study")
     urls = Urls(request)
-    data, more = qido.search_studies(visible_studies(user), query, urls.study)
+    data, more = qido.search_studies(visible_studies(user), query, urls.study, branches=visible_branches(user))
     return qido_response(request, data, query, more)
 
 
