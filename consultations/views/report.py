@@ -58,6 +58,12 @@ def report_editor(request, pk: int):
     )
 
 
+def _back_to(request, consult) -> str:
+    """Where a refused change of the draft goes back to: the editor for its writer (where the
+    message is beside the form), the consult page for anyone else (who cannot open the editor)."""
+    return editor_url(consult) if request.user.pk == consult.assignee_id else detail_url(consult)
+
+
 def _flash_form_errors(request, form) -> None:
     for field, errors in form.errors.items():
         messages.error(request, f"{field}: {' '.join(errors)}")
@@ -69,7 +75,7 @@ def report_save(request, pk: int):
     """Saves the draft when the page is used without JavaScript (the editor autosaves otherwise);
     an "Insert" button of a measurement or key image also adds its line to the findings."""
     consult = permissions.get_consult_for_user(request.user, pk)
-    on_refusal(request, editor_url(consult))
+    on_refusal(request, _back_to(request, consult))
     form = forms.ReportForm(request.POST)
     if not form.is_valid():
         _flash_form_errors(request, form)
@@ -89,7 +95,7 @@ def report_template(request, pk: int):
     """Start the draft over from another template (the draft only; signed versions never change).
     Once the draft was edited, only with "Replace my text" ticked."""
     consult = permissions.get_consult_for_user(request.user, pk)
-    on_refusal(request, detail_url(consult))
+    on_refusal(request, _back_to(request, consult))
     choice = request.POST.get("template", "")
     template = ReportTemplate.objects.filter(pk=int(choice)).first() if choice.isdigit() else None
     if template is None:
