@@ -1,0 +1,143 @@
+"""Study searches read per path of the visibility rule (studies.paging.ordered_keys): the same
+studies as ``visible_to``, in the same order, whoever asks."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+
+from accounts.models import Organization
+from studies.browse import UPLOADED
+from studies.dicomweb.qido import STUDY_ORDER
+from studies.models import AccessGrant, Study
+from studies.paging import Branch, Order, ordered_keys
+from studies.permissions import grant_access, visible_branches
+from tests.factories import SpecialistFactory, UserFactory, make_study
+
+pytestmark = pytest.mark.django_db
+
+GRANT = AccessGrant.Reason.CONSULT
+
+
+def dated(study: Study, date: dt.date | None, time: dt.time | None = None) -> Study:
+    Study.objects.filter(pk=study.pk).update(study_date=date, study_time=time)
+    study.refresh_from_db()
+    return study
+
+
+@pytest.fixture
+def world():
+    """Two practices; a member of one; a physician of the other with grants into the first (one
+    revoked, one expired, two of one study); a patient with a linked record; an outsider."""
+    hospital = Organization.objects.create(name="Hospital")
+    clinic = Organization.objects.create(name="Clinic")
+    member = UserFactory(practice=hospital)
+    consultant = UserFactory(practice=clinic)
+    patient = UserFactory(role="patient")
+    outsider = UserFactory()
+    studies = [make_study(practice=hospital) for _ in range(8)]
+    dates = [dt.date(2026, 1, d) for d in (5, 9, 9, 1, 30, 12, 9, 20)]
+    for study, date in zip(studies, dates, strict=True):
+        dated(study, date, dt.time(10, study.pk % 60))
+    dated(studies[6], None)  # a study without a date sorts first (newest first, NULLs first)
+    own = make_study(practice=clinic, patient_account=patient)
+    dated(own, dt.date(2025, 6, 1))
+    for study in studies[:5]:
+        grant_access(user=consultant, study=study, reason=GRANT)
+    grant_access(user=consultant, study=studies[0], reason=AccessGrant.Reason.SHARED)  # a second grant
+    grant_access(user=consultant, study=studies[5], reason=GRANT).revoke(by=None)
+    grant_access(user=consultant, study=studies[6], reason=GRANT, until=timezone.now() - dt.timedelta(days=1))
+    grant_access(user=patient, study=studies[7], reason=AccessGrant.Reason.PATIENT_GRANT)
+    specialist = SpecialistFactory()
+    grant_access(user=specialist, study=studies[2], reason=GRANT)
+    return {
+        "member": member,
+        "consultant": consultant,
+        "patient": patient,
+        "outsider": outsider,
+        "specialist": specialist,
+    }
+
+
+ACTORS = ["member", "consultant", "patient", "outsider", "specialist"]
+
+
+def everything(found):
+    return found
+
+
+@pytest.mark.parametrize("actor", ACTORS)
+@pytest.mark.parametrize("order", [STUDY_ORDER, UPLOADED], ids=["qido", "uploaded"])
+def test_branches_find_exactly_what_visible_to_finds_in_the_same_order(world, actor, order):
+    user = world[actor]
+    expected = list(Study.objects.visible_to(user).order_by(*order.expressions({})).values_list("pk", flat=True))
+    branches = visible_branches(user)
+    assert branches is not None
+    assert ordered_keys(branches, everything, order, 100) == expected
+    for stop in range(1, len(expected) + 1):
+        assert ordered_keys(branches, everything, order, stop) == expected[:stop]
+
+
+@pytest.mark.parametrize("actor", ACTORS)
+def test_branches_apply_the_search_to_every_path(world, actor):
+    user = world[actor]
+
+    def in_january(found):
+        return found.filter(study_date__gte=dt.date(2026, 1, 6))
+
+    expected = list(
+        in_january(Study.objects.visible_to(user)).order_by(*STUDY_ORDER.expressions({})).values_list("pk", flat=True)
+    )
+    assert ordered_keys(visible_branches(user), in_january, STUDY_ORDER, 100) == expected
+
+
+def test_nobody_signed_in_and_administrators_search_one_queryset(world, django_user_model):
+    from django.contrib.auth.models import AnonymousUser
+
+    admin = UserFactory(role="admin")
+    assert visible_branches(AnonymousUser()) is None
+    assert visible_branches(admin) is None
+
+
+def test_a_study_held_twice_by_one_branch_is_read_past_until_the_page_is_full(world):
+    """Two grants of the newest study: reading two rows of the grants gives one study, so the
+    grants are read further rather than the page coming back one short."""
+    consultant = world["consultant"]
+    newest = Study.objects.visible_to(consultant).order_by(*STUDY_ORDER.expressions({})).first()
+    grant_access(user=consultant, study=newest, reason=AccessGrant.Reason.ADMIN)
+    branches = [b for b in visible_branches(consultant) if b.names]  # the grants alone
+    keys = ordered_keys(branches, everything, STUDY_ORDER, 2)
+    assert len(keys) == 2 and len(set(keys)) == 2
+
+
+def test_grants_copy_their_studys_sort_keys_however_they_are_made(world):
+    study = make_study()
+    dated(study, dt.date(2024, 2, 29), dt.time(8, 30))
+    user = UserFactory()
+    made = grant_access(user=user, study=study, reason=GRANT)
+    saved = AccessGrant.objects.create(user=user, study=study, reason=AccessGrant.Reason.SHARED)
+    for grant in (made, saved):
+        grant.refresh_from_db()
+        assert (grant.study_date, grant.study_time, grant.study_created_at) == (
+            study.study_date,
+            study.study_time,
+            study.created_at,
+        )
+
+
+def test_merge_orders_nulls_first_and_descending_values_the_same_way_the_database_does():
+    order = Order((("study_date", True), ("pk", True)))
+    rows = [(dt.date(2026, 1, 1), 3), (None, 1), (dt.date(2026, 2, 1), 2), (dt.date(2026, 1, 1), 7)]
+    merged = sorted(rows, key=order.merge_key)
+    assert merged == [(None, 1), (dt.date(2026, 2, 1), 2), (dt.date(2026, 1, 1), 7), (dt.date(2026, 1, 1), 3)]
+
+
+def test_a_branch_sorted_by_copies_names_the_grants_columns():
+    branch = Branch(Study.objects.all(), {"study_date": "grants__study_date"})
+    assert [str(e.expression.name) for e in STUDY_ORDER.expressions(branch.names)] == [
+        "grants__study_date",
+        "study_time",
+        "pk",
+    ]
