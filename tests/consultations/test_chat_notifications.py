@@ -223,3 +223,58 @@ def test_in_debug_email_links_use_the_address_the_portal_was_served_at(
     assert f"http://localhost:8123/consults/{accepted.pk}/" in links
     assert all(link.startswith("http://localhost:8123/") for link in links)
     assert ChatMessage.objects.filter(consult=accepted).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_over_the_room_socket_present_people_are_not_told_and_reading_there_marks_it_read(
+    accepted, physician, specialist
+):
+    """The room's own presence decides, and chat.read in the room ends the notification."""
+    import json
+
+    from asgiref.sync import async_to_sync, sync_to_async
+    from channels.testing import WebsocketCommunicator
+    from rest_framework.authtoken.models import Token
+
+    from teleconsult.asgi import application
+
+    keys = {user.pk: Token.objects.get_or_create(user=user)[0].key for user in (physician, specialist)}
+
+    def socket(user):
+        headers = [(b"authorization", f"Token {keys[user.pk]}".encode()), (b"origin", b"http://testserver")]
+        return WebsocketCommunicator(application, f"/ws/consults/{accepted.pk}/", headers=headers)
+
+    async def until(comm, type_):
+        while True:
+            frame = json.loads(await comm.receive_from(timeout=3))
+            if frame["type"] == type_:
+                return frame
+
+    post = sync_to_async(lambda text: actions.post_message(accepted, author=physician, text=text))
+    notes = sync_to_async(lambda: [(n.title, n.read_at is not None) for n in message_notes(specialist)])
+
+    async def scenario():
+        here = socket(specialist)
+        assert (await here.connect())[0]
+        await until(here, "presence")
+        await post("While you are here")
+        seen = await until(here, "chat.message")
+        await here.send_to(text_data=json.dumps({"type": "chat.read", "up_to_id": seen["id"]}))
+        await until(here, "chat.read")  # as the browser does for what it shows
+        while_present = await notes()
+        await here.disconnect()
+        message = await post("While you are away")
+        while_away = await notes()
+        back = socket(specialist)
+        assert (await back.connect())[0]
+        await until(back, "presence")
+        await back.send_to(text_data=json.dumps({"type": "chat.read", "up_to_id": message.pk}))
+        await until(back, "chat.read")
+        after_reading = await notes()
+        await back.disconnect()
+        return while_present, while_away, after_reading
+
+    while_present, while_away, after_reading = async_to_sync(scenario)()
+    assert while_present == []
+    assert while_away == [(f"1 unread message in consult #{accepted.pk}", False)]
+    assert after_reading == [(f"1 unread message in consult #{accepted.pk}", True)]
