@@ -1,0 +1,96 @@
+"""A specialist with the worklist open sees a new STAT consult arrive without reloading, accepts it
+from the row and lands on the consult page at the viewer, on a desk and on a phone."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from consultations.models import ConsultRequest, State
+from studies.ingest import ingest_file
+from tests.e2e.conftest import login
+from tests.viewer import dicom
+
+pytestmark = pytest.mark.e2e
+
+SHOTS = Path("/tmp/shots15")
+VIEWPORTS = {"desk": {"width": 1366, "height": 850}, "phone": {"width": 390, "height": 844}}
+NO_SIDEWAYS_SCROLL = "document.documentElement.scrollWidth <= window.innerWidth"
+
+
+def watched(context):
+    """A page whose console errors and uncaught exceptions are collected in ``page.problems``."""
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"pageerror: {exc}"))
+    page.on("console", lambda msg: problems.append(f"console: {msg.text}") if msg.type == "error" else None)
+    page.problems = problems
+    return page
+
+
+@pytest.mark.parametrize("screen", list(VIEWPORTS))
+def test_a_stat_consult_arrives_live_and_is_accepted_from_the_row(browser_context, live_user, tmp_path, screen):
+    uid = f"1.2.826.0.1.3680043.10.543.15{len(screen)}"
+    physician = live_user("physician", email=f"live-doc-{screen}@example.com", name="Dr Referrer")
+    specialist = live_user("specialist", email=f"live-reader-{screen}@example.com", name="Dr Reader")
+    for path in dicom.write(dicom.ct_slices(uid, count=3), tmp_path / "in"):
+        assert ingest_file(path, filename=path.name, user=physician).status == "stored"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+
+    reader = watched(
+        browser_context(viewport=VIEWPORTS[screen], is_mobile=screen == "phone", has_touch=screen == "phone")
+    )
+    login(reader, specialist)
+    reader.goto("/worklist/")
+    expect(reader.locator("[data-live-state]")).to_have_text("Live")
+    expect(reader.locator(".empty")).to_contain_text("Nothing here")
+    reader.get_by_label("Sound for new STAT consults").check()  # the tone plays on a real page; here it must not break
+
+    doctor = watched(browser_context())
+    login(doctor, physician)
+    doctor.goto(f"/studies/{uid}/consult/new/")
+    doctor.fill("textarea[name=question]", "Acute subdural haematoma after a fall?")
+    doctor.select_option("select[name=priority]", "stat")
+    doctor.select_option("select[name=specialty]", "neuroradiology")
+    doctor.fill("input[name=jurisdiction]", "US-CA")
+    doctor.get_by_role("button", name="Request the consult").click()
+    doctor.wait_for_url(re.compile(r"/consults/\d+/$"))
+    consult = ConsultRequest.objects.get(requester=physician)
+
+    # Without a reload: the row, with its Accept button, and a toast saying what arrived.
+    row = reader.locator(f'tr[data-consult-id="{consult.pk}"]')
+    expect(row).to_be_visible()
+    expect(row).to_contain_text("Acute subdural haematoma")
+    expect(row.locator(".badge").first).to_contain_text("left")
+    toast = reader.locator("[data-toasts] .toast.stat")
+    expect(toast).to_contain_text(f"New STAT consult #{consult.pk} offered to you.")
+    expect(reader.locator("[data-toasts]")).to_have_attribute("role", "status")
+    assert reader.evaluate(NO_SIDEWAYS_SCROLL), "the worklist scrolls sideways"
+    reader.screenshot(path=str(SHOTS / f"worklist-live-{screen}.png"), full_page=True)
+
+    reader.get_by_role("button", name=f"Accept consult #{consult.pk}").click()
+    reader.wait_for_url(re.compile(rf"/consults/{consult.pk}/#viewer$"))
+    flash = reader.locator(".messages .message")
+    expect(flash).to_contain_text(f"Consult #{consult.pk} accepted: due in")
+    expect(flash).to_be_in_viewport()
+    viewer = reader.locator("#viewer [data-viewer]")
+    expect(viewer).to_be_visible()
+    reader.wait_for_selector("[data-viewer][data-state=ready]")
+    assert reader.evaluate(
+        "() => { const r = document.getElementById('viewer').getBoundingClientRect();"
+        " const menu = document.querySelector('header.topbar').getBoundingClientRect();"
+        " return r.top >= menu.bottom - 1 && r.top < menu.bottom + 40; }"
+    ), "the consult page did not open at the viewer"
+    reader.screenshot(path=str(SHOTS / f"accepted-at-viewer-{screen}.png"))
+    consult.refresh_from_db()
+    assert consult.state == State.ACCEPTED and consult.assignee_id == specialist.pk
+
+    # The physician's "My consults" shows it as accepted.
+    doctor.goto("/consults/")
+    expect(doctor.locator(f'tr[data-consult-id="{consult.pk}"]')).to_contain_text("Dr Reader")
+    assert doctor.evaluate(NO_SIDEWAYS_SCROLL)
+
+    assert reader.problems == [] and doctor.problems == []
