@@ -26,6 +26,7 @@ from .thumbnails import (
     THUMBNAIL_VIEWPORT,
     make_thumbnail,
     render_thumbnail,
+    stored_thumbnail,
     thumbnail_name,
 )
 from .windowing import Window
@@ -48,5 +49,6 @@ __all__ = [
     "read_header",
     "render_frame",
     "render_thumbnail",
+    "stored_thumbnail",
     "thumbnail_name",
 ]

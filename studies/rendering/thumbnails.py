@@ -4,13 +4,17 @@ window and media type when no stored thumbnail fits."""
 
 from __future__ import annotations
 
+import io
+from collections.abc import Callable
+
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from PIL import Image
 
 from .encode import encode
 from .errors import NotAnImage, RenderError
 from .frames import open_image
-from .picture import render_dataset
+from .picture import fit_within, render_dataset
 from .pixels import Source, middle_frame
 from .windowing import Window
 
@@ -34,6 +38,33 @@ def render_thumbnail(
     ds, source = open_image(source)
     image = render_dataset(ds, source, middle_frame(ds), window=window, viewport=viewport or THUMBNAIL_VIEWPORT)
     return encode(image, media_type, quality=quality)
+
+
+def stored_thumbnail(
+    instance, *, viewport: tuple[int, int] | None, media_type: str, quality: int, accepts: Callable[[str], bool]
+) -> tuple[bytes, str] | None:
+    """The instance's stored thumbnail where it can stand in for a new one, as ``(bytes, media
+    type)``: as it is when it fits ``viewport`` and ``accepts`` its type, else fitted and encoded
+    as ``media_type``; None when there is none or ``viewport`` is larger than it."""
+    if instance.status != instance.Status.READY or not instance.thumbnail:
+        return None
+    stored_type = "image/png" if instance.thumbnail.name.lower().endswith(".png") else "image/jpeg"
+    try:
+        with instance.thumbnail.storage.open(instance.thumbnail.name, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        return None
+    if not data:
+        return None
+    image = Image.open(io.BytesIO(data))
+    fits = viewport is None or (image.width <= viewport[0] and image.height <= viewport[1])
+    if fits and accepts(stored_type):
+        return data, stored_type
+    if fits or (viewport and max(image.size) >= max(viewport)):
+        if viewport:
+            image = fit_within(image, viewport)
+        return encode(image, media_type, quality=quality), media_type
+    return None
 
 
 def thumbnail_name(instance) -> str:

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-import io
 from collections.abc import Iterator
 
 from django.http import HttpRequest, HttpResponse
 from django.http.response import Http404
-from PIL import Image
 
 from teleconsult.responses import StreamingResponse
 
 from ...models import Instance
 from ...permissions import get_instance_for_user, get_series_for_user, get_study_for_user
-from ...rendering import NotAnImage, RenderError, encode, fit_within, render_frame, render_thumbnail
+from ...rendering import NotAnImage, RenderError, encode, render_frame, render_thumbnail, stored_thumbnail
 from ..errors import DicomwebError
 from ..media_types import accepts_any, parse_accept
 from ..multipart import multipart_content_type, multipart_stream, new_boundary
@@ -97,24 +95,16 @@ def thumbnail_response(request: HttpRequest, instance: Instance) -> HttpResponse
     params = parse_render_params(request.GET, request.headers.get("Accept"))
     ranges = parse_accept(request.GET.get("accept") or request.headers.get("Accept"))
     # The stored thumbnail serves unless a window is asked for or the viewport is larger than it.
-    if instance.status == Instance.Status.READY and instance.thumbnail and params.window is None:
-        name = instance.thumbnail.name.lower()
-        stored_type = "image/png" if name.endswith(".png") else "image/jpeg"
-        try:
-            with instance.thumbnail.storage.open(instance.thumbnail.name, "rb") as handle:
-                data = handle.read()
-        except FileNotFoundError:
-            data = b""
-        image = Image.open(io.BytesIO(data)) if data else None
-        fits = image is not None and (
-            params.viewport is None or (image.width <= params.viewport[0] and image.height <= params.viewport[1])
+    if params.window is None:
+        stored = stored_thumbnail(
+            instance,
+            viewport=params.viewport,
+            media_type=params.media_type,
+            quality=params.quality,
+            accepts=lambda media_type: accepts_any(ranges, media_type),
         )
-        if fits and accepts_any(ranges, stored_type):
-            return image_response(data, stored_type)
-        if fits or (image is not None and params.viewport and max(image.size) >= max(params.viewport)):
-            if params.viewport:
-                image = fit_within(image, params.viewport)
-            return image_response(encode(image, params.media_type, quality=params.quality), params.media_type)
+        if stored is not None:
+            return image_response(*stored)
     with open_stored(instance) as handle, rendering_refusals(instance):
         data = render_thumbnail(
             handle, viewport=params.viewport, window=params.window, media_type=params.media_type, quality=params.quality
