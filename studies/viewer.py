@@ -55,11 +55,34 @@ def series_list_json(series: list) -> str:
     return _dumps(rows)
 
 
+# What a series of objects without pixels holds, in words (singular, plural).
+OBJECT_NAMES = {
+    "RTPLAN": ("RT plan", "RT plans"),
+    "RTSTRUCT": ("RT structure set", "RT structure sets"),
+    "RTRECORD": ("RT treatment record", "RT treatment records"),
+    "SR": ("structured report", "structured reports"),
+    "DOC": ("document", "documents"),
+    "KO": ("key image note", "key image notes"),
+    "PR": ("presentation state", "presentation states"),
+    "SEG": ("segmentation", "segmentations"),
+    "REG": ("registration", "registrations"),
+}
+
+
 def no_images_sentence(study: Study) -> str:
     """What a study without images holds, in one sentence, shown instead of the viewer."""
-    kinds = sorted({m for m in study.series.values_list("modality", flat=True) if m})
-    what = f" (it holds {', '.join(kinds)} objects only)" if kinds else ""
-    return f"This study has no images to show{what}."
+    counts: dict[str, int] = {}
+    for modality, number in study.series.values_list("modality").annotate(number=Count("instances")):
+        if number:
+            counts[modality or ""] = counts.get(modality or "", 0) + number
+    parts = []
+    for modality, number in sorted(counts.items()):
+        one, many = OBJECT_NAMES.get(modality, (f"{modality} object".strip(), f"{modality} objects".strip()))
+        parts.append(f"{number} {one if number == 1 else many}")
+    if not parts:
+        return "This study has no images to show yet."
+    held = parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
+    return f"This study has no images to show: it holds {held}, which the viewer does not display."
 
 
 # Header attributes the browser needs to fetch and window the first image before the series

@@ -122,3 +122,13 @@ def write(datasets: list[Dataset], directory: Path) -> list[Path]:
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
+
+
+def rt_plan(study_uid: str) -> Dataset:
+    """An RT plan: a study object without pixel data (the viewer has nothing to show of it)."""
+    from pydicom.uid import RTPlanStorage
+
+    ds = _base(RTPlanStorage, "RTPLAN", study_uid, 1, "Plan")
+    ds.RTPlanLabel = "PLAN1"
+    ds.RTPlanGeometry = "PATIENT"
+    return ds

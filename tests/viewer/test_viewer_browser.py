@@ -43,7 +43,10 @@ def study_uid(browser, physician, patient_user, tmp_path, settings):
 def open_viewer(browser, live_server):
     contexts = []
 
-    def open_as(user, study_uid: str):
+    def open_as(user, study_uid: str, *, drawing: bool = False):
+        """The study's own viewer page. It has no drawing tools (nothing drawn there would be
+        kept); ``drawing`` turns the viewer's tool layer on, as the consult page has it, to test
+        the tools themselves by their shortcuts."""
         client = Client()
         client.force_login(user)
         context = browser.new_context(viewport={"width": 1100, "height": 800})
@@ -55,6 +58,8 @@ def open_viewer(browser, live_server):
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.goto(f"{live_server.url}/studies/{study_uid}/view/")
         page.wait_for_selector("[data-viewer][data-state=ready]")
+        if drawing:
+            page.evaluate(f"{VIEWER}.setReadOnly(false)")
         page.evaluate(
             f"""() => {{ window.changes = []; window.views = [];
                 {VIEWER}.on('annotation:change', (e) => window.changes.push(e));
@@ -91,7 +96,7 @@ def within(actual: float, expected: float, fraction: float = 0.01) -> bool:
 
 
 def test_length_and_ellipse_measure_known_geometry_within_one_percent(open_viewer, physician, study_uid):
-    page = open_viewer(physician, study_uid)
+    page = open_viewer(physician, study_uid, drawing=True)
     expect_overlay(page, "bl", "Im 1 / 3")
     expect_overlay(page, "tl", "Viewer Test")
 
@@ -179,7 +184,7 @@ def test_scroll_window_zoom_and_view_state(open_viewer, physician, study_uid):
 
 
 def test_annotations_from_elsewhere_are_shown_and_not_echoed(open_viewer, physician, study_uid):
-    page = open_viewer(physician, study_uid)
+    page = open_viewer(physician, study_uid, drawing=True)
     sop = page.evaluate(f"{VIEWER}.getViewState().instance_uid")
     saved = {
         "id": "a1",
@@ -205,6 +210,17 @@ def test_annotations_from_elsewhere_are_shown_and_not_echoed(open_viewer, physic
     expect_overlay(page, "tr", "Key image")
 
 
+def test_physician_on_the_study_viewer_gets_no_drawing_tools(open_viewer, physician, study_uid):
+    page = open_viewer(physician, study_uid)
+    assert page.locator("[data-tool=length]").count() == 0
+    expect(page.locator("[data-drawing-note]")).to_contain_text("Measurements are saved on a consult")
+    page.keyboard.press("l")
+    page.keyboard.press("m")
+    drag(page, (20, 20), (200, 200))
+    assert page.evaluate("window.changes") == []
+    assert page.errors == []
+
+
 def test_patient_gets_read_only_viewer(open_viewer, patient_user, study_uid):
     page = open_viewer(patient_user, study_uid)
     assert page.locator("[data-tool=length]").count() == 0
@@ -217,7 +233,7 @@ def test_patient_gets_read_only_viewer(open_viewer, patient_user, study_uid):
 
 
 def test_xray_uses_imager_spacing_and_colour_clip_uses_rendered_frames(open_viewer, physician, study_uid):
-    page = open_viewer(physician, study_uid)
+    page = open_viewer(physician, study_uid, drawing=True)
     series = page.evaluate(f"{VIEWER}.seriesList.map((s) => [s.modality, s.uid])")
     assert [m for m, _ in series] == ["CT", "DX", "US", "XA"]
 

@@ -153,7 +153,7 @@ def test_rt_plan_only_study_shows_a_sentence_instead_of_the_viewer(client, physi
     response = client.get(viewer_url(study))
     assert response.status_code == 200
     html = response.content.decode()
-    assert "This study has no images to show (it holds RTPLAN objects only)." in html
+    assert "This study has no images to show: it holds 1 RT plan, which the viewer does not display." in html
     assert "data-empty" in html
     for absent in ("data-series-list", "data-first-instance", "data-canvas", 'data-tool="wl"', 'rel="preload"'):
         assert absent not in html

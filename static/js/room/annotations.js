@@ -35,6 +35,9 @@ export class AnnotationSync {
     this.saving = false;
     this.statusEl = root.querySelector("[data-annotations-status]");
     this.meId = Number(root.dataset.meId);
+    // The page shows the save state beside the viewer; the toolbar repeats it only when the
+    // viewer fills the window (static/css/viewer.css).
+    if (this.statusEl && viewer.root) viewer.root.dataset.saveOutside = "";
     // The API lets each member of the care team change only what they drew.
     if (typeof viewer.setEditRule === "function") {
       viewer.setEditRule((a) => !a || !a.author || Number(a.author.id) === this.meId);
