@@ -7,13 +7,12 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
-from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from teleconsult.errors import on_refusal
 
 from .. import actions, colleagues, forms, permissions
-from ..errors import IllegalTransitionError
+from ..errors import ConsultError, IllegalTransitionError
 from .consult import detail_url
 
 
@@ -47,16 +46,20 @@ def colleague_invitation(request, invitation_pk: int):
     """The invited colleague's page: which consult, who asks, accept or decline."""
     invitation = colleagues.get_invitation_for_user(request.user, invitation_pk)
     if request.method == "POST":
-        on_refusal(request, reverse("consultations:mine"))
         answer = request.POST.get("answer")
-        if answer not in actions.INVITATION_ANSWERS:
-            raise IllegalTransitionError("answer: accept or decline.")
-        actions.INVITATION_ANSWERS[answer](invitation, user=request.user)
-        if answer == "decline":
-            messages.success(request, "Declined.")
-            return redirect("consultations:mine")
-        messages.success(request, f"You joined consult #{invitation.consult_id}.")
-        return redirect(detail_url(invitation.consult))
+        try:
+            if answer not in actions.INVITATION_ANSWERS:
+                raise IllegalTransitionError("answer: accept or decline.")
+            actions.INVITATION_ANSWERS[answer](invitation, user=request.user)
+        except ConsultError as exc:
+            # Shown on the invitation page, which says what the invitation has become.
+            messages.error(request, exc.message)
+        else:
+            if answer == "decline":
+                messages.success(request, "Declined.")
+                return redirect("consultations:mine")
+            messages.success(request, f"You joined consult #{invitation.consult_id}.")
+            return redirect(detail_url(invitation.consult))
     return render(request, "consultations/colleague_invitation.html", {"invitation": invitation})
 
 

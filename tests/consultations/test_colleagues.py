@@ -120,3 +120,12 @@ def test_the_page_form_answers_the_same_for_any_address(client, physician, accep
         response = client.post(f"/consults/{accepted.pk}/participants/", {"email": email}, follow=True)
         messages = [str(m) for m in response.context["messages"]]
         assert messages == [f"Invitation sent to {email}. They join the consult once they accept."]
+
+
+def test_a_refused_answer_is_shown_on_the_invitation_page(client, invite, accepted, colleague):
+    invitation_id = invite(accepted, colleague.email).data["invitation_id"]
+    client.force_login(colleague)
+    response = client.post(f"/consults/invitations/{invitation_id}/", {"answer": "maybe"})
+    assert response.status_code == 200
+    assert "answer: accept or decline." in response.content.decode()
+    assert not accepted.is_participant(colleague)
