@@ -1,4 +1,4 @@
-"""The product's one error type, and the three places it is turned into an answer.
+"""The product's one error type, and the places it is turned into an answer.
 
 A change the portal refuses for a reason the user can act on raises :class:`PortalError` (or a
 subclass naming the area: ``ConsultError``, ``DicomwebError``...). It carries a machine-readable
@@ -9,7 +9,8 @@ per interface:
   ``{"detail": message, "code": code, **data}`` with ``status``;
 - pages: :class:`PortalErrorMiddleware` flashes the message and sends the browser back where the
   view said a refusal goes (:func:`on_refusal`), or renders ``refused.html`` with ``status``;
-- WebSocket frames: :func:`error_frame` is ``{"type": "error", "code": code, "message": message}``.
+- WebSocket frames: :func:`error_frame` is ``{"type": "error", "code": code, "message": message}``;
+- DICOMweb, whose contract answers ``{"detail": message}`` only: ``studies.dicomweb.errors``.
 
 Views that show the message beside a form field still catch it themselves (``form.add_error``);
 everything else lets it propagate.
