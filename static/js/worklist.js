@@ -65,7 +65,26 @@ async function reloadList() {
   list.querySelectorAll("tr[data-consult-id]").forEach((row) => {
     if (!before.has(row.dataset.consultId)) row.classList.add("arrived");
   });
+  list.querySelectorAll("template[data-nav-counts]").forEach((counts) => {
+    counts.content.querySelectorAll("[data-key]").forEach(({ dataset }) => setNavCount(dataset));
+  });
   refresh();
+}
+
+function setNavCount({ key, url, count }) {
+  const link = document.querySelector(`.nav a[href="${url}"]`);
+  if (!link) return;
+  let badge = link.querySelector(`[data-nav-count="${key}"]`);
+  if (!badge && count !== "0") {
+    badge = document.createElement("span");
+    badge.className = "count";
+    badge.dataset.navCount = key;
+    link.append(" ", badge);
+  }
+  if (badge) {
+    badge.textContent = count;
+    badge.hidden = count === "0";
+  }
 }
 
 // Frames come in bursts (one change, several tabs, chat): one request at a time, and one more

@@ -313,6 +313,7 @@ def test_the_list_alone_is_served_for_the_live_refresh(client, consult, speciali
     body = response.content.decode()
     assert response.status_code == 200 and "<html" not in body and f'data-consult-id="{consult.pk}"' in body
     assert "X-List-Only" in response["Vary"]
+    assert '<span data-key="worklist" data-url="/worklist/" data-count="1">' in body  # the menu's count, live too
     assert "<html" in _page(client, specialist, "/worklist/").content.decode()
 
 

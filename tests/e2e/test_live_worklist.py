@@ -49,7 +49,7 @@ def test_a_stat_consult_arrives_live_and_is_accepted_from_the_row(browser_contex
     expect(reader.locator(".empty")).to_contain_text("Nothing here")
     reader.get_by_label("Sound for new STAT consults").check()  # the tone plays on a real page; here it must not break
 
-    doctor = watched(browser_context())
+    doctor = watched(browser_context(viewport=VIEWPORTS[screen]))
     login(doctor, physician)
     doctor.goto(f"/studies/{uid}/consult/new/")
     doctor.fill("textarea[name=question]", "Acute subdural haematoma after a fall?")
@@ -67,6 +67,7 @@ def test_a_stat_consult_arrives_live_and_is_accepted_from_the_row(browser_contex
     expect(row.locator(".badge").first).to_contain_text("left")
     toast = reader.locator("[data-toasts] .toast.stat")
     expect(toast).to_contain_text(f"New STAT consult #{consult.pk} offered to you.")
+    expect(reader.locator('[data-nav-count="worklist"]')).to_have_text("1")
     expect(reader.locator("[data-toasts]")).to_have_attribute("role", "status")
     assert reader.evaluate(NO_SIDEWAYS_SCROLL), "the worklist scrolls sideways"
     reader.screenshot(path=str(SHOTS / f"worklist-live-{screen}.png"), full_page=True)
@@ -91,6 +92,7 @@ def test_a_stat_consult_arrives_live_and_is_accepted_from_the_row(browser_contex
     # The physician's "My consults" shows it as accepted.
     doctor.goto("/consults/")
     expect(doctor.locator(f'tr[data-consult-id="{consult.pk}"]')).to_contain_text("Dr Reader")
-    assert doctor.evaluate(NO_SIDEWAYS_SCROLL)
+    assert doctor.evaluate(NO_SIDEWAYS_SCROLL), "My consults scrolls sideways"
+    doctor.screenshot(path=str(SHOTS / f"my-consults-{screen}.png"), full_page=True)
 
     assert reader.problems == [] and doctor.problems == []
