@@ -12,12 +12,11 @@ from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import mm
-from reportlab.platypus import Image, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+from reportlab.platypus import Image, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from studies.rendering import encode, render_frame
 
 from .models import ConsultRequest, Report
-from .models.reports import signer_credentials
 from .reports import Evidence, evidence_for, modalities_in_words
 
 logger = logging.getLogger(__name__)
@@ -33,18 +32,6 @@ def _para(text: str, style) -> Paragraph:
 
 def _when(value) -> str:
     return timezone.localtime(value).strftime("%Y-%m-%d %H:%M %Z") if value else "-"
-
-
-def signer_line(report: Report) -> str:
-    """ "Dr Sam Specialist, Neuroradiology, Chest; licensed in US, DE": as it stood at signing
-    (versions signed before credentials were kept: the signer's profile today)."""
-    credentials = report.signer_credentials or (signer_credentials(report.signed_by) if report.signed_by else {})
-    if not credentials:
-        return "-"
-    text = ", ".join([credentials.get("name") or "-", *credentials.get("specialties", [])])
-    if credentials.get("jurisdictions"):
-        text += f"; licensed in {', '.join(credentials['jurisdictions'])}"
-    return text
 
 
 def _key_image_cell(evidence: Evidence, width: float, body) -> list:
@@ -141,11 +128,11 @@ def render_report_pdf(consult: ConsultRequest, versions: list[Report]) -> bytes:
             story += [Paragraph("Summary for the patient", heading), _para(report.patient_summary, body)]
         story += [
             Spacer(1, 2 * mm),
-            _para(f"Electronically signed by {signer_line(report)} on {_when(report.signed_at)}.", small),
+            _para(f"Electronically signed by {report.signer_line} on {_when(report.signed_at)}.", small),
             _para(f"SHA-256 of the signed content: {report.content_sha256}", small),
         ]
     key_images = key_images_table(consult, doc.width, body)
     if key_images is not None:
-        story += [Spacer(1, 4 * mm), Paragraph("Key images", styles["Heading2"]), key_images]
+        story += [Spacer(1, 4 * mm), KeepTogether([Paragraph("Key images", styles["Heading2"]), key_images])]
     doc.build(story)
     return buffer.getvalue()

@@ -112,6 +112,18 @@ class Report(models.Model):
     def is_addendum(self) -> bool:
         return self.version > 1
 
+    @property
+    def signer_line(self) -> str:
+        """ "Dr Sam Specialist, Neuroradiology, Chest; licensed in US, DE" as it stood at signing
+        (for versions signed before credentials were kept: the signer's profile today)."""
+        credentials = self.signer_credentials or (signer_credentials(self.signed_by) if self.signed_by else {})
+        if not credentials:
+            return "-"
+        text = ", ".join([credentials.get("name") or "-", *credentials.get("specialties", [])])
+        if credentials.get("jurisdictions"):
+            text += f"; licensed in {', '.join(credentials['jurisdictions'])}"
+        return text
+
     def canonical_content(self) -> bytes:
         """The bytes the signature hash covers: the text, the consult, the version and the signer."""
         payload = {field: getattr(self, field) for field in self.TEXT_FIELDS}

@@ -45,6 +45,11 @@ if (form) {
     if (!edited && replaceChoice) {
       edited = true;
       replaceChoice.hidden = false;
+      const hint = templateSwitch.querySelector("[data-template-hint]");
+      if (hint) {
+        hint.textContent =
+          "Chosen by the study's modality and body part. The draft was edited: starting over replaces the findings, impression and recommendations.";
+      }
     }
     if (timer) window.clearTimeout(timer);
     timer = window.setTimeout(save, 1200);
@@ -90,9 +95,19 @@ if (form) {
     });
   }
 
+  // A form that posts the text itself: no autosave after it (it would reach a signed report) and
+  // no "leave the page?" question.
+  function settle() {
+    if (timer) window.clearTimeout(timer);
+    timer = null;
+    dirty = false;
+  }
+  form.addEventListener("submit", settle);
+
   // Signing sends the current text with the password, so nothing typed is lost.
   const signForm = document.querySelector("[data-sign-form]");
   signForm?.addEventListener("submit", () => {
+    settle();
     for (const [name, value] of Object.entries(values())) {
       const input = document.createElement("input");
       input.type = "hidden";

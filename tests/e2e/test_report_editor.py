@@ -1,0 +1,157 @@
+"""The report editor in a browser, on a desk (1366x850) and on a phone (390x844): a chest CT starts
+from the chest template, a measurement goes into the findings with one click, the page never
+scrolls sideways (the signature hash wraps), and the signed PDF holds the key image.
+
+Screenshots go to $TELECONSULT_SHOTS (when set) for a person to look at."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+from pypdf import PdfReader
+
+from consultations import actions
+from consultations.demo import ensure_report_templates
+from consultations.models import Annotation
+from studies.ingest import ingest_file
+from studies.models import Instance, Study
+from tests.e2e.conftest import PASSWORD, login
+from tests.factories import ConsultFactory
+from tests.viewer import dicom
+
+pytestmark = pytest.mark.e2e
+
+STUDY_UID = "1.2.826.0.1.3680043.10.543.1515"
+DESK = {"width": 1366, "height": 850}
+PHONE = {"width": 390, "height": 844}
+SHOTS = Path(os.environ["TELECONSULT_SHOTS"]) if os.environ.get("TELECONSULT_SHOTS") else None
+
+
+def in_plain_thread(fn):
+    """Actions broadcast through the channel layer, which they cannot do from this thread while
+    Playwright's event loop runs in it."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(fn).result()
+
+
+def shot(page, name: str) -> None:
+    if SHOTS is not None:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / name), full_page=True)
+
+
+THUMBNAILS_LOADED = (
+    "() => [...document.querySelectorAll('.evidence-list img')].every((img) => img.complete && img.naturalWidth > 0)"
+)
+
+
+def horizontal_overflow(page) -> int:
+    return page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+
+
+@pytest.fixture
+def chest_consult(live_user, tmp_path):
+    ensure_report_templates()  # transactional tests flush what the migration seeded
+    physician = live_user("physician", email="report-doc@example.com", name="Dr Referrer")
+    specialist = live_user("specialist", email="report-reader@example.com", name="Dr Reader")
+    slices = dicom.ct_slices(STUDY_UID, count=3)
+    for ds in slices:
+        ds.BodyPartExamined = "CHEST"
+        ds.StudyDescription = "CT chest"
+    for path in dicom.write(slices, tmp_path / "in"):
+        assert ingest_file(path, filename=path.name, user=physician).status == "stored"
+    consult = ConsultFactory(requester=physician, study=Study.objects.get(study_instance_uid=STUDY_UID))
+
+    def send_and_accept():
+        actions.submit_consult(consult, by=physician)
+        actions.accept_consult(consult, by=specialist)
+
+    in_plain_thread(send_and_accept)
+    images = list(Instance.objects.filter(series__study=consult.study).order_by("instance_number"))
+    for instance, tool, values, label in [
+        (images[1], "length", {"length": 13.24, "unit": "mm"}, ""),
+        (images[1], "key_image", {}, "Nodule"),
+    ]:
+        Annotation.objects.create(
+            id=uuid.uuid4(),
+            consult=consult,
+            sop_instance_uid=instance.sop_instance_uid,
+            tool=tool,
+            values=values,
+            label=label,
+            author=specialist,
+        )
+    return consult, specialist
+
+
+def open_editor(browser_context, user, consult, viewport):
+    page = browser_context(viewport=viewport).new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.errors = errors
+    login(page, user)
+    page.goto(f"/consults/{consult.pk}/")
+    page.get_by_role("link", name="Write the report").click()
+    page.wait_for_url(re.compile(rf"/consults/{consult.pk}/report/$"))
+    # Polled from here: the page's CSP forbids the eval that wait_for_function polls with.
+    for _ in range(100):
+        if page.evaluate(THUMBNAILS_LOADED):
+            break
+        page.wait_for_timeout(100)
+    assert page.evaluate(THUMBNAILS_LOADED), "the key image and measurement thumbnails did not load"
+    return page
+
+
+def test_report_editor_on_a_desk_inserts_a_measurement(browser_context, chest_consult):
+    consult, specialist = chest_consult
+    page = open_editor(browser_context, specialist, consult, DESK)
+    expect(page.locator("#template-choice option:checked")).to_have_text("CT chest (CT)")
+    expect(page.locator("textarea[name=findings]")).to_contain_text("Pleura: no effusion")
+    expect(page.locator(".evidence-list li")).to_have_count(2)
+
+    page.get_by_role("button", name="Insert").first.click()
+    expect(page.locator("textarea[name=findings]")).to_have_value(re.compile(r"Length 13\.2 mm \(series 1, image 2\)$"))
+    expect(page.locator("[data-autosave-status]")).to_contain_text("Saved at", timeout=10_000)
+    assert consult.reports.get().findings.endswith("Length 13.2 mm (series 1, image 2)")
+    # Typed text makes a template switch ask first.
+    expect(page.locator("[data-replace-choice]")).to_be_visible()
+    shot(page, "report-editor-1366x850.png")
+    assert page.errors == []
+
+
+def test_report_page_fits_a_phone_before_and_after_signing(browser_context, chest_consult, tmp_path):
+    consult, specialist = chest_consult
+    page = open_editor(browser_context, specialist, consult, PHONE)
+    assert horizontal_overflow(page) <= 0
+    page.get_by_role("button", name="Insert").nth(1).click()
+    expect(page.locator("textarea[name=findings]")).to_have_value(re.compile(r"Key image: Nodule"))
+    page.fill("textarea[name=impression]", "Indeterminate 13 mm nodule in the right upper lobe.")
+    shot(page, "report-editor-390x844.png")
+
+    page.fill("input[name=password]", PASSWORD)
+    page.get_by_role("button", name="Sign the report").click()
+    page.wait_for_url(re.compile(rf"/consults/{consult.pk}/$"))
+    page.goto(f"/consults/{consult.pk}/report/")
+    hash_text = page.locator("code.hash").first
+    expect(hash_text).to_have_text(re.compile(r"^[0-9a-f]{64}$"))
+    assert horizontal_overflow(page) <= 0, "the signed report page scrolls sideways on a phone"
+    shot(page, "report-signed-390x844.png")
+
+    response = page.request.get(f"/consults/{consult.pk}/report.pdf")
+    assert response.ok
+    if SHOTS is not None:
+        (SHOTS / "report.pdf").write_bytes(response.body())
+    pdf = PdfReader(io.BytesIO(response.body()))
+    text = " ".join(" ".join(p.extract_text().split()) for p in pdf.pages)
+    assert "Dr Reader, Neuroradiology, General radiology; licensed in US, DE" in text
+    assert sum(len(p.images) for p in pdf.pages) == 1
+    assert page.errors == []
