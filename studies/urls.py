@@ -39,6 +39,7 @@ urlpatterns = [
     path("patients/<int:pk>/", browse.patient_detail, name="patient"),
     path("studies/<study_page_uid:study_uid>/view/", viewer.study_viewer, name="viewer"),
     path("studies/upload/", upload.upload_page, name="upload"),
+    path("studies/upload/summary.json", upload.upload_summary, name="upload-summary"),
     path("studies/<study_page_uid:study_uid>/access/", access.study_access, name="access"),
     path("studies/<study_page_uid:study_uid>/access/links/", access.create_link, name="create-link"),
     path(

@@ -1,5 +1,7 @@
 // Upload page: files, whole folders (picker or drag and drop) and zip archives go to the upload
-// API one file per request, so each file shows its own progress and then its result.
+// API one file per request, so each file shows its own progress and then its result. The results
+// are gathered by study: each study the files went to (new, added to, or already stored), its
+// counts, the files refused under it, and the buttons to open it or take it further.
 
 const CONCURRENCY = 3;
 
@@ -7,13 +9,26 @@ const root = document.getElementById("upload");
 const drop = document.getElementById("upload-drop");
 const list = document.getElementById("upload-list");
 const summary = document.getElementById("upload-summary");
+const studiesBox = document.getElementById("upload-studies");
+const nextBox = document.getElementById("upload-next");
+const filesDetail = document.getElementById("upload-files-detail");
 const apiUrl = root.dataset.apiUrl;
+const summaryUrl = root.dataset.summaryUrl;
+const openedAt = root.dataset.openedAt;
+const then = root.dataset.then;
 const maxRequestSize = Number(root.dataset.maxRequestSize);
 const csrfToken = root.querySelector("input[name=csrfmiddlewaretoken]").value;
 
 const counts = { stored: 0, already_stored: 0, refused: 0, pending: 0 };
 const queue = [];
 let active = 0;
+let files = 0;
+
+// Study instance UID -> { uid, stored, already_stored, refused: [{name, reason}], info, node }.
+// Refused files that name no study are kept under NO_STUDY.
+const NO_STUDY = "";
+const groups = new Map();
+let summaryRequest = 0;
 
 function human(bytes) {
   const units = ["bytes", "KB", "MB", "GB", "TB"];
@@ -34,6 +49,178 @@ function showCounts() {
   }
   const done = summary.querySelector(".upload-done");
   done.hidden = counts.pending > 0 || counts.stored + counts.already_stored === 0;
+  filesDetail.hidden = false;
+  filesDetail.querySelector('[data-count="files"]').textContent = String(files);
+  if (counts.pending === 0) refreshStudies();
+}
+
+function plural(n, one, many) {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+function groupFor(uid) {
+  let group = groups.get(uid);
+  if (!group) {
+    group = { uid, stored: 0, already_stored: 0, refused: [], info: null, node: null };
+    groups.set(uid, group);
+  }
+  return group;
+}
+
+// One file's result, counted under its study.
+function record(entry) {
+  const { status } = describe(entry);
+  const group = groupFor(entry.study_instance_uid || NO_STUDY);
+  if (status === "stored") group.stored += 1;
+  else if (status === "already_stored") group.already_stored += 1;
+  else group.refused.push({ name: entry.filename, reason: status === "skipped" ? `skipped: ${entry.reason}` : entry.reason });
+  renderGroup(group);
+}
+
+function kept(group) {
+  return group.stored + group.already_stored;
+}
+
+// What happened to the study in words: "New study", "Added to an existing study", "Already stored".
+function headline(group) {
+  if (group.uid === NO_STUDY) return "No study could be read from them";
+  if (!kept(group)) return "Not stored";
+  if (!group.stored) return "Already stored";
+  if (!group.info) return "Stored";
+  return group.info.is_new ? "New study" : "Added to an existing study";
+}
+
+const STATES = {
+  "No study could be read from them": "refused",
+  "Not stored": "refused",
+  "Already stored": "already_stored",
+  Stored: "stored",
+  "New study": "new",
+  "Added to an existing study": "added",
+};
+
+function countsLine(group) {
+  const parts = [];
+  if (group.stored) parts.push(`${plural(group.stored, "image", "images")} stored`);
+  if (group.already_stored) parts.push(`${plural(group.already_stored, "image", "images")} already stored`);
+  if (group.refused.length) parts.push(`${plural(group.refused.length, "file", "files")} refused`);
+  if (group.info && kept(group)) parts.push(`${plural(group.info.num_instances, "image", "images")} in the study`);
+  return parts.join(" · ");
+}
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function actionLink(action, extraClass = "") {
+  const link = element("a", `button${action.primary ? "" : " secondary"}${extraClass}`, action.label);
+  link.href = action.url;
+  link.dataset.studyAction = action.name;
+  return link;
+}
+
+function renderGroup(group) {
+  if (!group.node) {
+    group.node = element("section", "upload-study");
+    group.node.dataset.studyUid = group.uid;
+    // Refused files naming no study come last, under every study.
+    const loose = groups.get(NO_STUDY);
+    if (group.uid !== NO_STUDY && loose && loose.node) studiesBox.insertBefore(group.node, loose.node);
+    else studiesBox.append(group.node);
+  }
+  const node = group.node;
+  node.replaceChildren();
+  node.dataset.state = STATES[headline(group)];
+
+  const head = element("div", "upload-study-head");
+  const title = element("h3", "upload-study-title");
+  if (group.uid === NO_STUDY) title.textContent = "Files not stored";
+  else title.textContent = group.info ? group.info.description || "Study without description" : "Study";
+  head.append(title);
+  for (const modality of (group.info && group.info.modalities) || []) head.append(element("span", "badge", modality));
+  node.append(head);
+
+  const state = element("p", "upload-study-state");
+  state.append(element("strong", "", headline(group)));
+  const line = countsLine(group);
+  if (line) state.append(document.createTextNode(` · ${line}`));
+  node.append(state);
+  if (group.info && group.info.patient) node.append(element("p", "muted upload-study-patient", group.info.patient));
+
+  if (group.refused.length) {
+    const refused = element("ul", "upload-refused");
+    refused.setAttribute("aria-label", "Refused files");
+    for (const file of group.refused) {
+      const item = element("li");
+      item.append(element("span", "upload-name", file.name), element("span", "upload-reason", file.reason));
+      refused.append(item);
+    }
+    node.append(refused);
+  }
+
+  if (group.info) {
+    const buttons = element("p", "button-group upload-study-actions");
+    const open = element("a", "button secondary", "Open");
+    open.href = group.info.url;
+    open.dataset.studyAction = "open";
+    buttons.append(open);
+    for (const action of group.info.actions) buttons.append(actionLink(action));
+    node.append(buttons);
+  }
+}
+
+// Once every file is in: ask the server about the studies they went to, then offer the next step.
+async function refreshStudies() {
+  const uids = [...groups.values()].filter((g) => g.uid !== NO_STUDY && kept(g)).map((g) => g.uid);
+  if (!uids.length) return;
+  const request = ++summaryRequest;
+  const query = new URLSearchParams({ since: openedAt });
+  for (const uid of uids) query.append("study", uid);
+  let body;
+  try {
+    const response = await fetch(`${summaryUrl}?${query}`, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+    if (!response.ok) return;
+    body = await response.json();
+  } catch {
+    return; // The per-file results stand; the studies' details are a convenience.
+  }
+  if (request !== summaryRequest) return;
+  for (const info of body.studies) {
+    const group = groups.get(info.study_instance_uid);
+    if (!group) continue;
+    group.info = info;
+    renderGroup(group);
+  }
+  offerNextStep();
+}
+
+// Reached from "Upload and ask for a second opinion" (?then=<action>): with one study in, go on to
+// that step at once when nothing was refused, else offer it first, above the results.
+function offerNextStep() {
+  if (!then || counts.pending > 0) return;
+  const studies = [...groups.values()].filter((g) => g.uid !== NO_STUDY && kept(g) && g.info);
+  if (studies.length !== 1) {
+    nextBox.hidden = true;
+    return;
+  }
+  const [study] = studies;
+  const action = study.info.actions.find((a) => a.name === then);
+  if (!action) return;
+  if (counts.refused === 0) {
+    nextBox.replaceChildren(element("p", "", `The study is in. Opening “${action.label}”…`));
+    nextBox.hidden = false;
+    window.location.assign(action.url);
+    return;
+  }
+  const text = element("p");
+  text.append("The study is in: ", element("strong", "", study.info.description || "Study without description"), ". Some files were refused (see below).");
+  const link = actionLink({ ...action, primary: true }, " upload-next-button");
+  nextBox.replaceChildren(text, link);
+  nextBox.hidden = false;
+  link.focus();
 }
 
 function describe(result) {
@@ -61,7 +248,8 @@ function addRow(name, size) {
   result.textContent = "waiting";
   row.append(label, progress, result);
   list.append(row);
-  return { row, progress, result };
+  files += 1;
+  return { row, progress, result, name };
 }
 
 function settle(ui, results) {
@@ -94,6 +282,7 @@ function settle(ui, results) {
   }
   for (const entry of results) {
     counts[entry.status] = (counts[entry.status] || 0) + 1;
+    record(entry);
   }
 }
 
@@ -101,6 +290,9 @@ function fail(ui, message) {
   ui.result.dataset.status = "error";
   ui.result.textContent = `refused: ${message}`;
   counts.refused += 1;
+  const group = groupFor(NO_STUDY);
+  group.refused.push({ name: ui.name, reason: message });
+  renderGroup(group);
 }
 
 function send(item) {
@@ -108,6 +300,8 @@ function send(item) {
     const { file, name, ui } = item;
     const form = new FormData();
     form.append("files", file, name);
+    // A refused file is a result to show, not a failed request (no 400 in the console for it).
+    form.append("per_file", "1");
     const practice = document.getElementById("upload-practice");
     if (practice) {
       form.append("practice", practice.value);
@@ -220,7 +414,10 @@ drop.addEventListener("drop", (event) => {
   drop.classList.remove("is-over");
   takeDrop(event.dataTransfer);
 });
+// The drop zone is a button too: Enter or Space opens the file picker (keys pressed on the inputs
+// inside it are theirs).
 drop.addEventListener("keydown", (event) => {
+  if (event.target !== drop) return;
   if (event.key === "Enter" || event.key === " ") {
     event.preventDefault();
     document.getElementById("upload-files").click();

@@ -64,13 +64,19 @@ UploadRequest = inline_serializer(
             help_text="The practice new studies are filed under (one you are a member of); "
             "your default practice when absent",
         ),
+        "per_file": serializers.BooleanField(
+            required=False,
+            help_text="1: answer 200 with the results even when every file was refused (for clients that "
+            "read each file's result, such as the upload page, a refused file is not a failed request)",
+        ),
     },
 )
 
 
-def upload_response(results) -> tuple[dict, int]:
+def upload_response(results, *, per_file: bool = False) -> tuple[dict, int]:
     """The body and status of an upload: 201 when something was stored, 200 when nothing new but
-    something already there, 400 when everything was refused or nothing was sent."""
+    something already there, 400 when everything was refused (200 when ``per_file``: the client
+    reads each file's result) or nothing was sent."""
     counts = {
         "stored": sum(r.status == STORED for r in results),
         "already_stored": sum(r.status == ALREADY_STORED for r in results),
@@ -89,7 +95,7 @@ def upload_response(results) -> tuple[dict, int]:
         if len(results) > 1
         else f"The file was refused: {results[0].reason}"
     )
-    return body, status.HTTP_400_BAD_REQUEST
+    return body, status.HTTP_200_OK if per_file else status.HTTP_400_BAD_REQUEST
 
 
 def request_too_large(request) -> str | None:
@@ -140,5 +146,5 @@ class UploadView(APIView):
             # Named as the field at fault too, and with the (empty) results every upload answer has.
             return Response({"detail": exc.message, "practice": [exc.message], "results": []}, status=400)
         results = ingest_files([(upload.name, upload) for upload in uploads], user=request.user, practice=practice)
-        body, code = upload_response(results)
+        body, code = upload_response(results, per_file=request.data.get("per_file") == "1")
         return Response(body, status=code)
