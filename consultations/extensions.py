@@ -56,7 +56,8 @@ def _consults(user):
 
 
 def study_consults_panel(request: HttpRequest, study: Study) -> dict[str, Any] | None:
-    """Shown to anyone who sees the study and either has a consult on it or may ask for one."""
+    """Shown to anyone who sees the study and either has a consult on it or may ask for one (the
+    button to ask is the page's header action, ``ask_for_second_opinion``)."""
     user = request.user
     rows = _rows(user, _consults(user).filter(study=study))
     ask = ask_for_second_opinion(request, study)
