@@ -63,6 +63,9 @@ def test_physician_uploads_a_study_sees_it_grouped_and_asks_for_a_second_opinion
     page = browser_context(**(DESK if size == "desk" else PHONE)).new_page()
     errors = watch_console(page)
     login(page, physician)
+    expect(page.get_by_role("heading", name="Welcome, Dr Journey")).to_be_visible()
+    assert_fits(page)
+    shoot(page, f"home-{size}")
 
     # Home -> the upload page in upload-and-ask mode.
     page.get_by_role("link", name="Upload and ask for a second opinion").click()
