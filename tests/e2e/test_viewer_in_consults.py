@@ -217,7 +217,9 @@ def test_a_study_of_one_rt_plan_shows_a_sentence_not_a_broken_viewer(browser_con
     assert result.status == "stored", result.reason
     for viewport, name in ((DESK, "rtplan-desk"), (PHONE, "rtplan-phone")):
         page = open_page(browser_context, physician, f"/studies/{uid}/view/", viewport=viewport, wait_ready=False)
-        expect(page.locator("[data-no-images]")).to_have_text("This study has no images to show: it holds 1 RT plan, which the viewer does not display.")
+        expect(page.locator("[data-no-images]")).to_have_text(
+            "This study has no images to show: it holds 1 RT plan, which the viewer does not display."
+        )
         expect(page.locator("[data-canvas]")).to_have_count(0)
         page.wait_for_load_state("networkidle")
         assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
