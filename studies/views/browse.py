@@ -11,7 +11,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from .. import audit, invitations, panels
-from ..browse import StudyFilterForm, search_studies, status_counts, with_summary
+from ..browse import StudyFilterForm, keys_in_order, search_studies, status_counts, with_summary
 from ..models import AccessEvent, Instance
 from ..paging import CappedPaginator
 from ..permissions import get_patient_for_user, get_study_for_user, visible_studies
@@ -39,7 +39,11 @@ def study_list(request: HttpRequest) -> HttpResponse:
     visible = visible_studies(request.user)
     form = StudyFilterForm(request.GET or None)
     filters = form.valid_filters()
-    paginator = CappedPaginator(with_summary(search_studies(visible, filters)), STUDIES_PER_PAGE)
+    paginator = CappedPaginator(
+        with_summary(search_studies(visible, filters)),
+        STUDIES_PER_PAGE,
+        keys_for=keys_in_order(request.user, filters),
+    )
     page = paginator.get_page(request.GET.get("page"))
     filtered = any(name != "sort" for name in filters)
     context = {
