@@ -707,7 +707,8 @@ OFFERED_CONSULT_ROUTES = [
         consult("page", "do/accept/", which="offered"),
         {OWNER: 302, OFFERED: 302},
         method="post",
-        location=consult("page", which="offered"),
+        # Accepting opens the consult page on its viewer.
+        location=lambda w: consult("page", which="offered")(w) + "#viewer",
         check=taken_only_by_the_offered_specialist,
     ),
 ]
