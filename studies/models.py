@@ -98,16 +98,13 @@ class StudyQuerySet(models.QuerySet):
         order (see studies.paging.ordered_keys); None where one query is as good (administrators
         see everything, nobody signed in sees nothing).
 
-        The grants' path is sorted by the grant's copy of its study's date, time and upload time,
-        which an index of the user's active grants holds in order."""
+        The grants' path is walked along an index of the user's active grants, which keep a copy
+        of their study's date, time and upload time, a window of studies at a time."""
         if not user or not user.is_authenticated or not user.is_active or user.is_admin:
             return None
-        now = timezone.now()
-        active = Q(grants__user=user, grants__revoked_at__isnull=True) & (
-            Q(grants__until__isnull=True) | Q(grants__until__gt=now)
-        )
+        grants = AccessGrant.objects.active().filter(user=user)
         branches = [
-            Branch(self.filter(active), GRANT_SORT_COPIES),
+            Branch(self, walk=grants, names=GRANT_SORT_COPIES),
             Branch(self.filter(patient__in=Patient.objects.filter(account=user).values("pk"))),
         ]
         practices = user.practice_ids() if user.role != "patient" else []
@@ -263,10 +260,10 @@ class AccessGrantQuerySet(models.QuerySet):
 
 # Study columns a search orders by -> the grant's copy of them (see AccessGrant).
 GRANT_SORT_COPIES = {
-    "study_date": "grants__study_date",
-    "study_time": "grants__study_time",
-    "created_at": "grants__study_created_at",
-    "pk": "grants__study",
+    "study_date": "study_date",
+    "study_time": "study_time",
+    "created_at": "study_created_at",
+    "pk": "study_id",
 }
 
 

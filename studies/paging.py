@@ -19,8 +19,9 @@ from django.db.models.expressions import OrderBy
 from django.utils.functional import cached_property
 
 # The list page counts matches up to this many (or one page past the page shown, when further);
-# past it, it says "more than": an exact count of a large practice's studies scans all of them.
-COUNT_LIMIT = 1000
+# past it, it says "more than": counting matches reads them, and a name search at a practice of a
+# million studies reads a dozen rows per match (ten pages are as far as anyone reads a list).
+COUNT_LIMIT = 250
 # Pages further than this are not served (narrow the search instead): each page's keys are read
 # from the first match on.
 MAX_PAGE = 400
@@ -139,37 +140,56 @@ class Order:
 
 @dataclass(frozen=True)
 class Branch:
-    """One way rows come to be visible (a practice's rows, the user's grants...). ``names``: the
-    column a branch sorts by instead of a row's own, where it keeps a copy that an index of its
-    own holds in order (a grant's copy of its study's date, say)."""
+    """One way rows come to be visible: ``queryset``, read in order along an index of its own (a
+    practice's studies). A branch with ``walk`` is read through another table instead: ``walk``
+    gives the keys in order with copies of the sort columns (named by ``names``; a user's grants
+    with their study's date, say), and ``queryset`` is narrowed to a window of those keys at a
+    time, so the search's filters are checked on a few hundred rows per query whatever the
+    database would otherwise plan for them."""
 
     queryset: QuerySet
+    walk: QuerySet | None = None
     names: Mapping[str, str] = field(default_factory=dict)
+
+
+# A walked branch reads at least this many keys at a time, twice as many each time after.
+WALK_WINDOW = 256
 
 
 def ordered_keys(branches: list[Branch], narrow: Callable[[QuerySet], QuerySet], order: Order, stop: int) -> list:
     """The keys of the first ``stop`` rows, in ``order``, of the union of ``branches``, each
     narrowed by ``narrow`` (the search's filters).
 
-    One query per branch, each reading its first ``stop`` rows along an index of its own, then
-    merged here: a physician who sees the 5,000 studies of their grants among a million costs the
-    first page of their grants, not 5,000 lookups. A row two branches hold is kept once; a branch
-    that holds one row twice (two grants of one study) is read further until ``stop`` rows are
-    distinct."""
-    limit = stop
-    while True:
-        rows: list[tuple[tuple, object]] = []
-        short = False
-        for branch in branches:
-            columns = [branch.names.get(column, column) for column, _ in order.columns]
-            found = list(
-                narrow(branch.queryset).order_by(*order.expressions(branch.names)).values_list("pk", *columns)[:limit]
-            )
-            if len(found) == limit and len({row[0] for row in found}) < limit:
-                short = True
-            rows += [(order.merge_key(row[1:]), row[0]) for row in found]
-        rows.sort(key=lambda row: row[0])
-        keys = list(dict.fromkeys(key for _, key in rows))[:stop]
-        if not short:
-            return keys
-        limit *= 2
+    Each branch gives its first ``stop`` matches in order, then they are merged here: a physician
+    who sees the 5,000 studies of their grants among a million costs the first page of their
+    grants, not 5,000 lookups and a sort. A row two branches hold is kept once."""
+    rows: list[tuple[tuple, object]] = []
+    for branch in branches:
+        read = _walked if branch.walk is not None else _read
+        rows += [(order.merge_key(values), key) for key, values in read(branch, narrow, order, stop)]
+    rows.sort(key=lambda row: row[0])
+    return list(dict.fromkeys(key for _, key in rows))[:stop]
+
+
+def _read(branch: Branch, narrow, order: Order, stop: int) -> list[tuple[object, tuple]]:
+    columns = [column for column, _ in order.columns]
+    found = narrow(branch.queryset).order_by(*order.expressions({})).values_list("pk", *columns)[:stop]
+    return [(row[0], row[1:]) for row in found]
+
+
+def _walked(branch: Branch, narrow, order: Order, stop: int) -> list[tuple[object, tuple]]:
+    """The first ``stop`` distinct keys of ``branch.walk`` whose rows ``narrow`` keeps."""
+    columns = [branch.names.get(column, column) for column, _ in order.columns]
+    keys = branch.walk.order_by(*order.expressions(branch.names)).values_list(branch.names["pk"], *columns)
+    found: dict[object, tuple] = {}
+    start, size = 0, max(stop, WALK_WINDOW)
+    while len(found) < stop:
+        window = list(keys[start : start + size])
+        matching = set(narrow(branch.queryset.filter(pk__in=[row[0] for row in window])).values_list("pk", flat=True))
+        for row in window:
+            if row[0] in matching:
+                found.setdefault(row[0], row[1:])
+        if len(window) < size:
+            break
+        start, size = start + size, size * 2
+    return list(found.items())[:stop]

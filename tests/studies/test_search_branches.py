@@ -12,7 +12,7 @@ from accounts.models import Organization
 from studies.browse import UPLOADED
 from studies.dicomweb.qido import STUDY_ORDER
 from studies.models import AccessGrant, Study
-from studies.paging import Branch, Order, ordered_keys
+from studies.paging import Order, ordered_keys
 from studies.permissions import grant_access, visible_branches
 from tests.factories import SpecialistFactory, UserFactory, make_study
 
@@ -107,7 +107,7 @@ def test_a_study_held_twice_by_one_branch_is_read_past_until_the_page_is_full(wo
     consultant = world["consultant"]
     newest = Study.objects.visible_to(consultant).order_by(*STUDY_ORDER.expressions({})).first()
     grant_access(user=consultant, study=newest, reason=AccessGrant.Reason.ADMIN)
-    branches = [b for b in visible_branches(consultant) if b.names]  # the grants alone
+    branches = [b for b in visible_branches(consultant) if b.walk is not None]  # the grants alone
     keys = ordered_keys(branches, everything, STUDY_ORDER, 2)
     assert len(keys) == 2 and len(set(keys)) == 2
 
@@ -134,10 +134,22 @@ def test_merge_orders_nulls_first_and_descending_values_the_same_way_the_databas
     assert merged == [(None, 1), (dt.date(2026, 2, 1), 2), (dt.date(2026, 1, 1), 7), (dt.date(2026, 1, 1), 3)]
 
 
-def test_a_branch_sorted_by_copies_names_the_grants_columns():
-    branch = Branch(Study.objects.all(), {"study_date": "grants__study_date"})
-    assert [str(e.expression.name) for e in STUDY_ORDER.expressions(branch.names)] == [
-        "grants__study_date",
-        "study_time",
-        "pk",
-    ]
+def test_a_walked_branch_reads_windows_until_enough_rows_match(world, monkeypatch):
+    """The grants are read a window at a time, growing, until the search's matches fill the page."""
+    from studies import paging
+
+    monkeypatch.setattr(paging, "WALK_WINDOW", 1)
+    consultant = world["consultant"]
+    (grants,) = [b for b in visible_branches(consultant) if b.walk is not None]
+
+    def late_january(found):
+        return found.filter(study_date__gte=dt.date(2026, 1, 6))
+
+    expected = list(
+        late_january(Study.objects.visible_to(consultant).filter(grants__isnull=False))
+        .distinct()
+        .order_by(*STUDY_ORDER.expressions({}))
+        .values_list("pk", flat=True)
+    )
+    assert ordered_keys([grants], late_january, STUDY_ORDER, 10) == expected
+    assert ordered_keys([grants], late_january, STUDY_ORDER, 1) == expected[:1]
