@@ -33,7 +33,8 @@ class CappedPaginator(Paginator):
     is not known, and "next" still leads on).
 
     ``keys_for(stop)``, when given, answers the keys of the first ``stop`` matches in order (see
-    :func:`ordered_keys`); otherwise they are read from ``object_list``."""
+    :func:`ordered_keys`), read once for the page and the count; otherwise they are read from
+    ``object_list``."""
 
     asked = 1
 
@@ -60,8 +61,13 @@ class CappedPaginator(Paginator):
     def keys(self) -> list:
         """The keys of the matches up to the end of the page asked for (and one more), in order."""
         if self.keys_for is not None:
-            return self.keys_for(self.top + 1)
+            return self.counted_keys[: self.top + 1]
         return list(self.object_list.values_list("pk", flat=True)[: self.top + 1])
+
+    @cached_property
+    def counted_keys(self) -> list:
+        """With ``keys_for``: the keys of the matches up to the count's limit (and one more)."""
+        return self.keys_for(self.limit + 1)
 
     @cached_property
     def count(self) -> int:
@@ -69,7 +75,7 @@ class CappedPaginator(Paginator):
         if len(self.keys) <= self.top:
             return len(self.keys)
         if self.keys_for is not None:
-            return len(self.keys_for(self.limit + 1))
+            return len(self.counted_keys)
         return self.object_list.order_by().values("pk")[: self.limit + 1].count()
 
     @property
@@ -152,8 +158,9 @@ class Branch:
     names: Mapping[str, str] = field(default_factory=dict)
 
 
-# A walked branch reads at least this many keys at a time, twice as many each time after.
+# A walked branch reads at least this many keys at a time, four times as many each time after.
 WALK_WINDOW = 256
+WALK_GROWTH = 4
 
 
 def ordered_keys(branches: list[Branch], narrow: Callable[[QuerySet], QuerySet], order: Order, stop: int) -> list:
@@ -178,18 +185,21 @@ def _read(branch: Branch, narrow, order: Order, stop: int) -> list[tuple[object,
 
 
 def _walked(branch: Branch, narrow, order: Order, stop: int) -> list[tuple[object, tuple]]:
-    """The first ``stop`` distinct keys of ``branch.walk`` whose rows ``narrow`` keeps."""
-    columns = [branch.names.get(column, column) for column, _ in order.columns]
-    keys = branch.walk.order_by(*order.expressions(branch.names)).values_list(branch.names["pk"], *columns)
+    """The first ``stop`` distinct rows of ``branch.queryset`` whose keys ``branch.walk`` gives,
+    in its order, that ``narrow`` keeps: a window of keys at a time, each a subquery of the next
+    query, so that the database joins the filters to a few hundred rows it reads along an index.
+    A row's copies (``branch.names``) sort like the row itself, so the rows of one window are in
+    order by the row's own columns."""
+    walk = branch.walk.order_by(*order.expressions(branch.names)).values(branch.names["pk"])
+    total = walk.count()
+    columns = [column for column, _ in order.columns]
     found: dict[object, tuple] = {}
     start, size = 0, max(stop, WALK_WINDOW)
-    while len(found) < stop:
-        window = list(keys[start : start + size])
-        matching = set(narrow(branch.queryset.filter(pk__in=[row[0] for row in window])).values_list("pk", flat=True))
-        for row in window:
-            if row[0] in matching:
-                found.setdefault(row[0], row[1:])
-        if len(window) < size:
-            break
-        start, size = start + size, size * 2
+    while len(found) < stop and start < total:
+        window = narrow(branch.queryset.filter(pk__in=walk[start : start + size]))
+        # ``stop`` rows hold the ones still wanted even if all found so far are among them.
+        rows = window.order_by(*order.expressions({})).values_list("pk", *columns)[:stop]
+        for row in rows:
+            found.setdefault(row[0], row[1:])
+        start, size = start + size, size * WALK_GROWTH
     return list(found.items())[:stop]
