@@ -181,6 +181,19 @@ def remove_participant(consult: ConsultRequest, *, by: User, user: User) -> None
     worklist_events.changed(consult, "updated", by=by, also=[user])
 
 
+def sign_report(consult: ConsultRequest, report, *, by: User):
+    """Sign ``report`` (its signer proved who they are: ``reports.sign_report``): the report is
+    sealed, the consult moves to reported (or the addendum joins its timeline), and the
+    referring side and the patient are told. The consult and the report are locked meanwhile."""
+    with transaction.atomic():
+        locked = ConsultRequest.objects.select_for_update().get(pk=consult.pk)
+        report = type(report).objects.select_for_update().get(pk=report.pk)
+        report.consult = locked
+        report.sign(by=by)
+        report_signed(locked, report)
+    return report
+
+
 def report_signed(consult: ConsultRequest, report) -> None:
     """Tell the referring side and the patient that a report (or an addendum) is signed."""
     if report.is_addendum:
@@ -324,8 +337,15 @@ def _time_left_text(consult: ConsultRequest, now) -> str:
     return f"{hours} h {minutes} min" if hours else f"{minutes} min"
 
 
+def _under_the_clocks_lock() -> None:
+    """The SLA steps run inside ``sla.check_consult``'s transaction, which holds the consult's row."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("SLA steps run through consultations.sla.check_consult, which locks the consult.")
+
+
 def warn_due_soon(consult: ConsultRequest, now) -> None:
     """75 % of the window: tell the assignee, or the specialists holding an offer."""
+    _under_the_clocks_lock()
     consult.mark_sla_warned(at=now)
     waiting_for = "a report" if consult.state != State.SUBMITTED else "a specialist to accept"
     left = _time_left_text(consult, now)
@@ -345,6 +365,7 @@ def warn_due_soon(consult: ConsultRequest, now) -> None:
 def escalate_overdue(consult: ConsultRequest, now) -> None:
     """Past due: mark it, offer a consult nobody accepted to every match, tell the requester and
     the administrators."""
+    _under_the_clocks_lock()
     consult.mark_sla_overdue(at=now)
     consult.record_event(ConsultEvent.Kind.SLA_OVERDUE, None, "Overdue: the due time has passed.", step="overdue")
     if consult.state == State.SUBMITTED:

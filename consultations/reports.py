@@ -159,12 +159,7 @@ def sign_report(consult: ConsultRequest, *, by, password: str = "", code: str = 
         raise IllegalTransitionError("There is no draft to sign.")
     transitions.require_actor(consult, "report", by)
     check_reauthentication(by, password=password, code=code)
-    with transaction.atomic():
-        locked = ConsultRequest.objects.select_for_update().get(pk=consult.pk)
-        report = Report.objects.select_for_update().get(pk=report.pk)
-        report.consult = locked
-        report.sign(by=by)
-        actions.report_signed(locked, report)
+    report = actions.sign_report(consult, report, by=by)
     consult.refresh_from_db()
     return report
 

@@ -97,3 +97,24 @@ def test_cancel_and_removing_a_colleague_end_access_the_same_way(consult, physic
     actions.cancel_consult(consult, by=physician)
     assert revoked == [colleague.pk, other.pk]
     assert not study_permissions.can_view_study(other, consult.study)
+
+
+def test_signing_a_report_and_an_addendum_write_the_consult_through_actions(accepted, specialist, writers):
+    from consultations import reports
+    from tests.factories import PASSWORD
+
+    reports.save_draft(accepted, by=specialist, findings="Clear lungs.", impression="Normal.")
+    writers.clear()
+    reports.sign_report(accepted, by=specialist, password=PASSWORD)
+    reports.start_addendum(accepted, by=specialist, reason="Late comparison")
+    reports.save_draft(accepted, by=specialist, findings="Clear lungs. Stable.", impression="Normal.")
+    reports.sign_report(accepted, by=specialist, password=PASSWORD)
+    kinds = [kind for kind, _ in writers if kind != "save"]
+    assert kinds == ["reported", "addendum"]
+    assert {module for _, module in writers} == {"consultations.actions"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sla_steps_refuse_to_run_outside_the_clocks_lock(accepted):
+    with pytest.raises(RuntimeError, match="check_consult"):
+        actions.warn_due_soon(accepted, START)
