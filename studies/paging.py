@@ -19,9 +19,9 @@ from django.db.models.expressions import OrderBy
 from django.utils.functional import cached_property
 
 # The list page counts matches up to this many (or one page past the page shown, when further);
-# past it, it says "more than": counting matches reads them, and a name search at a practice of a
-# million studies reads a dozen rows per match (ten pages are as far as anyone reads a list).
-COUNT_LIMIT = 250
+# past it, it says "more than": counting matches reads them, and a name search among a million
+# studies reads a dozen rows per match (the count grows as the reader pages further).
+COUNT_LIMIT = 100
 # Pages further than this are not served (narrow the search instead): each page's keys are read
 # from the first match on.
 MAX_PAGE = 400
@@ -163,9 +163,17 @@ WALK_WINDOW = 256
 WALK_GROWTH = 4
 
 
-def ordered_keys(branches: list[Branch], narrow: Callable[[QuerySet], QuerySet], order: Order, stop: int) -> list:
+def ordered_keys(
+    branches: list[Branch],
+    narrow: Callable[[QuerySet], QuerySet],
+    order: Order,
+    stop: int,
+    narrow_copies: Callable[[QuerySet], QuerySet] | None = None,
+) -> list:
     """The keys of the first ``stop`` rows, in ``order``, of the union of ``branches``, each
-    narrowed by ``narrow`` (the search's filters).
+    narrowed by ``narrow`` (the search's filters). ``narrow_copies``: those of the filters that a
+    walked branch's copies answer too (the study date), applied to its walk as well, so that its
+    windows hold only rows that may match.
 
     Each branch gives its first ``stop`` matches in order, then they are merged here: a physician
     who sees the 5,000 studies of their grants among a million costs the first page of their
@@ -173,6 +181,8 @@ def ordered_keys(branches: list[Branch], narrow: Callable[[QuerySet], QuerySet],
     rows: list[tuple[tuple, object]] = []
     for branch in branches:
         read = _walked if branch.walk is not None else _read
+        if branch.walk is not None and narrow_copies is not None:
+            branch = Branch(branch.queryset, walk=narrow_copies(branch.walk), names=branch.names)
         rows += [(order.merge_key(values), key) for key, values in read(branch, narrow, order, stop)]
     rows.sort(key=lambda row: row[0])
     return list(dict.fromkeys(key for _, key in rows))[:stop]

@@ -288,6 +288,15 @@ def apply_filters(queryset: QuerySet, query: QidoQuery, level: str) -> QuerySet:
     return queryset
 
 
+# Study attributes a grant keeps a copy of under the same name (studies.models.AccessGrant), so
+# their filters narrow a walk of grants too.
+COPIED_KEYWORDS = ("StudyDate", "StudyTime")
+
+
+def copied_filters(query: QidoQuery) -> QidoQuery:
+    return QidoQuery(filters={k: v for k, v in query.filters.items() if k in COPIED_KEYWORDS})
+
+
 def page(queryset: QuerySet, query: QidoQuery, keys_for=None) -> tuple[list, bool]:
     """The requested slice, and whether the server cut the answer short at its own maximum.
     ``keys_for(stop)``: the keys of the first ``stop`` matches, where the caller has a faster way
@@ -380,7 +389,13 @@ def search_studies(
         queryset = Study.objects.values(*STUDY_FIELDS)
 
         def keys_for(stop: int) -> list:
-            return ordered_keys(branches, lambda found: apply_filters(found, query, "study"), STUDY_ORDER, stop)
+            return ordered_keys(
+                branches,
+                lambda found: apply_filters(found, query, "study"),
+                STUDY_ORDER,
+                stop,
+                narrow_copies=lambda walk: apply_filters(walk, copied_filters(query), "study"),
+            )
 
     rows, more = page(queryset, query, keys_for)
     answer = [study_attributes(row, study_url(row["study_instance_uid"])) for row in rows]

@@ -163,3 +163,36 @@ def test_a_walked_branch_reads_windows_until_enough_rows_match(world, monkeypatc
     )
     assert ordered_keys([grants], late_january, STUDY_ORDER, 10) == expected
     assert ordered_keys([grants], late_january, STUDY_ORDER, 1) == expected[:1]
+
+
+@pytest.mark.parametrize("actor", ACTORS)
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {"StudyDate": "20260106-20260125"},
+        {"StudyDate": "20260109", "StudyTime": "1000-1030"},
+        {"StudyDate": "-20260110"},
+    ],
+)
+def test_qido_date_filters_narrow_the_walk_of_grants_and_answer_what_one_query_answers(world, actor, filters):
+    from studies.dicomweb.qido import parse_qido, search_studies
+
+    user = world[actor]
+    from django.http import QueryDict
+
+    params = QueryDict(mutable=True)
+    params.update(filters)
+    query = parse_qido(params, "study")
+    walked, _ = search_studies(Study.objects.visible_to(user), query, str, branches=visible_branches(user))
+    plain, _ = search_studies(Study.objects.visible_to(user), query, str)
+    assert walked == plain
+
+
+@pytest.mark.parametrize("actor", ACTORS)
+def test_the_list_pages_date_filters_narrow_the_walk_of_grants_alike(world, actor):
+    from studies.browse import keys_in_order, search_studies
+
+    user = world[actor]
+    filters = {"date_from": dt.date(2026, 1, 6), "date_to": dt.date(2026, 1, 25)}
+    plain = list(search_studies(Study.objects.visible_to(user), filters).values_list("pk", flat=True))
+    assert keys_in_order(user, filters)(100) == plain
