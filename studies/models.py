@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from accounts.models import EmailInvitation
@@ -256,6 +256,16 @@ class AccessGrantQuerySet(models.QuerySet):
     def active(self, at=None) -> AccessGrantQuerySet:
         at = at or timezone.now()
         return self.filter(revoked_at__isnull=True).filter(Q(until__isnull=True) | Q(until__gt=at))
+
+    def copy_study_sort_keys(self) -> int:
+        """Give these grants their study's sort keys in one statement (for grants written in bulk
+        without them; ``grant_access`` and ``save`` set them one by one)."""
+        of_study = Study.objects.filter(pk=OuterRef("study_id"))
+        return self.update(
+            study_date=Subquery(of_study.values("study_date")[:1]),
+            study_time=Subquery(of_study.values("study_time")[:1]),
+            study_created_at=Subquery(of_study.values("created_at")[:1]),
+        )
 
 
 # Study columns a search orders by -> the grant's copy of them (see AccessGrant).

@@ -196,3 +196,16 @@ def test_the_list_pages_date_filters_narrow_the_walk_of_grants_alike(world, acto
     filters = {"date_from": dt.date(2026, 1, 6), "date_to": dt.date(2026, 1, 25)}
     plain = list(search_studies(Study.objects.visible_to(user), filters).values_list("pk", flat=True))
     assert keys_in_order(user, filters)(100) == plain
+
+
+def test_grants_written_in_bulk_take_their_studys_sort_keys_in_one_statement(world):
+    study = dated(make_study(), dt.date(2023, 5, 6), dt.time(7, 8))
+    user = UserFactory()
+    AccessGrant.objects.bulk_create([AccessGrant(user=user, study=study, reason=GRANT)])
+    assert AccessGrant.objects.filter(user=user).copy_study_sort_keys() == 1
+    grant = AccessGrant.objects.get(user=user)
+    assert (grant.study_date, grant.study_time, grant.study_created_at) == (
+        study.study_date,
+        study.study_time,
+        study.created_at,
+    )
