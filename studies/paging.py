@@ -10,6 +10,7 @@ to a limit.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -211,5 +212,10 @@ def _walked(branch: Branch, narrow, order: Order, stop: int) -> list[tuple[objec
         rows = window.order_by(*order.expressions({})).values_list("pk", *columns)[:stop]
         for row in rows:
             found.setdefault(row[0], row[1:])
-        start, size = start + size, size * WALK_GROWTH
+        start += size
+        # The next window: as many keys as the matches so far say the rest needs (and half again),
+        # or four times as many when nothing matched yet.
+        wanted = stop - len(found)
+        size = math.ceil(wanted * start / len(found) * 1.5) if found else size * WALK_GROWTH
+        size = max(size, WALK_WINDOW)
     return list(found.items())[:stop]
