@@ -1,0 +1,74 @@
+"""What the browser journeys share: screen sizes, watching a page for console errors, checking it
+does not scroll sideways, screenshots, running consult actions outside Playwright's thread, and
+drawing on the viewer's canvas in image coordinates.
+
+Screenshots go to $TELECONSULT_SHOTS (default /tmp/shots15/) for a person to look at."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+DESK = {"viewport": {"width": 1366, "height": 850}}
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+SCREENS = {"desk": DESK, "phone": PHONE}
+SHOTS = Path(os.environ.get("TELECONSULT_SHOTS", "/tmp/shots15"))
+VIEWER = "document.querySelector('[data-viewer]').viewer"
+SIDEWAYS = "() => [document.documentElement.scrollWidth, window.innerWidth]"
+
+
+def watch_console(page) -> list[str]:
+    """The page's console errors and uncaught exceptions, collected as they happen (also as
+    ``page.problems``)."""
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+    page.problems = errors
+    return errors
+
+
+def sideways_overflow(page) -> int:
+    """How many pixels wider than the window the document is (0 or less: no sideways scrolling)."""
+    scroll_width, window_width = page.evaluate(SIDEWAYS)
+    return scroll_width - window_width
+
+
+def assert_fits(page) -> None:
+    width = page.evaluate(SIDEWAYS)
+    assert width[0] <= width[1], f"{page.url} scrolls sideways: {width[0]} px wide in {width[1]} px"
+
+
+def shoot(page, name: str, *, full_page: bool = True) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
+
+
+def in_own_thread(function, *args):
+    """Consult actions notify through the channel layer (async_to_sync), which cannot run in the
+    thread where Playwright keeps its event loop."""
+    from django.db import connection
+
+    def run():
+        try:
+            return function(*args)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(run).result()
+
+
+def on_canvas(page, x: float, y: float) -> tuple[float, float]:
+    """The page coordinates of image pixel (x, y) in the viewer as it is zoomed and panned now."""
+    box = page.locator("[data-canvas]").bounding_box()
+    sx, sy = page.evaluate(f"{VIEWER}.toScreen([{x}, {y}])")
+    return box["x"] + sx, box["y"] + sy
+
+
+def drag(page, start: tuple[float, float], end: tuple[float, float]) -> None:
+    """A mouse drag between two image pixels."""
+    page.mouse.move(*on_canvas(page, *start))
+    page.mouse.down()
+    page.mouse.move(*on_canvas(page, *end), steps=6)
+    page.mouse.up()
