@@ -107,6 +107,7 @@ MIDDLEWARE = [
     "teleconsult.links.ServedAddressMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "accounts.timezones.TimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
@@ -130,6 +131,8 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "teleconsult.context_processors.navigation",
             ],
+            # {{ value|when }} and {{ value|day }} in every template: one time format everywhere.
+            "builtins": ["accounts.templatetags.times"],
         },
     },
 ]
