@@ -33,13 +33,13 @@ def _local(value: dt.datetime, zone: dt.tzinfo | None) -> dt.datetime:
 
 
 def zone_abbreviation(value: dt.datetime) -> str:
-    """"CET", "EDT", "UTC"; "UTC+04" for zones whose abbreviation is only an offset."""
+    """The zone's abbreviation ("CET", "EDT", "UTC"); "UTC+04" where it has only an offset."""
     name = value.tzname() or ""
     return f"UTC{name}" if name[:1] in "+-" and name else name
 
 
 def format_instant(value: dt.datetime | None, zone: dt.tzinfo | None = None) -> str:
-    """"7 Dec 2026, 14:30 CET" in ``zone``, else the active zone; "" for None."""
+    """An instant as "7 Dec 2026, 14:30 CET" in ``zone``, else the active zone; "" for None."""
     if value is None:
         return ""
     if not isinstance(value, dt.datetime):
@@ -62,7 +62,7 @@ def instant_html(value: dt.datetime | None, zone: dt.tzinfo | None = None) -> Sa
 
 
 def format_date(value: dt.date | None) -> str:
-    """"7 Dec 2026": a calendar date as it is (an instant gives its day in the active zone)."""
+    """A calendar date as "7 Dec 2026", as it is (an instant gives its day in the active zone)."""
     if value is None:
         return ""
     if isinstance(value, dt.datetime):

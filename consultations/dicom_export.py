@@ -303,7 +303,8 @@ def store_report_pdf(report: Report) -> StoredObject | None:
     )
     pdf = render_report_pdf(consult, sorted(signed, key=lambda r: -r.version))
     ds = _study_header(consult)
-    signed_at = timezone.localtime(report.signed_at)
+    # DICOM dates carry no zone here: the portal's, whoever stores it (not the reader's zone).
+    signed_at = timezone.localtime(report.signed_at, timezone.get_default_timezone())
     ds.SpecificCharacterSet = UTF8
     ds.SOPClassUID = ENCAPSULATED_PDF_STORAGE
     ds.SOPInstanceUID = sop_uid

@@ -7,13 +7,13 @@ import io
 import logging
 from xml.sax.saxutils import escape
 
-from django.utils import timezone
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.platypus import Image, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
+from accounts.timeformat import format_instant
 from studies.rendering import encode, render_frame
 
 from .models import ConsultRequest, Report
@@ -31,7 +31,7 @@ def _para(text: str, style) -> Paragraph:
 
 
 def _when(value) -> str:
-    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M %Z") if value else "-"
+    return format_instant(value) or "-"
 
 
 def _key_image_cell(evidence: Evidence, width: float, body) -> list:

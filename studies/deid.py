@@ -53,6 +53,7 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
+from accounts.timeformat import format_instant
 from teleconsult.responses import StreamingResponse
 
 from .dicomjson import dictionary_vr
@@ -360,7 +361,7 @@ def deidentified_files(study: Study, *, include_flagged: bool, report: CopyRepor
 
 
 def readme(report: CopyReport, *, include_flagged: bool) -> str:
-    made = timezone.now().strftime("%Y-%m-%d %H:%M %Z")
+    made = format_instant(timezone.now())
     lines = [
         "De-identified copy",
         "",

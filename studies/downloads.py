@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.html import escape
 from django.utils.text import slugify
 
+from accounts.timeformat import format_instant
 from teleconsult.responses import StreamingResponse
 
 from .models import Instance, Study
@@ -70,7 +71,7 @@ def _member_names(study: Study) -> list[tuple[Instance, str]]:
 
 def index_html(study: Study, members: list[tuple[Instance, str]]) -> str:
     patient = study.patient
-    downloaded = timezone.now().strftime("%Y-%m-%d %H:%M %Z")
+    downloaded = format_instant(timezone.now())
     rows = "\n".join(
         f"<tr><td>{escape(i.series.modality)}</td><td>{escape(i.series.description)}</td>"
         f"<td>{escape(i.instance_number if i.instance_number is not None else '')}</td>"

@@ -20,10 +20,10 @@ from urllib.parse import urlencode
 from django.db import transaction
 from django.http import Http404
 from django.urls import reverse
-from django.utils import dateformat, timezone
 
 from accounts.addresses import account_for_address
 from accounts.outbox import send_after_commit
+from accounts.timeformat import format_instant
 from teleconsult.errors import PortalError
 from teleconsult.links import absolute_url
 
@@ -133,7 +133,7 @@ def _send_request_email(invitation: PatientInvitation, *, by, request) -> None:
 
 
 def valid_until(invitation: PatientInvitation) -> str:
-    return dateformat.format(timezone.localtime(invitation.expires_at), "j F Y, H:i T")
+    return format_instant(invitation.expires_at)
 
 
 def requests_for(user):

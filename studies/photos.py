@@ -165,7 +165,8 @@ def _base(study: Study, kind: Kind, sop_class: str, transfer_syntax: str, user) 
     ds.SOPInstanceUID = generate_uid()
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     _patient_and_study(ds, study)
-    now = timezone.localtime()
+    # DICOM dates carry no zone here: the portal's, whoever uploads (not the reader's zone).
+    now = timezone.localtime(timezone=timezone.get_default_timezone())
     ds.SeriesDescription = kind.series_description
     ds.Modality = kind.modality
     ds.Manufacturer = "teleconsult"

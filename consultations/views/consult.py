@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import zoneinfo
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import dateformat, timezone
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from accounts.timeformat import format_instant
 from studies import audit, viewer
 from studies.models import AccessEvent
 from studies.permissions import can_view_study
@@ -92,18 +91,13 @@ ACTIONS = {
 # What a specialist who only holds an offer may do with it.
 OFFER_ACTIONS = frozenset({"accept", "decline"})
 
-# How the consult page shows a due time (as on the page itself).
-TIME_FORMAT = "Y-m-d H:i e"
-
 
 def _due_words(user, consult: ConsultRequest) -> str:
-    """'due in 3 h 40 min (2025-03-04 14:30 CET)' in the user's time zone (a
-    specialist's profile, else the portal's); 'overdue by 20 min (...)' once past."""
+    """'due in 3 h 40 min (7 Dec 2026, 14:30 CET)' in the reader's time zone (activated for the
+    request by accounts.timezones); 'overdue by 20 min (...)' once past."""
     if consult.due_at is None or not consult.is_open:
         return ""
-    zone_name = getattr(getattr(user, "specialist_profile", None), "time_zone", None)
-    zone = zoneinfo.ZoneInfo(zone_name) if zone_name else timezone.get_current_timezone()
-    when = dateformat.format(consult.due_at.astimezone(zone), TIME_FORMAT)
+    when = format_instant(consult.due_at)
     minutes = int(abs((consult.due_at - timezone.now()).total_seconds()) // 60)
     days, minutes = divmod(minutes, 24 * 60)
     hours, minutes = divmod(minutes, 60)

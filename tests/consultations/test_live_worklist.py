@@ -348,7 +348,7 @@ def test_accepting_says_which_consult_and_when_it_is_due_in_the_specialists_time
     response = client.post(f"/consults/{consult.pk}/do/accept/")
     local = timezone.localtime(due, zoneinfo.ZoneInfo("Europe/Berlin"))
     assert flashes(response) == [
-        f"Consult #{consult.pk} accepted: due in 3 h 40 min ({local:%Y-%m-%d %H:%M} {local.tzname()})."
+        f"Consult #{consult.pk} accepted: due in 3 h 40 min ({local.day} {local:%b %Y, %H:%M} {local.tzname()})."
     ]
 
 

@@ -109,8 +109,9 @@ def age(invitation: PatientInvitation, **delta) -> None:
 
 
 def spelled(moment) -> str:
+    """How emails and answers spell a moment (the portal's one time format): 7 Jan 2026, 09:05."""
     moment = timezone.localtime(moment)
-    return f"{moment.day} {moment:%B %Y, %H:%M}"
+    return f"{moment.day} {moment:%b %Y, %H:%M}"
 
 
 def short(moment) -> str:
