@@ -5,9 +5,7 @@ scrolling and no console errors. Also: the drop zone opens the file picker from 
 
 from __future__ import annotations
 
-import os
 import re
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -15,30 +13,10 @@ from playwright.sync_api import expect
 from pydicom.uid import generate_uid
 
 from tests.e2e.conftest import login
+from tests.e2e.journeys import DESK, PHONE, assert_fits, in_own_thread, shoot, watch_console
 from tests.studies import dicom_factory as f
 
 pytestmark = pytest.mark.e2e
-
-DESK = {"viewport": {"width": 1366, "height": 850}}
-PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
-SHOTS = Path(os.environ.get("TELECONSULT_SHOTS", "/tmp/shots15"))
-
-
-def watch_console(page) -> list[str]:
-    errors: list[str] = []
-    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    return errors
-
-
-def assert_fits(page) -> None:
-    width = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
-    assert width[0] <= width[1], f"{page.url} scrolls sideways: {width[0]} px wide in {width[1]} px"
-
-
-def shoot(page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 def one_study_and_a_damaged_file(folder: Path) -> tuple[str, list[str]]:
@@ -133,21 +111,6 @@ def ask(physician, study_uid: str) -> int:
         jurisdiction="DE",
     )
     return consult.pk
-
-
-def in_own_thread(function, *args):
-    """Consult actions notify through the channel layer (async_to_sync), which cannot run in the
-    thread where Playwright keeps its event loop."""
-    from django.db import connection
-
-    def run():
-        try:
-            return function(*args)
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(run).result()
 
 
 def test_a_clean_single_study_upload_goes_straight_to_the_consult_form(browser_context, live_user, tmp_path):
