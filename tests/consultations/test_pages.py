@@ -235,3 +235,17 @@ def test_specialist_starts_the_draft_over_from_another_template(client, speciali
     client.force_login(physician)
     response = client.post(f"/consults/{accepted.pk}/report/template/", {"template": knee.pk}, follow=True)
     assert b"Only the specialist who accepted this consult" in response.content
+
+
+def test_lists_and_the_consult_page_name_modalities_in_words_not_dicom_codes(client, physician, study):
+    from consultations import actions
+    from tests.factories import ConsultFactory
+
+    study.modalities = "CT\\DOC"
+    study.save(update_fields=["modalities"])
+    consult = ConsultFactory(requester=physician, study=study)
+    actions.submit_consult(consult, by=physician)
+    client.force_login(physician)
+    for url in ("/consults/", f"/consults/{consult.pk}/"):
+        page = client.get(url).content.decode()
+        assert "CT, Document" in page and "CT\\DOC" not in page, url
