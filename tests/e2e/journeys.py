@@ -1,6 +1,6 @@
 """What the browser journeys share: screen sizes, watching a page for console errors, checking it
-does not scroll sideways, screenshots, running consult actions outside Playwright's thread, and
-drawing on the viewer's canvas in image coordinates.
+does not scroll sideways, screenshots, running consult actions outside Playwright's thread,
+drawing on the viewer's canvas in image coordinates, and a CT study with an accepted consult.
 
 Screenshots go to $TELECONSULT_SHOTS (default /tmp/shots15/) for a person to look at."""
 
@@ -9,6 +9,12 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from consultations import actions
+from studies.ingest import ingest_file
+from studies.models import Study
+from tests.factories import ConsultFactory
+from tests.viewer import dicom
 
 DESK = {"viewport": {"width": 1366, "height": 850}}
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
@@ -74,3 +80,33 @@ def drag(page, start: tuple[float, float], end: tuple[float, float]) -> None:
     page.mouse.down()
     page.mouse.move(*on_canvas(page, *end), steps=6)
     page.mouse.up()
+
+
+def store_ct_slices(uploader, folder: Path, study_uid: str, *, count: int, **tags) -> Study:
+    """A CT study of ``count`` slices (from tests.viewer.dicom, with ``tags`` set on each slice)
+    uploaded by ``uploader``."""
+    slices = dicom.ct_slices(study_uid, count=count)
+    for ds in slices:
+        for keyword, value in tags.items():
+            setattr(ds, keyword, value)
+    for path in dicom.write(slices, folder):
+        result = ingest_file(path, filename=path.name, user=uploader)
+        assert result.status == "stored", result.reason
+    return Study.objects.get(study_instance_uid=study_uid)
+
+
+def submit_and_accept(consult, physician, specialist) -> None:
+    actions.submit_consult(consult, by=physician)
+    actions.accept_consult(consult, by=specialist)
+
+
+def accepted_consult_on_new_study(live_user, tmp_path, *, prefix: str, study_uid: str, slices: int, **tags):
+    """Dr Referrer (``{prefix}-doc@example.com``) uploads a CT study of ``slices`` slices and asks
+    for a consult on it, which Dr Reader (``{prefix}-reader@example.com``) accepts. Returns
+    ``(consult, physician, specialist)``."""
+    physician = live_user("physician", email=f"{prefix}-doc@example.com", name="Dr Referrer")
+    specialist = live_user("specialist", email=f"{prefix}-reader@example.com", name="Dr Reader")
+    study = store_ct_slices(physician, tmp_path / "in", study_uid, count=slices, **tags)
+    consult = ConsultFactory(requester=physician, study=study)
+    in_own_thread(submit_and_accept, consult, physician, specialist)
+    return consult, physician, specialist

@@ -2,54 +2,27 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
 from playwright.sync_api import expect
 
-from consultations import actions
 from consultations.models import ChatMessage
-from studies.ingest import ingest_file
 from tests.e2e.conftest import login
-from tests.factories import ConsultFactory
+from tests.e2e.journeys import VIEWER, accepted_consult_on_new_study, drag, watch_console
 from tests.viewer import dicom
 
 pytestmark = pytest.mark.e2e
 
-VIEWER = "document.querySelector('[data-viewer]').viewer"
 STUDY_UID = "1.2.826.0.1.3680043.10.543.7777"
-
-
-def in_plain_thread(fn):
-    """Run ``fn`` in a thread without an event loop: the actions broadcast through the channel
-    layer, which they cannot do from this thread while Playwright's loop runs in it."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(fn).result()
 
 
 @pytest.fixture
 def accepted_consult(live_user, tmp_path):
-    physician = live_user("physician", email="room-doc@example.com", name="Dr Referrer")
-    specialist = live_user("specialist", email="room-reader@example.com", name="Dr Reader")
-    for path in dicom.write(dicom.ct_slices(STUDY_UID, count=5), tmp_path / "in"):
-        assert ingest_file(path, filename=path.name, user=physician).status == "stored"
-    from studies.models import Study
-
-    consult = ConsultFactory(requester=physician, study=Study.objects.get(study_instance_uid=STUDY_UID))
-
-    def send_and_accept():
-        actions.submit_consult(consult, by=physician)
-        actions.accept_consult(consult, by=specialist)
-
-    in_plain_thread(send_and_accept)
-    return consult, physician, specialist
+    return accepted_consult_on_new_study(live_user, tmp_path, prefix="room", study_uid=STUDY_UID, slices=5)
 
 
 def open_consult(browser_context, user, consult):
     page = browser_context().new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.errors = errors
+    page.errors = watch_console(page)
     login(page, user)
     page.goto(f"/consults/{consult.pk}/")
     expect(page.locator("[data-room-state]")).to_have_text("Live")
@@ -127,12 +100,6 @@ def test_an_outsider_sees_no_room_and_the_socket_refuses_them(browser_context, a
     assert closed == 4403
 
 
-def screen(page, x: float, y: float) -> tuple[float, float]:
-    box = page.locator("[data-canvas]").bounding_box()
-    sx, sy = page.evaluate(f"{VIEWER}.toScreen([{x}, {y}])")
-    return box["x"] + sx, box["y"] + sy
-
-
 def test_a_measurement_is_saved_survives_a_reload_and_appears_live_for_the_follower(browser_context, accepted_consult):
     from consultations.models import Annotation
 
@@ -144,11 +111,7 @@ def test_a_measurement_is_saved_survives_a_reload_and_appears_live_for_the_follo
 
     reader.locator("[data-viewport]").focus()
     reader.keyboard.press("l")
-    bar = dicom.BAR
-    reader.mouse.move(*screen(reader, bar["x0"], bar["y"]))
-    reader.mouse.down()
-    reader.mouse.move(*screen(reader, bar["x1"], bar["y"]), steps=6)
-    reader.mouse.up()
+    drag(reader, (dicom.BAR["x0"], dicom.BAR["y"]), (dicom.BAR["x1"], dicom.BAR["y"]))
     expect(reader.locator("[data-annotations-status]")).to_have_text("All changes saved")
 
     saved = Annotation.objects.get(consult=consult)

@@ -4,52 +4,38 @@ from the row and lands on the consult page at the viewer, on a desk and on a pho
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
 from consultations.models import ConsultRequest, State
-from studies.ingest import ingest_file
 from tests.e2e.conftest import login
-from tests.viewer import dicom
+from tests.e2e.journeys import SCREENS, assert_fits, shoot, store_ct_slices, watch_console
 
 pytestmark = pytest.mark.e2e
 
-SHOTS = Path("/tmp/shots15")
-VIEWPORTS = {"desk": {"width": 1366, "height": 850}, "phone": {"width": 390, "height": 844}}
-NO_SIDEWAYS_SCROLL = "document.documentElement.scrollWidth <= window.innerWidth"
-
 
 def watched(context):
-    """A page whose console errors and uncaught exceptions are collected in ``page.problems``."""
     page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda exc: problems.append(f"pageerror: {exc}"))
-    page.on("console", lambda msg: problems.append(f"console: {msg.text}") if msg.type == "error" else None)
-    page.problems = problems
+    watch_console(page)
     return page
 
 
-@pytest.mark.parametrize("screen", list(VIEWPORTS))
+@pytest.mark.parametrize("screen", list(SCREENS))
 def test_a_stat_consult_arrives_live_and_is_accepted_from_the_row(browser_context, live_user, tmp_path, screen):
     uid = f"1.2.826.0.1.3680043.10.543.15{len(screen)}"
     physician = live_user("physician", email=f"live-doc-{screen}@example.com", name="Dr Referrer")
     specialist = live_user("specialist", email=f"live-reader-{screen}@example.com", name="Dr Reader")
-    for path in dicom.write(dicom.ct_slices(uid, count=3), tmp_path / "in"):
-        assert ingest_file(path, filename=path.name, user=physician).status == "stored"
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    store_ct_slices(physician, tmp_path / "in", uid, count=3)
 
-    reader = watched(
-        browser_context(viewport=VIEWPORTS[screen], is_mobile=screen == "phone", has_touch=screen == "phone")
-    )
+    reader = watched(browser_context(**SCREENS[screen]))
     login(reader, specialist)
     reader.goto("/worklist/")
     expect(reader.locator("[data-live-state]")).to_have_text("Live")
     expect(reader.locator(".empty")).to_contain_text("Nothing here")
     reader.get_by_label("Sound for new STAT consults").check()  # the tone plays on a real page; here it must not break
 
-    doctor = watched(browser_context(viewport=VIEWPORTS[screen]))
+    doctor = watched(browser_context(viewport=SCREENS[screen]["viewport"]))
     login(doctor, physician)
     doctor.goto(f"/studies/{uid}/consult/new/")
     doctor.fill("textarea[name=question]", "Acute subdural haematoma after a fall?")
@@ -69,8 +55,8 @@ def test_a_stat_consult_arrives_live_and_is_accepted_from_the_row(browser_contex
     expect(toast).to_contain_text(f"New STAT consult #{consult.pk} offered to you.")
     expect(reader.locator('[data-nav-count="worklist"]')).to_have_text("1")
     expect(reader.locator("[data-toasts]")).to_have_attribute("role", "status")
-    assert reader.evaluate(NO_SIDEWAYS_SCROLL), "the worklist scrolls sideways"
-    reader.screenshot(path=str(SHOTS / f"worklist-live-{screen}.png"), full_page=True)
+    assert_fits(reader)
+    shoot(reader, f"worklist-live-{screen}")
 
     reader.get_by_role("button", name=f"Accept consult #{consult.pk}").click()
     reader.wait_for_url(re.compile(rf"/consults/{consult.pk}/#viewer$"))
@@ -85,14 +71,14 @@ def test_a_stat_consult_arrives_live_and_is_accepted_from_the_row(browser_contex
         " const menu = document.querySelector('header.topbar').getBoundingClientRect();"
         " return r.top >= menu.bottom - 1 && r.top < menu.bottom + 40; }"
     ), "the consult page did not open at the viewer"
-    reader.screenshot(path=str(SHOTS / f"accepted-at-viewer-{screen}.png"))
+    shoot(reader, f"accepted-at-viewer-{screen}", full_page=False)
     consult.refresh_from_db()
     assert consult.state == State.ACCEPTED and consult.assignee_id == specialist.pk
 
     # The physician's "My consults" shows it as accepted.
     doctor.goto("/consults/")
     expect(doctor.locator(f'tr[data-consult-id="{consult.pk}"]')).to_contain_text("Dr Reader")
-    assert doctor.evaluate(NO_SIDEWAYS_SCROLL), "My consults scrolls sideways"
-    doctor.screenshot(path=str(SHOTS / f"my-consults-{screen}.png"), full_page=True)
+    assert_fits(doctor)
+    shoot(doctor, f"my-consults-{screen}")
 
     assert reader.problems == [] and doctor.problems == []

@@ -5,7 +5,6 @@ the images of that one study, and stops working when revoked."""
 from __future__ import annotations
 
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.test import Client
@@ -16,13 +15,12 @@ from studies import sharing
 from studies.ingest import ingest_file
 from studies.models import Patient, ShareLink, Study
 from tests.e2e.conftest import login
+from tests.e2e.journeys import PHONE, assert_fits, in_own_thread
 from tests.factories import ConsultFactory
 from tests.servers import server_password_hash
 from tests.viewer import dicom
 
 pytestmark = pytest.mark.e2e
-
-PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
 
 
 def store_ct(uploader, tmp_path, *, patient_account=None) -> Study:
@@ -34,21 +32,6 @@ def store_ct(uploader, tmp_path, *, patient_account=None) -> Study:
     if patient_account is not None:
         Patient.objects.filter(pk=study.patient_id).update(account=patient_account)
     return study
-
-
-def in_own_thread(function, *args):
-    """Consult actions notify through the channel layer (async_to_sync), which cannot run in the
-    thread where Playwright keeps its event loop."""
-    from django.db import connection
-
-    def run():
-        try:
-            return function(*args)
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(run).result()
 
 
 def signed_consult(physician, specialist, study):
@@ -87,7 +70,7 @@ def test_patient_on_a_phone_sees_study_signed_report_and_who_looked(browser_cont
     expect(page.locator(".portal-summary")).to_contain_text("Nothing urgent was found on your scan.")
     expect(page.locator(".portal-report")).to_contain_text("No acute findings.")
     expect(page.locator(".portal-events")).to_contain_text("Dr Reader")
-    assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1
+    assert_fits(page)
     expect(page.locator(".portal-thumbs img").first).to_be_visible()
 
     page.get_by_role("link", name="Look at the images").click()

@@ -11,13 +11,10 @@ from playwright.sync_api import expect
 from accounts.models import Membership
 from studies.models import Patient
 from tests.e2e.conftest import login, logout
-from tests.e2e.test_portal_and_sharing import PHONE, store_ct
+from tests.e2e.journeys import PHONE, assert_fits
+from tests.e2e.test_portal_and_sharing import store_ct
 
 pytestmark = pytest.mark.e2e
-
-
-def no_sideways_scroll(page, width: int) -> None:
-    assert page.evaluate("document.documentElement.scrollWidth") <= width + 1
 
 
 def test_patient_on_a_phone_accepts_a_link_request_then_unlinks(browser_context, live_user, tmp_path):
@@ -44,13 +41,13 @@ def test_patient_on_a_phone_accepts_a_link_request_then_unlinks(browser_context,
     expect(phone.locator("[data-portal-study]")).to_have_count(0)
     phone.get_by_role("link", name="Review").click()
     expect(phone.locator("[data-link-request]")).to_contain_text("asks to link its record")
-    no_sideways_scroll(phone, 390)
+    assert_fits(phone)
     phone.get_by_role("button", name="Yes, this is me: link it").click()
     expect(phone.locator(".messages")).to_contain_text("Linked")
     expect(phone.locator("[data-linked-record]")).to_contain_text(physician.default_practice.name)
     phone.get_by_role("link", name="Back to my images").click()
     expect(phone.locator(f"[data-portal-study='{study.study_instance_uid}']")).to_be_visible()
-    no_sideways_scroll(phone, 390)
+    assert_fits(phone)
 
     phone.goto("/portal/records/")
     phone.locator("[data-linked-record] button", has_text="Unlink").click()
@@ -91,5 +88,5 @@ def test_practice_admin_invites_a_clinician_who_joins_from_the_email(browser_con
     phone.get_by_role("button", name=f"Join {practice.name}").click()
     expect(phone.locator(".messages")).to_contain_text(f"Welcome to {practice.name}")
     expect(phone.locator("[data-awaiting-practice]")).to_have_count(0)
-    no_sideways_scroll(phone, 390)
+    assert_fits(phone)
     assert Membership.objects.filter(practice=practice, user=newcomer).exists()

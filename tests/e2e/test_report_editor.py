@@ -2,49 +2,27 @@
 from the chest template, a measurement goes into the findings with one click, the page never
 scrolls sideways (the signature hash wraps), and the signed PDF holds the key image.
 
-Screenshots go to $TELECONSULT_SHOTS (when set) for a person to look at."""
+Screenshots go to $TELECONSULT_SHOTS (default /tmp/shots15/) for a person to look at."""
 
 from __future__ import annotations
 
 import io
-import os
 import re
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 from pypdf import PdfReader
 
-from consultations import actions
 from consultations.demo import ensure_report_templates
 from consultations.models import Annotation
-from studies.ingest import ingest_file
-from studies.models import Instance, Study
+from studies.models import Instance
 from tests.e2e.conftest import PASSWORD, login
-from tests.factories import ConsultFactory
-from tests.viewer import dicom
+from tests.e2e.journeys import DESK, PHONE, SHOTS, accepted_consult_on_new_study, assert_fits, shoot, watch_console
 
 pytestmark = pytest.mark.e2e
 
 STUDY_UID = "1.2.826.0.1.3680043.10.543.1515"
-DESK = {"width": 1366, "height": 850}
-PHONE = {"width": 390, "height": 844}
-SHOTS = Path(os.environ["TELECONSULT_SHOTS"]) if os.environ.get("TELECONSULT_SHOTS") else None
-
-
-def in_plain_thread(fn):
-    """Actions broadcast through the channel layer, which they cannot do from this thread while
-    Playwright's event loop runs in it."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(fn).result()
-
-
-def shot(page, name: str) -> None:
-    if SHOTS is not None:
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / name), full_page=True)
 
 
 THUMBNAILS_LOADED = (
@@ -52,28 +30,18 @@ THUMBNAILS_LOADED = (
 )
 
 
-def horizontal_overflow(page) -> int:
-    return page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
-
-
 @pytest.fixture
 def chest_consult(live_user, tmp_path):
     ensure_report_templates()  # transactional tests flush what the migration seeded
-    physician = live_user("physician", email="report-doc@example.com", name="Dr Referrer")
-    specialist = live_user("specialist", email="report-reader@example.com", name="Dr Reader")
-    slices = dicom.ct_slices(STUDY_UID, count=3)
-    for ds in slices:
-        ds.BodyPartExamined = "CHEST"
-        ds.StudyDescription = "CT chest"
-    for path in dicom.write(slices, tmp_path / "in"):
-        assert ingest_file(path, filename=path.name, user=physician).status == "stored"
-    consult = ConsultFactory(requester=physician, study=Study.objects.get(study_instance_uid=STUDY_UID))
-
-    def send_and_accept():
-        actions.submit_consult(consult, by=physician)
-        actions.accept_consult(consult, by=specialist)
-
-    in_plain_thread(send_and_accept)
+    consult, _, specialist = accepted_consult_on_new_study(
+        live_user,
+        tmp_path,
+        prefix="report",
+        study_uid=STUDY_UID,
+        slices=3,
+        BodyPartExamined="CHEST",
+        StudyDescription="CT chest",
+    )
     images = list(Instance.objects.filter(series__study=consult.study).order_by("instance_number"))
     for instance, tool, values, label in [
         (images[1], "length", {"length": 13.24, "unit": "mm"}, ""),
@@ -91,13 +59,10 @@ def chest_consult(live_user, tmp_path):
     return consult, specialist
 
 
-def open_editor(browser_context, user, consult, viewport):
-    page = browser_context(viewport=viewport).new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
-    page.errors = errors
+def open_editor(browser_context, user, consult, screen):
+    page = browser_context(**screen).new_page()
+    page.errors = watch_console(page)
+    page.on("response", lambda r: page.errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
     login(page, user)
     page.goto(f"/consults/{consult.pk}/")
     page.get_by_role("link", name="Write the report").click()
@@ -124,18 +89,18 @@ def test_report_editor_on_a_desk_inserts_a_measurement(browser_context, chest_co
     assert consult.reports.get().findings.endswith("Length 13.2 mm (series 1, image 2)")
     # Typed text makes a template switch ask first.
     expect(page.locator("[data-replace-choice]")).to_be_visible()
-    shot(page, "report-editor-1366x850.png")
+    shoot(page, "report-editor-1366x850")
     assert page.errors == []
 
 
 def test_report_page_fits_a_phone_before_and_after_signing(browser_context, chest_consult, tmp_path):
     consult, specialist = chest_consult
     page = open_editor(browser_context, specialist, consult, PHONE)
-    assert horizontal_overflow(page) <= 0
+    assert_fits(page)
     page.get_by_role("button", name="Insert").nth(1).click()
     expect(page.locator("textarea[name=findings]")).to_have_value(re.compile(r"Key image: Nodule"))
     page.fill("textarea[name=impression]", "Indeterminate 13 mm nodule in the right upper lobe.")
-    shot(page, "report-editor-390x844.png")
+    shoot(page, "report-editor-390x844")
 
     page.fill("input[name=password]", PASSWORD)
     page.get_by_role("button", name="Sign the report").click()
@@ -143,13 +108,12 @@ def test_report_page_fits_a_phone_before_and_after_signing(browser_context, ches
     page.goto(f"/consults/{consult.pk}/report/")
     hash_text = page.locator("code.hash").first
     expect(hash_text).to_have_text(re.compile(r"^[0-9a-f]{64}$"))
-    assert horizontal_overflow(page) <= 0, "the signed report page scrolls sideways on a phone"
-    shot(page, "report-signed-390x844.png")
+    assert_fits(page)
+    shoot(page, "report-signed-390x844")
 
     response = page.request.get(f"/consults/{consult.pk}/report.pdf")
     assert response.ok
-    if SHOTS is not None:
-        (SHOTS / "report.pdf").write_bytes(response.body())
+    (SHOTS / "report.pdf").write_bytes(response.body())
     pdf = PdfReader(io.BytesIO(response.body()))
     text = " ".join(" ".join(p.extract_text().split()) for p in pdf.pages)
     assert "Dr Reader, Neuroradiology, General radiology; licensed in US, DE" in text

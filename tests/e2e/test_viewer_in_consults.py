@@ -4,89 +4,42 @@ $TELECONSULT_SHOTS (default /tmp/shots15/)."""
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-
 import pytest
 from playwright.sync_api import expect
 
-from consultations import actions
 from consultations.models import Annotation
 from studies.ingest import ingest_file
 from tests.e2e.conftest import login
-from tests.factories import ConsultFactory
+from tests.e2e.journeys import (
+    DESK,
+    PHONE,
+    VIEWER,
+    accepted_consult_on_new_study,
+    assert_fits,
+    drag,
+    shoot,
+    watch_console,
+)
 from tests.viewer import dicom
 
 pytestmark = pytest.mark.e2e
 
-VIEWER = "document.querySelector('[data-viewer]').viewer"
 STUDY_UID = "1.2.826.0.1.3680043.10.543.1515"
-DESK = {"width": 1366, "height": 850}
-PHONE = {"width": 390, "height": 844}
-SHOTS = Path(os.environ.get("TELECONSULT_SHOTS", "/tmp/shots15"))
-
-
-def shot(page, name: str, *, full_page: bool = False) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
-
-
-def in_plain_thread(fn):
-    """Run ``fn`` in a thread without an event loop (the actions broadcast through the channel
-    layer, which they cannot do from Playwright's thread)."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(fn).result()
-
-
-def watch(page) -> list[str]:
-    """Uncaught exceptions and console errors on the page, as they happen."""
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
-    page.on("console", lambda msg: errors.append(f"console: {msg.text}") if msg.type == "error" else None)
-    return errors
 
 
 @pytest.fixture
 def accepted_consult(live_user, tmp_path):
-    physician = live_user("physician", email="v15-doc@example.com", name="Dr Referrer")
-    specialist = live_user("specialist", email="v15-reader@example.com", name="Dr Reader")
-    for path in dicom.write(dicom.ct_slices(STUDY_UID, count=4), tmp_path / "in"):
-        assert ingest_file(path, filename=path.name, user=physician).status == "stored"
-    from studies.models import Study
-
-    consult = ConsultFactory(requester=physician, study=Study.objects.get(study_instance_uid=STUDY_UID))
-
-    def send_and_accept():
-        actions.submit_consult(consult, by=physician)
-        actions.accept_consult(consult, by=specialist)
-
-    in_plain_thread(send_and_accept)
-    return consult, physician, specialist
+    return accepted_consult_on_new_study(live_user, tmp_path, prefix="v15", study_uid=STUDY_UID, slices=4)
 
 
-def open_page(browser_context, user, path: str, *, viewport=DESK, touch: bool = False, wait_ready: bool = True):
-    context = browser_context(viewport=viewport, has_touch=touch, is_mobile=touch)
-    page = context.new_page()
-    page.errors = watch(page)
+def open_page(browser_context, user, path: str, *, screen=DESK, wait_ready: bool = True):
+    page = browser_context(**screen).new_page()
+    page.errors = watch_console(page)
     login(page, user)
     page.goto(path)
     if wait_ready:
         page.wait_for_selector("[data-viewer][data-state=ready]")
     return page
-
-
-def screen(page, x: float, y: float) -> tuple[float, float]:
-    box = page.locator("[data-canvas]").bounding_box()
-    sx, sy = page.evaluate(f"{VIEWER}.toScreen([{x}, {y}])")
-    return box["x"] + sx, box["y"] + sy
-
-
-def drag(page, start, end) -> None:
-    page.mouse.move(*screen(page, *start))
-    page.mouse.down()
-    page.mouse.move(*screen(page, *end), steps=6)
-    page.mouse.up()
 
 
 def saved(page) -> None:
@@ -137,19 +90,19 @@ def test_a_length_drawn_in_a_consult_is_kept_listed_and_found_again(browser_cont
     expect(rows).to_have_count(2)
     expect(rows.first).to_contain_text("Key image")
     expect(viewer.get_by_role("button", name="★ Key", exact=True)).to_have_attribute("aria-pressed", "true")
-    shot(page, "consult-desk-list")
+    shoot(page, "consult-desk-list", full_page=False)
 
     # Expand fills the window with the viewer (annotations and list included); Escape comes back.
     viewer.get_by_role("button", name="Expand", exact=True).click()
     box = viewer.bounding_box()
-    assert box["width"] == DESK["width"] and box["height"] == DESK["height"]
-    shot(page, "consult-desk-expanded")
+    assert box["width"] == DESK["viewport"]["width"] and box["height"] == DESK["viewport"]["height"]
+    shoot(page, "consult-desk-expanded", full_page=False)
     page.locator("[data-viewport]").focus()
     page.keyboard.press("Escape")
     page.keyboard.press("Escape")
     expect(viewer).not_to_have_class("viewer viewer-expanded")
     assert page.evaluate("() => !document.querySelector('[data-viewer]').classList.contains('viewer-expanded')")
-    shot(page, "consult-desk", full_page=True)
+    shoot(page, "consult-desk")
     assert page.errors == []
 
 
@@ -169,27 +122,26 @@ def test_the_studys_own_viewer_offers_no_drawing_tools_and_says_why(browser_cont
     drag(page, (dicom.BAR["x0"], dicom.BAR["y"]), (dicom.BAR["x1"], dicom.BAR["y"]))
     assert page.evaluate("window.changes") == []
     assert page.evaluate(f"{VIEWER}.tool") != "length"
-    shot(page, "standalone-desk")
+    shoot(page, "standalone-desk", full_page=False)
     assert page.errors == []
 
 
 def test_the_consult_page_fits_a_phone_and_its_tools_are_reachable_by_touch(browser_context, accepted_consult):
     consult, _, specialist = accepted_consult
-    page = open_page(browser_context, specialist, f"/consults/{consult.pk}/", viewport=PHONE, touch=True)
-    fits = "() => document.documentElement.scrollWidth <= window.innerWidth"
-    assert page.evaluate(fits), page.evaluate("document.documentElement.scrollWidth")
+    page = open_page(browser_context, specialist, f"/consults/{consult.pk}/", screen=PHONE)
+    assert_fits(page)
     viewer = page.locator("[data-viewer]")
     box = viewer.bounding_box()
-    assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
-    shot(page, "consult-phone")
+    assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["viewport"]["width"]
+    shoot(page, "consult-phone", full_page=False)
 
     # The drawing tools are behind "Tools"; a tap opens the menu, a tap picks a tool and closes it.
     length = viewer.get_by_role("button", name="Length", exact=True)
     expect(length).to_be_hidden()
     viewer.get_by_role("button", name="Tools").tap()
     expect(length).to_be_visible()
-    assert page.evaluate(fits)
-    shot(page, "consult-phone-tools")
+    assert_fits(page)
+    shoot(page, "consult-phone-tools", full_page=False)
     length.tap()
     expect(length).to_be_hidden()
     expect(viewer.locator('[data-action="menu"]')).to_have_text("Tools: Length")
@@ -203,9 +155,9 @@ def test_the_consult_page_fits_a_phone_and_its_tools_are_reachable_by_touch(brow
     viewer.get_by_role("button", name="Tools: Length").tap()
     viewer.locator('.viewer-toolbar [data-action="list"]').tap()
     expect(viewer.locator("[data-list-items] li")).to_have_count(1)
-    assert page.evaluate(fits)
-    shot(page, "consult-phone-list")
-    shot(page, "consult-phone-full", full_page=True)
+    assert_fits(page)
+    shoot(page, "consult-phone-list", full_page=False)
+    shoot(page, "consult-phone-full")
     assert page.errors == []
 
 
@@ -215,13 +167,13 @@ def test_a_study_of_one_rt_plan_shows_a_sentence_not_a_broken_viewer(browser_con
     [path] = dicom.write([dicom.rt_plan(uid)], tmp_path / "plan")
     result = ingest_file(path, filename=path.name, user=physician)
     assert result.status == "stored", result.reason
-    for viewport, name in ((DESK, "rtplan-desk"), (PHONE, "rtplan-phone")):
-        page = open_page(browser_context, physician, f"/studies/{uid}/view/", viewport=viewport, wait_ready=False)
+    for screen, name in ((DESK, "rtplan-desk"), (PHONE, "rtplan-phone")):
+        page = open_page(browser_context, physician, f"/studies/{uid}/view/", screen=screen, wait_ready=False)
         expect(page.locator("[data-no-images]")).to_have_text(
             "This study has no images to show: it holds 1 RT plan, which the viewer does not display."
         )
         expect(page.locator("[data-canvas]")).to_have_count(0)
         page.wait_for_load_state("networkidle")
-        assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
-        shot(page, name)
+        assert_fits(page)
+        shoot(page, name, full_page=False)
         assert page.errors == []
