@@ -288,3 +288,9 @@ def test_email_confirmation_page_is_clean(client, db):
     )
     link = re.search(r"https?://[^/\s]+(/accounts/confirm-email/[^\s]+/)", mail.outbox[-1].body).group(1)
     assert_clean_page(client.get(link))
+
+
+def test_the_site_icon_is_found_where_browsers_look_for_it(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 302 and response["Location"].endswith("img/favicon.svg")
+    assert client.get(response["Location"]).status_code == 200
