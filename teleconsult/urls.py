@@ -1,8 +1,8 @@
 from django.conf import settings
 from django.contrib import admin
+from django.http import HttpResponseRedirect
 from django.templatetags.static import static
 from django.urls import include, path
-from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
 from accounts import views as account_views
@@ -19,7 +19,7 @@ api_v1 = [
 urlpatterns = [
     path("", account_views.home, name="home"),
     # Pages that name no icon of their own (the Django admin, the API docs) get the portal's.
-    path("favicon.ico", RedirectView.as_view(url=static("img/favicon.svg"))),
+    path("favicon.ico", lambda request: HttpResponseRedirect(static("img/favicon.svg"))),
     path("accounts/", include("allauth.urls")),
     path("practices/", include("accounts.urls")),
     path("admin/", admin.site.urls),
