@@ -108,10 +108,6 @@ def report_for_user(user, consult: ConsultRequest) -> Report | None:
     return visible_reports(user, consult).order_by("-version").first()
 
 
-def may_write_report(user, consult: ConsultRequest) -> bool:
-    return transitions.may(user, consult, "write-report")
-
-
 def allowed_actions(user, consult: ConsultRequest) -> list[str]:
     """The transitions this user may try now, for buttons and the API: read from the one table
     (``consultations.transitions``) that the model guards check too."""

@@ -95,10 +95,6 @@ def register_study_panel(name: str, template: str, context_fn: ContextFn | None 
     _study_panels[name] = StudyPanel(name=name, template=template, context_fn=context_fn, order=order)
 
 
-def unregister_study_panel(name: str) -> None:
-    _study_panels.pop(name, None)
-
-
 def study_panels(request: HttpRequest, study: Study) -> list[ShownPanel]:
     """The panels to include on ``study``'s page for this request, in order."""
     shown = []
@@ -116,10 +112,6 @@ def register_patient_panel(
     _patient_panels[name] = PatientPanel(name=name, template=template, context_fn=context_fn, order=order)
 
 
-def unregister_patient_panel(name: str) -> None:
-    _patient_panels.pop(name, None)
-
-
 def patient_panels(request: HttpRequest, patient: Patient) -> list[ShownPanel]:
     """The panels to include on ``patient``'s page for this request, in order."""
     shown = []
@@ -133,10 +125,6 @@ def patient_panels(request: HttpRequest, patient: Patient) -> list[ShownPanel]:
 def register_study_action(name: str, action_fn: ActionFn, order: int = 100) -> None:
     """Offer ``action_fn(request, study)`` as a button for a study. Registering a name again replaces it."""
     _study_actions[name] = RegisteredAction(name=name, action_fn=action_fn, order=order)
-
-
-def unregister_study_action(name: str) -> None:
-    _study_actions.pop(name, None)
 
 
 def is_study_action(name: str) -> bool:
@@ -156,10 +144,6 @@ def study_actions(request: HttpRequest, study: Study) -> list[ShownAction]:
 def register_link(name: str, url_fn: Callable[..., str]) -> None:
     """Offer the page ``url_fn(*args)`` as ``name`` (one of the link names above)."""
     _links[name] = url_fn
-
-
-def unregister_link(name: str) -> None:
-    _links.pop(name, None)
 
 
 def link_url(name: str, *args: Any) -> str | None:
