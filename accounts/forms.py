@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-from .models import PhysicianProfile, Role
+from .models import PhysicianProfile, Role, validate_person_name
 
 SIGNUP_ROLES = [(Role.PATIENT.value, "Patient"), (Role.PHYSICIAN.value, "Physician (referring)")]
 
@@ -13,7 +13,7 @@ class SignupForm(forms.Form):
     # allauth's sign-up form adds email and passwords around these fields; this is the page order.
     field_order = ["name", "email", "role", "institution", "password1", "password2"]
 
-    name = forms.CharField(label="Your name", max_length=150)
+    name = forms.CharField(label="Your name", max_length=150, validators=[validate_person_name])
     role = forms.ChoiceField(label="I am a", choices=SIGNUP_ROLES, initial=Role.PATIENT)
     institution = forms.CharField(
         label="Institution (physicians)", max_length=200, required=False, help_text="Hospital or practice"

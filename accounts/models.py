@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 import zoneinfo
 
 from django.conf import settings
@@ -37,6 +38,22 @@ class Specialty(models.TextChoices):
     GENERAL_RADIOLOGY = "general_radiology", "General radiology"
 
 
+# Unicode categories refused in a person's name: control characters (newline, tab, NUL, escape...)
+# and the line and paragraph separators. A name travels into email subjects, where a line break
+# is a header injection Django refuses to send, and into PDFs and DICOM, where it breaks the layout.
+NAME_REFUSED_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
+
+
+def validate_person_name(value: str) -> None:
+    """A person's name is one line of printable text (letters of any script, marks, spaces)."""
+    bad = sorted({f"U+{ord(ch):04X}" for ch in value if unicodedata.category(ch) in NAME_REFUSED_CATEGORIES})
+    if bad:
+        raise ValidationError(
+            f"A name cannot contain line breaks, tabs or other control characters (found {', '.join(bad)}).",
+            code="control_characters",
+        )
+
+
 class UserManager(BaseUserManager):
     use_in_migrations = True
 
@@ -65,7 +82,7 @@ class User(AbstractUser):
     first_name = None
     last_name = None
     email = models.EmailField("email address", unique=True)
-    name = models.CharField("display name", max_length=150, blank=True)
+    name = models.CharField("display name", max_length=150, blank=True, validators=[validate_person_name])
     role = models.CharField(max_length=20, choices=Role.choices, default=Role.PATIENT)
     default_practice = models.ForeignKey(
         "accounts.Organization",
