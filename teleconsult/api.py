@@ -6,7 +6,9 @@ from typing import Any
 
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
 
+from teleconsult import database
 from teleconsult.errors import PortalError
 
 
@@ -17,8 +19,14 @@ def exception_handler(exc: Exception, context: dict[str, Any]):
     body names the field at fault.
 
     A :class:`~teleconsult.errors.PortalError` answers its own status with
-    ``{"detail", "code", **data}``.
+    ``{"detail", "code", **data}``. A database that cannot be reached is a 503 with
+    ``Retry-After`` (``teleconsult.database``), not a 500.
     """
+    if database.is_unavailable(exc):
+        set_rollback()
+        request = context.get("request")
+        error = database.unavailable(exc, f"API {getattr(request, 'path', '')}")
+        return database.retry_after(Response(error.as_json(), status=error.status))
     if isinstance(exc, PortalError):
         return Response(exc.as_json(), status=exc.status)
     response = drf_exception_handler(exc, context)

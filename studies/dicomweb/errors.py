@@ -1,6 +1,8 @@
 """DICOMweb's error: a :class:`~teleconsult.errors.PortalError`, and the one place DICOMweb answers
 errors. Every route answers ``{"detail": message}`` with the error's status (PS3.18 leaves the
-body to the server; clients show ``detail``), and 401s say how to authenticate."""
+body to the server; clients show ``detail``), and 401s say how to authenticate. A database that
+cannot be reached is answered in this shape too (``teleconsult.database``: 503 with
+``Retry-After``), never with Django's HTML error page."""
 
 from __future__ import annotations
 
