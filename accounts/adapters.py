@@ -8,9 +8,9 @@ from allauth.core import context as allauth_context
 from allauth.mfa.models import Authenticator
 from django.contrib.sites.shortcuts import get_current_site
 
+from teleconsult.client_address import client_address
 from teleconsult.links import rebase
-
-from .tasks import deliver_email
+from teleconsult.mail import queue_email
 
 
 class AccountAdapter(DefaultAccountAdapter):
@@ -35,8 +35,16 @@ class AccountAdapter(DefaultAccountAdapter):
                     return False
         return super().is_reauthentication_required(app=app, **kwargs)
 
+    def get_client_ip(self, request) -> str:
+        """The address allauth's rate limits count by (sign-in, sign-up, the token endpoint's failures):
+        the portal's one answer (teleconsult.client_address), never an X-Forwarded-For entry a client
+        wrote. An address it cannot know (a UNIX socket and no proxy hop count) counts as one rather
+        than refusing the request."""
+        return client_address(request) or "unknown"
+
     def send_mail(self, template_prefix: str, email: str, context: dict) -> None:
-        """Render in the request, deliver through Celery so a slow mail server never delays a page."""
+        """Render in the request, deliver through Celery so a slow mail server never delays a page
+        (retried while it fails, logged if it never gets through: teleconsult.mail)."""
         request = allauth_context.request
         # allauth builds its links on the request's address; emails link to the portal's (teleconsult.links).
         context = {name: rebase(value, request) for name, value in context.items()}
@@ -48,7 +56,7 @@ class AccountAdapter(DefaultAccountAdapter):
         html = next(
             (content for content, mimetype in getattr(message, "alternatives", []) if mimetype == "text/html"), None
         )
-        deliver_email.delay(
+        queue_email(
             subject=message.subject,
             body=message.body,
             to=list(message.to),

@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -26,6 +25,7 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.outbox import send_after_commit
 from teleconsult.links import absolute_url
+from teleconsult.mail import queue_email
 
 from . import room
 from .groups import notifications_group
@@ -120,7 +120,8 @@ def push_unread(user) -> None:
 
 
 def email_notification(notification: Notification) -> bool:
-    """Send one notification by email, once. The email carries no patient details, only a link."""
+    """Queue one notification's email, once. The email carries no patient details, only a link;
+    the title (which may hold a person's name) is made one line for the subject by teleconsult.mail."""
     if notification.emailed_at is not None:
         return False
     lines = [notification.title, ""]
@@ -132,13 +133,10 @@ def email_notification(notification: Notification) -> bool:
         f"You get this email because email is on for '{notification.get_kind_display()}'. "
         f"Turn it off under Notifications > Email settings."
     )
-    send_mail(
-        subject=f"[teleconsult] {notification.title}",
-        message="\n".join(lines),
-        from_email=None,
-        recipient_list=[notification.user.email],
-    )
-    Notification.objects.filter(pk=notification.pk).update(emailed_at=timezone.now())
+    # Marked first, so a second run of the task never queues it twice; the mail task retries it.
+    if not Notification.objects.filter(pk=notification.pk, emailed_at=None).update(emailed_at=timezone.now()):
+        return False
+    queue_email(subject=f"[teleconsult] {notification.title}", body="\n".join(lines), to=[notification.user.email])
     return True
 
 

@@ -89,7 +89,7 @@ def test_confirmation_email_queued_by_daphne_is_sent_by_a_real_celery_worker(
     message = service_environment.outbox.wait_for("robin@example.com", subject="confirm", timeout=60)
     assert any("/accounts/confirm-email/" in link for link in service_environment.outbox.links(message))
     assert worker.stop() == 0
-    assert "accounts.tasks.deliver_email" in worker.log()
+    assert "teleconsult.mail.send_email" in worker.log()
     assert "succeeded" in worker.log()
 
 
