@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from django.db.models import Q
 from django.urls import reverse
 
 from .models import OPEN_STATES, ConsultRequest, State
 from .notifications import unread_count
-from .permissions import visible_consults
+from .permissions import requested_or_joined
 
 
 def nav_items(user) -> list[dict]:
@@ -19,12 +18,7 @@ def nav_items(user) -> list[dict]:
         items.append({"label": "Worklist", "url": reverse("consultations:worklist"), "key": "worklist", "count": count})
     elif user.is_physician:
         # Those the physician still sees (a requester who left the practice left its consults).
-        count = (
-            visible_consults(user)
-            .filter(Q(requester=user) | Q(participants__user=user, participants__removed_at__isnull=True))
-            .filter(state__in=(*OPEN_STATES, State.REPORTED))
-            .count()
-        )
+        count = requested_or_joined(user).filter(state__in=(*OPEN_STATES, State.REPORTED)).count()
         items.append({"label": "My consults", "url": reverse("consultations:mine"), "key": "consults", "count": count})
     elif user.is_patient:
         items.append({"label": "My consults", "url": reverse("consultations:mine"), "key": "consults"})

@@ -45,6 +45,15 @@ def visible_consults(user):
     return ConsultRequest.objects.filter(_care_team(user) | _open_offer(user)).distinct()
 
 
+def requested_or_joined(user):
+    """A physician's own consults: those they asked for while they still see the study, and those a
+    colleague added them to (``visible_consults`` narrowed to them, read without its other paths)."""
+    still_sees = Study.objects.visible_to(user).values("pk")
+    return ConsultRequest.objects.filter(
+        Q(requester=user, study_id__in=still_sees) | Q(participants__user=user, participants__removed_at__isnull=True)
+    ).distinct()
+
+
 def may_request_consult(user) -> bool:
     """Physicians and administrators ask for consults, once a practice has admitted them (the rule
     ``actions.create_consult`` enforces); patients never do."""

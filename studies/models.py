@@ -103,10 +103,12 @@ class StudyQuerySet(models.QuerySet):
         if not user or not user.is_authenticated or not user.is_active or user.is_admin:
             return None
         grants = AccessGrant.objects.active().filter(user=user)
-        branches = [
-            Branch(self, walk=grants, names=GRANT_SORT_COPIES),
-            Branch(self.filter(patient__in=Patient.objects.filter(account=user).values("pk"))),
-        ]
+        branches = [Branch(self, walk=grants, names=GRANT_SORT_COPIES)]
+        # Linked records are a patient's (a handful, or none for clinicians): looked up first, so
+        # that a search does not read a path that holds nothing.
+        own_records = list(Patient.objects.filter(account=user).values_list("pk", flat=True))
+        if own_records:
+            branches.append(Branch(self.filter(patient__in=own_records)))
         practices = user.practice_ids() if user.role != "patient" else []
         if practices:
             branches.append(Branch(self.filter(practice_id__in=practices)))

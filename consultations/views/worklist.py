@@ -83,11 +83,12 @@ def worklist(request):
 def my_consults(request):
     """Requesters (and colleagues they added) see theirs; patients see those on their studies."""
     user = request.user
-    qs = permissions.visible_consults(user)
     if user.is_physician:
-        qs = qs.filter(Q(requester=user) | Q(participants__user=user, participants__removed_at__isnull=True))
-    elif user.is_specialist:
-        qs = qs.filter(assignee=user)
+        qs = permissions.requested_or_joined(user)
+    else:
+        qs = permissions.visible_consults(user)
+        if user.is_specialist:
+            qs = qs.filter(assignee=user)
     qs = qs.select_related("study__patient", "requester", "assignee").distinct()
     form, qs = _filtered(request, qs)
     return _render_list(
