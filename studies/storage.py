@@ -6,12 +6,19 @@ be compared before anything reaches storage. A temporary file of the server's ow
 written beside the staging directory) is not copied: its preamble is zeroed where it lies and the
 file itself is staged. With FileSystemStorage the staged file lives on the same file system as the
 media root, so saving it is a rename: a reader never sees half a file.
+
+A request directory (``request_dir``) is named for its process (``request-<pid>-...``) and holds a
+lock file that process keeps locked (``flock``) while the directory is in use. The lock goes with
+the process, however it ends, so a server starting up removes exactly the directories of processes
+that no longer exist (``remove_abandoned_request_dirs``), its own earlier life's or another
+daphne's on the same data directory, and never a live one's, whatever pid it has now.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import hashlib
 import logging
 import multiprocessing.util
@@ -21,6 +28,7 @@ import secrets
 import shutil
 import tempfile
 import time
+import weakref
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -30,6 +38,8 @@ from django.core.files.storage import FileSystemStorage, default_storage
 PREAMBLE_SIZE = 128
 STAGED_PREFIX = "ingest-"
 REQUEST_DIR_PREFIX = "request-"
+# Inside a request directory: the lock file its process holds while the directory is in use.
+REQUEST_LOCK_NAME = ".lock"
 # Beside the staged files: the server's own temporary files when the system keeps them in memory.
 TEMP_DIR_NAME = "tmp"
 MEMORY_FILE_SYSTEMS = {"tmpfs", "ramfs"}
@@ -80,16 +90,143 @@ def staging_dir() -> str | None:
     return None
 
 
-def request_dir() -> tempfile.TemporaryDirectory:
+class RequestDir:
+    """A request's directory, held by this process until ``cleanup()`` (or until the process ends).
+
+    Used as ``tempfile.TemporaryDirectory`` is: ``name`` and ``cleanup()``, or ``with ... as path``.
+    Its lock file is locked under a temporary name and only then renamed ``.lock``, so a ``.lock``
+    that can be locked is always one whose process is gone, never one about to be locked. The lock
+    is on an open file description of this process alone (not inherited across exec), of a file
+    opened for writing, as NFS needs for an exclusive ``flock``. Where the file system cannot lock,
+    the directory has no ``.lock`` and is left to the age rule (``remove_stale_staged_files``)."""
+
+    def __init__(self, directory: str | None) -> None:
+        self.name = tempfile.mkdtemp(prefix=f"{REQUEST_DIR_PREFIX}{os.getpid()}-", dir=directory)
+        try:
+            fd = _lock_request_dir(self.name)
+        except BaseException:
+            shutil.rmtree(self.name, ignore_errors=True)
+            raise
+        self._finalizer = weakref.finalize(self, _remove_request_dir, self.name, fd)
+
+    def cleanup(self) -> None:
+        self._finalizer()
+
+    def __enter__(self) -> str:
+        return self.name
+
+    def __exit__(self, *exc_info) -> None:
+        self.cleanup()
+
+
+def _lock_request_dir(path: str) -> int | None:
+    """Lock a fresh request directory's lock file; its descriptor, or None where locking fails."""
+    locking = os.path.join(path, f"{REQUEST_LOCK_NAME}-new")
+    fd = os.open(locking, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        os.unlink(locking)
+        logger.warning("request directories: %s cannot be locked (%s); left to the age rule", path, exc)
+        return None
+    try:
+        os.rename(locking, os.path.join(path, REQUEST_LOCK_NAME))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _remove_request_dir(path: str, fd: int | None) -> None:
+    # Removed while still locked, so that no other process starts removing it too.
+    try:
+        shutil.rmtree(path, ignore_errors=True)
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def request_dir() -> RequestDir:
     """A temporary directory for one request's uploaded parts, on the staging directory's file
     system, so that they are staged where they lie (``stage_in_place``) and stored by a rename."""
-    return tempfile.TemporaryDirectory(prefix=REQUEST_DIR_PREFIX, dir=staging_dir())
+    return RequestDir(staging_dir())
+
+
+def _take_abandoned(path: str) -> int | None:
+    """The lock of the request directory at ``path``, taken by this process, when the process that
+    held it is gone (BlockingIOError while a live process holds it); None when it has no lock file
+    (made before request directories had one, or its process was killed before it locked it: those
+    are the age rule's)."""
+    try:
+        fd = os.open(os.path.join(path, REQUEST_LOCK_NAME), os.O_RDWR)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _held_by_a_live_process(path: str) -> bool:
+    try:
+        fd = _take_abandoned(path)
+    except BlockingIOError:
+        return True
+    if fd is not None:
+        os.close(fd)
+    return False
+
+
+def _request_dirs(directory: str) -> list[os.DirEntry]:
+    with os.scandir(directory) as entries:
+        return [
+            entry
+            for entry in entries
+            if entry.name.startswith(REQUEST_DIR_PREFIX) and entry.is_dir(follow_symlinks=False)
+        ]
+
+
+def remove_abandoned_request_dirs() -> tuple[int, int]:
+    """Remove the request directories whose process no longer exists (killed in a request: its
+    parts were neither stored nor removed), whatever their age; how many, and their bytes.
+
+    Run at server start-up (``teleconsult.serve``), so a restarted server does not carry what its
+    earlier life left. A directory a live process holds is never touched, whichever server on the
+    same data directory runs this, and whatever pid the process now has."""
+    removed = size = 0
+    for entry in _request_dirs(staging_dir() or tempfile.gettempdir()):
+        with contextlib.suppress(OSError):  # BlockingIOError: a live process holds it
+            lock = _take_abandoned(entry.path)
+            if lock is None:
+                continue
+            try:
+                # Removed while this process holds its lock, so no other server removes it too.
+                held = _tree_size(entry.path)
+                shutil.rmtree(entry.path)
+            finally:
+                os.close(lock)
+            removed += 1
+            size += held
+    return removed, size
+
+
+def _tree_size(path: str) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
 
 
 def remove_stale_staged_files(*, max_age: dt.timedelta) -> int:
     """Remove staged files and request directories older than ``max_age`` (left by a process killed
     while it staged them, or by a server killed in a request), and files of the same age in the
-    server's own temporary directory (``keep_temporary_files_on_disk``); how many."""
+    server's own temporary directory (``keep_temporary_files_on_disk``); how many. A request
+    directory a live process holds is kept, however old."""
     staging = staging_dir()
     directory = staging or tempfile.gettempdir()
     cutoff = time.time() - max_age.total_seconds()
@@ -103,6 +240,8 @@ def remove_stale_staged_files(*, max_age: dt.timedelta) -> int:
                 os.unlink(entry.path)
                 removed += 1
             elif name.startswith(REQUEST_DIR_PREFIX) and entry.is_dir(follow_symlinks=False):
+                if _held_by_a_live_process(entry.path):
+                    continue  # a long upload still in progress
                 shutil.rmtree(entry.path)
                 removed += 1
     own_temp = os.path.join(staging, TEMP_DIR_NAME) if staging is not None else None
