@@ -1,0 +1,197 @@
+"""Stored files that no row refers to, removed once they are older than a grace period.
+
+Ingest moves each file into storage before the batch writes its rows, and commits the rows once
+(``studies.ingest.batch``): a server killed in between (kill -9, the OOM killer, a power cut)
+leaves no half-written rows, which is right, but it leaves the files it had moved, which nothing
+else would ever remove. The same holds for a thumbnail or an attachment whose row went away
+without its file.
+
+Which files rows own is read from the models, not listed here: every ``FileField`` of every
+installed model (the instance's DICOM file and thumbnail, a consult's attachments, and whatever
+another app adds), so ``studies`` names no model of a higher app. Only the folders those fields
+write to are walked (the first part of their ``upload_to``; the whole storage when one has none
+or a callable), so nothing the portal did not put there is touched, and neither is the staging
+directory (``.incoming``, the ingest's own, with its own rules: ``studies.storage``).
+
+The grace period keeps a file whose rows are still being written: a file is moved into storage
+before its batch commits. Memory stays bounded at any scale: the tree is walked a directory entry
+at a time (``os.scandir`` on local storage, so even a folder of a million thumbnails is never
+listed whole), and the candidates are checked against the database ``BATCH_SIZE`` at a time, one
+query per model for each batch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import posixpath
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from django.apps import apps
+from django.core.files.storage import FileSystemStorage, Storage, default_storage
+from django.db import models
+from django.utils import timezone
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 2000
+
+
+@dataclass
+class SweepReport:
+    """What a sweep found: the unreferenced files old enough to go (removed unless a dry run) and
+    their bytes, and how many files it checked."""
+
+    removed: int = 0
+    removed_bytes: int = 0
+    checked: int = 0
+    young: int = 0  # files within the grace period, not checked
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    name: str
+    size: int
+
+
+def file_fields() -> dict[type[models.Model], list[str]]:
+    """Every file field of every installed model, by model: the rows that own stored files."""
+    found: dict[type[models.Model], list[str]] = {}
+    for model in apps.get_models():
+        for model_field in model._meta.concrete_fields:
+            if isinstance(model_field, models.FileField):
+                found.setdefault(model, []).append(model_field.attname)
+    return found
+
+
+def owned_folders(fields: dict[type[models.Model], list[str]]) -> list[str]:
+    """The top folders the file fields store into (``dicom``, ``thumbnails``...); [""] (the whole
+    storage) when a field's folder cannot be known beforehand."""
+    folders: set[str] = set()
+    for model, names in fields.items():
+        for name in names:
+            upload_to = model._meta.get_field(name).upload_to
+            top = upload_to.split("/", 1)[0] if isinstance(upload_to, str) else ""
+            if not top or "%" in top:
+                return [""]
+            folders.add(top)
+    return sorted(folders)
+
+
+def referenced(names: list[str], fields: dict[type[models.Model], list[str]]) -> set[str]:
+    """Those of ``names`` that some row's file field holds: one query per model."""
+    found: set[str] = set()
+    for model, columns in fields.items():
+        condition = models.Q()
+        for column in columns:
+            condition |= models.Q(**{f"{column}__in": names})
+        for values in model._base_manager.filter(condition).values_list(*columns):
+            found.update(values)
+    return found
+
+
+def walk(storage: Storage, folder: str) -> Iterator[tuple[str, int, float]]:
+    """(name, size, modified as a timestamp) of every file under ``folder`` of ``storage``; hidden
+    files and folders (the staging directory ``.incoming``) left out; a directory entry at a time
+    on local storage."""
+    if isinstance(storage, FileSystemStorage):
+        yield from _walk_local(storage.location, folder)
+    else:
+        yield from _walk_storage(storage, folder)
+
+
+def _walk_local(root: str, folder: str) -> Iterator[tuple[str, int, float]]:
+    try:
+        entries = os.scandir(os.path.join(root, folder) if folder else root)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    with entries:
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            name = posixpath.join(folder, entry.name) if folder else entry.name
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    yield from _walk_local(root, name)
+                elif entry.is_file(follow_symlinks=False):
+                    stat = entry.stat(follow_symlinks=False)
+                    yield name, stat.st_size, stat.st_mtime
+            except FileNotFoundError:
+                continue  # removed meanwhile
+
+
+def _walk_storage(storage: Storage, folder: str) -> Iterator[tuple[str, int, float]]:
+    try:
+        folders, files = storage.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for file_name in files:
+        name = posixpath.join(folder, file_name) if folder else file_name
+        try:
+            yield name, storage.size(name), storage.get_modified_time(name).timestamp()
+        except FileNotFoundError:
+            continue
+    for sub in folders:
+        if not sub.startswith("."):
+            yield from _walk_storage(storage, posixpath.join(folder, sub) if folder else sub)
+
+
+def _batches(items: Iterable[_Candidate], size: int) -> Iterator[list[_Candidate]]:
+    batch: list[_Candidate] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def sweep_unreferenced_files(
+    *,
+    grace: dt.timedelta,
+    dry_run: bool = False,
+    storage: Storage | None = None,
+    on_file: Callable[[str, int], None] | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> SweepReport:
+    """Remove (``dry_run``: only find) the stored files older than ``grace`` that no row refers
+    to; ``on_file(name, size)`` is called for each. What was found, in a ``SweepReport``."""
+    if grace < dt.timedelta(0):
+        raise ValueError(f"The grace period must not be negative, not {grace}.")
+    storage = storage or default_storage
+    fields = file_fields()
+    cutoff = (timezone.now() - grace).timestamp()
+    report = SweepReport(dry_run=dry_run)
+
+    def old_enough() -> Iterator[_Candidate]:
+        for folder in owned_folders(fields):
+            for name, size, modified in walk(storage, folder):
+                if modified >= cutoff:
+                    report.young += 1
+                    continue
+                yield _Candidate(name, size)
+
+    for batch in _batches(old_enough(), batch_size):
+        report.checked += len(batch)
+        kept = referenced([candidate.name for candidate in batch], fields)
+        for candidate in batch:
+            if candidate.name in kept:
+                continue
+            if not dry_run:
+                try:
+                    storage.delete(candidate.name)
+                except FileNotFoundError:
+                    continue
+            report.removed += 1
+            report.removed_bytes += candidate.size
+            if on_file is not None:
+                on_file(candidate.name, candidate.size)
+    if report.removed and not dry_run:
+        logger.warning(
+            "sweep: removed %d stored files (%d bytes) that no row refers to", report.removed, report.removed_bytes
+        )
+    return report
