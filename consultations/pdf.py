@@ -15,9 +15,10 @@ from reportlab.platypus import Image, KeepTogether, Paragraph, SimpleDocTemplate
 
 from accounts.timeformat import format_instant
 from studies.rendering import encode, render_frame
+from studies.vocabulary import modalities_in_words
 
 from .models import ConsultRequest, Report
-from .reports import Evidence, evidence_for, modalities_in_words
+from .reports import Evidence, evidence_for
 
 logger = logging.getLogger(__name__)
 

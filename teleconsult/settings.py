@@ -132,7 +132,7 @@ TEMPLATES = [
                 "teleconsult.context_processors.navigation",
             ],
             # {{ value|when }} and {{ value|day }} in every template: one time format everywhere.
-            "builtins": ["accounts.templatetags.times"],
+            "builtins": ["accounts.templatetags.times", "studies.templatetags.words"],
         },
     },
 ]

@@ -26,11 +26,3 @@ def time_left(consult) -> str:
         return ""
     seconds = (consult.due_at - timezone.now()).total_seconds()
     return f"{_span(seconds)} left" if seconds > 0 else f"overdue by {_span(seconds)}"
-
-
-@register.filter
-def modalities_in_words(value: str) -> str:
-    """A study's ModalitiesInStudy ("CT\\MR") in words ("CT, MRI"), for people rather than DICOM."""
-    from consultations.reports import modalities_in_words as in_words
-
-    return in_words((value or "").split("\\"))

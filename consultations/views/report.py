@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 
 from studies import audit
 from studies.models import AccessEvent
+from studies.vocabulary import modalities_in_words
 from teleconsult.errors import on_refusal
 
 from .. import forms, permissions, reports
@@ -53,7 +54,7 @@ def report_editor(request, pk: int):
             "other_templates": [t for t in ReportTemplate.objects.all() if t.pk not in fitting_ids],
             "edited": draft is not None and reports.is_edited(draft),
             "evidence": reports.evidence_for(consult) if draft else [],
-            "modalities": reports.modalities_in_words(consult.study.modality_list),
+            "modalities": modalities_in_words(consult.study.modality_list),
         },
     )
 

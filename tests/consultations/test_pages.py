@@ -248,4 +248,4 @@ def test_lists_and_the_consult_page_name_modalities_in_words_not_dicom_codes(cli
     client.force_login(physician)
     for url in ("/consults/", f"/consults/{consult.pk}/"):
         page = client.get(url).content.decode()
-        assert "CT, Document" in page and "CT\\DOC" not in page, url
+        assert "CT, Document (PDF)" in page and "CT\\DOC" not in page, url

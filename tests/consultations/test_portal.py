@@ -53,6 +53,15 @@ def test_portal_lists_my_studies_with_plain_status(patient_user, study, stranger
     assert b"Your images were stored." in page.content
 
 
+def test_patient_pages_name_modalities_in_words_not_dicom_codes(physician, patient_user):
+    study = make_study(uploader=physician, patient_account=patient_user, modalities="MR\\DOC\\XC")
+    client = signed_in(patient_user)
+    for url in (reverse("portal:home"), reverse("portal:study", args=[study.study_instance_uid])):
+        page = client.get(url).content.decode()
+        assert "MRI, Document (PDF), Photo" in page, url
+        assert "DOC" not in page and "DICOM" not in page, url
+
+
 def test_clinicians_are_sent_to_their_study_list(physician):
     response = signed_in(physician).get(reverse("portal:home"))
     assert response.status_code == 302 and response["Location"] == reverse("studies:list")

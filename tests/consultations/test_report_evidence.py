@@ -157,7 +157,7 @@ def test_the_pdf_carries_key_images_credentials_and_modalities_in_words(
     # Signing stored the PDF in the study as a DOC series: the study is now CT\DOC.
     chest.study.refresh_from_db()
     assert chest.study.modality_list == ["CT", "DOC"]
-    assert "(CT, Document)" in text and "CT\\DOC" not in text
+    assert "(CT, Document (PDF))" in text and "CT\\DOC" not in text
     assert "Electronically signed by Dr Specialist, Neuroradiology, General radiology; licensed in US, DE" in text
     assert "Key images" in text and "Key image: Nodule (series 1, image 1)" in text
     assert sum(len(page.images) for page in pdf.pages) == 1

@@ -98,7 +98,7 @@ def test_share_link_with_passcode_for_someone_without_an_account_until_revoked(b
         page.get_by_role("button", name="Open the images").click()
     assert first_frame.value.status == 200
     expect(page.locator("[data-viewer]")).to_have_attribute("data-read-only", "true")
-    expect(page.get_by_role("link", name="Download (zip of DICOM files)")).to_be_visible()
+    expect(page.get_by_role("link", name="Download all images (zip)")).to_be_visible()
     statuses = page.evaluate(
         """async ([root, mine, other]) => [
             (await fetch(`${root}/studies/${mine}/metadata`)).status,

@@ -255,6 +255,26 @@ def test_admin_history_page_searches_and_refuses_bad_dates(admin_user, physician
     assert client.get(reverse("studies:access-history"), {"date_from": "yesterday"}).status_code == 400
 
 
+def test_admin_history_names_patient_study_and_actor_in_words_and_filters_by_patient(admin_user, physician, study):
+    physician.name = "Rita Referrer"
+    physician.save(update_fields=["name"])
+    Study.objects.filter(pk=study.pk).update(description="Chest CT", modalities="CT\\DOC")
+    signed_in(physician).get(reverse("studies:detail", args=[study.study_instance_uid]))
+    client = signed_in(admin_user)
+    page = client.get(reverse("studies:access-history")).content.decode()
+    patient = study.patient
+    assert "Rita Referrer" in page and "(physician)" in page
+    assert "<td data-label=\"What\">Opened the study page" in page
+    assert patient.display_name in page and f"ID {patient.patient_id}" in page
+    assert "Chest CT" in page and "CT, Document (PDF)" in page
+    found = client.get(reverse("studies:access-history"), {"patient": patient.patient_id}).content.decode()
+    assert "Opened the study page" in found
+    by_name = client.get(reverse("studies:access-history"), {"patient": patient.display_name.lower()}).content
+    assert b"Opened the study page" in by_name
+    missing = client.get(reverse("studies:access-history"), {"patient": "nobody-by-this-name"}).content.decode()
+    assert "No events match." in missing
+
+
 def test_csv_cells_that_look_like_formulas_are_defused(admin_user, study):
     from django.test import RequestFactory
 
