@@ -18,6 +18,7 @@ from django.core.cache import cache
 from django.db.models import Q
 from django.http import HttpRequest
 
+from teleconsult.client_address import client_address
 from teleconsult.responses import StreamingResponse
 
 from .models import AccessEvent, ShareLink, Study
@@ -50,7 +51,8 @@ def summary_seconds() -> int:
 
 
 def client_ip(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
+    """The client's address as the trusted proxies saw it (never a forged X-Forwarded-For entry)."""
+    return client_address(request)
 
 
 def _actor(user, share: ShareLink | None) -> str:

@@ -24,6 +24,7 @@ from django.urls import reverse
 from accounts.addresses import account_for_address
 from accounts.outbox import send_after_commit
 from accounts.timeformat import format_instant
+from teleconsult.client_address import client_address
 from teleconsult.errors import PortalError
 from teleconsult.links import absolute_url
 
@@ -73,7 +74,7 @@ def record_event(request, action: str, patient: Patient, *, user, obj: str = "")
         patient=patient,
         study_uid="",
         object_id=str(obj)[:128],
-        ip=(request.META.get("REMOTE_ADDR") or None) if request is not None else None,
+        ip=client_address(request) if request is not None else None,
         user_agent=request.META.get("HTTP_USER_AGENT", "")[:400] if request is not None else "",
     )
 
