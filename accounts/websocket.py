@@ -1,40 +1,89 @@
-"""WebSocket authentication: the session cookie, or an ``Authorization: Token`` handshake header."""
+"""WebSocket authentication: an ``Authorization`` handshake header, or else the session cookie.
+
+A handshake that carries ``Authorization`` is authenticated by that header alone, as the REST API
+does: an unknown, revoked or malformed token makes it anonymous (refused by the consumer with
+4403), never a fallback to whatever session cookie came along. ``Token <key>`` and
+``Bearer <key>`` both name a portal API token. Without the header, the session cookie decides.
+
+Either way ``scope["credential"]`` records what the socket was opened with, so that revoking it
+closes the socket (accounts.revocation).
+"""
 
 from __future__ import annotations
 
+import re
+
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
-from channels.middleware import BaseMiddleware
 from django.contrib.auth.models import AnonymousUser
+from rest_framework.exceptions import AuthenticationFailed
 
+from .authentication import BearerlessTokenAuthentication
 from .mfa import must_set_up_mfa
+from .revocation import SESSION, TOKEN, Credential
+
+SCHEMES = {b"token", b"bearer"}
+# RFC 7235 token68, and far longer than any key we issue: anything else is refused unread.
+TOKEN_KEY = re.compile(rb"[A-Za-z0-9._~+/-]+=*")
+MAX_KEY_LENGTH = 256
+
+
+def token_key(values: list[bytes]) -> str | None:
+    """The key of a single well-formed ``Token <key>`` or ``Bearer <key>`` header, else None."""
+    if len(values) != 1:
+        return None
+    parts = values[0].split()
+    if len(parts) != 2 or parts[0].lower() not in SCHEMES:
+        return None
+    key = parts[1]
+    if len(key) > MAX_KEY_LENGTH or not TOKEN_KEY.fullmatch(key):
+        return None
+    return key.decode("ascii")
 
 
 @database_sync_to_async
 def user_for_token(key: str):
-    from rest_framework.authtoken.models import Token
-
+    """The token's user, refused as the REST API refuses it (unknown, inactive, MFA not set up)."""
     try:
-        token = Token.objects.select_related("user").get(key=key)
-    except Token.DoesNotExist:
+        user, _ = BearerlessTokenAuthentication().authenticate_credentials(key)
+    except AuthenticationFailed:
         return None
-    return token.user if token.user.is_active else None
+    return user
 
 
-class _TokenHeaderMiddleware(BaseMiddleware):
+class _SessionCredential:
+    """After Channels' session stack: note the session as the credential; MFA policy applies."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
     async def __call__(self, scope, receive, send):
-        headers = dict(scope.get("headers", []))
-        auth = headers.get(b"authorization", b"").decode("latin-1")
-        keyword, _, key = auth.partition(" ")
-        if keyword == "Token" and key:
-            user = await user_for_token(key.strip())
-            scope["user"] = user or AnonymousUser()
+        user = scope.get("user")
+        session_key = getattr(scope.get("session"), "session_key", None)
+        signed_in = user is not None and user.is_authenticated and bool(session_key)
         # Someone who must first set up a second factor joins no room, by session or by token.
-        if await database_sync_to_async(must_set_up_mfa)(scope.get("user")):
-            scope["user"] = AnonymousUser()
-        return await super().__call__(scope, receive, send)
+        if signed_in and not await database_sync_to_async(must_set_up_mfa)(user):
+            scope["credential"] = Credential(SESSION, session_key)
+        else:
+            scope["user"], scope["credential"] = AnonymousUser(), None
+        return await self.inner(scope, receive, send)
 
 
-def TokenOrSessionAuthMiddleware(inner):  # noqa: N802 - reads like the Channels middleware it wraps
-    # The session stack runs first and sets scope["user"]; a token header then takes precedence.
-    return AuthMiddlewareStack(_TokenHeaderMiddleware(inner))
+class TokenOrSessionAuthMiddleware:
+    """``scope["user"]`` (AnonymousUser when refused) and ``scope["credential"]`` for the consumers."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.session_stack = AuthMiddlewareStack(_SessionCredential(inner))
+
+    async def __call__(self, scope, receive, send):
+        values = [value for name, value in scope.get("headers", []) if name.lower() == b"authorization"]
+        if not values:
+            return await self.session_stack(scope, receive, send)
+        scope = dict(scope, user=AnonymousUser(), credential=None)
+        key = token_key(values)
+        user = await user_for_token(key) if key else None
+        if user is not None:
+            scope["user"] = user
+            scope["credential"] = Credential(TOKEN, key)
+        return await self.inner(scope, receive, send)

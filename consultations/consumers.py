@@ -8,6 +8,8 @@ import json
 from asgiref.sync import async_to_sync
 from channels.generic.websocket import JsonWebsocketConsumer
 
+from accounts import revocation
+from teleconsult import database
 from teleconsult.errors import PortalError, error_frame
 
 from . import notifications
@@ -22,7 +24,9 @@ class NotificationsConsumer(JsonWebsocketConsumer):
     ``notification {notification, unread}`` for each new one, ``worklist.changed {change, consult,
     message}`` when a consult the user may see changes (consultations.worklist_events), ``error
     {code, message}`` for a frame it cannot use. Client -> server: ``notification.read {ids?}``
-    marks some (or all) read."""
+    marks some (or all) read. Closed with 4401 when its token, session or account is revoked."""
+
+    revoked = False
 
     def connect(self) -> None:
         user = self.scope.get("user")
@@ -30,20 +34,29 @@ class NotificationsConsumer(JsonWebsocketConsumer):
             self.accept()
             self.close(code=FORBIDDEN)
             return
-        self.user = user
         self.group = notifications_group(user.pk)
-        self.channel_layer_add()
+        # Joined before the credential is checked again: a revocation committed meanwhile is
+        # either seen by that check or heard as auth.revoke (accounts.revocation).
+        for group in [*revocation.groups_for(self.scope), self.group]:
+            async_to_sync(self.channel_layer.group_add)(group, self.channel_name)
+            self.groups.append(group)
         self.accept()
+        if not revocation.still_valid(self.scope):
+            self.close(code=revocation.REVOKED)
+            return
+        self.user = user
         self.send_json({"type": "notification.unread", "unread": notifications.unread_count(user)})
 
-    def channel_layer_add(self) -> None:
-        async_to_sync(self.channel_layer.group_add)(self.group, self.channel_name)
-        self.groups.append(self.group)
+    def auth_revoke(self, event: dict) -> None:
+        """Its token, session or account was revoked: close, and handle no frame on its way."""
+        if not self.revoked and revocation.should_close(event, self.scope):
+            self.revoked = True
+            self.close(code=revocation.REVOKED)
 
     def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
         """Refuse what is not a small JSON text frame with an error frame; the connection stays."""
-        if getattr(self, "user", None) is None:
-            return  # refused at connect; the close is on its way
+        if getattr(self, "user", None) is None or self.revoked:
+            return  # refused at connect or revoked; the close is on its way
         if text_data is None:
             self._refuse("bad_frame", "Frames are JSON text; binary frames are not accepted.")
         elif len(text_data.encode()) > MAX_FRAME_BYTES:
@@ -54,7 +67,10 @@ class NotificationsConsumer(JsonWebsocketConsumer):
             except ValueError:
                 self._refuse("bad_json", "The frame is not valid JSON.")
             else:
-                self.receive_json(content)
+                try:
+                    self.receive_json(content)
+                except database.UNAVAILABLE_ERRORS as exc:
+                    self.send_json(error_frame(database.unavailable(exc, "notifications frame")))
 
     def _refuse(self, code: str, message: str) -> None:
         self.send_json(error_frame(PortalError(message, code=code)))

@@ -18,6 +18,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.http import Http404
 
+from accounts import revocation
+from teleconsult import database
 from teleconsult.errors import PortalError, error_frame
 
 from . import actions, room
@@ -47,6 +49,7 @@ class RateLimit:
 
 class ConsultRoomConsumer(AsyncWebsocketConsumer):
     consult = None
+    revoked = False
 
     async def connect(self) -> None:
         # Accept first so that a refusal reaches the client as close code 4403, not a bare HTTP 403.
@@ -60,6 +63,15 @@ class ConsultRoomConsumer(AsyncWebsocketConsumer):
             self.consult = await database_sync_to_async(room.get_room_for_user)(user, consult_id)
         except Http404:
             await self.close(code=FORBIDDEN)
+            return
+        # Joined before the credential is checked again, so a revocation committed meanwhile is
+        # either seen by that check or heard as auth.revoke (accounts.revocation).
+        for group in revocation.groups_for(self.scope):
+            await self.channel_layer.group_add(group, self.channel_name)
+            self.groups.append(group)
+        if not await database_sync_to_async(revocation.still_valid)(self.scope):
+            self.consult = None
+            await self.close(code=revocation.REVOKED)
             return
         self.user = user
         self.me = room.author_payload(user)
@@ -92,6 +104,14 @@ class ConsultRoomConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_discard(self.group, self.channel_name)
         await sync_to_async(room.presence().leave)(self.consult.pk, self.channel_name)
         await self._broadcast_presence()
+
+    async def auth_revoke(self, event: dict) -> None:
+        """The token, session or account this socket was opened with was revoked: close at once,
+        and handle no frame that was already on its way."""
+        if self.revoked or not await database_sync_to_async(revocation.should_close)(event, self.scope):
+            return
+        self.revoked = True
+        await self.close(code=revocation.REVOKED)
 
     async def _keep_alive(self) -> None:
         """Refresh this connection's presence entry, and drop it when access was taken away."""
@@ -127,7 +147,7 @@ class ConsultRoomConsumer(AsyncWebsocketConsumer):
     # --- client -> server --------------------------------------------------------------------
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
-        if self.consult is None:
+        if self.consult is None or self.revoked:
             return
         if text_data is None:
             await self._error("bad_frame", "Frames are JSON text; binary frames are not accepted.")
@@ -156,6 +176,10 @@ class ConsultRoomConsumer(AsyncWebsocketConsumer):
             await handler(self, frame)
         except PortalError as exc:
             await self._refuse(exc)
+        except database.UNAVAILABLE_ERRORS as exc:
+            # The connection stays: the next frame gets a fresh database connection, and a chat
+            # message sent again with its client_id is stored once.
+            await self._refuse(database.unavailable(exc, f"room frame {kind}"))
 
     async def on_chat_message(self, frame: dict) -> None:
         if "text" not in frame:
