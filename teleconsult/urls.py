@@ -3,17 +3,18 @@ from django.contrib import admin
 from django.http import HttpResponseRedirect
 from django.templatetags.static import static
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
 from accounts import views as account_views
+from teleconsult import apidocs
 
 api_v1 = [
     path("", include("accounts.api_urls")),
     path("", include("studies.api.urls")),
     path("", include("consultations.api_urls")),
-    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
-    path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    # The API's description needs a signed-in user or a token (teleconsult/apidocs.py).
+    path("schema/", apidocs.SchemaView.as_view(), name="api-schema"),
+    path("docs/", apidocs.SwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("redoc/", apidocs.RedocView.as_view(url_name="api-schema"), name="api-redoc"),
 ]
 
 urlpatterns = [
@@ -22,6 +23,7 @@ urlpatterns = [
     path("favicon.ico", lambda request: HttpResponseRedirect(static("img/favicon.svg"))),
     path("accounts/", include("allauth.urls")),
     path("practices/", include("accounts.urls")),
+    path("specialists/", include("accounts.console_urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("dicomweb/", include("studies.dicomweb.urls")),
