@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.urls import reverse
 
+from . import dashboard
 from .models import OPEN_STATES, ConsultRequest, State
 from .notifications import unread_count
 from .permissions import requested_or_joined
@@ -22,6 +23,8 @@ def nav_items(user) -> list[dict]:
         items.append({"label": "My consults", "url": reverse("consultations:mine"), "key": "consults", "count": count})
     elif user.is_patient:
         items.append({"label": "My consults", "url": reverse("consultations:mine"), "key": "consults"})
+    if user.is_admin or dashboard.administered_practices(user):
+        items.append({"label": "Dashboard", "url": reverse("consultations:dashboard"), "key": "dashboard"})
     items.append(
         {
             "label": "Notifications",

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import colleagues, consult, notifications, report, request, worklist
+from .views import colleagues, consult, dashboard, notifications, report, request, worklist
 
 app_name = "consultations"
 
@@ -28,6 +28,7 @@ urlpatterns = [
     path("consults/<int:pk>/report/sign/", report.report_sign, name="report-sign"),
     path("consults/<int:pk>/report/addendum/", report.report_addendum, name="report-addendum"),
     path("consults/<int:pk>/report.pdf", report.report_pdf, name="report-pdf"),
+    path("dashboard/", dashboard.service_dashboard, name="dashboard"),
     path("notifications/", notifications.notification_list, name="notifications"),
     path("notifications/<int:pk>/open/", notifications.notification_open, name="notification-open"),
     path("notifications/email/", notifications.email_settings, name="email-settings"),
