@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
+from . import specialist_invitations
 from .models import PhysicianProfile, Role, validate_person_name
 
 SIGNUP_ROLES = [(Role.PATIENT.value, "Patient"), (Role.PHYSICIAN.value, "Physician (referring)")]
@@ -19,6 +20,10 @@ class SignupForm(forms.Form):
         label="Institution (physicians)", max_length=200, required=False, help_text="Hospital or practice"
     )
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        specialist_invitations.signup_form_fields(self)  # an invited specialist chooses no role
+
     def clean(self):
         data = super().clean()
         # allauth's enumeration protection would silently mail the owner instead; the sign-up form
@@ -32,7 +37,8 @@ class SignupForm(forms.Form):
 
     def signup(self, request, user) -> None:
         user.name = self.cleaned_data["name"]
-        user.role = self.cleaned_data["role"]
+        user.role = self.cleaned_data.get("role", Role.PATIENT)
         user.save(update_fields=["name", "role"])
         if user.role == Role.PHYSICIAN:
             PhysicianProfile.objects.create(user=user, institution=self.cleaned_data["institution"])
+        specialist_invitations.accept_at_signup(request, user)

@@ -164,6 +164,7 @@ class User(AbstractUser):
             and self.is_active
             and profile is not None
             and profile.is_approved
+            and not profile.is_suspended
             and self.has_clinical_access
         )
 
@@ -210,9 +211,17 @@ class SpecialistProfile(models.Model):
     on_call = models.JSONField(default=list, blank=True, validators=[validate_on_call])
     approved_at = models.DateTimeField(null=True, blank=True)
     approved_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # A suspended specialist keeps their account and licences but is offered and may claim nothing
+    # (accounts.specialists: suspend, reinstate).
+    suspended_at = models.DateTimeField(null=True, blank=True)
+    suspension_reason = models.CharField(max_length=500, blank=True)
 
     def __str__(self) -> str:
         return f"Specialist profile of {self.user}"
+
+    @property
+    def is_suspended(self) -> bool:
+        return self.suspended_at is not None
 
     @property
     def is_approved(self) -> bool:
@@ -393,3 +402,139 @@ class PracticeInvitation(EmailInvitation):
 
     def __str__(self) -> str:
         return f"Invitation of {self.email} to {self.practice}"
+
+
+class SpecialistInvitation(EmailInvitation):
+    """An administrator asked the person at ``email`` to join as a specialist of ``specialties``
+    (and, when named, a member of ``practice``). The link in the email leads to sign-up; the account
+    made with that address comes out a specialist (accounts.specialist_invitations). Only a hash of
+    the token is kept."""
+
+    specialties = models.JSONField(default=list, help_text="Specialty codes the account starts with")
+    practice = models.ForeignKey(
+        Organization, null=True, blank=True, on_delete=models.SET_NULL, related_name="specialist_invitations"
+    )
+    token_hash = models.CharField(max_length=64, unique=True)
+    invited_by = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    ENDINGS = (("accepted_at", "accepted"), ("revoked_at", "revoked"))
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Specialist invitation of {self.email}"
+
+
+def licence_document_path(licence: Licence, filename: str) -> str:
+    """A random name: the stored path says nothing of whose licence it is (the file is served only
+    through accounts.console and the API, never from a media URL)."""
+    import uuid
+
+    return f"licences/{uuid.uuid4().hex}.{licence.document_kind or 'bin'}"
+
+
+class LicenceQuerySet(models.QuerySet):
+    def verified(self) -> LicenceQuerySet:
+        return self.filter(status=Licence.Status.VERIFIED)
+
+    def valid_on(self, day: dt.date) -> LicenceQuerySet:
+        """Verified and not expired on ``day`` (a licence is good through its expiry date)."""
+        return self.verified().filter(expires_on__gte=day)
+
+    def covering(self, jurisdiction: str) -> LicenceQuerySet:
+        """Licences for ``jurisdiction`` (``US-CA``) or the whole of its country (``US``)."""
+        country = jurisdiction.split("-")[0]
+        return self.filter(jurisdiction__in={jurisdiction, country})
+
+    def expiring_between(self, first: dt.date, last: dt.date) -> LicenceQuerySet:
+        return self.exclude(status=Licence.Status.REJECTED).filter(expires_on__gte=first, expires_on__lte=last)
+
+
+class Licence(models.Model):
+    """A specialist's licence to practise in one jurisdiction, with the scanned document that
+    proves it. It counts for routing and claiming only once an administrator verified it, and
+    only until its expiry date; a change by the specialist sends it back for verification."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Awaiting verification"
+        VERIFIED = "verified", "Verified"
+        REJECTED = "rejected", "Rejected"
+
+    class DocumentKind(models.TextChoices):
+        PDF = "pdf", "PDF"
+        PNG = "png", "PNG image"
+        JPEG = "jpeg", "JPEG image"
+
+    specialist = models.ForeignKey(User, on_delete=models.CASCADE, related_name="licences")
+    jurisdiction = models.CharField(
+        max_length=10, validators=[validate_jurisdiction], help_text="ISO 3166 code, e.g. DE or US-CA"
+    )
+    number = models.CharField(max_length=64)
+    expires_on = models.DateField()
+    document = models.FileField(upload_to=licence_document_path, max_length=255)
+    document_name = models.CharField(max_length=255)
+    document_kind = models.CharField(max_length=8, choices=DocumentKind.choices)
+    document_size = models.PositiveBigIntegerField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    reviewed_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    rejection_reason = models.CharField(max_length=500, blank=True)
+    reminded_at = models.DateTimeField(null=True, blank=True, help_text="When the expiry reminder went out")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    objects = LicenceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["expires_on", "pk"]
+        indexes = [models.Index(fields=["jurisdiction", "status", "expires_on"])]
+
+    def __str__(self) -> str:
+        return f"Licence {self.number} ({self.jurisdiction}) of {self.specialist}"
+
+    @property
+    def content_type(self) -> str:
+        return {"pdf": "application/pdf", "png": "image/png", "jpeg": "image/jpeg"}[self.document_kind]
+
+    def is_valid_on(self, day: dt.date) -> bool:
+        return self.status == self.Status.VERIFIED and self.expires_on >= day
+
+
+class SpecialistEvent(models.Model):
+    """What was done to a specialist or their licences, by whom and when: append-only (the console
+    shows it on the specialist's page)."""
+
+    class Action(models.TextChoices):
+        INVITED = "invited", "Invited"
+        JOINED = "joined", "Signed up from the invitation"
+        LICENCE_ADDED = "licence_added", "Licence added"
+        LICENCE_CHANGED = "licence_changed", "Licence changed"
+        LICENCE_VERIFIED = "licence_verified", "Licence verified"
+        LICENCE_REJECTED = "licence_rejected", "Licence rejected"
+        LICENCE_REMINDED = "licence_reminded", "Reminded of a licence's expiry"
+        APPROVED = "approved", "Approved"
+        SUSPENDED = "suspended", "Suspended"
+        REINSTATED = "reinstated", "Reinstated"
+
+    specialist = models.ForeignKey(User, null=True, on_delete=models.CASCADE, related_name="specialist_events")
+    email = models.EmailField(help_text="The specialist's address at the time (invitations have no account yet)")
+    action = models.CharField(max_length=20, choices=Action.choices)
+    actor = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    licence = models.ForeignKey(Licence, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    detail = models.CharField(max_length=500, blank=True)
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()}: {self.email}"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.pk is not None:
+            raise ValueError("Specialist events are append-only.")
+        super().save(*args, **kwargs)

@@ -19,6 +19,7 @@ from django.http import Http404
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts import licences
 from accounts.addresses import account_for_address
 from accounts.models import Role, User
 from accounts.outbox import send_after_commit
@@ -86,8 +87,17 @@ def submit_consult(consult: ConsultRequest, *, by: User) -> None:
     worklist_events.changed(consult, "offered", by=by, newly_offered=[o.specialist_id for o in new_offers])
 
 
+def _require_licence(consult: ConsultRequest, by: User) -> None:
+    """A claim under the licence rule needs a verified licence for the consult's jurisdiction valid
+    today (``LicenceRequiredError`` names what is missing); a claim refused for another reason
+    (taken, not offered) is left to the transition's own refusal."""
+    if consult.state == State.SUBMITTED and by.may_take_consults:
+        licences.require_licence(by, consult.jurisdiction)
+
+
 def accept_consult(consult: ConsultRequest, *, by: User) -> None:
     with transaction.atomic():
+        _require_licence(consult, by)
         consult.accept(by=by)
         notify(
             _referring_side(consult),

@@ -1,9 +1,13 @@
 """Routing: which specialists a consult is offered to.
 
 A consult addressed to a named specialist is offered to them alone. A pool consult is offered to
-approved, active specialists who accept consults, practise the specialty and are licensed where
-the patient is, and who are on call now in their own time zone; when none of them is on call, to
-all who otherwise match. Escalation offers it to every match regardless of on-call.
+approved, active, unsuspended specialists who accept consults, practise the specialty and are
+licensed where the patient is, and who are on call now in their own time zone; when none of them is
+on call, to all who otherwise match. Escalation offers it to every match regardless of on-call.
+
+"Licensed" is ``accounts.licences``' rule: under ``TELECONSULT_LICENCE_RULE``, a licence for the
+consult's jurisdiction (or its whole country) that an administrator verified and that has not
+expired today, for pool and named specialist alike; without it, the profile's jurisdictions.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
+from accounts import licences
 from accounts.models import Role, SpecialistProfile
 
 from .models import ConsultOffer, ConsultRequest
@@ -30,6 +35,7 @@ def matching_profiles(consult: ConsultRequest) -> list[SpecialistProfile]:
     profiles = (
         SpecialistProfile.objects.filter(
             approved_at__isnull=False,
+            suspended_at__isnull=True,
             accepting_consults=True,
             user__is_active=True,
             user__role=Role.SPECIALIST,
@@ -38,11 +44,12 @@ def matching_profiles(consult: ConsultRequest) -> list[SpecialistProfile]:
         .distinct()
         .select_related("user")
     )
+    licensed = licences.licensed_user_ids(consult.jurisdiction) if licences.rule_applies() else None
     return [
         profile
         for profile in profiles
         if consult.specialty in profile.specialties
-        and profile.licensed_in(consult.jurisdiction)
+        and (profile.user_id in licensed if licensed is not None else profile.licensed_in(consult.jurisdiction))
         and profile.user_id != consult.requester_id
     ]
 
@@ -64,6 +71,12 @@ def route(consult: ConsultRequest, at=None) -> Routing:
     at = at or timezone.now()
     if consult.target_specialist_id:
         target = consult.target_specialist
+        if licences.rule_applies() and not licences.is_licensed(target, consult.jurisdiction):
+            raise licences.LicenceRequiredError(
+                f"{target.display_name} holds no verified licence for {consult.jurisdiction} valid today: "
+                "choose another specialist or a specialty pool.",
+                jurisdiction=consult.jurisdiction,
+            )
         # A specialist who declined before and is named again gets a fresh offer.
         consult.offers.filter(specialist=target).update(declined_at=None, decline_reason="")
         offers = _offer(consult, [target], ConsultOffer.Reason.TARGET)

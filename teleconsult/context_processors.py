@@ -18,6 +18,12 @@ def navigation(request) -> dict:
     items += consultation_items(user)
     if not user.is_patient:
         items.append({"label": "Practices" if user.is_admin else "My practice", "url": reverse("accounts:practices")})
+    if user.is_admin or user.is_specialist:
+        items.append(
+            {"label": "Specialists", "url": reverse("console:list"), "key": "specialists"}
+            if user.is_admin
+            else {"label": "Licences", "url": reverse("console:licences"), "key": "licences"}
+        )
     if user.is_admin:
         items.append({"label": "Admin", "url": reverse("admin:index")})
     items.append({"label": "Security", "url": reverse("mfa_index")})
