@@ -1,17 +1,25 @@
 """Serving the portal: the start-up work a server process needs, then daphne.
 
-    python -m teleconsult.serve [daphne options]      e.g. -b 127.0.0.1 -p 8001 --proxy-headers
+    python -m teleconsult.serve [daphne options]      e.g. -b 127.0.0.1 -p 8001 --access-log -
 
 This is how the portal is served: ``make run``, the systemd units of docs/operations.md, and the
 servers the tests and benchmarks start. Every option of ``daphne`` works the same (``-b``/``-p``,
-``-u`` for a UNIX socket, ``--fd``, ``-e``, ``--proxy-headers``, ``--access-log``, timeouts...);
-the application is always ``teleconsult.asgi:application`` and need not be named.
+``-u`` for a UNIX socket, ``--fd``, ``-e``, ``--access-log``, timeouts...); the application is
+always ``teleconsult.asgi:application`` and need not be named.
+
+But not ``--proxy-headers``: with it daphne takes the first X-Forwarded-For entry as the client, and
+that one is whatever the client wrote (a proxy appends to it). The portal finds the client itself,
+believing only the proxies ``TELECONSULT_TRUSTED_PROXIES`` names (``teleconsult.client_address``),
+so it needs the socket peer daphne would have replaced. serve refuses the option, saying so.
 
 Importing ``teleconsult.asgi`` only builds the application. ``start()`` does, in the process that
 is about to serve and before daphne listens, what a server of the portal needs:
 
 - temporary files go to disk where ``/tmp`` is held in memory and no ``TMPDIR`` is set
   (``studies.storage.keep_temporary_files_on_disk``);
+- request directories of processes that no longer exist (a server killed in an upload, this
+  one's earlier life or another daphne's on the same data directory) are removed, never one a
+  live process holds (``studies.storage.remove_abandoned_request_dirs``);
 - daphne and Twisted hand request bodies over from their file a piece at a time and send
   responses as the client takes them (``teleconsult.bodies.install``);
 - stale staged files are swept and the checking processes start with the server rather than on
@@ -33,6 +41,12 @@ import os
 import sys
 
 APPLICATION = "teleconsult.asgi:application"
+
+PROXY_HEADERS_REFUSED = (
+    "--proxy-headers is not used: daphne would take the first X-Forwarded-For entry, which any client can "
+    "write. Leave it out and set TELECONSULT_TRUSTED_PROXIES to the proxy's address (e.g. 127.0.0.1) or the "
+    "number of proxies in front; the portal then takes the address the proxy saw (docs/operations.md)."
+)
 
 logger = logging.getLogger(__name__)
 
@@ -57,10 +71,25 @@ def start() -> None:
     # Before anything starts a process or writes a temporary file: the checking processes
     # inherit the temporary directory chosen here.
     storage.keep_temporary_files_on_disk()
+    remove_abandoned_request_dirs()
     bodies.install()
     ingest.start_checking_processes()
     settle_for_serving()
     _started = True
+
+
+def remove_abandoned_request_dirs() -> None:
+    """What uploads cut short by a killed server left in the staging directory; trouble here is
+    logged and the server starts anyway."""
+    from studies import storage
+
+    try:
+        removed, size = storage.remove_abandoned_request_dirs()
+    except OSError:
+        logger.exception("start-up: request directories of ended processes could not be removed")
+        return
+    if removed:
+        logger.warning("start-up: removed %d request directories (%d bytes) of ended processes", removed, size)
 
 
 def settle_for_serving() -> None:
@@ -90,7 +119,9 @@ def main(argv: list[str] | None = None) -> None:
     cli = CommandLineInterface()
     cli.parser.prog = "python -m teleconsult.serve"
     # --help, an unknown option or another application is answered before anything starts.
-    cli.parser.parse_args(arguments)
+    options = cli.parser.parse_args(arguments)
+    if options.proxy_headers or options.proxy_headers_host or options.proxy_headers_port:
+        cli.parser.error(PROXY_HEADERS_REFUSED)
     start()
     cli.run(arguments)
 
