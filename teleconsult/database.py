@@ -5,7 +5,9 @@ Two things keep a database hiccup from turning into server errors:
 - connections leave the pool checked (``CONN_HEALTH_CHECKS`` in settings, which Django turns
   into psycopg_pool's ``check_connection``; without the pool, a kept connection is checked at
   the start of each request), so a connection the server closed while it was idle (a restart, a
-  failover, ``pg_terminate_backend``) is replaced instead of failing the next request;
+  failover, ``pg_terminate_backend``) is replaced instead of failing the next request; and
+  :class:`PoolWatch` replaces all the dead idle connections of a pool at once, since the pool
+  waits longer after each failed check;
 - an :data:`UNAVAILABLE_ERRORS` error that still reaches a request (the database is really down,
   or the connection died in the middle of the request) is answered 503 with ``Retry-After``, in
   the shape of the interface that was asked: JSON ``{"detail", "code"}`` on ``/api/`` (the DRF
@@ -29,10 +31,11 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import threading
 from collections.abc import Callable
 
 from django.core.signals import got_request_exception
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError, connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 
@@ -44,6 +47,8 @@ log = logging.getLogger(__name__)
 # statement cancelled, serialization failure) rather than a mistake in the request or the code.
 UNAVAILABLE_ERRORS = (OperationalError, InterfaceError)
 RETRY_AFTER_SECONDS = 5
+# How often each process checks the idle connections of its pools (see PoolWatch).
+POOL_CHECK_SECONDS = 5.0
 # Where the database error of this request is kept for the middleware (set by the signal).
 _REQUEST_ATTRIBUTE = "_teleconsult_database_error"
 
@@ -117,6 +122,44 @@ def remember_database_error(sender, request: HttpRequest | None = None, **kwargs
         setattr(request, _REQUEST_ATTRIBUTE, exc)
 
 
+class PoolWatch:
+    """Checks the idle connections of this process's connection pools every few seconds.
+
+    The pool checks a connection before handing it out, but after a failed check it waits before
+    trying the next one, longer each time (1, 2, 4, 8, 16 s: psycopg_pool's backoff). When the
+    server dropped every idle connection at once (a restart, a failover), one request would walk
+    through all of them and run into the pool's timeout. ``pool.check()`` tests them all at once
+    without waiting and replaces the dead ones, as psycopg's documentation suggests.
+    """
+
+    _lock = threading.Lock()
+    _thread: threading.Thread | None = None
+
+    @classmethod
+    def start(cls) -> None:
+        with cls._lock:
+            if cls._thread is None:
+                cls._thread = threading.Thread(target=cls._run, name="database-pool-watch", daemon=True)
+                cls._thread.start()
+
+    @classmethod
+    def _run(cls) -> None:
+        stop = threading.Event()
+        while not stop.wait(POOL_CHECK_SECONDS):
+            cls.check_once()
+
+    @staticmethod
+    def check_once() -> None:
+        for alias in connections:
+            pool = getattr(connections[alias], "pool", None)
+            if pool is None or pool.closed:
+                continue
+            try:
+                pool.check()
+            except Exception:  # a closed or failing pool is the next request's business
+                log.debug("Could not check the %s connection pool", alias, exc_info=True)
+
+
 class DatabaseUnavailableMiddleware:
     """Answers 503 + ``Retry-After`` instead of 500 when the database could not be reached.
 
@@ -129,6 +172,7 @@ class DatabaseUnavailableMiddleware:
         got_request_exception.connect(remember_database_error, dispatch_uid="teleconsult.database")
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        PoolWatch.start()  # with the first request: serving has begun
         response = self.get_response(request)
         exc = getattr(request, _REQUEST_ATTRIBUTE, None)
         if exc is not None and response.status_code == 500:

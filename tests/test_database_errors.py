@@ -208,26 +208,71 @@ def test_connections_are_health_checked(settings):
     assert settings.DATABASES["default"]["CONN_HEALTH_CHECKS"] is True
 
 
-@pytest.mark.django_db(transaction=True)
-def test_pooled_connection_killed_while_idle_is_replaced_before_use(postgres):
+def kill_other_connections() -> int:
+    """Terminate the other connections to the test database (this run's only), as a restart would."""
     import psycopg
 
+    params = connection.get_connection_params()
+    params = {k: v for k, v in params.items() if k in {"dbname", "user", "password", "host", "port"}}
+    with psycopg.connect(**params, autocommit=True) as killer:
+        return killer.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pooled_connection_killed_while_idle_is_replaced_before_use(postgres):
     if connection.pool is None:
         pytest.skip("the PostgreSQL pool is off (DATABASE_POOL=0)")
     connection.ensure_connection()
     connection.close()  # back to the pool, idle
-    params = {
-        k: v
-        for k, v in connection.get_connection_params().items()
-        if k in {"dbname", "user", "password", "host", "port"}
-    }
-    with psycopg.connect(**params, autocommit=True) as killer:
-        killed = killer.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        ).fetchone()[0]
-    assert killed >= 1
+    assert kill_other_connections() >= 1
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
         assert cursor.fetchone() == (1,)
+
+
+def test_session_save_that_loses_its_connection_is_503_not_session_interrupted(client, physician):
+    client.force_login(physician)
+
+    def session_update_fails(execute, sql, params, many, context):
+        if sql.startswith('UPDATE "django_session"'):
+            raise OperationalError(CLOSED)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(session_update_fails):
+        response = client.get("/")
+
+    assert_retry_later(response)
+
+
+def test_session_deleted_meanwhile_is_still_a_400(client, physician):
+    from django.contrib.sessions.models import Session
+
+    client.force_login(physician)
+
+    def session_gone(execute, sql, params, many, context):
+        if sql.startswith('UPDATE "django_session"'):
+            Session.objects.all().delete()
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(session_gone):
+        assert client.get("/").status_code == 400
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pool_watch_replaces_every_dead_idle_connection_at_once(postgres):
+    if connection.pool is None:
+        pytest.skip("the PostgreSQL pool is off (DATABASE_POOL=0)")
+    connection.ensure_connection()
+    connection.close()
+    connection.pool.pop_stats()
+    kill_other_connections()
+
+    database.PoolWatch.check_once()
+
+    assert connection.pool.get_stats().get("connections_lost", 0) >= 1
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
