@@ -13,6 +13,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from teleconsult.client_address import trusted_proxies
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -102,6 +104,11 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "csp.middleware.CSPMiddleware",
+    # Cache-Control: private, no-store on every answer but static files (patient data everywhere).
+    "teleconsult.privacy.NoStoreMiddleware",
+    # 503 + Retry-After instead of 500 when the database cannot be reached: outside every
+    # middleware that reads the database, inside those that add headers to every answer.
+    "teleconsult.database.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "teleconsult.links.ServedAddressMiddleware",
@@ -141,6 +148,10 @@ DATABASES = {
     "default": dj_database_url.parse(
         env_str("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'teleconsult.sqlite3'}",
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
+        # A connection the server closed while it sat idle (restart, failover, terminated backend)
+        # is replaced, not handed to a request: Django passes psycopg_pool's check_connection to
+        # the pool, and checks a kept connection at the start of a request without the pool.
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DATABASE_POOL", True):
@@ -203,6 +214,8 @@ LOGIN_REDIRECT_URL = "home"
 # Sessions end after a while idle (every request renews the cookie) and when the browser closes.
 SESSION_COOKIE_AGE = env_int("TELECONSULT_SESSION_IDLE_MINUTES", 30) * 60
 SESSION_SAVE_EVERY_REQUEST = True
+# Django's database sessions, but a session save that loses its connection is a 503, not a 400.
+SESSION_ENGINE = "teleconsult.sessions"
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 
 # django-allauth: email is the login, verified before use.
@@ -263,6 +276,10 @@ SPECTACULAR_SETTINGS = {
 # Failed token requests before 429, per account and per client address, in a sliding window.
 TELECONSULT_TOKEN_FAILURE_LIMIT = env_int("TELECONSULT_TOKEN_FAILURE_LIMIT", 10)
 TELECONSULT_TOKEN_FAILURE_WINDOW = env_int("TELECONSULT_TOKEN_FAILURE_WINDOW_SECONDS", 15 * 60)
+# The reverse proxies whose X-Forwarded-For is believed: none (empty), a hop count, or their
+# addresses and CIDR ranges (teleconsult/client_address.py). A bad value stops start-up.
+TELECONSULT_TRUSTED_PROXIES = env_str("TELECONSULT_TRUSTED_PROXIES", "") or ""
+trusted_proxies(TELECONSULT_TRUSTED_PROXIES)
 
 # Celery: with REDIS_URL a real broker; without, tasks run in-process.
 CELERY_BROKER_URL = REDIS_URL or "memory://"
@@ -277,6 +294,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "global_keyprefix": env_str("CELERY_KEY_PREFIX") or f"{REDIS_PREFIX}:",
 }
 CELERY_BEAT_SCHEDULE: dict = {}
+# Tasks outside the apps' tasks modules: outgoing email (retried, logged when it fails for good).
+CELERY_IMPORTS = ["teleconsult.mail"]
 # Safety net for thumbnails whose render message was lost: queue what waits too long.
 CELERY_BEAT_SCHEDULE["render-pending-thumbnails"] = {"task": "studies.tasks.render_pending", "schedule": 300.0}
 
@@ -352,6 +371,13 @@ TELECONSULT_INGEST_PROCESSES = env_int("TELECONSULT_INGEST_PROCESSES", min(4, _U
 TELECONSULT_ZIP_MAX_ENTRIES = env_int("TELECONSULT_ZIP_MAX_ENTRIES", 20000)
 TELECONSULT_ZIP_MAX_UNCOMPRESSED = env_int("TELECONSULT_ZIP_MAX_UNCOMPRESSED", 8 * 1024**3)
 TELECONSULT_ZIP_MAX_RATIO = env_int("TELECONSULT_ZIP_MAX_RATIO", 200)
+# Stored files no row refers to (left by a server killed between storing an upload's files and
+# committing their rows) are removed daily once older than this many hours (manage.py sweep_files):
+# longer than any upload's rows take to be written.
+TELECONSULT_SWEEP_GRACE_HOURS = env_int("TELECONSULT_SWEEP_GRACE_HOURS", 24)
+if TELECONSULT_SWEEP_GRACE_HOURS < 0:
+    raise ImproperlyConfigured(f"TELECONSULT_SWEEP_GRACE_HOURS must be 0 or more, not {TELECONSULT_SWEEP_GRACE_HOURS}")
+CELERY_BEAT_SCHEDULE["sweep-unreferenced-files"] = {"task": "studies.tasks.sweep_files", "schedule": 24 * 3600.0}
 
 # Consult SLA: minutes from submission to the due time per priority, the share of the window
 # after which the assignee (or the pool) is warned, and the beat task that checks every minute.
@@ -395,3 +421,15 @@ if not 1 <= TELECONSULT_INVITATION_DAYS <= 3650:
     raise ImproperlyConfigured(
         f"TELECONSULT_INVITATION_DAYS must be between 1 and 3650, not {TELECONSULT_INVITATION_DAYS}"
     )
+
+# Specialists' licences (accounts/licences.py). With the rule on, consults are offered to, and may
+# be claimed by, only specialists holding a verified licence for the consult's jurisdiction that has
+# not expired that day; off (the default with DEBUG, for demo data), the profile's jurisdictions decide.
+TELECONSULT_LICENCE_RULE = env_bool("TELECONSULT_LICENCE_RULE", not DEBUG)
+TELECONSULT_LICENCE_DOCUMENT_MAX_SIZE = env_int("TELECONSULT_LICENCE_DOCUMENT_MAX_SIZE", 10 * 1024 * 1024)
+TELECONSULT_LICENCE_REMINDER_DAYS = env_int("TELECONSULT_LICENCE_REMINDER_DAYS", 30)
+CELERY_IMPORTS = [*CELERY_IMPORTS, "consultations.licence_reminders"]
+CELERY_BEAT_SCHEDULE["licence-expiry-reminders"] = {
+    "task": "consultations.licence_reminders.remind_expiring_licences",
+    "schedule": 24 * 3600.0,
+}
