@@ -71,8 +71,9 @@ class TokenView(APIView):
         serializer = TokenRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         email = serializer.validated_data["email"].lower()
-        ip = throttle.client_ip(request)
-        if throttle.is_locked(email, ip):
+        # Failures count per account and per client address (teleconsult.client_address: the
+        # address the trusted proxies saw, never an X-Forwarded-For entry the client wrote).
+        if throttle.is_locked(request, email):
             return Response(
                 {"detail": "Too many failed attempts. Try again in 15 minutes."},
                 status=status.HTTP_429_TOO_MANY_REQUESTS,
@@ -81,7 +82,7 @@ class TokenView(APIView):
         # An account whose address is unconfirmed answers as a wrong password does: the endpoint
         # never confirms that a password is right for an address nobody has proven to own.
         if user is None or not EmailAddress.objects.filter(user=user, email__iexact=user.email, verified=True).exists():
-            throttle.record_failure(email, ip)
+            throttle.record_failure(request, email)
             return _error("password", WRONG_CREDENTIALS)
         if has_mfa(user) or has_code_mfa(user):
             code = serializer.validated_data.get("code", "")
@@ -90,7 +91,7 @@ class TokenView(APIView):
                     "code", 'This account uses two-factor authentication: send "code" (TOTP or recovery code).'
                 )
             if not verify_code(user, code):
-                throttle.record_failure(email, ip)
+                throttle.record_failure(request, email)
                 return _error("code", "The code is wrong or was already used.")
         elif settings.TELECONSULT_MFA_REQUIRED and user.needs_mfa:
             return _error(

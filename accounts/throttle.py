@@ -1,41 +1,42 @@
-"""Counting failed sign-in attempts on the token endpoint, per account and per client address."""
+"""Counting failed sign-ins on the token endpoint, per account and per client address.
+
+The counting is allauth's rate limiting, the same the browser sign-in uses (``login_failed``), under
+an action of its own (``api_token_failed``): ``TELECONSULT_TOKEN_FAILURE_LIMIT`` failures in a sliding
+window of ``TELECONSULT_TOKEN_FAILURE_WINDOW_SECONDS``, counted per client address and per account,
+kept in the cache (Redis in production, so every daphne shares them), IPv6 counted per /64. The
+address is the portal's one answer, ``teleconsult.client_address``, which allauth asks for through
+``AccountAdapter.get_client_ip``. The rates are given with each call (read from the settings then),
+through allauth's ``core.internal.ratelimit``: the public ``allauth.core.ratelimit`` takes them only
+from ``ACCOUNT_RATE_LIMITS``, fixed when settings load. allauth is pinned (requirements.txt).
+
+Why allauth's and not django-axes: axes locks through ``AxesBackend`` and a middleware on every
+``authenticate()`` call, so it would add a second lockout to the browser sign-in, which allauth
+already limits; it needs its own models, an authentication backend first in the list and its own
+client-address settings (django-ipware, which does not check the socket peer). allauth's limits
+already count per address and per key, in the cache, and work from a DRF view: a wrong second-factor
+code is one more failure, recorded by the same call.
+"""
 
 from __future__ import annotations
 
-import hashlib
-
+from allauth.core.internal import ratelimit
 from django.conf import settings
-from django.core.cache import cache
+
+APP = "allauth.account"
+ACTION = "api_token_failed"
 
 
-def _key(kind: str, value: str) -> str:
-    digest = hashlib.sha256(value.lower().encode()).hexdigest()[:32]
-    return f"token-failures:{kind}:{digest}"
+def _config() -> dict[str, str]:
+    window = f"{settings.TELECONSULT_TOKEN_FAILURE_LIMIT}/{settings.TELECONSULT_TOKEN_FAILURE_WINDOW}s"
+    return {ACTION: f"{window}/ip,{window}/key"}
 
 
-def _keys(email: str, ip: str) -> list[str]:
-    keys = [_key("ip", ip)]
-    if email:
-        keys.append(_key("account", email))
-    return keys
+def is_locked(request, email: str) -> bool:
+    """Whether this address or this account has used up its failures (nothing is counted)."""
+    usage = ratelimit.consume(request, app=APP, action=ACTION, config=_config(), key=email.lower(), dry_run=True)
+    return usage is None
 
 
-def is_locked(email: str, ip: str) -> bool:
-    limit = settings.TELECONSULT_TOKEN_FAILURE_LIMIT
-    counts = cache.get_many(_keys(email, ip))
-    return any(count >= limit for count in counts.values())
-
-
-def record_failure(email: str, ip: str) -> None:
-    window = settings.TELECONSULT_TOKEN_FAILURE_WINDOW
-    for key in _keys(email, ip):
-        # add() starts the window on the first failure; incr() keeps its expiry.
-        if not cache.add(key, 1, timeout=window):
-            try:
-                cache.incr(key)
-            except ValueError:  # expired between add() and incr()
-                cache.add(key, 1, timeout=window)
-
-
-def client_ip(request) -> str:
-    return request.META.get("REMOTE_ADDR", "") or "unknown"
+def record_failure(request, email: str) -> None:
+    """One more failure for this address and this account."""
+    ratelimit.consume(request, app=APP, action=ACTION, config=_config(), key=email.lower())
