@@ -175,3 +175,52 @@ def test_renders_taken_by_a_killed_worker_are_done_within_a_minute_of_its_restar
             for field in (instance.file, instance.thumbnail):
                 if field:
                     default_storage.delete(field.name)
+
+
+def test_only_messages_whose_takers_lease_is_gone_are_put_back(redis_url):
+    """Several workers share the queue: a worker starting up (or looking again) puts back what a
+    dead worker took, never what a live one holds, nor what nobody noted taking, nor anything twice."""
+    import redis
+    from kombu import Connection
+
+    from teleconsult.redelivery import LEASE_PREFIX, TAKERS_KEY, Keeper
+    from tests.servers import unique_prefix, wait_until
+
+    prefix = f"{unique_prefix('redelivery')}:"
+    broker = redis.Redis.from_url(redis_url)
+    try:
+        with Connection(redis_url, transport_options={"global_keyprefix": prefix}) as connection:
+            queue = connection.SimpleQueue("renders")
+            for number in range(4):
+                queue.put({"number": number})
+            taken = [queue.get(timeout=5) for _ in range(4)]
+            assert broker.llen(f"{prefix}renders") == 0
+            alive, dead, starting = (Keeper(queue.channel, f"{LEASE_PREFIX}{name}-{prefix}") for name in "ADS")
+            for keeper in (alive, dead, starting):
+                keeper.take_lease()
+            alive.note(taken[0].delivery_tag)
+            alive.note(taken[1].delivery_tag)
+            dead.note(taken[2].delivery_tag)  # taken[3]: its taker died before noting it
+            taken[1].ack()
+            # The dead worker's process is gone: the kernel closes its connections.
+            dead.lease.connection.disconnect()
+            wait_until(lambda: dead.name not in {c["name"] for c in broker.client_list()}, message="lease dropped")
+
+            assert starting.rescue() == 1
+
+            assert broker.llen(f"{prefix}renders") == 1
+            again = queue.get(timeout=5)
+            assert again.payload == {"number": 2}
+            assert again.delivery_info["redelivered"] is True
+            held = {tag.decode() for tag in broker.hkeys(f"{prefix}unacked")}
+            assert held == {taken[0].delivery_tag, taken[3].delivery_tag, again.delivery_tag}
+            # Notes of acknowledged and put-back messages are gone; the live worker's stays.
+            assert broker.hgetall(f"{prefix}{TAKERS_KEY}") == {taken[0].delivery_tag.encode(): alive.name.encode()}
+            assert starting.rescue() == 0
+            assert broker.llen(f"{prefix}renders") == 0
+            for keeper in (alive, starting):
+                keeper.lease.connection.disconnect()
+    finally:
+        keys = list(broker.scan_iter(match=f"{prefix}*"))
+        if keys:
+            broker.delete(*keys)
