@@ -290,6 +290,9 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # Only the last resort for a task whose taker died: the tasks of a dead worker are put back as
+    # soon as its Redis lease is gone (teleconsult.redelivery). It must stay above the longest task
+    # and countdown (emails back off up to 10 min), or live workers' tasks would be handed out twice.
     "visibility_timeout": 3600,
     "global_keyprefix": env_str("CELERY_KEY_PREFIX") or f"{REDIS_PREFIX}:",
 }
