@@ -318,7 +318,7 @@ def populate(count: int) -> list[Subject]:
         batch_size=BATCH,
     )
     # Grants keep a copy of their study's sort keys, as grant_access writes them.
-    AccessGrant.objects.copy_study_sort_keys()
+    AccessGrant.objects.copy_study_keys()
     lap(f"grants ({grants} + {other_grants} of others)")
     # Planner statistics and the visibility map as a running database has them (autovacuum
     # vacuums and analyses tables after large inserts); without them PostgreSQL guesses a handful

@@ -80,6 +80,7 @@ def merge_patient(other: Patient, *, into: Patient, by) -> PatientMerge:
         raise ValueError("Records of different practices are never merged.")
     moved = list(other.studies.values_list("study_instance_uid", flat=True))
     other.studies.update(patient=into)
+    AccessGrant.objects.filter(study__patient=into).copy_study_keys()  # the moved studies' search text
     other.invitations.update(patient=into)
     if into.account_id is None and other.account_id is not None:
         into.account_id = other.account_id

@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class StudiesConfig(AppConfig):
     name = "studies"
     verbose_name = "Studies"
+
+    def ready(self) -> None:
+        from . import signals  # noqa: F401 - connects the receivers

@@ -115,11 +115,15 @@ def keys_in_order(user, filters: dict):
     branches = visible_branches(user) if order else None
     if branches is None:
         return None
-    # A grant keeps a copy of its study's date: the date filters narrow a walk of grants too.
+    # A grant keeps a copy of its study's date and search text: the date filters and the words
+    # searched for narrow a walk of grants too.
     dates = {name: filters[name] for name in ("date_from", "date_to") if name in filters}
-    return lambda stop: ordered_keys(
-        branches, lambda found: filter_studies(found, filters), order, stop, lambda walk: filter_studies(walk, dates)
-    )
+    words = (filters.get("q") or "").replace("^", " ").split()
+
+    def narrow_walk(walk):
+        return filter_studies(walk, dates).containing(*words)
+
+    return lambda stop: ordered_keys(branches, lambda found: filter_studies(found, filters), order, stop, narrow_walk)
 
 
 def _count_of(queryset: QuerySet) -> Coalesce:

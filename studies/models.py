@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, OuterRef, Q, Subquery
+from django.db.models import F, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce, Concat
 from django.utils import timezone
 
 from accounts.models import EmailInvitation
@@ -259,15 +260,45 @@ class AccessGrantQuerySet(models.QuerySet):
         at = at or timezone.now()
         return self.filter(revoked_at__isnull=True).filter(Q(until__isnull=True) | Q(until__gt=at))
 
-    def copy_study_sort_keys(self) -> int:
-        """Give these grants their study's sort keys in one statement (for grants written in bulk
-        without them; ``grant_access`` and ``save`` set them one by one)."""
+    def containing(self, *fragments: str) -> AccessGrantQuerySet:
+        """Grants whose study's search text holds every fragment, in any case: a superset of the
+        studies whose patient name, patient ID or accession number holds them (searches narrow a
+        walk of grants with it before reading studies; see StudyQuerySet.visible_branches)."""
+        grants = self
+        for fragment in fragments:
+            if fragment:
+                grants = grants.filter(study_search_text__icontains=fragment)
+        return grants
+
+    def copy_study_keys(self) -> int:
+        """Give these grants their study's copies (sort keys and search text) in one statement: for
+        grants written in bulk without them, and after a study or its patient record changed
+        (``grant_access`` and ``save`` set them one by one)."""
         of_study = Study.objects.filter(pk=OuterRef("study_id"))
+        text = Concat(
+            "patient__name",
+            Value(SEARCH_TEXT_SEPARATOR),
+            "patient__patient_id",
+            Value(SEARCH_TEXT_SEPARATOR),
+            "accession_number",
+            output_field=models.TextField(),
+        )
         return self.update(
             study_date=Subquery(of_study.values("study_date")[:1]),
             study_time=Subquery(of_study.values("study_time")[:1]),
             study_created_at=Subquery(of_study.values("created_at")[:1]),
+            study_search_text=Coalesce(Subquery(of_study.annotate(text=text).values("text")[:1]), Value("")),
         )
+
+
+# Between the fields of a grant's search text: no name, ID or accession number holds one.
+SEARCH_TEXT_SEPARATOR = "\n"
+
+
+def study_search_text(study: Study) -> str:
+    """What a grant keeps of its study for narrowing searches: the patient's name and ID and the
+    accession number, as stored (searches compare them case-insensitively, as the study's own)."""
+    return SEARCH_TEXT_SEPARATOR.join([study.patient.name, study.patient.patient_id, study.accession_number])
 
 
 # Study columns a search orders by -> the grant's copy of them (see AccessGrant).
@@ -304,12 +335,15 @@ class AccessGrant(models.Model):
     revoked_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    # Copies of the study's sort keys (set with the grant; a study's date and upload time do not
-    # change once stored), so a user's grants can be read in a study search's order from an
-    # index of their own: see StudyQuerySet.visible_branches.
+    # Copies of the study's sort keys, so a user's grants can be read in a study search's order
+    # from an index of their own (see StudyQuerySet.visible_branches), and of the text a search
+    # by patient or accession number reads, so such a search skips the grants that cannot match
+    # before it reads their studies. Set with the grant, and again whenever the study or its
+    # patient record is saved or merged (studies.signals).
     study_date = models.DateField(null=True, blank=True)
     study_time = models.TimeField(null=True, blank=True)
     study_created_at = models.DateTimeField(null=True, blank=True)
+    study_search_text = models.TextField(blank=True, default="")
 
     objects = AccessGrantQuerySet.as_manager()
 
@@ -339,11 +373,12 @@ class AccessGrant(models.Model):
 
     def save(self, *args, **kwargs) -> None:
         if self.study_created_at is None and self.study_id is not None:
-            self.copy_study_sort_keys(self.study)
+            self.copy_study_keys(self.study)
         super().save(*args, **kwargs)
 
-    def copy_study_sort_keys(self, study: Study) -> None:
+    def copy_study_keys(self, study: Study) -> None:
         self.study_date, self.study_time, self.study_created_at = study.study_date, study.study_time, study.created_at
+        self.study_search_text = study_search_text(study)
 
     def revoke(self, *, by) -> None:
         if self.revoked_at is None:

@@ -108,7 +108,7 @@ def grant_access_to_studies(
             grant = AccessGrant(
                 user=user, study=study, reason=reason, source=source, granted_by=granted_by, until=until
             )
-            grant.copy_study_sort_keys(study)
+            grant.copy_study_keys(study)
             new.append(grant)
     AccessGrant.objects.bulk_create(new)
     held.update((grant.study_id, grant) for grant in new)

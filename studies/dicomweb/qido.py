@@ -293,8 +293,27 @@ def apply_filters(queryset: QuerySet, query: QidoQuery, level: str) -> QuerySet:
 COPIED_KEYWORDS = ("StudyDate", "StudyTime")
 
 
+# Keys whose values a grant's search text holds (studies.models.study_search_text): a study can
+# match one only if its grant's text holds the value's longest literal part, so a walk of grants
+# skips the others. This holds while matching is literal (wildcards, case-insensitive names); a
+# fuzzy name matcher would have to leave PatientName out.
+TEXT_COPIED_KEYWORDS = ("PatientName", "PatientID", "AccessionNumber")
+
+
 def copied_filters(query: QidoQuery) -> QidoQuery:
     return QidoQuery(filters={k: v for k, v in query.filters.items() if k in COPIED_KEYWORDS})
+
+
+def narrow_walk(walk: QuerySet, query: QidoQuery) -> QuerySet:
+    """A walk of grants narrowed by what their copies answer of ``query``."""
+    walk = apply_filters(walk, copied_filters(query), "study")
+    literals = [longest_literal(value) for key, value in query.filters.items() if key in TEXT_COPIED_KEYWORDS]
+    return walk.containing(*literals)
+
+
+def longest_literal(value: str) -> str:
+    """The longest part of a matching value without wildcards: "smi" of "smi*", "" of "*"."""
+    return max(re.split(r"[*?]", value), key=len)
 
 
 def page(queryset: QuerySet, query: QidoQuery, keys_for=None) -> tuple[list, bool]:
@@ -394,7 +413,7 @@ def search_studies(
                 lambda found: apply_filters(found, query, "study"),
                 STUDY_ORDER,
                 stop,
-                narrow_copies=lambda walk: apply_filters(walk, copied_filters(query), "study"),
+                narrow_copies=lambda walk: narrow_walk(walk, query),
             )
 
     rows, more = page(queryset, query, keys_for)

@@ -202,10 +202,124 @@ def test_grants_written_in_bulk_take_their_studys_sort_keys_in_one_statement(wor
     study = dated(make_study(), dt.date(2023, 5, 6), dt.time(7, 8))
     user = UserFactory()
     AccessGrant.objects.bulk_create([AccessGrant(user=user, study=study, reason=GRANT)])
-    assert AccessGrant.objects.filter(user=user).copy_study_sort_keys() == 1
+    assert AccessGrant.objects.filter(user=user).copy_study_keys() == 1
     grant = AccessGrant.objects.get(user=user)
     assert (grant.study_date, grant.study_time, grant.study_created_at) == (
         study.study_date,
         study.study_time,
         study.created_at,
     )
+
+
+NAMES = ["Smith^Anna", "Smyth^Ben", "Garcia^Carla", "SMITHSON^David", "Rossi^Eva", "Kim^Smitha", "Sato^Greta"]
+
+
+def named(world) -> list[Study]:
+    """Give the world's studies distinct patient names, IDs and accession numbers, through save()
+    (as the admin's forms do), so the grants' copies follow."""
+    studies = list(Study.objects.select_related("patient").order_by("pk"))
+    for n, study in enumerate(studies):
+        study.patient.name = NAMES[n % len(NAMES)]
+        study.patient.patient_id = f"MRN-{n:03d}"
+        study.patient.save()
+        study.accession_number = f"ACC{n:03d}"
+        study.save(update_fields=["accession_number"])
+    return studies
+
+
+@pytest.mark.parametrize("actor", ACTORS)
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {"PatientName": "smi*"},
+        {"PatientName": "*ith*"},
+        {"PatientName": "sm?th*"},
+        {"PatientName": "Smith^Anna"},
+        {"PatientID": "MRN-003"},
+        {"PatientID": "MRN-00*"},
+        {"AccessionNumber": "ACC002"},
+        {"PatientName": "*a*", "StudyDate": "20260106-20260125"},
+    ],
+)
+def test_qido_patient_and_accession_filters_narrow_the_walk_and_answer_what_one_query_answers(world, actor, filters):
+    from django.http import QueryDict
+
+    from studies.dicomweb.qido import parse_qido, search_studies
+
+    named(world)
+    user = world[actor]
+    params = QueryDict(mutable=True)
+    params.update(filters)
+    query = parse_qido(params, "study")
+    walked, _ = search_studies(Study.objects.visible_to(user), query, str, branches=visible_branches(user))
+    plain, _ = search_studies(Study.objects.visible_to(user), query, str)
+    assert walked == plain
+
+
+@pytest.mark.parametrize("actor", ACTORS)
+@pytest.mark.parametrize("q", ["smith", "SMI", "mrn-004", "acc001", "anna smith", "nobody"])
+def test_the_list_pages_word_search_narrows_the_walk_of_grants_alike(world, actor, q):
+    from studies.browse import keys_in_order, search_studies
+
+    named(world)
+    user = world[actor]
+    plain = list(search_studies(Study.objects.visible_to(user), {"q": q}).values_list("pk", flat=True))
+    assert keys_in_order(user, {"q": q})(100) == plain
+
+
+def test_grants_follow_a_renamed_patient_a_changed_accession_and_a_merge(world):
+    from studies.admin import merge_patient
+
+    consultant = world["consultant"]
+    studies = named(world)
+    granted = [s for s in studies if AccessGrant.objects.active().filter(user=consultant, study=s).exists()]
+    first, second = granted[0], granted[1]
+
+    def found(q: str) -> set[int]:
+        from studies.browse import keys_in_order
+
+        return set(keys_in_order(consultant, {"q": q})(100))
+
+    first.patient.name = "Renamed^Person"
+    first.patient.save(update_fields=["name"])
+    assert first.pk in found("renamed")
+    second.accession_number = "NEWACC9"
+    second.save()
+    assert found("newacc9") == {second.pk}
+    # A merge moves studies with a bulk update; their grants take the surviving record's text.
+    assert second.pk not in found("renamed")
+    merge_patient(second.patient, into=first.patient, by=None)
+    assert {first.pk, second.pk} <= found("renamed")
+
+
+def test_grants_written_in_bulk_take_their_studys_search_text_in_one_statement(world):
+    study = make_study()
+    study.patient.name, study.patient.patient_id = "Bulk^Bella", "B-77"
+    study.patient.save()
+    Study.objects.filter(pk=study.pk).update(accession_number="A-1")
+    user = UserFactory()
+    AccessGrant.objects.bulk_create([AccessGrant(user=user, study=study, reason=GRANT)])
+    assert AccessGrant.objects.get(user=user).study_search_text == ""
+    AccessGrant.objects.filter(user=user).copy_study_keys()
+    assert AccessGrant.objects.get(user=user).study_search_text == "Bulk^Bella\nB-77\nA-1"
+    made = grant_access(user=UserFactory(), study=Study.objects.get(pk=study.pk), reason=GRANT)
+    assert made.study_search_text == "Bulk^Bella\nB-77\nA-1"
+
+
+def test_a_name_search_reads_only_the_grants_whose_text_can_match(world):
+    from django.db import connection
+    from django.http import QueryDict
+    from django.test.utils import CaptureQueriesContext
+
+    from studies.dicomweb.qido import parse_qido, search_studies
+
+    named(world)
+    user = world["consultant"]
+    params = QueryDict(mutable=True)
+    params.update({"PatientName": "smi*"})
+    with CaptureQueriesContext(connection) as queries:
+        search_studies(
+            Study.objects.visible_to(user), parse_qido(params, "study"), str, branches=visible_branches(user)
+        )
+    walks = [q["sql"] for q in queries.captured_queries if '"studies_accessgrant"' in q["sql"]]
+    assert walks and all("study_search_text" in sql for sql in walks)
