@@ -109,30 +109,29 @@ def test_a_bearer_portal_token_opens_the_socket_as_token_does(physician, token):
 
 
 MALFORMED = [
-    b"Token",
-    b"Bearer",
-    b"Token ",
-    b"Token a b",
-    b"Basic cGh5c2ljaWFuOnB3",
-    b"Token \x00abc",
-    b"Token \xff\xfe\xfd",
-    b"Token " + b"a" * 5000,
-    b"NotAScheme",
+    [b"Token"],
+    [b"Bearer"],
+    [b"Token "],
+    [b"Token a b"],
+    [b"Basic cGh5c2ljaWFuOnB3"],
+    [b"Token \x00abc"],
+    [b"Token \xff\xfe\xfd"],
+    [b"Token " + b"a" * 5000],
+    [b"NotAScheme"],
+    [b"Token one", b"Token two"],  # two headers
 ]
 
 
-@pytest.mark.parametrize("value", MALFORMED, ids=lambda v: v[:20].decode("latin-1"))
-def test_a_malformed_authorization_header_is_refused_with_4403_never_a_500(physician, value):
+def test_a_malformed_authorization_header_is_refused_with_4403_never_a_500(physician, token):
     _, cookie = session_cookie(physician)
+    cases = [*MALFORMED, [f"Token {token}".encode(), b"Bearer other"]]  # a good token beside a bad one
 
-    assert handshake(NOTIFICATIONS, [TESTSERVER, cookie, (b"authorization", value)]) == (True, FORBIDDEN)
+    answers = {
+        repr(values): handshake(NOTIFICATIONS, [TESTSERVER, cookie, *((b"authorization", v) for v in values)])
+        for values in cases
+    }
 
-
-def test_two_authorization_headers_are_refused(physician, token):
-    _, cookie = session_cookie(physician)
-    headers = [TESTSERVER, cookie, token_header(token), token_header("other")]
-
-    assert handshake(NOTIFICATIONS, headers) == (True, FORBIDDEN)
+    assert answers == dict.fromkeys(answers, (True, FORBIDDEN))
 
 
 # --- Origin: scheme, host and port -----------------------------------------------------------------
@@ -149,11 +148,16 @@ def test_an_origin_on_another_port_or_scheme_of_the_same_host_is_refused(physici
     assert handshake(NOTIFICATIONS, headers) == (False, None)
 
 
-@pytest.mark.parametrize("origin", [b"http://[::1", b"http://localhost:99999", b"null", b"", b"localhost:8000"])
-def test_a_malformed_origin_is_refused_never_a_500(physician, origin):
+def test_a_malformed_origin_is_refused_never_a_500(physician):
     _, cookie = session_cookie(physician)
+    origins = [b"http://[::1", b"http://localhost:99999", b"null", b"", b"localhost:8000", b"http://localhost:8000/x"]
 
-    assert handshake(NOTIFICATIONS, [(b"host", b"localhost:8000"), (b"origin", origin), cookie]) == (False, None)
+    answers = {
+        origin: handshake(NOTIFICATIONS, [(b"host", b"localhost:8000"), (b"origin", origin), cookie])
+        for origin in origins
+    }
+
+    assert answers == dict.fromkeys(origins, (False, None))
 
 
 def test_the_pages_own_origin_and_csrf_trusted_origins_are_let_in(physician, settings):
@@ -164,6 +168,7 @@ def test_the_pages_own_origin_and_csrf_trusted_origins_are_let_in(physician, set
         return handshake(NOTIFICATIONS, [(b"host", host), (b"origin", origin), cookie])[0]
 
     assert let_in(b"localhost:8000", b"http://localhost:8000")
+    assert not let_in(b"evil.example", b"http://evil.example")  # a Host not in ALLOWED_HOSTS
     # Behind a TLS proxy the daphne sees its own address; the trusted origin is the portal's.
     assert let_in(b"127.0.0.1:8001", b"https://portal.example.org")
     assert let_in(b"127.0.0.1:8001", b"https://a.reading.example.org")
@@ -178,13 +183,6 @@ def test_behind_a_proxy_that_says_https_only_the_https_origin_is_the_pages(physi
 
     assert handshake(NOTIFICATIONS, [*proxied, (b"origin", b"https://localhost")])[0]
     assert not handshake(NOTIFICATIONS, [*proxied, (b"origin", b"http://localhost")])[0]
-
-
-def test_a_host_not_in_allowed_hosts_is_refused_even_when_the_origin_matches_it(physician):
-    _, cookie = session_cookie(physician)
-    headers = [(b"host", b"evil.example"), (b"origin", b"http://evil.example"), cookie]
-
-    assert handshake(NOTIFICATIONS, headers) == (False, None)
 
 
 # --- Revocation ----------------------------------------------------------------------------------
