@@ -21,6 +21,7 @@ from .models import (
     Specialty,
     User,
     validate_jurisdiction,
+    validate_person_name,
 )
 
 
@@ -108,6 +109,11 @@ def provision_user(
         raise ProvisioningError("Patients do not join practices; a physician links them to their records.")
     if practice_admin and not practice:
         raise ProvisioningError("--practice-admin needs --practice NAME.")
+    if name is not None:
+        try:
+            validate_person_name(name)
+        except ValidationError as exc:
+            raise ProvisioningError(f"--name: {' '.join(exc.messages)}") from None
 
     user = User.objects.filter(email__iexact=email).first()
     created = user is None

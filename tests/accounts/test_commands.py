@@ -105,6 +105,7 @@ def test_createuser_rerun_without_password_keeps_it(db):
         (["--role", "patient", "--jurisdiction", "DE"], "Jurisdictions are only for"),
         (["--role", "physician", "--jurisdiction", "DE", "FR"], "one --jurisdiction"),
         (["--role", "patient", "--password", "short"], "Password refused"),
+        (["--role", "physician", "--name", "Dr\nBcc: x@example.com"], "--name: A name cannot contain line breaks"),
     ],
 )
 def test_createuser_bad_arguments_are_clear_errors(db, args, message):
