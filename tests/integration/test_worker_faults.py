@@ -121,7 +121,7 @@ def test_renders_taken_by_a_killed_worker_are_done_within_a_minute_of_its_restar
         def rendering_some() -> bool:
             done = Instance.objects.filter(status=Instance.Status.READY).count()
             started = Instance.objects.filter(status=Instance.Status.PENDING, render_attempts__gte=1).exists()
-            return 30 <= done < INSTANCES - 5 and started and broker.hlen(unacked) > 0
+            return 35 <= done < INSTANCES - 5 and started and broker.hlen(unacked) > 0
 
         wait_until(rendering_some, timeout=180, message="the worker rendering")
         children = _descendants(prefork_worker.pid)
@@ -141,7 +141,6 @@ def test_renders_taken_by_a_killed_worker_are_done_within_a_minute_of_its_restar
         in_hand = set(
             Instance.objects.filter(status=Instance.Status.PENDING, render_attempts__gte=1).values_list("pk", flat=True)
         )
-        assert in_hand
         left = Instance.objects.filter(status=Instance.Status.PENDING).count()
 
         restarted_at = time.monotonic()
