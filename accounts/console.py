@@ -95,7 +95,7 @@ def invite(request: HttpRequest) -> HttpResponse:
     form = InviteForm(request.POST)
     if not form.is_valid():
         for field, errors in form.errors.items():
-            messages.error(request, f"{form.fields[field].label or field}: {' '.join(errors)}")
+            messages.error(request, f"{form[field].label}: {' '.join(errors)}")
         return redirect("console:list")
     on_refusal(request, reverse("console:list"))
     invitation = specialist_invitations.invite(

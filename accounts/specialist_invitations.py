@@ -3,9 +3,10 @@ leads to sign-up, and the account made there with that address comes out a speci
 
 Following the link keeps the invitation in the session and tells allauth the invited address is
 verified (``stash_verified_email``: the person holds the inbox the token was sent to), so signing
-up with it needs no confirmation email. The sign-up form then asks for no role (``signup_form_fields``)
-and ``accept_at_signup`` (allauth's ``user_signed_up`` signal) makes the account a specialist. An
-account signed up with another address is not touched, and the invitation stays pending.
+up needs no confirmation email; allauth makes that address the account's primary one even if
+another was typed (the typed one stays unconfirmed beside it). The sign-up form asks for no role
+(``signup_form_fields``) and ``accept_at_signup`` (called by the form's ``signup``) makes the
+account a specialist.
 """
 
 from __future__ import annotations
@@ -137,11 +138,12 @@ def signup_form_fields(form) -> None:
             form.fields.pop(name, None)
 
 
-def accept_at_signup(request, user: User, **kwargs) -> None:
-    """allauth's ``user_signed_up``: an account signed up with the invited address becomes a
-    specialist of the invitation's specialties (and a member of its practice)."""
+def accept_at_signup(request, user: User) -> None:
+    """Sign-up from an invitation's link: the account becomes a specialist of the invitation's
+    specialties (and a member of its practice). Its address is the invited one (allauth's
+    ``setup_user_email`` puts the stashed, verified address first), whatever was typed."""
     invitation = invitation_in_session(request)
-    if invitation is None or invitation.email.lower() != user.email.lower():
+    if invitation is None:
         return
     with transaction.atomic():
         locked = SpecialistInvitation.objects.select_for_update().get(pk=invitation.pk)

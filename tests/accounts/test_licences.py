@@ -209,7 +209,9 @@ def test_suspended_specialist_is_neither_offered_nor_may_claim(pool_consult, phy
         actions.accept_consult(pool_consult, by=held)
 
 
-def test_named_specialist_without_a_valid_licence_is_refused_at_submission(physician, django_capture_on_commit_callbacks):
+def test_named_specialist_without_a_valid_licence_is_refused_at_submission(
+    physician, django_capture_on_commit_callbacks
+):
     named = SpecialistFactory(email="named@example.com")
     licence_for(named, "US-CA", expires_on=licences.today() - DAY)
     consult = ConsultFactory(requester=physician, study=make_study(uploader=physician), target_specialist=named)
