@@ -158,6 +158,8 @@ def accept_at_signup(request, user: User) -> None:
         if locked.practice_id:
             locked.practice.add_member(user, by=locked.invited_by)
             user.forget_practices()
+        # The invitation's line, written before the account existed, joins the account's history.
+        SpecialistEvent.objects.filter(specialist=None, email=locked.email).update(specialist=user)
         record(user, SpecialistEvent.Action.JOINED, by=user)
     request.session.pop(SESSION_KEY, None)
 

@@ -364,3 +364,16 @@ def test_the_schema_documents_licences_and_specialists(auth_client, admin_user):
     schema = auth_client(admin_user).get("/api/v1/schema/?format=json").json()
     assert "/api/v1/licences/" in schema["paths"]
     assert "/api/v1/specialists/{id}/suspend/" in schema["paths"]
+
+
+def test_administrators_invite_over_the_api(auth_client, admin_user, specialist, django_capture_on_commit_callbacks):
+    client = auth_client(admin_user)
+    url = "/api/v1/specialists/invitations/"
+    assert client.post(url, {"email": "x@example.com", "specialties": ["astrology"]}, format="json").status_code == 400
+    taken = client.post(url, {"email": specialist.email, "specialties": ["chest"]}, format="json")
+    assert taken.status_code == 400 and "email" in taken.data
+    with django_capture_on_commit_callbacks(execute=True):
+        made = client.post(url, {"email": "New@Example.com", "specialties": ["chest"]}, format="json")
+    assert made.status_code == 201 and made.data["email"] == "new@example.com" and made.data["status"] == "pending"
+    assert [message.to for message in mail.outbox] == [["new@example.com"]]
+    assert auth_client(specialist).post(url, {"email": "y@example.com", "specialties": ["chest"]}).status_code == 404
