@@ -40,6 +40,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from studies import ingest
+from studies.lossy import dataset_lossy
 from studies.models import Instance, Series
 
 from .errors import ConsultError
@@ -52,6 +53,9 @@ ENCAPSULATED_PDF_STORAGE = "1.2.840.10008.5.1.4.1.1.104.1"
 MANUFACTURER = "teleconsult"
 UTF8 = "ISO_IR 192"
 SR_SERIES_DESCRIPTION = "Consult measurements"
+# A measurement made on pixels that passed through lossy compression says so (no standard concept
+# names it in TID 1500: a private coding scheme, per PS3.16 8.2).
+MEASURED_ON_LOSSY = hd.sr.CodedConcept("LOSSY-PIXELS", "99TELECONSULT", "Measured on lossy compressed pixels")
 PDF_SERIES_DESCRIPTION = "Consult report"
 # Exported series are numbered after the study's own, from here up.
 FIRST_EXPORT_SERIES_NUMBER = 9000
@@ -256,12 +260,14 @@ def _measurement_group(annotation: Annotation, source: Dataset):
         source_image=hd.sr.SourceImageForRegion.from_source_image(source, referenced_frame_numbers=frames),
     )
     label = annotation.label.strip() or f"{annotation.get_tool_display()} {str(annotation.pk)[:8]}"
+    lossy = dataset_lossy(source)
     return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=f"2.25.{uuid.UUID(str(annotation.pk)).int}", identifier=label[:64]
         ),
         referenced_region=region,
         measurements=measurements,
+        qualitative_evaluations=[hd.sr.QualitativeEvaluation(MEASURED_ON_LOSSY, codes.SCT.Yes)] if lossy else None,
     )
 
 

@@ -19,6 +19,7 @@ from django.db import transaction
 from django.urls import reverse
 
 from accounts.mfa import verify_code
+from studies.lossy import instance_lossy
 from studies.models import Instance, Study
 
 from . import actions, transitions
@@ -294,12 +295,15 @@ def where(instance: Instance, frame: int = 1) -> str:
 
 
 def describe(annotation: Annotation, instance: Instance) -> str:
-    """The findings line: "Length 13.2 mm (series 2, image 14)", with the label when there is one."""
+    """The findings line: "Length 13.2 mm (series 2, image 14)", with the label when there is one,
+    and "on lossy JPEG 2000, 12:1 pixels" when the image passed through lossy compression."""
     what = DESCRIBE[annotation.tool](annotation.values or {})
     label = annotation.label.strip()
     if label:
         what = f"{what}: {label}"
-    return f"{what} ({where(instance, annotation.frame)})"
+    lossy = instance_lossy(instance)
+    on_lossy = f"; on {lossy.words} pixels" if lossy else ""
+    return f"{what} ({where(instance, annotation.frame)}{on_lossy})"
 
 
 def evidence_for(consult: ConsultRequest, *, tools: Iterable[str] = EVIDENCE_TOOLS) -> list[Evidence]:
@@ -314,9 +318,7 @@ def evidence_for(consult: ConsultRequest, *, tools: Iterable[str] = EVIDENCE_TOO
         i.sop_instance_uid: i
         for i in Instance.objects.filter(
             series__study_id=consult.study_id, sop_instance_uid__in={a.sop_instance_uid for a in annotations}
-        )
-        .select_related("series__study")
-        .defer("metadata")
+        ).select_related("series__study")
     }
     return [
         Evidence(annotation=a, instance=instances[a.sop_instance_uid], line=describe(a, instances[a.sop_instance_uid]))

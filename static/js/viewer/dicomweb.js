@@ -1,6 +1,8 @@
 // DICOMweb client for the viewer: QIDO-RS searches, WADO-RS metadata and frames (multipart),
 // rendered and thumbnail URLs. Same-origin fetches carry the session cookie.
 
+import { lossyCompression } from "./lossy.js";
+
 const TAGS = {
   PatientName: "00100010",
   PatientID: "00100020",
@@ -32,6 +34,9 @@ const TAGS = {
   ImagePositionPatient: "00200032",
   ImageOrientationPatient: "00200037",
   TransferSyntaxUID: "00020010",
+  LossyImageCompression: "00282110",
+  LossyImageCompressionRatio: "00282112",
+  LossyImageCompressionMethod: "00282114",
   RecommendedDisplayFrameRate: "00082144",
   CineRate: "00180040",
   FrameTime: "00181063",
@@ -129,6 +134,12 @@ export function instanceInfo(dataset) {
     position: numbers(dataset, "ImagePositionPatient"),
     orientation: numbers(dataset, "ImageOrientationPatient"),
     transferSyntax: value(dataset, "TransferSyntaxUID", ""),
+    lossy: lossyCompression(
+      value(dataset, "TransferSyntaxUID", ""),
+      value(dataset, "LossyImageCompression", ""),
+      values(dataset, "LossyImageCompressionMethod"),
+      values(dataset, "LossyImageCompressionRatio"),
+    ),
     frameRate: rate && rate > 0 ? rate : null,
     patientName: String(value(dataset, "PatientName", "") || "").replaceAll("^", " ").trim(),
     patientId: value(dataset, "PatientID", ""),

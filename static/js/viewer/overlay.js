@@ -15,10 +15,22 @@ export class Overlay {
     for (const name of ["tl", "tr", "bl", "br"]) {
       this.corners[name] = root.querySelector(`[data-overlay="${name}"]`);
     }
+    this.lossyBadge = root.querySelector("[data-lossy]");
     this.bar = root.querySelector("[data-scale-bar]");
     this.barLabel = root.querySelector("[data-scale-label]");
     this.last = {};
     this.lastBar = null;
+    this.lastLossy = null;
+  }
+
+  /** The LOSSY mark over the image whenever the pixels shown passed through lossy compression. */
+  setLossy(lossy) {
+    const text = lossy ? lossy.text : "";
+    if (!this.lossyBadge || text === this.lastLossy) return;
+    this.lastLossy = text;
+    this.lossyBadge.hidden = !lossy;
+    this.lossyBadge.textContent = text;
+    this.root.dataset.lossy = lossy ? "true" : "false";
   }
 
   setLines(name, lines) {
@@ -30,8 +42,9 @@ export class Overlay {
     }
   }
 
-  /** `m`: {patient, study, series, index, total, frame, frames, window, zoom, spacing, scale, viewportWidth, keyImage} */
+  /** `m`: {patient, study, series, index, total, frame, frames, window, zoom, spacing, scale, viewportWidth, keyImage, lossy} */
   update(m) {
+    this.setLossy(m.lossy || null);
     this.setLines("tl", [m.patientName, m.patientId ? `ID ${m.patientId}` : "", m.studyDescription, formatDate(m.studyDate)]);
     this.setLines("tr", [m.seriesLabel, m.keyImage ? "★ Key image" : "", m.readOnly ? "Read only" : ""]);
     const slice = m.total ? `Im ${m.index + 1} / ${m.total}` : "";

@@ -774,6 +774,7 @@ export class Viewer {
       viewportWidth: this.viewportSize()[0],
       inverted: this.invert,
       keyImage: Boolean(keyImage),
+      lossy: info ? info.lossy : null,
       readOnly: this.readOnly,
       status: this.status || (item && !loaded ? "Loading…" : this.prefetchProgress()),
     });
