@@ -7,11 +7,12 @@ else would ever remove. The same holds for a thumbnail or an attachment whose ro
 without its file.
 
 Which files rows own is read from the models, not listed here: every ``FileField`` of every
-installed model (the instance's DICOM file and thumbnail, a consult's attachments, and whatever
-another app adds), so ``studies`` names no model of a higher app. Only the folders those fields
-write to are walked (the first part of their ``upload_to``; the whole storage when one has none
-or a callable), so nothing the portal did not put there is touched, and neither is the staging
-directory (``.incoming``, the ingest's own, with its own rules: ``studies.storage``).
+installed model (the instance's DICOM file and thumbnail, a consult's attachments, a specialist's
+licence scan, and whatever another app adds), so ``studies`` names no model of a higher app.
+Everything the portal stores under the media root belongs to one of those rows, so the whole
+media root is walked (a field's folder cannot always be known: ``upload_to`` may be a function),
+but for hidden entries: the staging directory ``.incoming`` is the ingest's own, with its own
+rules (``studies.storage``).
 
 The grace period keeps a file whose rows are still being written: a file is moved into storage
 before its batch commits. Memory stays bounded at any scale: the tree is walked a directory entry
@@ -67,20 +68,6 @@ def file_fields() -> dict[type[models.Model], list[str]]:
     return found
 
 
-def owned_folders(fields: dict[type[models.Model], list[str]]) -> list[str]:
-    """The top folders the file fields store into (``dicom``, ``thumbnails``...); [""] (the whole
-    storage) when a field's folder cannot be known beforehand."""
-    folders: set[str] = set()
-    for model, names in fields.items():
-        for name in names:
-            upload_to = model._meta.get_field(name).upload_to
-            top = upload_to.split("/", 1)[0] if isinstance(upload_to, str) else ""
-            if not top or "%" in top:
-                return [""]
-            folders.add(top)
-    return sorted(folders)
-
-
 def referenced(names: list[str], fields: dict[type[models.Model], list[str]]) -> set[str]:
     """Those of ``names`` that some row's file field holds: one query per model."""
     found: set[str] = set()
@@ -88,7 +75,7 @@ def referenced(names: list[str], fields: dict[type[models.Model], list[str]]) ->
         condition = models.Q()
         for column in columns:
             condition |= models.Q(**{f"{column}__in": names})
-        for values in model._base_manager.filter(condition).values_list(*columns):
+        for values in model._base_manager.filter(condition).order_by().values_list(*columns):
             found.update(values)
     return found
 
@@ -168,12 +155,11 @@ def sweep_unreferenced_files(
     report = SweepReport(dry_run=dry_run)
 
     def old_enough() -> Iterator[_Candidate]:
-        for folder in owned_folders(fields):
-            for name, size, modified in walk(storage, folder):
-                if modified >= cutoff:
-                    report.young += 1
-                    continue
-                yield _Candidate(name, size)
+        for name, size, modified in walk(storage, ""):
+            if modified >= cutoff:
+                report.young += 1
+                continue
+            yield _Candidate(name, size)
 
     for batch in _batches(old_enough(), batch_size):
         report.checked += len(batch)
