@@ -1,4 +1,5 @@
-"""Background work on stored images: thumbnails, and a safety net for lost render messages."""
+"""Background work on stored images: thumbnails, a safety net for lost render messages, and the
+daily sweep of stored files no row refers to."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import logging
 from datetime import timedelta
 
 from celery import shared_task
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from studies import rendering
+from studies import rendering, sweep
 from studies.models import Instance
 
 logger = logging.getLogger(__name__)
@@ -73,3 +75,11 @@ def render_pending() -> int:
     for pk in pks:
         render_instance.delay(instance_pk=pk)
     return len(pks)
+
+
+@shared_task
+def sweep_files() -> int:
+    """Remove stored files no row refers to, older than TELECONSULT_SWEEP_GRACE_HOURS (run daily by
+    beat); how many. Safe to run twice, or on two workers at once."""
+    grace = timedelta(hours=settings.TELECONSULT_SWEEP_GRACE_HOURS)
+    return sweep.sweep_unreferenced_files(grace=grace).removed
