@@ -2,19 +2,20 @@
 
 The token is 32 random bytes (``secrets.token_urlsafe``); only its SHA-256 is stored, with the
 first characters kept to tell links apart in lists. A passcode is hashed like a password; after
-``ShareLink.MAX_FAILED_ATTEMPTS`` wrong tries the link locks for good. Who holds an unlocked link
-is remembered in the Django session (share ids), never in a cookie of its own.
+``ShareLink.MAX_FAILED_ATTEMPTS`` wrong tries the link locks for good (``try_passcode``: a try is
+counted before its passcode is checked, so simultaneous guesses cannot outrun the count). Who holds
+an unlocked link is remembered in the Django session (share ids), never in a cookie of its own.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import hashlib
 import secrets
 from dataclasses import dataclass
 
 from django.contrib.auth.hashers import check_password, make_password
-from django.db import transaction
 from django.db.models import F
 from django.http import HttpRequest
 from django.utils import timezone
@@ -113,22 +114,69 @@ def unlock(request: HttpRequest, link: ShareLink) -> None:
     request.session[SESSION_KEY] = [*unlocked[-49:], link.pk]
 
 
-def try_passcode(link: ShareLink, passcode: str) -> bool:
-    """Check a passcode; a wrong one counts, and the last allowed wrong one locks the link."""
-    if (
-        link.has_passcode
-        and passcode
-        and len(passcode) <= MAX_PASSCODE
-        and check_password(passcode, link.passcode_hash)
-    ):
-        return True
-    with transaction.atomic():
-        ShareLink.objects.filter(pk=link.pk).update(failed_attempts=F("failed_attempts") + 1)
-        link.refresh_from_db(fields=["failed_attempts", "locked_at"])
-        if link.failed_attempts >= ShareLink.MAX_FAILED_ATTEMPTS and link.locked_at is None:
-            link.locked_at = timezone.now()
-            link.save(update_fields=["locked_at"])
-    return False
+class PasscodeOutcome(enum.Enum):
+    RIGHT = "right"  # the link opens for this browser
+    WRONG = "wrong"  # counted; ``tries_left`` more wrong ones lock the link
+    BUSY = "busy"  # not checked: every try left is held by a passcode being checked right now
+    CLOSED = "closed"  # not opened: the link is locked, revoked or expired
+
+
+@dataclass(frozen=True)
+class PasscodeTry:
+    outcome: PasscodeOutcome
+    tries_left: int = 0
+
+
+def _check_passcode_input(passcode) -> None:
+    if not isinstance(passcode, str) or not passcode:
+        raise ShareError("Enter the passcode you were given with the link.", field="passcode")
+    if len(passcode) > MAX_PASSCODE:
+        raise ShareError(
+            f"A passcode has at most {MAX_PASSCODE} characters; this one has {len(passcode)}.", field="passcode"
+        )
+
+
+def try_passcode(link: ShareLink, passcode: str) -> PasscodeTry:
+    """Check a passcode against the link, counting the try first.
+
+    The count and the permission to check are one conditional UPDATE (``failed_attempts + 1``
+    where the link is usable and ``failed_attempts`` is under the limit): the database takes the
+    row's write lock and re-evaluates the condition for each of several simultaneous tries, so at
+    most ``MAX_FAILED_ATTEMPTS`` passcodes are ever being or have been checked, however many arrive
+    at once, and the slow hash runs outside any transaction. A right passcode then gives its try
+    back (only while the link is still usable: one locked meanwhile stays closed); a wrong one
+    keeps it, and the one that finds the limit reached locks the link. A try being checked counts
+    as wrong until it is known to be right, so while every try left is held that way the link
+    answers BUSY without checking.
+
+    Bad input (not text, empty, longer than ``MAX_PASSCODE``) raises ``ShareError`` and is neither
+    counted nor checked.
+    """
+    _check_passcode_input(passcode)
+    if not link.has_passcode:
+        return PasscodeTry(PasscodeOutcome.RIGHT)
+    this_link = ShareLink.objects.filter(pk=link.pk)
+    counted = this_link.usable().filter(failed_attempts__lt=ShareLink.MAX_FAILED_ATTEMPTS)
+    if not counted.update(failed_attempts=F("failed_attempts") + 1):
+        return _refused_unchecked(link)
+    if check_password(passcode, link.passcode_hash):
+        still_open = this_link.usable().update(failed_attempts=F("failed_attempts") - 1)
+        if not still_open:
+            this_link.update(failed_attempts=F("failed_attempts") - 1)
+            return PasscodeTry(PasscodeOutcome.CLOSED)
+        return PasscodeTry(PasscodeOutcome.RIGHT)
+    failed, locked_at = this_link.values_list("failed_attempts", "locked_at").get()
+    if locked_at is None and failed < ShareLink.MAX_FAILED_ATTEMPTS:
+        return PasscodeTry(PasscodeOutcome.WRONG, tries_left=ShareLink.MAX_FAILED_ATTEMPTS - failed)
+    this_link.filter(locked_at__isnull=True).update(locked_at=timezone.now())
+    return PasscodeTry(PasscodeOutcome.CLOSED)
+
+
+def _refused_unchecked(link: ShareLink) -> PasscodeTry:
+    """Why a try got no count: the link closed, or every try left is being checked."""
+    if ShareLink.objects.usable().filter(pk=link.pk).exists():
+        return PasscodeTry(PasscodeOutcome.BUSY)
+    return PasscodeTry(PasscodeOutcome.CLOSED)
 
 
 def links_of(user):

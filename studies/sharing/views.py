@@ -20,10 +20,19 @@ from ..viewer import viewer_context
 from . import links
 
 UNAVAILABLE_STATUS = 404
+BUSY_STATUS = 429  # every try left is being checked by other requests: try again in a moment
 
 
 class PasscodeForm(forms.Form):
-    passcode = forms.CharField(max_length=links.MAX_PASSCODE, strip=False, widget=forms.PasswordInput)
+    passcode = forms.CharField(
+        max_length=links.MAX_PASSCODE,
+        strip=False,
+        widget=forms.PasswordInput,
+        error_messages={
+            "required": "Enter the passcode you were given with the link.",
+            "max_length": "A passcode has at most %(limit_value)d characters; this one has %(show_value)d.",
+        },
+    )
 
 
 def unavailable(request: HttpRequest) -> HttpResponse:
@@ -54,24 +63,25 @@ def open_link(request: HttpRequest, token: str) -> HttpResponse:
 
 def passcode_page(request: HttpRequest, link: ShareLink, token: str) -> HttpResponse:
     form = PasscodeForm(request.POST if request.method == "POST" else None)
-    status = 200
-    if request.method == "POST":
-        if not form.is_valid():
-            return render(request, "sharing/passcode.html", {"form": form, "token": token}, status=400)
-        if links.try_passcode(link, form.cleaned_data["passcode"]):
-            links.unlock(request, link)
-            return redirect("sharing:open", token=token)
-        link.refresh_from_db(fields=["failed_attempts", "locked_at"])
-        if not link.is_usable:
-            return unavailable(request)
-        left = ShareLink.MAX_FAILED_ATTEMPTS - link.failed_attempts
-        form.errors.clear()
-        form.add_error(
-            "passcode",
-            f"That passcode is wrong. {left} more wrong {'try locks' if left == 1 else 'tries lock'} the link.",
-        )
-        status = 400
-    return render(request, "sharing/passcode.html", {"form": form, "token": token}, status=status)
+    if request.method != "POST":
+        return render(request, "sharing/passcode.html", {"form": form, "token": token})
+    if not form.is_valid():
+        return render(request, "sharing/passcode.html", {"form": form, "token": token}, status=400)
+    answer = links.try_passcode(link, form.cleaned_data["passcode"])
+    if answer.outcome is links.PasscodeOutcome.RIGHT:
+        links.unlock(request, link)
+        return redirect("sharing:open", token=token)
+    if answer.outcome is links.PasscodeOutcome.CLOSED:
+        return unavailable(request)
+    if answer.outcome is links.PasscodeOutcome.BUSY:
+        form.add_error("passcode", "Other passcodes for this link are being checked right now. Try again in a moment.")
+        return render(request, "sharing/passcode.html", {"form": form, "token": token}, status=BUSY_STATUS)
+    left = answer.tries_left
+    form.add_error(
+        "passcode",
+        f"That passcode is wrong. {left} more wrong {'try locks' if left == 1 else 'tries lock'} the link.",
+    )
+    return render(request, "sharing/passcode.html", {"form": form, "token": token}, status=400)
 
 
 @never_cache

@@ -222,7 +222,7 @@ def test_empty_passcode_asks_for_one_without_counting_a_try(physician, ct):
     token = make_link(ct, physician, passcode="open-sesame")
     answer = Client().post(f"/s/{token}/", {})
     assert answer.status_code == 400
-    assert b"This field is required" in answer.content
+    assert b"Enter the passcode you were given with the link." in answer.content
     assert ShareLink.objects.get().failed_attempts == 0
 
 
