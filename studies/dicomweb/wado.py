@@ -43,6 +43,10 @@ BULK_ELEMENT_RE = re.compile(r'"([0-9A-F]{8})":\s*\{"vr":\s*"(OB|OD|OF|OL|OV|OW|
 PIXEL_TAGS = {0x7FE00008, 0x7FE00009, 0x7FE00010}
 
 
+# AvailableTransferSyntaxUID (0008,3002).
+AVAILABLE_TRANSFER_SYNTAX = "00083002"
+
+
 def metadata_rows(instances: QuerySet) -> QuerySet:
     """Rows for ``instance_metadata_json``: the stored header as JSON text, never decoded."""
     return instances.annotate(metadata_text=Cast("metadata", TextField())).values_list(*METADATA_FIELDS)
@@ -63,6 +67,11 @@ def instance_metadata_json(
     of the cost of a large series' metadata, which viewers ask for before showing anything.
     """
     text = (text or "{}").strip()
+    if transfer_syntax and f'"{AVAILABLE_TRANSFER_SYNTAX}"' not in text:
+        # The stored transfer syntax, as QIDO-RS and viewers read it (OHIF; the portal's viewer
+        # marks lossy pixels by it): the header itself carries no file meta information.
+        element = f'"{AVAILABLE_TRANSFER_SYNTAX}": {{"vr": "UI", "Value": [{json.dumps(transfer_syntax)}]}}'
+        text = f"{{{element}}}" if text == "{}" else f"{text[:-1]}, {element}}}"
     text = BULK_ELEMENT_RE.sub(
         lambda m: (
             m.group(0)

@@ -121,3 +121,17 @@ def test_the_sr_export_marks_measurements_made_on_lossy_pixels(consult, speciali
         group = _measurement_group(annotation, source)
         names = [item.ConceptNameCodeSequence[0].CodeValue for item in group[0].ContentSequence]
         assert (MEASURED_ON_LOSSY.value in names) is expected, image
+
+
+def test_wado_metadata_names_the_stored_transfer_syntax(consult, physician):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(physician)
+    study_uid = consult.study.study_instance_uid
+    answer = client.get(f"/dicomweb/studies/{study_uid}/metadata", HTTP_ACCEPT="application/dicom+json")
+    assert answer.status_code == 200
+    stored = {i.sop_instance_uid: i.transfer_syntax_uid for i in Instance.objects.filter(series__study=consult.study)}
+    for dataset in answer.json():
+        uid = dataset["00080018"]["Value"][0]
+        assert dataset["00083002"] == {"vr": "UI", "Value": [stored[uid]]}

@@ -132,3 +132,44 @@ def rt_plan(study_uid: str) -> Dataset:
     ds.RTPlanLabel = "PLAN1"
     ds.RTPlanGeometry = "PATIENT"
     return ds
+
+
+def ct_j2k_lossy(study_uid: str, size: int = 128, ratio: int = 12) -> Dataset:
+    """A CT slice stored as JPEG 2000 compressed about ``ratio``:1 (irreversible), its header
+    saying so as an encoder should (LossyImageCompression 01, method ISO_15444_1, the ratio)."""
+    from pydicom.uid import JPEG2000
+
+    ds = ct_slices(study_uid, count=1, size=size)[0]
+    ds.SeriesInstanceUID = generate_uid()
+    ds.SeriesNumber = 5
+    ds.SeriesDescription = "CT J2K lossy"
+    ds.compress(JPEG2000, j2k_cr=[ratio])
+    ds.LossyImageCompression = "01"
+    ds.LossyImageCompressionMethod = "ISO_15444_1"
+    ds.LossyImageCompressionRatio = str(ratio)
+    return ds
+
+
+def sc_jpeg_baseline(study_uid: str, size: int = 64) -> Dataset:
+    """An 8-bit grayscale secondary capture stored as JPEG baseline (Pillow's encoder), with no
+    lossy attributes in its header: the transfer syntax alone says lossy."""
+    import io
+
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit, SecondaryCaptureImageStorage
+
+    ds = _base(SecondaryCaptureImageStorage, "OT", study_uid, 6, "Screenshot JPEG")
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.Rows = ds.Columns = size
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    gradient = np.tile(np.linspace(0, 255, size, dtype=np.uint8), (size, 1))
+    buffer = io.BytesIO()
+    Image.fromarray(gradient, mode="L").save(buffer, format="JPEG", quality=80)
+    ds.PixelData = encapsulate([buffer.getvalue()])
+    ds["PixelData"].VR = "OB"
+    return ds

@@ -393,3 +393,42 @@ def test_without_embedded_series_the_viewer_asks_qido(browser, live_server, phys
         assert page.evaluate(f"{VIEWER}.series.modality") == "CT"
     finally:
         context.close()
+
+
+@pytest.fixture
+def lossy_study_uid(browser, physician, tmp_path, settings):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    uid = "1.2.826.0.1.3680043.10.543.4343"
+    datasets = [*dicom.ct_slices(uid, count=1), dicom.ct_j2k_lossy(uid), dicom.sc_jpeg_baseline(uid)]
+    for path in dicom.write(datasets, tmp_path / "lossy"):
+        result = ingest_file(path, filename=path.name, user=physician)
+        assert result.status == "stored", result.reason
+    return uid
+
+
+def test_lossy_pixels_are_marked_with_method_and_ratio_and_lossless_ones_are_not(
+    open_viewer, physician, lossy_study_uid
+):
+    page = open_viewer(physician, lossy_study_uid)
+    badge = page.locator("[data-lossy-badge]")
+    series = page.evaluate(f"{VIEWER}.seriesList.map((s) => [s.description || s.label, s.uid])")
+    assert len(series) == 3
+    expect_overlay(page, "tl", "Viewer Test")
+    expect(badge).to_be_hidden()  # the uncompressed CT comes first
+    page.click(f"[data-series='{series[1][1]}']")
+    expect(badge).to_have_text("LOSSY · JPEG 2000 · 12:1")
+    expect(badge).to_be_visible()
+    page.click(f"[data-series='{series[2][1]}']")
+    expect(badge).to_have_text("LOSSY · JPEG")
+    page.click(f"[data-series='{series[0][1]}']")
+    expect(badge).to_be_hidden()
+    assert page.errors == []
+
+
+def test_a_colour_clip_drawn_from_png_rendered_frames_is_not_marked_lossy(open_viewer, physician, study_uid):
+    page = open_viewer(physician, study_uid)
+    series = page.evaluate(f"{VIEWER}.seriesList.map((s) => [s.modality, s.uid])")
+    page.click(f"[data-series='{series[2][1]}']")
+    page.wait_for_function(f"() => {VIEWER}.series.modality === 'US' && {VIEWER}.shown && {VIEWER}.shown.bitmap")
+    expect(page.locator("[data-lossy-badge]")).to_be_hidden()
+    assert page.locator("[data-viewer]").get_attribute("data-lossy-pixels") == "false"

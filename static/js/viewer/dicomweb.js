@@ -34,6 +34,7 @@ const TAGS = {
   ImagePositionPatient: "00200032",
   ImageOrientationPatient: "00200037",
   TransferSyntaxUID: "00020010",
+  AvailableTransferSyntaxUID: "00083002",
   LossyImageCompression: "00282110",
   LossyImageCompressionRatio: "00282112",
   LossyImageCompressionMethod: "00282114",
@@ -133,9 +134,10 @@ export function instanceInfo(dataset) {
     ultrasoundSpacing: ultrasoundSpacing(dataset),
     position: numbers(dataset, "ImagePositionPatient"),
     orientation: numbers(dataset, "ImageOrientationPatient"),
-    transferSyntax: value(dataset, "TransferSyntaxUID", ""),
+    // The stored syntax: metadata names it AvailableTransferSyntaxUID (file meta is not part of it).
+    transferSyntax: value(dataset, "AvailableTransferSyntaxUID", "") || value(dataset, "TransferSyntaxUID", ""),
     lossy: lossyCompression(
-      value(dataset, "TransferSyntaxUID", ""),
+      value(dataset, "AvailableTransferSyntaxUID", "") || value(dataset, "TransferSyntaxUID", ""),
       value(dataset, "LossyImageCompression", ""),
       values(dataset, "LossyImageCompressionMethod"),
       values(dataset, "LossyImageCompressionRatio"),

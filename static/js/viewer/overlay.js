@@ -15,7 +15,7 @@ export class Overlay {
     for (const name of ["tl", "tr", "bl", "br"]) {
       this.corners[name] = root.querySelector(`[data-overlay="${name}"]`);
     }
-    this.lossyBadge = root.querySelector("[data-lossy]");
+    this.lossyBadge = root.querySelector("[data-lossy-badge]");
     this.bar = root.querySelector("[data-scale-bar]");
     this.barLabel = root.querySelector("[data-scale-label]");
     this.last = {};
@@ -30,7 +30,7 @@ export class Overlay {
     this.lastLossy = text;
     this.lossyBadge.hidden = !lossy;
     this.lossyBadge.textContent = text;
-    this.root.dataset.lossy = lossy ? "true" : "false";
+    this.root.dataset.lossyPixels = lossy ? "true" : "false";
   }
 
   setLines(name, lines) {

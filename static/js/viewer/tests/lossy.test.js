@@ -41,3 +41,9 @@ test("instanceInfo reads the mark from DICOM JSON metadata", () => {
   assert.equal(info.lossy.text, "LOSSY · JPEG · 10:1");
   assert.equal(instanceInfo({ "00020010": { vr: "UI", Value: ["1.2.840.10008.1.2.1"] } }).lossy, null);
 });
+
+test("the stored syntax comes from AvailableTransferSyntaxUID in WADO-RS metadata", () => {
+  const info = instanceInfo({ "00083002": { vr: "UI", Value: ["1.2.840.10008.1.2.4.50"] } });
+  assert.equal(info.transferSyntax, "1.2.840.10008.1.2.4.50");
+  assert.equal(info.lossy.text, "LOSSY · JPEG");
+});
