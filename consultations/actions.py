@@ -23,9 +23,10 @@ from accounts import licences
 from accounts.addresses import account_for_address
 from accounts.models import Role, User
 from accounts.outbox import send_after_commit
+from accounts.timeformat import format_instant
 from teleconsult.links import absolute_url
 
-from . import attachments, offers, room, worklist_events
+from . import attachments, offers, questions, release, room, worklist_events
 from .colleagues import may_join_consults
 from .errors import IllegalTransitionError, NotAllowedError
 from .models import (
@@ -36,9 +37,10 @@ from .models import (
     ConsultOffer,
     ConsultRequest,
     Notification,
+    PatientQuestion,
     State,
 )
-from .notifications import message_posted, notify
+from .notifications import message_posted, notify, question_answered
 
 Kind = Notification.Kind
 
@@ -205,22 +207,20 @@ def sign_report(consult: ConsultRequest, report, *, by: User):
 
 
 def report_signed(consult: ConsultRequest, report) -> None:
-    """Tell the referring side and the patient that a report (or an addendum) is signed."""
+    """Tell the referring side that a report (or an addendum) is signed, and release it to the
+    patient now unless the release delay keeps it for the referring physician first
+    (``consultations.release``: the patient is told, the PDF filed in the study, then)."""
     if report.is_addendum:
         kind, title = Kind.ADDENDUM, f"Addendum to the report on consult #{consult.pk}"
         body = f"Reason: {report.addendum_reason}"
     else:
         kind, title, body = Kind.REPORT_SIGNED, f"The report on consult #{consult.pk} is signed", ""
-    notify([*_referring_side(consult), *_patient_accounts(consult)], kind=kind, consult=consult, title=title, body=body)
+    if report.release_at > timezone.now() and _patient_accounts(consult):
+        body = f"{body}\n\n" if body else ""
+        body += f"The patient can read it from {format_instant(report.release_at)}."
+    notify(_referring_side(consult), kind=kind, consult=consult, title=title, body=body)
     worklist_events.changed(consult, "updated", by=report.signed_by)
-    transaction.on_commit(lambda: _queue_report_pdf(report.pk))
-
-
-def _queue_report_pdf(report_pk: int) -> None:
-    """The signed version also goes into the study as an Encapsulated PDF (consultations.dicom_export)."""
-    from . import tasks
-
-    tasks.store_report_pdf.delay(report_pk=report_pk)
+    release.release(report.pk)  # a no-op while the delay runs; the beat task releases it then
 
 
 # -- attachments --------------------------------------------------------------------------------
@@ -431,3 +431,40 @@ def post_message(consult: ConsultRequest, *, author: User, text: object, client_
     worklist_events.changed(consult, "message", by=author)
     message_posted(message)  # the team members not in the room get a notification, later an email
     return message
+
+
+# -- the patient's questions about their report (consultations.questions) -----------------------
+
+
+@transaction.atomic
+def ask_question(consult: ConsultRequest, *, by: User, text: object) -> PatientQuestion:
+    """The consult's patient asks the care team about their signed report: kept for the portal and
+    posted to the consult's chat (live in the room; the care team away is notified as for a message)."""
+    text = questions.clean_text(text)
+    questions.require_may_ask(by, consult)
+    question = PatientQuestion.objects.create(consult=consult, asked_by=by, text=text)
+    question.message = post_message(consult, author=by, text=questions.question_chat_text(text))
+    question.save(update_fields=["message"])
+    return question
+
+
+@transaction.atomic
+def answer_question(consult: ConsultRequest, question_pk: object, *, by: User, text: object) -> PatientQuestion:
+    """Someone of the care team answers a patient's question: the answer is the patient's to read in
+    the portal (they are told, with no clinical content in the email) and goes into the chat too."""
+    questions.require_may_answer(by, consult)
+    text = questions.clean_text(text)
+    question = (
+        PatientQuestion.objects.select_for_update()
+        .filter(consult=consult, pk=question_pk if str(question_pk).isdigit() else 0)
+        .first()
+    )
+    if question is None:
+        raise Http404("No such question.")
+    if question.is_answered:
+        who = question.answered_by.display_name if question.answered_by else "Someone"
+        raise IllegalTransitionError(f"{who} answered this question already.")
+    message = post_message(consult, author=by, text=questions.answer_chat_text(question, text))
+    question.record_answer(by=by, text=text, message=message)
+    question_answered(question)
+    return question

@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from .api import annotations, colleagues, consults, export, notifications, room, templates
+from .api import annotations, colleagues, consults, export, notifications, questions, room, templates
 
 router = SimpleRouter()
 router.register("consults", consults.ConsultViewSet, basename="api-consult")
@@ -14,6 +14,12 @@ urlpatterns = [
         "consults/<int:pk>/annotations/<uuid:annotation_id>/",
         annotations.AnnotationDetailView.as_view(),
         name="api-annotation",
+    ),
+    path("consults/<int:pk>/questions/", questions.QuestionListView.as_view(), name="api-consult-questions"),
+    path(
+        "consults/<int:pk>/questions/<int:question_id>/answer/",
+        questions.QuestionAnswerView.as_view(),
+        name="api-consult-question-answer",
     ),
     path("consults/<int:pk>/export-sr/", export.ExportMeasurementsView.as_view(), name="api-consult-export-sr"),
     path("report-templates/", templates.TemplateListView.as_view(), name="api-report-templates"),

@@ -29,7 +29,17 @@ from teleconsult.mail import queue_email
 
 from . import room
 from .groups import notifications_group
-from .models import EMAIL_KINDS, ChatMessage, ChatReadMark, ConsultRequest, Notification, NotificationPreference
+from .models import (
+    EMAIL_KINDS,
+    PATIENT_EMAIL_KINDS,
+    ChatMessage,
+    ChatReadMark,
+    ConsultRequest,
+    Notification,
+    NotificationPreference,
+    PatientQuestion,
+    Report,
+)
 from .models.notifications import BATCHED_EMAIL_KINDS
 
 
@@ -44,8 +54,15 @@ def wants_email(user, kind: str) -> bool:
     return pref is None or pref.email
 
 
-def set_email_preferences(user, enabled: dict[str, bool]) -> None:
-    for kind in EMAIL_KINDS:
+def email_kinds_for(user) -> tuple[str, ...]:
+    """The kinds on a user's email settings page: a patient's own, or the care team's."""
+    if user.is_patient:
+        return PATIENT_EMAIL_KINDS
+    return tuple(kind for kind in EMAIL_KINDS if kind != Notification.Kind.QUESTION_ANSWERED)
+
+
+def set_email_preferences(user, enabled: dict[str, bool], kinds=EMAIL_KINDS) -> None:
+    for kind in kinds:
         NotificationPreference.objects.update_or_create(
             user=user, kind=kind, defaults={"email": bool(enabled.get(kind, False))}
         )
@@ -148,6 +165,45 @@ def mark_read(user, ids: list[int] | None = None) -> int:
     if count:
         transaction.on_commit(lambda: push_unread(user))
     return count
+
+
+# --- The patient: their result, and answers to their questions ---------------------------------
+# What a patient is told carries no clinical content (no findings, no body part, no reason for an
+# addendum): the notification's text is also the email's, and email is not a secure channel. It
+# says something is ready and links to the portal's study page, where they read it signed in.
+
+
+def _portal_study_url(consult: ConsultRequest) -> str:
+    return reverse("portal:study", args=[consult.study.study_instance_uid])
+
+
+def report_ready(report: Report) -> list[Notification]:
+    """Tell the consult's patient (when a portal account is linked to the record) that a signed
+    version is theirs to read (called when it is released: ``consultations.release``)."""
+    consult = report.consult
+    account = consult.study.patient.account
+    if account is None:
+        return []
+    if report.is_addendum:
+        kind, title = Notification.Kind.ADDENDUM, "An update to your report is ready"
+        body = "The specialist added to the report on your imaging study. Sign in to the portal to read it."
+    else:
+        kind, title = Notification.Kind.REPORT_SIGNED, "Your result is ready"
+        body = "A specialist's report on your imaging study is ready. Sign in to the portal to read it."
+    return notify([account], kind=kind, consult=consult, title=title, body=body, url=_portal_study_url(consult))
+
+
+def question_answered(question: PatientQuestion) -> list[Notification]:
+    """Tell the patient who asked that the care team answered (the answer itself stays in the portal)."""
+    consult = question.consult
+    return notify(
+        [question.asked_by],
+        kind=Notification.Kind.QUESTION_ANSWERED,
+        consult=consult,
+        title="Your care team answered your question",
+        body="There is an answer to your question about your imaging study. Sign in to the portal to read it.",
+        url=_portal_study_url(consult) + "#questions",
+    )
 
 
 # --- Chat messages to people away from the room ------------------------------------------------

@@ -1,5 +1,5 @@
-"""Background work: the SLA check and unread-chat emails every minute, notification emails, and signed
-reports stored as DICOM."""
+"""Background work: the SLA check, unread-chat emails and report releases every minute, notification
+emails, and signed reports stored as DICOM."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 
 from celery import shared_task
 
-from . import dicom_export, notifications, sla
+from . import dicom_export, notifications, release, sla
 from .models import Notification, Report
 
 logger = logging.getLogger(__name__)
@@ -38,6 +38,13 @@ def email_unread_messages() -> int:
     """Beat task (every minute): one email per user for chat messages still unread after
     TELECONSULT_CHAT_EMAIL_DELAY_MINUTES; ``emailed_at`` makes a second run send nothing."""
     return notifications.email_unread_messages()
+
+
+@shared_task
+def release_reports() -> int:
+    """Beat task (every minute): signed reports whose release time has come reach the patient (told
+    once, ``released_at`` records it; see consultations.release). Returns how many."""
+    return release.release_due()
 
 
 @shared_task

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import colleagues, consult, dashboard, notifications, report, request, worklist
+from .views import colleagues, consult, dashboard, notifications, questions, report, request, worklist
 
 app_name = "consultations"
 
@@ -28,6 +28,12 @@ urlpatterns = [
     path("consults/<int:pk>/report/sign/", report.report_sign, name="report-sign"),
     path("consults/<int:pk>/report/addendum/", report.report_addendum, name="report-addendum"),
     path("consults/<int:pk>/report.pdf", report.report_pdf, name="report-pdf"),
+    path("consults/<int:pk>/patient-questions/", questions.patient_questions, name="patient-questions"),
+    path(
+        "consults/<int:pk>/patient-questions/<int:question_pk>/answer/",
+        questions.answer_question,
+        name="answer-patient-question",
+    ),
     path("dashboard/", dashboard.service_dashboard, name="dashboard"),
     path("notifications/", notifications.notification_list, name="notifications"),
     path("notifications/<int:pk>/open/", notifications.notification_open, name="notification-open"),

@@ -355,6 +355,7 @@ if not DEBUG:
 CORS_ALLOWED_ORIGINS = env_list("TELECONSULT_CORS_ORIGINS")
 CORS_URLS_REGEX = r"^/dicomweb/.*$"
 CORS_ALLOW_HEADERS = ["accept", "authorization", "content-type"]
+CORS_EXPOSE_HEADERS = ["Warning"]  # QIDO-RS says why an answer is partial or not fuzzy-matched
 
 LOGGING = {
     "version": 1,
@@ -412,6 +413,16 @@ TELECONSULT_BASE_URL = (env_str("TELECONSULT_BASE_URL") or "").rstrip("/")
 # minutes later, one email for all their unread consult chats (the beat task looks every minute).
 TELECONSULT_CHAT_EMAIL_DELAY_MINUTES = env_int("TELECONSULT_CHAT_EMAIL_DELAY_MINUTES", 5)
 CELERY_BEAT_SCHEDULE["unread-chat-email"] = {"task": "consultations.tasks.email_unread_messages", "schedule": 60.0}
+# A signed report (or addendum) reaches the patient this many minutes after signing, so the
+# referring physician reads it first; the beat task looks every minute for reports due (a wait in
+# the database, not a countdown that could outlive the broker's visibility timeout).
+TELECONSULT_REPORT_RELEASE_DELAY_MINUTES = env_int("TELECONSULT_REPORT_RELEASE_DELAY_MINUTES", 0)
+if not 0 <= TELECONSULT_REPORT_RELEASE_DELAY_MINUTES <= 30 * 24 * 60:
+    raise ImproperlyConfigured(
+        "TELECONSULT_REPORT_RELEASE_DELAY_MINUTES must be between 0 and 43200 (30 days), "
+        f"not {TELECONSULT_REPORT_RELEASE_DELAY_MINUTES}"
+    )
+CELERY_BEAT_SCHEDULE["release-reports"] = {"task": "consultations.tasks.release_reports", "schedule": 60.0}
 
 # Largest phone photo or PDF added to a study, and how long frame/thumbnail fetches of one viewer
 # are summarised into one access-history event.
@@ -436,3 +447,20 @@ CELERY_BEAT_SCHEDULE["licence-expiry-reminders"] = {
     "task": "consultations.licence_reminders.remind_expiring_licences",
     "schedule": 24 * 3600.0,
 }
+
+# The DICOM receiver (manage.py dicom_scp, studies/dimse/): its AE title, the address and port it
+# listens on, how many associations it serves at once, and DICOM TLS (a certificate and key; with a
+# CA, senders must show a client certificate it issued). docs/dimse.md, docs/operations.md.
+TELECONSULT_AE_TITLE = (env_str("TELECONSULT_AE_TITLE") or "TELECONSULT").strip()
+if not 1 <= len(TELECONSULT_AE_TITLE) <= 16 or "\\" in TELECONSULT_AE_TITLE or not TELECONSULT_AE_TITLE.isprintable():
+    raise ImproperlyConfigured(
+        f"TELECONSULT_AE_TITLE must be 1 to 16 printable characters without backslash, not {TELECONSULT_AE_TITLE!r}"
+    )
+TELECONSULT_DIMSE_BIND = env_str("TELECONSULT_DIMSE_BIND") or "0.0.0.0"
+TELECONSULT_DIMSE_PORT = env_int("TELECONSULT_DIMSE_PORT", 11112)
+TELECONSULT_DIMSE_MAX_ASSOCIATIONS = env_int("TELECONSULT_DIMSE_MAX_ASSOCIATIONS", 32)
+TELECONSULT_DIMSE_TLS_CERT = env_str("TELECONSULT_DIMSE_TLS_CERT") or ""
+TELECONSULT_DIMSE_TLS_KEY = env_str("TELECONSULT_DIMSE_TLS_KEY") or ""
+TELECONSULT_DIMSE_TLS_CA = env_str("TELECONSULT_DIMSE_TLS_CA") or ""
+if bool(TELECONSULT_DIMSE_TLS_CERT) != bool(TELECONSULT_DIMSE_TLS_KEY):
+    raise ImproperlyConfigured("DICOM TLS needs both TELECONSULT_DIMSE_TLS_CERT and TELECONSULT_DIMSE_TLS_KEY")

@@ -21,8 +21,9 @@ from accounts.models import Specialty, User
 from studies import audit
 from studies.models import AccessEvent
 
-from .. import actions, permissions, reports
+from .. import actions, permissions, release, reports
 from ..models import ConsultRequest, Priority, State
+from ..portal import signed_versions
 from ..responses import attachment_response, report_pdf_response
 from .serializers import (
     AttachmentUploadSerializer,
@@ -262,15 +263,16 @@ class ConsultViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     )
     @action(detail=True, methods=["get", "put"], parser_classes=[JSONParser])
     def report(self, request, pk=None):
-        """GET the newest version you may read (signed only, unless you are its author);
-        PUT saves the draft (fields you leave out stay as they are)."""
+        """GET the newest version you may read (signed only, unless you are its author; a patient only
+        once it is released to them, 404 before); PUT saves the draft (fields you leave out stay as they are)."""
         consult = self.get_object()
         if request.method == "PUT":
             serializer = ConsultReportDraftSerializer(data=request.data)
             serializer.is_valid(raise_exception=True)
             report = reports.save_draft(consult, by=request.user, **serializer.validated_data)
             return Response(ConsultReportSerializer(report).data)
-        report = permissions.report_for_user(request.user, consult)
+        readable = release.for_reader(request.user, permissions.visible_reports(request.user, consult))
+        report = readable.order_by("-version").first()
         if report is None:
             raise Http404("No report yet.")
         audit.record(request, AccessEvent.Action.REPORT_VIEW, consult.study, f"report:{report.pk}")
@@ -281,7 +283,8 @@ class ConsultViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     def report_versions(self, request, pk=None):
         """Every version you may read, oldest first (addenda after the report they amend)."""
         consult = self.get_object()
-        return Response(ConsultReportSerializer(permissions.visible_reports(request.user, consult), many=True).data)
+        readable = release.for_reader(request.user, permissions.visible_reports(request.user, consult))
+        return Response(ConsultReportSerializer(readable, many=True).data)
 
     @extend_schema(
         request=ReportSignSerializer,
@@ -313,6 +316,6 @@ class ConsultViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     def pdf(self, request, pk=None):
         """The signed report and its addenda as a PDF."""
         consult = self.get_object()
-        response = report_pdf_response(consult)
+        response = report_pdf_response(consult, signed_versions(request.user, consult))
         audit.record(request, AccessEvent.Action.REPORT_PDF, consult.study, f"consult:{consult.pk}")
         return response

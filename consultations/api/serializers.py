@@ -244,10 +244,12 @@ class ConsultReportSerializer(serializers.ModelSerializer):
             "signed",
             "signed_by",
             "signed_at",
+            "release_at",
             "content_sha256",
             "created_at",
             "updated_at",
         ]
+        extra_kwargs = {"release_at": {"help_text": "When the patient may read this signed version"}}
 
 
 class ConsultReportDraftSerializer(serializers.Serializer):

@@ -20,7 +20,8 @@ from .consults import (
     Priority,
     sla_window,
 )
-from .notifications import EMAIL_KINDS, Notification, NotificationPreference
+from .notifications import EMAIL_KINDS, PATIENT_EMAIL_KINDS, Notification, NotificationPreference
+from .questions import PatientQuestion
 from .reports import Agreement, Report, ReportTemplate
 from .room import Annotation, ChatMessage, ChatReadMark
 
@@ -28,6 +29,7 @@ __all__ = [
     "CLOCK_STATES",
     "EMAIL_KINDS",
     "OPEN_STATES",
+    "PATIENT_EMAIL_KINDS",
     "PRIORITY_RANK",
     "Agreement",
     "AlreadyTakenError",
@@ -46,6 +48,7 @@ __all__ = [
     "NotAllowedError",
     "Notification",
     "NotificationPreference",
+    "PatientQuestion",
     "Priority",
     "Report",
     "ReportSignedError",

@@ -24,6 +24,7 @@ class Notification(models.Model):
         PARTICIPANT_ADDED = "participant_added", "Added to a consult"
         COLLEAGUE_INVITED = "colleague_invited", "Invited to a consult"
         MESSAGE = "message", "Chat message while away"
+        QUESTION_ANSWERED = "question_answered", "Answer to your question"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
     kind = models.CharField(max_length=24, choices=Kind.choices)
@@ -61,6 +62,14 @@ EMAIL_KINDS = (
     Notification.Kind.ADDENDUM,
     Notification.Kind.ESCALATION,
     Notification.Kind.MESSAGE,
+    Notification.Kind.QUESTION_ANSWERED,
+)
+# What a patient is told (their email settings show only these): their report or its addendum is
+# ready to read, an answer to their question. The email says so and links to the portal, nothing more.
+PATIENT_EMAIL_KINDS = (
+    Notification.Kind.REPORT_SIGNED,
+    Notification.Kind.ADDENDUM,
+    Notification.Kind.QUESTION_ANSWERED,
 )
 # Kinds emailed later and together (one email for all of a user's unread ones, by a beat task),
 # never one email per notification.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -91,6 +92,11 @@ class Report(models.Model):
         default=dict, blank=True, help_text="The signer's name, specialties and licences when they signed"
     )
     content_sha256 = models.CharField(max_length=64, blank=True)
+    # When the patient may read this signed version (signing + TELECONSULT_REPORT_RELEASE_DELAY_MINUTES,
+    # so the referring physician reads it first), and when it was released: the patient told, the
+    # PDF filed in the study (consultations.release).
+    release_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    released_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["consult", "version"]
@@ -171,7 +177,17 @@ class Report(models.Model):
             self.signed_at = at or timezone.now()
             self.signer_credentials = signer_credentials(by)
             self.content_sha256 = self.compute_hash()
-            super().save(update_fields=["signed_by", "signed_at", "signer_credentials", "content_sha256", "updated_at"])
+            self.release_at = self.signed_at + timedelta(minutes=settings.TELECONSULT_REPORT_RELEASE_DELAY_MINUTES)
+            super().save(
+                update_fields=[
+                    "signed_by",
+                    "signed_at",
+                    "signer_credentials",
+                    "content_sha256",
+                    "release_at",
+                    "updated_at",
+                ]
+            )
             if self.is_addendum:
                 consult.record_event(
                     ConsultEvent.Kind.ADDENDUM,

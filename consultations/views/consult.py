@@ -16,7 +16,7 @@ from studies.models import AccessEvent
 from studies.permissions import can_view_study
 from teleconsult.errors import on_refusal
 
-from .. import actions, dicom_export, forms, permissions, room, transitions
+from .. import actions, dicom_export, forms, permissions, questions, release, room, transitions
 from ..errors import FieldError
 from ..models import ColleagueInvitation, ConsultRequest
 from ..responses import attachment_response
@@ -44,8 +44,14 @@ def consult_detail(request, pk: int):
         for s in consult.study.series.all():
             first = s.instances.filter(status="ready").exclude(thumbnail="").first()
             series.append({"series": s, "thumbnail_instance": first})
-    visible = permissions.visible_reports(user, consult)
+    visible = release.for_reader(user, permissions.visible_reports(user, consult))
     newest = visible.order_by("-version").first()
+    events = consult.events.select_related("actor")
+    waiting = release.waiting_until(user, consult)
+    if waiting is not None:
+        # The patient learns of a version (and an addendum's reason) when it is released to them.
+        first_waiting = consult.reports.filter(signed_at__isnull=False, release_at__gt=timezone.now())
+        events = events.filter(at__lt=first_waiting.order_by("signed_at").values_list("signed_at", flat=True)[:1])
     if newest is not None:
         audit.record(request, AccessEvent.Action.REPORT_VIEW, consult.study, f"report:{newest.pk}")
     context = {
@@ -53,8 +59,10 @@ def consult_detail(request, pk: int):
         "study": consult.study,
         "study_visible": study_visible,
         "series": series,
-        "events": consult.events.select_related("actor"),
+        "events": events,
         "reports": visible,
+        "has_signed_report": visible.filter(signed_at__isnull=False).exists(),
+        "report_waiting_until": waiting,
         "allowed": permissions.allowed_actions(user, consult),
         "is_requester": user.pk == consult.requester_id,
         "participants": consult.active_participants(),
@@ -70,6 +78,8 @@ def consult_detail(request, pk: int):
         "attachment_form": forms.AttachmentForm(),
         "in_room": room.may_join(user, consult),
     }
+    if questions.may_answer(user, consult):
+        context.update(questions.panel_context(user, consult))
     if study_visible:
         context.update(viewer.viewer_context(user, consult.study))
     return render(request, "consultations/detail.html", context)

@@ -9,7 +9,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 
 from .. import forms, notifications
-from ..models import EMAIL_KINDS, Notification, NotificationPreference
+from ..models import Notification, NotificationPreference
 
 
 @login_required
@@ -40,9 +40,10 @@ def notification_open(request, pk: int):
 @login_required
 def email_settings(request):
     current = dict(NotificationPreference.objects.filter(user=request.user).values_list("kind", "email"))
-    form = forms.EmailPreferencesForm(request.POST or None, kinds=EMAIL_KINDS, current=current)
+    kinds = notifications.email_kinds_for(request.user)
+    form = forms.EmailPreferencesForm(request.POST or None, kinds=kinds, current=current)
     if request.method == "POST" and form.is_valid():
-        notifications.set_email_preferences(request.user, form.cleaned_data)
+        notifications.set_email_preferences(request.user, form.cleaned_data, kinds=kinds)
         messages.success(request, "Email settings saved.")
         return redirect("consultations:email-settings")
     return render(request, "consultations/email_settings.html", {"form": form})

@@ -18,6 +18,7 @@ from teleconsult.errors import on_refusal
 
 from .. import forms, permissions, reports
 from ..models import ReportTemplate
+from ..portal import signed_versions
 from ..responses import report_pdf_response
 from .consult import detail_url
 
@@ -142,6 +143,6 @@ def report_addendum(request, pk: int):
 @login_required
 def report_pdf(request, pk: int):
     consult = permissions.get_consult_for_user(request.user, pk)
-    response = report_pdf_response(consult)
+    response = report_pdf_response(consult, signed_versions(request.user, consult))
     audit.record(request, AccessEvent.Action.REPORT_PDF, consult.study, f"consult:{consult.pk}")
     return response

@@ -190,6 +190,8 @@ export class ConsultRoom {
     },
     "chat.message"(frame) {
       this.messages.set(frame.id, frame);
+      // For other parts of the page that follow the chat (static/js/patient-questions.js).
+      this.root.dispatchEvent(new CustomEvent("room:message", { bubbles: true, detail: frame }));
       if (this.typing.has(frame.author.id)) this.typing.delete(frame.author.id);
       this.renderMessages(true);
       this.renderTyping();
