@@ -69,7 +69,7 @@ def console(request: HttpRequest) -> HttpResponse:
     on_refusal(request, reverse("console:list"))
     chosen = request.GET.get("filter", "")
     query = request.GET.get("q", "").strip()[:100]
-    rows = list(specialists.specialists(chosen, query=query)[:200])
+    rows = list(specialists.specialists(chosen, query=query).prefetch_related("licences")[:200])
     day = licences.today()
     for specialist in rows:
         held = list(specialist.licences.all())

@@ -73,14 +73,15 @@ def normalize_jurisdiction(value: object) -> str:
             "jurisdiction", "Give the jurisdiction: an ISO 3166 code such as DE or US-CA, or its name."
         )
     code = text.upper()
-    if pycountry.countries.get(alpha_2=code) is not None or pycountry.subdivisions.get(code=code) is not None:
-        return code
-    matches = {country.alpha_2 for country in _by_name(pycountry.countries, text)}
-    matches |= {region.code for region in _by_name(pycountry.subdivisions, text)}
-    if len(matches) == 1:
-        code = matches.pop()
+    if pycountry.countries.get(alpha_2=code) is None and pycountry.subdivisions.get(code=code) is None:
+        matches = {country.alpha_2 for country in _by_name(pycountry.countries, text)}
+        matches |= {region.code for region in _by_name(pycountry.subdivisions, text)}
+        code = matches.pop() if len(matches) == 1 else ""
+    else:
+        matches = set()
+    if code:
         try:
-            validate_jurisdiction(code)  # the codes consults carry (two letters, or two letters and a region)
+            validate_jurisdiction(code)  # the form consults carry: two letters, or two letters and a region
         except ValidationError:
             pass
         else:
