@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from django.core.cache import cache
 from django.db import transaction
 from django.urls import reverse
 
@@ -142,16 +143,49 @@ def save_draft(consult: ConsultRequest, *, by, **fields) -> Report:
     return report
 
 
+# Wrong passwords or codes when signing, per account, before signing waits out the window: a
+# session taken over must not become a way to guess the account's password.
+REAUTH_FAILURE_LIMIT = 5
+REAUTH_FAILURE_WINDOW = 15 * 60
+
+
+def _reauth_key(user) -> str:
+    return f"sign-reauth-tries:{user.pk}"
+
+
 def check_reauthentication(user, *, password: str = "", code: str = "") -> None:
-    """The signer proves it is them again: the account password or a TOTP/recovery code."""
-    if code and verify_code(user, code):
-        return
-    if password and user.check_password(password):
-        return
+    """The signer proves it is them again: the account password or a TOTP/recovery code.
+
+    Each try is counted before it is checked, in one atomic step (the cache's incr), so simultaneous
+    guesses never check more than ``REAUTH_FAILURE_LIMIT`` in a window; a right one gives its try
+    back."""
     field = "code" if code else "password"
     if not password and not code:
         raise ReauthenticationError("Enter your password or an authenticator code to sign.", field=field)
-    raise ReauthenticationError("The password or code is wrong.", field=field)
+    key = _reauth_key(user)
+    cache.add(key, 0, timeout=REAUTH_FAILURE_WINDOW)
+    try:
+        tries = cache.incr(key)
+    except ValueError:  # expired between add() and incr()
+        cache.add(key, 1, timeout=REAUTH_FAILURE_WINDOW)
+        tries = 1
+    if tries > REAUTH_FAILURE_LIMIT:
+        raise ReauthenticationError(
+            f"Too many wrong passwords or codes: signing is paused for up to {REAUTH_FAILURE_WINDOW // 60} minutes.",
+            field=field,
+            status=429,
+            code="reauthentication_locked",
+        )
+    if (code and verify_code(user, code)) or (password and user.check_password(password)):
+        cache.decr(key)
+        return
+    left = REAUTH_FAILURE_LIMIT - tries
+    more = (
+        f" {left} more wrong {'try pauses' if left == 1 else 'tries pause'} signing."
+        if left
+        else " Signing is now paused."
+    )
+    raise ReauthenticationError(f"The password or code is wrong.{more}", field=field)
 
 
 def sign_report(consult: ConsultRequest, *, by, password: str = "", code: str = "") -> Report:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -17,6 +18,18 @@ PASSWORD = "correct-horse-battery-staple"
 # change the media root from test to test, so they name the temporary directory themselves.
 # (Importing teleconsult.asgi changes nothing: the server's start-up is teleconsult.serve.)
 os.environ.setdefault("TMPDIR", tempfile.gettempdir())
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Counters kept in the cache (sign-in and signing lockouts, rate limits, summaries) start
+    empty in every test: primary keys repeat from test to test, and so would their counts."""
+    yield
+    from django.core.cache import cache
+
+    # A test without Django settings, or whose cache went away, has nothing to clear.
+    with contextlib.suppress(Exception):
+        cache.clear()
 
 
 def require_service(name: str, reason: str) -> None:

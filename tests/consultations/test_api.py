@@ -240,10 +240,66 @@ def test_signing_needs_the_right_password(as_specialist, accepted):
     r = as_specialist.post(f"{BASE}{accepted.pk}/report/sign/", {}, format="json")
     assert r.status_code == 400 and "password" in r.data
     r = as_specialist.post(f"{BASE}{accepted.pk}/report/sign/", {"password": "wrong"}, format="json")
-    assert r.status_code == 400 and r.data["password"] == ["The password or code is wrong."]
+    assert r.status_code == 400 and r.data["password"][0].startswith("The password or code is wrong.")
     r = as_specialist.post(f"{BASE}{accepted.pk}/report/sign/", {"code": "123456"}, format="json")
     assert r.status_code == 400 and "code" in r.data
     assert not Report.objects.filter(consult=accepted, signed_at__isnull=False).exists()
+
+
+def test_signing_pauses_after_five_wrong_passwords_and_never_checks_more(
+    as_specialist, accepted, specialist, password, monkeypatch
+):
+    """Counted before checked: a right password after the limit is not even checked."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from consultations import reports
+
+    as_specialist.put(f"{BASE}{accepted.pk}/report/", {"findings": "F", "impression": "I"}, format="json")
+    checked = []
+    real_check = type(specialist).check_password
+
+    def counting_check(user, raw):
+        checked.append(raw)
+        return real_check(user, raw)
+
+    monkeypatch.setattr(type(specialist), "check_password", counting_check)
+    # Twenty simultaneous wrong guesses: at most the limit is checked.
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        outcomes = list(
+            pool.map(
+                lambda n: reports_check(reports, specialist, f"guess-{n}"),
+                range(20),
+            )
+        )
+    assert len(checked) == reports.REAUTH_FAILURE_LIMIT
+    assert outcomes.count(429) == 20 - reports.REAUTH_FAILURE_LIMIT
+    r = as_specialist.post(f"{BASE}{accepted.pk}/report/sign/", {"password": password}, format="json")
+    assert r.status_code == 429 and r.data["code"] == "reauthentication_locked"
+    assert len(checked) == reports.REAUTH_FAILURE_LIMIT  # the right one was not checked either
+    assert not Report.objects.filter(consult=accepted, signed_at__isnull=False).exists()
+
+
+def reports_check(reports, user, guess: str) -> int:
+    from consultations.errors import ReauthenticationError
+
+    try:
+        reports.check_reauthentication(user, password=guess)
+    except ReauthenticationError as exc:
+        return exc.status
+    return 200
+
+
+def test_a_right_password_gives_its_try_back(specialist, password):
+    from consultations import reports
+    from consultations.errors import ReauthenticationError
+
+    for _ in range(reports.REAUTH_FAILURE_LIMIT - 1):
+        with pytest.raises(ReauthenticationError):
+            reports.check_reauthentication(specialist, password="wrong")
+    for _ in range(3):
+        reports.check_reauthentication(specialist, password=password)  # never counted against them
+    with pytest.raises(ReauthenticationError, match="Signing is now paused"):
+        reports.check_reauthentication(specialist, password="wrong")
 
 
 def test_signing_needs_findings_and_impression(as_specialist, accepted, password):
