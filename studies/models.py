@@ -588,3 +588,73 @@ class AccessEvent(models.Model):
     @property
     def who(self) -> str:
         return self.actor or "Unknown"
+
+
+class DicomNode(models.Model):
+    """A remote DICOM application entity (a PACS, a modality) allowed to send studies over DIMSE.
+
+    Only known senders are accepted: an association is accepted when its calling AE title names an
+    enabled node and it comes from that node's host. What it sends is filed under ``practice`` as
+    if ``owner`` had uploaded it (same checks, refusals and access). Rules and changes live in
+    ``studies.nodes``."""
+
+    ae_title = models.CharField("AE title", max_length=16)
+    host = models.CharField(max_length=253, help_text="The address or host name associations come from")
+    port = models.PositiveIntegerField(help_text="The node's own DIMSE port (for sending results back)")
+    practice = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="dicom_nodes")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="dicom_nodes",
+        help_text="The account the node's studies are filed under, a member of the practice",
+    )
+    enabled = models.BooleanField(default=True)
+    send_results = models.BooleanField(default=False, help_text="Send signed results back to the node")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["ae_title", "host", "pk"]
+        constraints = [models.UniqueConstraint(fields=["ae_title", "host"], name="dicom_node_ae_title_host")]
+
+    def __str__(self) -> str:
+        return f"{self.ae_title}@{self.host}:{self.port}"
+
+
+class RejectedAssociation(models.Model):
+    """Associations the DICOM receiver turned away, one row per calling AE title, address and
+    reason, counted (a sender retrying every minute is one row, not thousands). ``node`` and
+    ``practice`` are set when the AE title is a known node's, so its practice admins see it too."""
+
+    class Reason(models.TextChoices):
+        UNKNOWN_AE = "unknown_ae", "Unknown calling AE title"
+        WRONG_ADDRESS = "wrong_address", "Known AE title from another address"
+        DISABLED = "disabled", "Node disabled"
+        OWNER_UNAVAILABLE = "owner_unavailable", "The node's owner may no longer upload to its practice"
+
+    calling_ae = models.CharField(max_length=64)
+    called_ae = models.CharField(max_length=64, blank=True)
+    address = models.GenericIPAddressField()
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+    node = models.ForeignKey(
+        DicomNode, null=True, blank=True, on_delete=models.SET_NULL, related_name="rejected_associations"
+    )
+    practice = models.ForeignKey(
+        "accounts.Organization", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    count = models.PositiveIntegerField(default=1)
+    first_at = models.DateTimeField(default=timezone.now)
+    last_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-last_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["calling_ae", "address", "reason"], name="rejected_association_ae_address_reason"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.calling_ae} from {self.address}: {self.reason} x{self.count}"
