@@ -456,7 +456,8 @@ if not 1 <= len(TELECONSULT_AE_TITLE) <= 16 or "\\" in TELECONSULT_AE_TITLE or n
     raise ImproperlyConfigured(
         f"TELECONSULT_AE_TITLE must be 1 to 16 printable characters without backslash, not {TELECONSULT_AE_TITLE!r}"
     )
-TELECONSULT_DIMSE_BIND = env_str("TELECONSULT_DIMSE_BIND") or "0.0.0.0"
+# Senders are other machines (only registered nodes are accepted); `make run` listens on loopback.
+TELECONSULT_DIMSE_BIND = env_str("TELECONSULT_DIMSE_BIND") or "0.0.0.0"  # noqa: S104
 TELECONSULT_DIMSE_PORT = env_int("TELECONSULT_DIMSE_PORT", 11112)
 TELECONSULT_DIMSE_MAX_ASSOCIATIONS = env_int("TELECONSULT_DIMSE_MAX_ASSOCIATIONS", 32)
 TELECONSULT_DIMSE_TLS_CERT = env_str("TELECONSULT_DIMSE_TLS_CERT") or ""
