@@ -34,7 +34,7 @@ pytestmark = pytest.mark.e2e
 CAP = 40
 QUERY_VARIANTS = 2  # pages that differ only in their query (sorting, filters): this many a path
 NOT_FOLLOWED = re.compile(
-    r"logout|sign-?out|\.(pdf|zip|dcm)(\?|$)|/file|/download|deidentified|/dicomweb/|/api/|/attachments/\d+|format=csv",
+    r"logout|sign-?out|\.(pdf|zip|dcm)(\?|$)|/file|/download|deidentified|/dicomweb/|/api/|/attachments/\d+|format=csv|[?&]csv=",
     re.IGNORECASE,
 )
 LINKS = "() => [...document.querySelectorAll('a[href]')].map((a) => [a.getAttribute('href'), a.href])"
