@@ -35,13 +35,15 @@ run: install
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(MAKE) --no-print-directory serve
 
-# daphne (through teleconsult.serve, which does the server's start-up first) alone, or with
-# REDIS_URL also a Celery worker and beat; Ctrl-C stops all of them.
+# daphne (through teleconsult.serve, which does the server's start-up first), the DICOM receiver
+# (manage.py dicom_scp on TELECONSULT_DIMSE_PORT, default 11112: if the port is taken it says so and
+# the rest runs without it), and with REDIS_URL also a Celery worker and beat; Ctrl-C stops all of them.
 serve:
 	@bash -c 'trap "trap - TERM; kill 0" INT TERM EXIT; \
 	  if [ -n "$$REDIS_URL" ]; then \
 	    $(BIN)/celery -A teleconsult worker --beat --loglevel INFO --concurrency 2 & \
 	  fi; \
+	  $(BIN)/python manage.py dicom_scp --bind $(HOST) & \
 	  echo "teleconsult is at http://$(HOST):$(PORT)/ (Ctrl-C stops it)"; \
 	  $(BIN)/python -m teleconsult.serve -b $(HOST) -p $(PORT)'
 
