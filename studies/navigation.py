@@ -10,6 +10,7 @@ from django.urls import NoReverseMatch, reverse
 from . import panels
 from .invitations import requests_for
 from .models import Study
+from .nodes import may_manage_nodes
 from .permissions import can_upload
 
 
@@ -44,4 +45,6 @@ def nav_items(user) -> list[dict]:
             items.append({"label": "Upload", "url": reverse("studies:upload"), "key": "upload"})
     if user.is_admin:
         items.append({"label": "Access history", "url": reverse("studies:access-history"), "key": "access-history"})
+    if may_manage_nodes(user):
+        items.append({"label": "DICOM nodes", "url": reverse("studies:nodes"), "key": "dicom-nodes"})
     return items

@@ -233,3 +233,16 @@ def practice_named(name: str) -> Organization:
     if len(found) > 1:
         raise NodeError(f"Several practices are named {name!r}: give the practice's number instead.")
     return found[0]
+
+
+def owner_in(email: str, practice: Organization):
+    """The member of ``practice`` with ``email``. The refusal is the same whether the address has no
+    account or belongs to someone outside the practice: a practice admin learns nothing of
+    accounts beyond their practice."""
+    found = Membership.objects.filter(practice=practice, user__email__iexact=(email or "").strip()).first()
+    if found is None:
+        raise NodeError(
+            f"{(email or '').strip()[:254] or 'That address'} is not a member of practice {practice.name!r}: the "
+            "node's studies are filed under an account of that practice."
+        )
+    return found.user

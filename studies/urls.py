@@ -2,7 +2,19 @@
 
 from django.urls import path, register_converter
 
-from .views import access, access_history, browse, deid, downloads, link_requests, media, photos, upload, viewer
+from .views import (
+    access,
+    access_history,
+    browse,
+    deid,
+    downloads,
+    link_requests,
+    media,
+    nodes,
+    photos,
+    upload,
+    viewer,
+)
 
 app_name = "studies"
 
@@ -47,6 +59,17 @@ urlpatterns = [
         access.revoke_link,
         name="revoke-link",
     ),
+    path("studies/<study_page_uid:study_uid>/access/people/", access.share_with_person, name="share-with"),
+    path(
+        "studies/<study_page_uid:study_uid>/access/people/<int:pk>/revoke/",
+        access.revoke_person_share,
+        name="revoke-person-share",
+    ),
+    path(
+        "studies/<study_page_uid:study_uid>/access/people/<int:pk>/withdraw/",
+        access.withdraw_person_share,
+        name="withdraw-person-share",
+    ),
     path("studies/<study_page_uid:study_uid>/access/grants/", access.add_grant, name="add-grant"),
     path(
         "studies/<study_page_uid:study_uid>/access/grants/<int:pk>/revoke/",
@@ -65,4 +88,8 @@ urlpatterns = [
     path("access-history/", access_history.access_history, name="access-history"),
     path("studies/<study_page_uid:study_uid>/deidentified.zip", deid.deidentified_zip, name="deidentified"),
     path("studies/<study_page_uid:study_uid>/add-photo/", photos.add_photo_page, name="add-photo"),
+    path("dicom-nodes/", nodes.node_list, name="nodes"),
+    path("dicom-nodes/add/", nodes.add_node, name="add-node"),
+    path("dicom-nodes/<int:pk>/edit/", nodes.change_node, name="change-node"),
+    path("dicom-nodes/<int:pk>/delete/", nodes.delete_node, name="delete-node"),
 ]
