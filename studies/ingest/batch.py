@@ -19,7 +19,7 @@ from django.db.models import Q
 from accounts.practices import default_practice
 
 from .. import storage
-from ..models import Instance, Patient, Series, Study
+from ..models import Instance, Patient, PatientMerge, Series, Study
 from ..permissions import visible_studies
 from . import rows
 from .checks import Pending
@@ -93,13 +93,67 @@ def _in_their_series(
     return kept
 
 
+def _patient_key(item: Pending) -> tuple[str, str]:
+    return item.patient["patient_id"], item.patient["issuer"]
+
+
+def _describe_patient(key: tuple[str, str]) -> str:
+    patient_id, issuer = key
+    if not patient_id:
+        return "no PatientID"
+    return f"PatientID {patient_id}" + (f" (issuer {issuer})" if issuer else "")
+
+
+def _of_their_patient(items: list[Pending], studies: dict[str, Study], written: _Written) -> list[Pending]:
+    """The files naming their study's patient; the others are refused.
+
+    A study has one patient: a file with another PatientID or IssuerOfPatientID is refused rather
+    than filed under the study's patient record, where a search by its own PatientID would never
+    find it. A stored study's patient is its record's (or a record an administrator merged into
+    it: PatientMerge); a new study's is the one its first file in this write names."""
+    stored = {studies[item.study_instance_uid].patient_id for item in items if item.study_instance_uid in studies}
+    records = {}  # patient pk -> (PatientID, issuer) of the record
+    if stored:
+        rows = Patient.objects.filter(pk__in=stored).values_list("pk", "patient_id", "issuer")
+        records = {pk: (patient_id, issuer) for pk, patient_id, issuer in rows}
+    accepted = {pk: {key} for pk, key in records.items()}
+    firsts: dict[str, tuple[str, str]] = {}  # new study UID -> the patient its first file names
+
+    def patient_of(item: Pending) -> tuple[tuple[str, str] | None, set[tuple[str, str]]]:
+        study = studies.get(item.study_instance_uid)
+        if study is None:
+            first = firsts.setdefault(item.study_instance_uid, _patient_key(item))
+            return first, {first}
+        return records.get(study.patient_id), accepted.get(study.patient_id, set())
+
+    if any(_patient_key(item) not in patient_of(item)[1] for item in items) and stored:
+        merges = PatientMerge.objects.filter(into_id__in=stored)
+        for into, patient_id, issuer in merges.values_list("into_id", "merged_patient_id", "merged_issuer"):
+            accepted.setdefault(into, set()).add((patient_id, issuer))
+    kept = []
+    for item in items:
+        theirs, keys = patient_of(item)
+        if _patient_key(item) in keys or theirs is None:
+            kept.append(item)
+            continue
+        where = "stored" if item.study_instance_uid in studies else "sent in this upload"
+        reason = (
+            f"The file names {_describe_patient(_patient_key(item))}, but study {item.study_instance_uid} is "
+            f"{where} for {_describe_patient(theirs)}: a study has one patient. Correct the file's patient or "
+            "its StudyInstanceUID."
+        )
+        written.refused.append((item, "patient_mismatch", reason))
+    return kept
+
+
 class IngestBatch:
     """The database side of ingesting several files: their rows written together, in one transaction.
 
     ``ingest_file`` checks and stages each file and hands it to the batch; when the batch commits,
     the rows of all its files are written at once: one query for the instances already stored, one
     to lock the batch's stored studies (in UID order, so simultaneous uploads do not deadlock), one
-    for their series, the new rows inserted in bulk, the counts written once per study, and one
+    for their patients (a file naming another patient than its study's is refused), one for their
+    series, the new rows inserted in bulk, the counts written once per study, and one
     render message for the lot. Results handed out by ``ingest_file`` inside a batch are final once
     the batch has committed.
 
@@ -230,7 +284,8 @@ class IngestBatch:
             written.allowed = set(studies) - forbidden
             fresh = _sort_out(items, existing, forbidden, written)
             series = self._stored_series({item.series_instance_uid for item in fresh})
-            placed = self._filed(_in_their_series(fresh, studies, series, written), studies, written)
+            placed = _in_their_series(fresh, studies, series, written)
+            placed = self._filed(_of_their_patient(placed, studies, written), studies, written)
             placed = [item for item in placed if self._placed(item, written)]
             created = _create_studies(
                 [item for item in placed if item.study_instance_uid not in studies], self.uploader, self.practice

@@ -29,6 +29,7 @@ REFUSAL_CODES = {
     "dicomdir": "a DICOMDIR media index, skipped (the files it lists are imported)",
     "wrong_study": "sent to a study (STOW-RS .../studies/{uid}) it does not belong to",
     "forbidden_study": "belongs to a stored study the uploader may not see (ask for it to be shared)",
+    "patient_mismatch": "names another patient (PatientID or IssuerOfPatientID) than the study it belongs to",
     "no_practice": "starts a new study, and the uploader belongs to no practice to file it under",
     "conflict": "the SOP Instance UID (or series) is already stored with other content; the stored one is kept",
     "unreadable": "the upload could not be read from disk",
