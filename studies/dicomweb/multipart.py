@@ -79,10 +79,23 @@ class _Input:
 MAX_PREAMBLE = 64 * 1024
 MAX_PART_HEADERS = 16 * 1024
 MAX_PARTS = 20000  # the same order as the zip entry limit: each part becomes a temporary file
+# RFC 2046 keeps boundaries a sender writes to 70 characters, but real senders write longer ones
+# (Orthanc: two UUIDs, 73 characters); a receiver takes them up to this, and refuses longer ones.
+MAX_BOUNDARY = 200
 
 
 def malformed(message: str) -> DicomwebError:
     return DicomwebError(f"Malformed multipart body: {message}", status=400)
+
+
+def check_boundary(boundary: str | None) -> None:
+    """Refuse a missing boundary, or one longer than MAX_BOUNDARY characters."""
+    if not boundary:
+        raise malformed("Content-Type has no boundary parameter.")
+    if len(boundary) > MAX_BOUNDARY:
+        raise malformed(
+            f"the boundary parameter is {len(boundary)} characters long; at most {MAX_BOUNDARY} are accepted."
+        )
 
 
 def _after_boundary(body: _Input, pos: int) -> tuple[bool, int]:
@@ -126,8 +139,7 @@ def read_multipart(
 
     Only a chunk and a boundary's length stay in memory, whatever the size of the parts.
     """
-    if not boundary or len(boundary) > 70:
-        raise malformed("the boundary parameter is missing or longer than 70 characters.")
+    check_boundary(boundary)
     dash = b"--" + boundary.encode("latin-1")
     delimiter = b"\r\n" + dash
     body = _Input(stream, max_size, chunk_size)

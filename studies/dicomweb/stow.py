@@ -11,6 +11,7 @@ from typing import Any
 from .attributes import attr
 from .errors import DicomwebError
 from .media_types import parse_media_type
+from .multipart import check_boundary
 
 # FailureReason for each IngestResult.code; anything else is a processing failure.
 FAILURE_REASONS = {
@@ -29,6 +30,7 @@ FAILURE_REASONS = {
     "too_large": 0xA700,
     "dimensions_mismatch": 0xA900,
     "wrong_study": 0xA900,
+    "patient_mismatch": 0xA900,  # as wrong_study: the data set does not fit the study it names
     "conflict": 0x0110,
     "forbidden_study": 0x0110,
     "unreadable": 0x0110,
@@ -77,8 +79,8 @@ def add_missing_preamble(path: str) -> bool:
 
 def stow_boundary(content_type: str, content_length: str | None, limit: int) -> str:
     """The multipart boundary of a STOW-RS request with these headers; DicomwebError when STOW-RS
-    refuses the request without reading its body (another media type, no boundary, a declared
-    length over ``limit``)."""
+    refuses the request without reading its body (another media type, no boundary or one longer than
+    ``multipart.MAX_BOUNDARY``, a declared length over ``limit``)."""
     media_type, params = parse_media_type(content_type)
     if media_type != "multipart/related":
         raise DicomwebError(
@@ -88,8 +90,7 @@ def stow_boundary(content_type: str, content_length: str | None, limit: int) -> 
     part_type = params.get("type", "application/dicom").lower()
     if part_type != "application/dicom":
         raise DicomwebError(f'Only type="application/dicom" parts are accepted, not {part_type}.', status=415)
-    if not params.get("boundary"):
-        raise DicomwebError("Malformed multipart body: Content-Type has no boundary parameter.", status=400)
+    check_boundary(params.get("boundary"))
     try:
         declared = int(content_length or 0)
     except ValueError:
