@@ -1,21 +1,43 @@
-"""API token authentication: ``Authorization: Token <key>``."""
+"""API token authentication: ``Authorization: Token <key>`` or ``Authorization: Bearer <key>``."""
 
-from rest_framework.authentication import TokenAuthentication
+from rest_framework.authentication import TokenAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
 
 from .mfa import must_set_up_mfa
 
 MFA_SETUP_MESSAGE = "Set up two-factor authentication on the Security page before using the API."
+# Both name a portal API token: ``Token`` is DRF's own word, ``Bearer`` (RFC 6750) the one standard
+# clients send (dicomweb-client's --bearer-token, OHIF's and Orthanc's DICOMweb settings).
+SCHEMES = (b"token", b"bearer")
 
 
 class BearerlessTokenAuthentication(TokenAuthentication):
-    """DRF's token scheme; named here so every entry point (API, DICOMweb, WebSocket) shares it.
+    """DRF's token scheme, under either name; shared by every entry point (API, DICOMweb, WebSocket).
 
+    (The class keeps the name the settings and other modules import it by, from before ``Bearer``
+    was taken too.) A 401 challenges with ``Bearer``, the scheme clients outside the portal know.
     A token of a user who must first set up a second factor (the policy may have been switched on
     after the token was issued) is refused.
     """
 
-    keyword = "Token"
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        auth = get_authorization_header(request).split()
+        if not auth or auth[0].lower() not in SCHEMES:
+            return None
+        if len(auth) == 1:
+            raise AuthenticationFailed("Invalid token header. No credentials provided.")
+        if len(auth) > 2:
+            raise AuthenticationFailed("Invalid token header. Token string should not contain spaces.")
+        try:
+            key = auth[1].decode()
+        except UnicodeError:
+            raise AuthenticationFailed("Invalid token header. Token string should not contain invalid characters.")
+        return self.authenticate_credentials(key)
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="api"'
 
     def authenticate_credentials(self, key):
         user, token = super().authenticate_credentials(key)

@@ -37,7 +37,7 @@ class DicomwebError(PortalError):
 def error_response(message: str, status: int) -> HttpResponse:
     response = HttpResponse(json.dumps({"detail": message}), status=status, content_type="application/json")
     if status == 401:
-        response["WWW-Authenticate"] = 'Token realm="dicomweb"'
+        response["WWW-Authenticate"] = 'Bearer realm="dicomweb"'
     return response
 
 

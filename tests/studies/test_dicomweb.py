@@ -526,7 +526,7 @@ def test_unauthenticated_requests_get_401_everywhere(two_studies):
         path = "/dicomweb" + route.format(st=ct.StudyInstanceUID, se=ct.SeriesInstanceUID, i=ct.SOPInstanceUID)
         answer = client.get(path)
         assert answer.status_code == 401, path
-        assert answer["WWW-Authenticate"].startswith("Token")
+        assert answer["WWW-Authenticate"].startswith("Bearer")
     assert Client(headers={"Authorization": "Token not-a-token"}).get("/dicomweb/studies").status_code == 401
     assert client.post("/dicomweb/studies", b"", content_type="multipart/related").status_code == 401
 
@@ -744,5 +744,5 @@ def test_dicomweb_errors_are_portal_errors_answered_with_detail_only():
 
     assert isinstance(refused, PortalError) and refused.code == "not_acceptable"
     assert answer.status_code == 406 and json.loads(answer.content) == {"detail": refused.message}
-    assert exception_response(DicomwebError("Log in.", 401))["WWW-Authenticate"] == 'Token realm="dicomweb"'
+    assert exception_response(DicomwebError("Log in.", 401))["WWW-Authenticate"] == 'Bearer realm="dicomweb"'
     assert exception_response(PortalError("Not now.", status=409)).status_code == 409
