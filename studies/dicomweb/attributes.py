@@ -8,6 +8,16 @@ from typing import Any
 
 from ..models import Instance, Series, Study
 
+PN_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
+
+
+def person_name(value: str) -> dict[str, str]:
+    """A stored person name (``Yamada^Tarou=山田^太郎=やまだ^たろう``) as DICOM JSON's object of
+    component groups (PS3.18 F.2.2): each non-empty group under its name."""
+    if "=" not in value:
+        return {"Alphabetic": value}
+    return {name: group for name, group in zip(PN_GROUPS, value.split("=")[:3], strict=False) if group}
+
 
 def attr(vr: str, *values: Any) -> dict[str, Any]:
     """One DICOM JSON attribute; empty or ``None`` values give an attribute without ``Value``."""
@@ -15,12 +25,12 @@ def attr(vr: str, *values: Any) -> dict[str, Any]:
         single = values[0]
         if single is None or single == "":
             return {"vr": vr}
-        return {"vr": vr, "Value": [{"Alphabetic": single} if vr == "PN" else single]}
+        return {"vr": vr, "Value": [person_name(single) if vr == "PN" else single]}
     kept = [v for v in values if v is not None and v != ""]
     if not kept:
         return {"vr": vr}
     if vr == "PN":
-        kept = [{"Alphabetic": str(v)} for v in kept]
+        kept = [person_name(str(v)) for v in kept]
     return {"vr": vr, "Value": kept}
 
 

@@ -5,6 +5,8 @@ queries whatever the number of results."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import operator
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -35,21 +37,21 @@ class Matcher:
 
     level: str  # "study", "series" or "instance"
     path: str
-    kind: str  # uid, text, itext, date, time, int, modalities
+    kind: str  # uid, text, itext, pn, date, time, int, modalities
 
 
 # Paths are relative to the model of their level; PREFIXES reaches them from a lower level.
 MATCHERS: dict[str, Matcher] = {
     "PatientID": Matcher("study", "patient__patient_id", "text"),
     "IssuerOfPatientID": Matcher("study", "patient__issuer", "text"),
-    "PatientName": Matcher("study", "patient__name", "itext"),
+    "PatientName": Matcher("study", "patient__name", "pn"),
     "PatientBirthDate": Matcher("study", "patient__birth_date", "date"),
     "PatientSex": Matcher("study", "patient__sex", "text"),
     "StudyDate": Matcher("study", "study_date", "date"),
     "StudyTime": Matcher("study", "study_time", "time"),
     "AccessionNumber": Matcher("study", "accession_number", "text"),
     "ModalitiesInStudy": Matcher("study", "pk", "modalities"),
-    "ReferringPhysicianName": Matcher("study", "referring_physician", "itext"),
+    "ReferringPhysicianName": Matcher("study", "referring_physician", "pn"),
     "StudyDescription": Matcher("study", "description", "itext"),
     "StudyInstanceUID": Matcher("study", "study_instance_uid", "uid"),
     "StudyID": Matcher("study", "study_id", "text"),
@@ -72,6 +74,9 @@ PREFIXES = {
     ("instance", "instance"): "",
 }
 CONTROL_PARAMS = {"limit", "offset", "includefield", "fuzzymatching"}
+# Kinds of key where a repeated key is list matching (PS3.18 8.3.4.1, PS3.4 C.2.2.2): a match of
+# any of the values. A date, time or number takes one value (or one range): a repeat is refused.
+LIST_KINDS = {"uid", "text", "itext", "pn", "modalities"}
 
 # Attributes that "includefield=all" adds at study and series level, read from a first instance.
 EXTRA_STUDY_KEYWORDS = (
@@ -103,12 +108,14 @@ EXTRA_SERIES_KEYWORDS = (
 
 @dataclass
 class QidoQuery:
-    filters: dict[str, str] = field(default_factory=dict)  # keyword -> raw value
+    # keyword -> raw values: one, or several when the key was repeated (a match of any of them)
+    filters: dict[str, list[str]] = field(default_factory=dict)
     limit: int | None = None
     offset: int = 0
     include_all: bool = False
     include_tags: list[str] = field(default_factory=list)  # 8-hex keys
     unsupported: list[str] = field(default_factory=list)
+    fuzzy: bool = False  # fuzzymatching=true was asked for (and is not done: see warning_header)
 
 
 def keyword_of(key: str) -> str | None:
@@ -136,16 +143,34 @@ def parse_int(name: str, value: str, *, minimum: int) -> int:
     return number
 
 
+def single(name: str, values: list[str]) -> str:
+    """The one value of a parameter that takes one; a repeat is refused rather than half-read."""
+    if len(values) > 1:
+        raise DicomwebError(f"{name} is given {len(values)} times; give it once.")
+    return values[0]
+
+
+def parse_fuzzy(values: list[str]) -> bool:
+    value = single("fuzzymatching", values).strip().lower()
+    if value not in ("true", "false"):
+        raise DicomwebError(f"fuzzymatching must be true or false, not {values[0]!r}.")
+    return value == "true"
+
+
 def parse_qido(params, level: str) -> QidoQuery:
-    """Read and validate QIDO query parameters for a search at ``level``; raises DicomwebError."""
+    """Read and validate QIDO query parameters for a search at ``level``; raises DicomwebError.
+
+    A matching key given more than once (``ModalitiesInStudy=CT&ModalitiesInStudy=MR``, as
+    dicomweb-client sends a list) matches any of its values where list matching applies
+    (``LIST_KINDS``); elsewhere, and for ``limit``, ``offset`` and ``fuzzymatching``, it is a 400."""
     query = QidoQuery()
     allowed = set(LEVELS[: LEVELS.index(level) + 1])
     for key in params:
         values = params.getlist(key)
         if key == "limit":
-            query.limit = parse_int("limit", values[-1], minimum=1)
+            query.limit = parse_int("limit", single("limit", values), minimum=1)
         elif key == "offset":
-            query.offset = parse_int("offset", values[-1], minimum=0)
+            query.offset = parse_int("offset", single("offset", values), minimum=0)
         elif key == "includefield":
             for value in values:
                 for item in re.split(r"[,\\]", value):
@@ -157,7 +182,7 @@ def parse_qido(params, level: str) -> QidoQuery:
                     else:
                         query.include_tags.append(include_tag(item))
         elif key == "fuzzymatching":
-            continue
+            query.fuzzy = parse_fuzzy(values)
         else:
             keyword = keyword_of(key)
             if keyword is None:
@@ -166,9 +191,16 @@ def parse_qido(params, level: str) -> QidoQuery:
             if matcher is None or matcher.level not in allowed:
                 query.unsupported.append(keyword)
                 continue
-            value = values[-1]
-            validate_value(keyword, matcher, value)
-            query.filters[keyword] = value
+            # The keyword and its tag (PatientID, 00100020) are the same key given twice.
+            given = query.filters.setdefault(keyword, [])
+            given += values
+            if len(given) > 1 and matcher.kind not in LIST_KINDS:
+                raise DicomwebError(
+                    f"{keyword} is given {len(given)} times; it takes one value (or one range, such as "
+                    "20240101-20241231), so a repeat cannot be matched."
+                )
+            for value in values:
+                validate_value(keyword, matcher, value)
     return query
 
 
@@ -264,27 +296,61 @@ def wildcard_q(path: str, value: str, *, insensitive: bool) -> Q:
     return Q(**{f"{path}__{i}regex": f"^{pattern}$"})
 
 
-def filter_q(keyword: str, value: str, level: str) -> Q:
+def person_name_q(path: str, value: str) -> Q:
+    """A person name matching ``value`` in any of its component groups (PS3.18 F.2.2: alphabetic,
+    ideographic, phonetic, stored as ``A=I=P``), case-insensitively: ``山田*`` finds
+    ``Yamada^Tarou=山田^太郎=やまだ^たろう``. A value that names groups itself (holds ``=``) is
+    matched against the whole name. Every match holds the value's literal parts, as
+    ``narrow_walk`` assumes."""
+    if "=" in value:
+        return wildcard_q(path, value, insensitive=True)
+    inner = value.strip("*")
+    if "?" not in value and "*" not in inner:
+        # Common shapes stay LIKE lookups: a group is the name's start or end, or sits between "=".
+        if "*" not in value:
+            return (
+                Q(**{f"{path}__iexact": value})
+                | Q(**{f"{path}__istartswith": f"{value}="})
+                | Q(**{f"{path}__iendswith": f"={value}"})
+                | Q(**{f"{path}__icontains": f"={value}="})
+            )
+        if value.startswith("*") and value.endswith("*"):
+            return Q(**{f"{path}__icontains": inner})
+        if value.endswith("*"):
+            return Q(**{f"{path}__istartswith": inner}) | Q(**{f"{path}__icontains": f"={inner}"})
+        return Q(**{f"{path}__iendswith": inner}) | Q(**{f"{path}__icontains": f"{inner}="})
+    pattern = "".join("[^=]*" if c == "*" else "[^=]" if c == "?" else re.escape(c) for c in value)
+    return Q(**{f"{path}__iregex": f"(^|=){pattern}(=|$)"})
+
+
+def filter_q(keyword: str, values: list[str], level: str) -> Q:
+    """The filter of one key: a match of any of its ``values`` (one, unless the key was repeated)."""
     matcher = MATCHERS[keyword]
     path = PREFIXES[(level, matcher.level)] + matcher.path
-    if value in ("", "*"):
-        return Q()
+    if any(value in ("", "*") for value in values):
+        return Q()  # universal matching: any one of them matches everything
     if matcher.kind == "uid":
-        return Q(**{f"{path}__in": split_list(value)})
+        return Q(**{f"{path}__in": [uid for value in values for uid in split_list(value)]})
+    if matcher.kind == "modalities":
+        # ModalitiesInStudy: a study matches when one of its series has one of the modalities.
+        modalities = [modality for value in values for modality in split_list(value)]
+        return Q(**{f"{path}__in": Series.objects.filter(modality__in=modalities).values("study_id")})
+    return functools.reduce(operator.or_, (value_q(keyword, matcher, path, value) for value in values))
+
+
+def value_q(keyword: str, matcher: Matcher, path: str, value: str) -> Q:
     if matcher.kind in ("text", "itext"):
         return wildcard_q(path, value, insensitive=matcher.kind == "itext")
+    if matcher.kind == "pn":
+        return person_name_q(path, value)
     if matcher.kind in ("date", "time"):
         return date_or_time_q(keyword, matcher.kind, path, value)
-    if matcher.kind == "int":
-        return Q(**{path: int(value)})
-    # ModalitiesInStudy: a study matches when one of its series has one of the modalities.
-    modalities = split_list(value)
-    return Q(**{f"{path}__in": Series.objects.filter(modality__in=modalities).values("study_id")})
+    return Q(**{path: int(value)})  # int
 
 
 def apply_filters(queryset: QuerySet, query: QidoQuery, level: str) -> QuerySet:
-    for keyword, value in query.filters.items():
-        queryset = queryset.filter(filter_q(keyword, value, level))
+    for keyword, values in query.filters.items():
+        queryset = queryset.filter(filter_q(keyword, values, level))
     return queryset
 
 
@@ -295,8 +361,9 @@ COPIED_KEYWORDS = ("StudyDate", "StudyTime")
 
 # Keys whose values a grant's search text holds (studies.models.study_search_text): a study can
 # match one only if its grant's text holds the value's longest literal part, so a walk of grants
-# skips the others. This holds while matching is literal (wildcards, case-insensitive names); a
-# fuzzy name matcher would have to leave PatientName out.
+# skips the others. This holds while matching is literal (wildcards, case-insensitive names, a
+# name's component groups: each is a part of the stored name); a fuzzy name matcher would have to
+# leave PatientName out.
 TEXT_COPIED_KEYWORDS = ("PatientName", "PatientID", "AccessionNumber")
 
 
@@ -305,9 +372,14 @@ def copied_filters(query: QidoQuery) -> QidoQuery:
 
 
 def narrow_walk(walk: QuerySet, query: QidoQuery) -> QuerySet:
-    """A walk of grants narrowed by what their copies answer of ``query``."""
+    """A walk of grants narrowed by what their copies answer of ``query``. A repeated key (a match
+    of any of its values) narrows nothing: a grant may hold any one of their literals."""
     walk = apply_filters(walk, copied_filters(query), "study")
-    literals = [longest_literal(value) for key, value in query.filters.items() if key in TEXT_COPIED_KEYWORDS]
+    literals = [
+        longest_literal(values[0])
+        for key, values in query.filters.items()
+        if key in TEXT_COPIED_KEYWORDS and len(values) == 1
+    ]
     return walk.containing(*literals)
 
 
@@ -464,9 +536,15 @@ def search_instances(instances: QuerySet, query: QidoQuery, instance_url) -> tup
     return answer, more
 
 
+FUZZY_WARNING = (
+    '299 teleconsult "The fuzzymatching parameter is not supported. Only literal matching has been performed."'
+)
+
+
 def warning_header(query: QidoQuery, more: bool) -> str | None:
-    """The Warning header of an answer: keys not matched on, and an answer cut short."""
-    warnings = []
+    """The Warning header of an answer: fuzzy matching not done (PS3.18 8.3.4.1), keys not matched
+    on, and an answer cut short."""
+    warnings = [FUZZY_WARNING] if query.fuzzy else []
     if query.unsupported:
         warnings.append(f'299 teleconsult "Matching is not supported on: {", ".join(query.unsupported)}"')
     if more:
