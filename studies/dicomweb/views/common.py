@@ -19,7 +19,7 @@ from teleconsult.errors import PortalError
 
 from ... import audit
 from ...models import Instance
-from ..errors import DicomwebError, exception_response
+from ..errors import DicomwebError, error_response, exception_response
 from ..media_types import DICOM_JSON, accepts_any, parse_accept
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -79,6 +79,12 @@ def dicomweb_route(methods: tuple[str, ...] = ("GET", "HEAD")) -> Callable:
         return wrapper
 
     return decorate
+
+
+@csrf_exempt
+def not_found(request: HttpRequest, **kwargs) -> HttpResponse:
+    """Any path under /dicomweb/ that is no route: a 404 in the DICOMweb shape, never a page."""
+    return error_response("Not found: there is no DICOMweb resource at this path.", 404)
 
 
 class Urls:
