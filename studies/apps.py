@@ -7,3 +7,6 @@ class StudiesConfig(AppConfig):
 
     def ready(self) -> None:
         from . import signals  # noqa: F401 - connects the receivers
+        from .sharing import named
+
+        named.connect_signals()  # an invitation to see a study is claimed when its address is confirmed

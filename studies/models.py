@@ -473,6 +473,9 @@ class ShareLink(models.Model):
     expires_at = models.DateTimeField()
     passcode_hash = models.CharField(max_length=256, blank=True)
     allow_download = models.BooleanField(default=False)
+    # The study's latest signed report (released to the patient) goes with the images, also one
+    # signed after the link was made (studies.sharing.reports).
+    include_report = models.BooleanField(default=False)
     failed_attempts = models.PositiveSmallIntegerField(default=0)
     locked_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
@@ -658,3 +661,37 @@ class RejectedAssociation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.calling_ae} from {self.address}: {self.reason} x{self.count}"
+
+
+class NamedShare(EmailInvitation):
+    """A study shared with a clinician named by email (studies.sharing.named).
+
+    When a clinician's account confirmed the address, the share is an access grant at once
+    (``grant``, its source ``named-share:<pk>``); otherwise it is an invitation to that address,
+    which becomes the grant when the person signs up as a clinician and confirms it. The sharer
+    ends either: revoking ends the grant, withdrawing ends an open invitation."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="named_shares")
+    shared_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    grant = models.OneToOneField(
+        AccessGrant, null=True, blank=True, on_delete=models.SET_NULL, related_name="named_share"
+    )
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
+    withdrawn_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    # Withdrawn first: a share that was granted and then revoked reads "withdrawn".
+    ENDINGS = (("withdrawn_at", "withdrawn"), ("accepted_at", "accepted"))
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["email"])]
+
+    def __str__(self) -> str:
+        return f"Study {self.study_id} shared with {self.email}"
+
+    @property
+    def source(self) -> str:
+        return f"named-share:{self.pk}"

@@ -37,6 +37,7 @@ class ShareLinkSerializer(serializers.ModelSerializer):
             "expires_at",
             "has_passcode",
             "allow_download",
+            "include_report",
             "failed_attempts",
             "status",
             "revoked_at",
@@ -78,6 +79,10 @@ class ShareCreateSerializer(serializers.Serializer):
         help_text="Optional; the recipient must enter it. Five wrong tries lock the link.",
     )
     allow_download = serializers.BooleanField(default=False)
+    include_report = serializers.BooleanField(
+        default=False,
+        help_text="The holder also reads the study's latest signed report and its PDF, also one signed later.",
+    )
     label = serializers.CharField(required=False, allow_blank=True, max_length=200, help_text="Who it is for")
 
 
@@ -127,6 +132,7 @@ class ShareListCreateView(APIView):
             expires_in_days=data["expires_in_days"],
             passcode=data.get("passcode", ""),
             allow_download=data["allow_download"],
+            include_report=data["include_report"],
             label=data.get("label", ""),
         )
         body = NewShareLinkSerializer(new.link).data

@@ -65,9 +65,11 @@ def create_share(
     expires_in_days: int = DEFAULT_DAYS,
     passcode: str = "",
     allow_download: bool = False,
+    include_report: bool = False,
     label: str = "",
 ) -> NewShareLink:
-    """The caller has checked that ``by`` may see ``study``."""
+    """The caller has checked that ``by`` may see ``study``. ``include_report``: the holder also
+    reads the study's latest signed report (``studies.sharing.reports``)."""
     if not may_share(by, study):
         raise ShareError(
             "Only a physician with access to the study or the patient may share it.", code="not_allowed", status=403
@@ -87,6 +89,7 @@ def create_share(
         expires_at=timezone.now() + dt.timedelta(days=expires_in_days),
         passcode_hash=make_password(passcode) if passcode else "",
         allow_download=bool(allow_download),
+        include_report=bool(include_report),
     )
     return NewShareLink(link=link, token=token)
 

@@ -1,5 +1,9 @@
 """What the holder of a share link sees at /s/<token>/: the passcode form when there is one, then
-the read-only viewer and, when the sharer allowed it, the download.
+the read-only viewer and, when the sharer allowed it, the download; when the sharer included it,
+the signed report (``reports``) and its PDF at /s/<token>/report/pdf/.
+
+Every URL the page and its viewer ask for is under /s/<token>/ (the images through the link's own
+DICOMweb root, preloads included), never /dicomweb/, which answers 401 to a holder without an account.
 
 Unknown, expired, revoked and locked links all get the same page and status, so a token cannot
 be probed and the page reveals nothing about the study.
@@ -17,7 +21,7 @@ from .. import audit
 from ..downloads import study_zip_response
 from ..models import AccessEvent, ShareLink
 from ..viewer import viewer_context
-from . import links
+from . import links, reports
 
 UNAVAILABLE_STATUS = 404
 BUSY_STATUS = 429  # every try left is being checked by other requests: try again in a moment
@@ -56,8 +60,11 @@ def open_link(request: HttpRequest, token: str) -> HttpResponse:
     if request.method == "POST":
         return redirect("sharing:open", token=token)
     audit.record(request, AccessEvent.Action.SHARE_OPEN, link.study, share=link)
-    context = viewer_context(None, link.study, read_only=True)
-    context.update(link=link, token=token, dicomweb_root=f"/s/{token}/dicomweb")
+    context = viewer_context(None, link.study, read_only=True, dicomweb_root=f"/s/{token}/dicomweb")
+    report = reports.shared_report(link)
+    if report is not None:
+        audit.record(request, AccessEvent.Action.REPORT_VIEW, link.study, report.latest.pk, share=link)
+    context.update(link=link, token=token, report=report)
     return _no_store(render(request, "sharing/open.html", context))
 
 
@@ -94,3 +101,17 @@ def download(request: HttpRequest, token: str) -> HttpResponse:
         return HttpResponse("Whoever shared this link did not allow downloads.", status=403, content_type="text/plain")
     audit.record(request, AccessEvent.Action.DOWNLOAD, link.study, share=link)
     return study_zip_response(link.study)
+
+
+@never_cache
+@require_safe
+def report_pdf(request: HttpRequest, token: str) -> HttpResponse:
+    """The shared report as PDF; the same page as any unusable link when the link carries none."""
+    link = links.usable_link(token)
+    if link is None or not links.is_unlocked(request, link):
+        return _no_store(unavailable(request))
+    report = reports.shared_report(link)
+    if report is None:
+        return _no_store(unavailable(request))
+    audit.record(request, AccessEvent.Action.REPORT_PDF, link.study, report.latest.pk, share=link)
+    return _no_store(reports.report_pdf_response(report))
