@@ -66,6 +66,15 @@ class ReauthenticationError(FieldError):
     field = "password"
 
 
+class IdentityConfirmationError(FieldError):
+    """The patient or study changed since the consult was made, or the images name someone else:
+    the signer must confirm explicitly that the report belongs to them."""
+
+    code = "identity_changed"
+    field = "confirm_identity"
+    status = 409
+
+
 class ReportInputError(FieldError):
     """Refused input to the report editor (a template switch over edited text, an unknown
     measurement to insert); ``field`` names what is wrong."""

@@ -156,6 +156,9 @@ class ReportForm(forms.Form):
 class SignForm(forms.Form):
     password = forms.CharField(widget=forms.PasswordInput, required=False, strip=False)
     code = forms.CharField(required=False, max_length=64, label="or authenticator code")
+    confirm_identity = forms.BooleanField(
+        required=False, label="I have checked that this report belongs to this patient and study"
+    )
 
     def clean(self) -> dict:
         data = super().clean()

@@ -17,6 +17,7 @@ from accounts.timeformat import format_instant
 from studies.rendering import encode, render_frame
 from studies.vocabulary import modalities_in_words
 
+from . import identity
 from .models import ConsultRequest, Report
 from .reports import Evidence, evidence_for
 
@@ -80,15 +81,14 @@ def render_report_pdf(consult: ConsultRequest, versions: list[Report]) -> bytes:
         author="teleconsult",
     )
     study = consult.study
-    patient = study.patient
     modalities = modalities_in_words(study.modality_list) or "-"
     story = [
         Paragraph(f"Second-opinion report - consult #{consult.pk}", styles["Title"]),
     ]
-    facts = [
-        ["Patient", f"{patient.display_name} (ID {patient.patient_id or '-'})"],
-        ["Birth date", str(patient.birth_date or "-")],
-        ["Study", f"{study.description or 'Study'} {study.study_date or ''} ({modalities})"],
+    # Whose images, which study: the same facts as the report editor and the signing form.
+    facts = [[label, value] for label, value in identity.rows(identity.of_study(study))]
+    facts += [
+        ["Study", f"{study.description or 'Study'} ({modalities})"],
         ["Study UID", study.study_instance_uid],
         ["Requested by", consult.requester.display_name],
         ["Priority", consult.get_priority_display()],

@@ -23,8 +23,8 @@ from accounts.mfa import verify_code
 from studies.lossy import instance_lossy
 from studies.models import Instance, Study
 
-from . import actions, transitions
-from .errors import IllegalTransitionError, ReauthenticationError, ReportInputError
+from . import actions, identity, transitions
+from .errors import IdentityConfirmationError, IllegalTransitionError, ReauthenticationError, ReportInputError
 from .models import Annotation, ConsultRequest, Report, ReportTemplate
 
 # -- templates by modality and body part -------------------------------------------------------
@@ -188,11 +188,21 @@ def check_reauthentication(user, *, password: str = "", code: str = "") -> None:
     raise ReauthenticationError(f"The password or code is wrong.{more}", field=field)
 
 
-def sign_report(consult: ConsultRequest, *, by, password: str = "", code: str = "") -> Report:
+def sign_report(
+    consult: ConsultRequest, *, by, password: str = "", code: str = "", confirm_identity: bool = False
+) -> Report:
+    """Sign the draft. When the patient or study differs from what the consult was made about (or
+    the images name someone else), only with ``confirm_identity``: the signer saw the differences."""
     report = consult.current_report
     if report is None or report.is_signed:
         raise IllegalTransitionError("There is no draft to sign.")
     transitions.require_actor(consult, "report", by)
+    changed = identity.differences(consult)
+    if changed and not confirm_identity:
+        raise IdentityConfirmationError(
+            "Check whose images these are before signing: " + "; ".join(str(d) for d in changed) + ".",
+            differences=[{"field": d.label, "was": d.then, "now": d.now, "where": d.where} for d in changed],
+        )
     check_reauthentication(by, password=password, code=code)
     report = actions.sign_report(consult, report, by=by)
     consult.refresh_from_db()

@@ -271,6 +271,11 @@ class ConsultReportDraftSerializer(serializers.Serializer):
 class ReportSignSerializer(serializers.Serializer):
     password = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, max_length=512)
     code = serializers.CharField(required=False, allow_blank=True, max_length=64, help_text="TOTP or recovery code")
+    confirm_identity = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Needed when the patient or study changed since the consult was made (409 identity_changed)",
+    )
 
     def validate(self, data: dict) -> dict:
         if not data.get("password") and not data.get("code"):

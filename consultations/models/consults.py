@@ -107,6 +107,9 @@ class ConsultRequest(models.Model):
         max_length=10, validators=[validate_jurisdiction], help_text="Where the patient is (ISO 3166)"
     )
     outside_report = models.TextField(blank=True, help_text="The original report the second opinion compares with")
+    # The patient and study as they were when the consult was made (consultations.identity): what
+    # signing compares with the study as it is then.
+    identity = models.JSONField(default=dict, blank=True, editable=False)
     state = models.CharField(max_length=20, choices=State.choices, default=State.DRAFT, db_index=True)
 
     created_at = models.DateTimeField(auto_now_add=True)

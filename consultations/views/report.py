@@ -16,7 +16,7 @@ from studies.models import AccessEvent
 from studies.vocabulary import modalities_in_words
 from teleconsult.errors import on_refusal
 
-from .. import forms, permissions, reports
+from .. import forms, identity, permissions, reports
 from ..models import ReportTemplate
 from ..portal import signed_versions
 from ..responses import report_pdf_response
@@ -56,6 +56,8 @@ def report_editor(request, pk: int):
             "edited": draft is not None and reports.is_edited(draft),
             "evidence": reports.evidence_for(consult) if draft else [],
             "modalities": modalities_in_words(consult.study.modality_list),
+            "identity": identity.rows(identity.of_study(consult.study)),
+            "identity_changes": identity.differences(consult) if draft else [],
         },
     )
 

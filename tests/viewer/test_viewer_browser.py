@@ -414,6 +414,8 @@ def test_lossy_pixels_are_marked_with_method_and_ratio_and_lossless_ones_are_not
     series = page.evaluate(f"{VIEWER}.seriesList.map((s) => [s.description || s.label, s.uid])")
     assert len(series) == 3
     expect_overlay(page, "tl", "Viewer Test")
+    expect_overlay(page, "tl", "ID VIEWER-1")
+    expect_overlay(page, "tl", "Acc V1")
     expect(badge).to_be_hidden()  # the uncompressed CT comes first
     page.click(f"[data-series='{series[1][1]}']")
     expect(badge).to_have_text("LOSSY · JPEG 2000 · 12:1")

@@ -6,6 +6,9 @@ import { lossyCompression } from "./lossy.js";
 const TAGS = {
   PatientName: "00100010",
   PatientID: "00100020",
+  PatientBirthDate: "00100030",
+  PatientSex: "00100040",
+  AccessionNumber: "00080050",
   StudyDate: "00080020",
   StudyDescription: "00081030",
   Modality: "00080060",
@@ -145,6 +148,9 @@ export function instanceInfo(dataset) {
     frameRate: rate && rate > 0 ? rate : null,
     patientName: String(value(dataset, "PatientName", "") || "").replaceAll("^", " ").trim(),
     patientId: value(dataset, "PatientID", ""),
+    patientBirthDate: value(dataset, "PatientBirthDate", ""),
+    patientSex: value(dataset, "PatientSex", ""),
+    accessionNumber: value(dataset, "AccessionNumber", ""),
     studyDate: value(dataset, "StudyDate", ""),
     studyDescription: value(dataset, "StudyDescription", ""),
   };

@@ -45,7 +45,16 @@ export class Overlay {
   /** `m`: {patient, study, series, index, total, frame, frames, window, zoom, spacing, scale, viewportWidth, keyImage, lossy} */
   update(m) {
     this.setLossy(m.lossy || null);
-    this.setLines("tl", [m.patientName, m.patientId ? `ID ${m.patientId}` : "", m.studyDescription, formatDate(m.studyDate)]);
+    // Whose images, which study: name; ID, birth date and sex; accession; description and date.
+    const born = [m.patientBirthDate ? `b. ${formatDate(m.patientBirthDate)}` : "", m.patientSex || ""].filter(Boolean).join(" ");
+    const idLine = [m.patientId ? `ID ${m.patientId}` : "", born].filter(Boolean).join(" · ");
+    this.setLines("tl", [
+      m.patientName,
+      idLine,
+      m.accessionNumber ? `Acc ${m.accessionNumber}` : "",
+      m.studyDescription,
+      formatDate(m.studyDate),
+    ]);
     this.setLines("tr", [m.seriesLabel, m.keyImage ? "★ Key image" : "", m.readOnly ? "Read only" : ""]);
     const slice = m.total ? `Im ${m.index + 1} / ${m.total}` : "";
     const frame = m.frames > 1 ? `Fr ${m.frame} / ${m.frames}` : "";

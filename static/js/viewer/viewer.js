@@ -761,6 +761,9 @@ export class Viewer {
     this.overlay.update({
       patientName: (info && info.patientName) || this.fallback.patientName,
       patientId: info ? info.patientId : "",
+      patientBirthDate: info ? info.patientBirthDate : "",
+      patientSex: info ? info.patientSex : "",
+      accessionNumber: info ? info.accessionNumber : "",
       studyDescription: (info && info.studyDescription) || this.fallback.studyDescription,
       studyDate: info ? info.studyDate : "",
       seriesLabel: this.series ? this.series.label : "",
