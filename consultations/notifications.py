@@ -3,6 +3,10 @@
 Rows are written inside the caller's transaction; the push and the email go out after commit,
 so nobody is told about a change that was rolled back.
 
+The patient is told when a signed report is released to them and when their question is answered
+(``report_ready``, ``question_answered``): the text says only that something is ready and links to
+the portal, since it is also the email's.
+
 Chat messages are different: a message to someone of the care team who is not in the room is one
 notification per consult, updated by each further message while it is unread. Still unread after
 ``TELECONSULT_CHAT_EMAIL_DELAY_MINUTES``, a beat task sends one email for all of a user's unread

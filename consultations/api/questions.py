@@ -39,9 +39,11 @@ class PatientQuestionSerializer(serializers.ModelSerializer):
 
 
 class QuestionTextSerializer(serializers.Serializer):
-    """Checked by ``consultations.questions.clean_text`` (the pages' rule), so both answer alike."""
+    """The question or the answer."""
 
-    text = serializers.JSONField(help_text=f"Plain text, 1 to {questions.MAX_TEXT} characters")
+    # Described here; checked by consultations.questions.clean_text, the pages' rule, so the API and
+    # the pages refuse alike (a number or a list is refused, not turned into text).
+    text = serializers.CharField(min_length=1, max_length=questions.MAX_TEXT, help_text="Plain text")
 
 
 def _text(request) -> object:
