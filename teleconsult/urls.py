@@ -27,6 +27,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("dicomweb/", include("studies.dicomweb.urls")),
+    path("fhir/r4/", include("consultations.fhir.urls")),
     path("s/", include("studies.sharing.urls")),
     path("portal/", include("consultations.portal_urls")),
     path("", include("studies.urls")),
