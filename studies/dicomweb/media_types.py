@@ -32,6 +32,19 @@ FRAME_MEDIA_TYPES = {
 }
 
 
+# Names older clients (and older editions of PS3.18) use for the frame media types above.
+FRAME_MEDIA_ALIASES = {"image/x-dicom-rle": "image/dicom-rle", "image/x-jls": "image/jls", "image/x-jp2": "image/jp2"}
+# The transfer syntax a frame media type stands for when the client names none (PS3.18 Table 8.7.3-5).
+DEFAULT_FRAME_SYNTAX = {
+    "image/dicom-rle": "1.2.840.10008.1.2.5",
+    "image/jpeg": "1.2.840.10008.1.2.4.50",
+    "image/jls": "1.2.840.10008.1.2.4.80",
+    "image/jp2": "1.2.840.10008.1.2.4.90",
+    "image/jpx": "1.2.840.10008.1.2.4.92",
+    "image/jphc": "1.2.840.10008.1.2.4.201",
+}
+
+
 def split_outside_quotes(text: str, separator: str) -> list[str]:
     items, current, quoted = [], [], False
     for char in text:
@@ -105,6 +118,31 @@ def same_encoding(requested: str | None, stored: str) -> bool:
     return requested in NATIVE_LITTLE_ENDIAN and stored in NATIVE_LITTLE_ENDIAN
 
 
+@dataclass(frozen=True)
+class DicomOffer:
+    """One way the client takes instances: the transfer syntax it names (``None``: the default,
+    Explicit VR Little Endian; ``"*"``: as stored), and whether it asked for a single part."""
+
+    transfer_syntax: str | None
+    single_part: bool
+
+
+def dicom_offers(ranges: list[MediaRange]) -> list[DicomOffer]:
+    """The Accept header's ways of taking instances, best first (PS3.18 8.7.3.5); no header takes
+    the default."""
+    if not ranges:
+        return [DicomOffer(None, single_part=False)]
+    offers = []
+    for media_range in ranges:
+        if media_range.type == "application/dicom":
+            offers.append(DicomOffer(media_range.transfer_syntax, single_part=True))
+        elif media_range.type in ("*/*", "multipart/*", "multipart/related") and type_matches(
+            media_range.part_type, "application/dicom"
+        ):
+            offers.append(DicomOffer(media_range.transfer_syntax, single_part=False))
+    return offers
+
+
 def accepts_dicom(ranges: list[MediaRange], stored_syntaxes: Iterable[str]) -> bool:
     """Whether instances in their stored encodings suit an Accept header (absent accepts anything)."""
     if not ranges:
@@ -144,12 +182,15 @@ class FrameEncoding:
         return f"{self.media_type}; transfer-syntax={self.transfer_syntax}"
 
 
-def frame_encoding(ranges: list[MediaRange], stored: str) -> FrameEncoding | None:
-    """Pick native bytes or the stored encoding from the Accept header (PS3.18 8.7.3.5)."""
+def frame_encoding(ranges: list[MediaRange], stored: str, encodable: Iterable[str] = ()) -> FrameEncoding | None:
+    """Pick native bytes, the stored encoding, or one of ``encodable`` (syntaxes frames can be
+    encoded in here) from the Accept header (PS3.18 8.7.3.5). ``keep_stored`` false with a
+    compressed ``transfer_syntax`` means the frames are encoded in it."""
     native = FrameEncoding("application/octet-stream", EXPLICIT_VR_LITTLE_ENDIAN, keep_stored=False)
     if not ranges:
         return native
     compressed = stored not in NOT_ENCAPSULATED
+    encodable = [ts for ts in encodable if ts != stored]
     for media_range in ranges:
         generic = media_range.type in ("*/*", "multipart/*", "multipart/related", "application/octet-stream")
         if not generic and not media_range.type.startswith(("image/", "video/")):
@@ -162,13 +203,24 @@ def frame_encoding(ranges: list[MediaRange], stored: str) -> FrameEncoding | Non
                 return FrameEncoding("application/octet-stream", stored, keep_stored=True)
             if compressed and requested in (None, EXPLICIT_VR_LITTLE_ENDIAN):
                 return native
-        stored_type = FRAME_MEDIA_TYPES.get(stored)
-        if (
-            compressed
-            and stored_type
-            and part_type != "*/*"
-            and type_matches(part_type, stored_type)
-            and requested in (None, "*", stored)
-        ):
-            return FrameEncoding(stored_type, stored, keep_stored=True)
+            if requested in encodable:
+                return FrameEncoding("application/octet-stream", requested, keep_stored=False)
+        if part_type == "*/*" or part_type.endswith("/*"):
+            # A wildcard image type takes the stored encoding; encoding is done only when named.
+            stored_type = FRAME_MEDIA_TYPES.get(stored)
+            if (
+                compressed
+                and stored_type
+                and part_type != "*/*"
+                and type_matches(part_type, stored_type)
+                and requested in (None, "*", stored)
+            ):
+                return FrameEncoding(stored_type, stored, keep_stored=True)
+            continue
+        named = FRAME_MEDIA_ALIASES.get(part_type, part_type)
+        if compressed and FRAME_MEDIA_TYPES.get(stored) == named and requested in (None, "*", stored):
+            return FrameEncoding(part_type, stored, keep_stored=True)
+        wanted = DEFAULT_FRAME_SYNTAX.get(named) if requested in (None, "*") else requested
+        if wanted in encodable and FRAME_MEDIA_TYPES.get(wanted) == named:
+            return FrameEncoding(part_type, wanted, keep_stored=False)
     return None

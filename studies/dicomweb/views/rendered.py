@@ -1,4 +1,4 @@
-"""WADO-RS rendered resources and thumbnails: JPEG or PNG pictures of instances, frames and series."""
+"""WADO-RS rendered resources and thumbnails: JPEG, PNG or GIF pictures of instances, frames, series and studies."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from ...models import Instance
 from ...permissions import get_instance_for_user, get_series_for_user, get_study_for_user
 from ...rendering import NotAnImage, RenderError, encode, render_frame, render_thumbnail, stored_thumbnail
 from ..errors import DicomwebError
-from ..media_types import accepts_any, parse_accept
+from ..media_types import MediaRange, accepts_any, parse_accept
 from ..multipart import multipart_content_type, multipart_stream, new_boundary
-from ..wado import RenderParams, parse_frame_list, parse_render_params
+from ..wado import RENDERED_TYPES, RenderParams, parse_frame_list, parse_render_params
 from .common import dicomweb_route, image_response, open_stored, ordered
 
 
@@ -56,14 +56,49 @@ def rendered_frame(
     return image_response(render(instance, numbers[0], params), params.media_type)
 
 
-@dicomweb_route()
-def rendered_series(request: HttpRequest, user, study_uid: str, series_uid: str) -> HttpResponse:
-    series = get_series_for_user(user, study_uid, series_uid)
-    params = parse_render_params(request.GET, request.headers.get("Accept"))
-    instances = list(ordered(series.instances.filter(has_pixel_data=True)).defer("metadata"))
+def several_params(request: HttpRequest, count: int) -> tuple[RenderParams, bool]:
+    """Rendering parameters for a study or series, and whether the answer is multipart.
+
+    A Rendered Study or Series holds a rendered representation of each of its instances
+    (PS3.18 10.4.1.1.3): one part per instance in multipart/related, the default. A single-part
+    type such as ``image/jpeg`` holds one image, so it is answered only for one image; for more it
+    is 406, never several images under one image's media type.
+    """
+    asked = request.GET.get("accept") or request.headers.get("Accept")
+    refused = None
+    for media_range in parse_accept(asked) or [MediaRange("*/*", {}, 1.0)]:
+        multipart = media_range.type in ("*/*", "multipart/related", "multipart/*")
+        wanted = media_range.part_type if multipart else media_range.type
+        media_type = accepts_any(parse_accept(wanted), *RENDERED_TYPES)
+        if media_type is None:
+            continue
+        if not multipart and count > 1:
+            refused = media_type
+            continue
+        others = {key: value for key, value in request.GET.items() if key != "accept"}
+        return parse_render_params(others, media_type), multipart
+    if refused is not None:
+        raise DicomwebError(
+            f"There are {count} images here: they are rendered as multipart/related; "
+            f'type="{refused}", one part per instance. Ask with that Accept header, or for one image '
+            "at .../instances/{uid}/rendered.",
+            status=406,
+        )
+    raise DicomwebError(
+        'Rendered studies and series are available as multipart/related; type="image/jpeg" (or image/png, image/gif).',
+        status=406,
+    )
+
+
+def rendered_many(request: HttpRequest, instances) -> HttpResponse:
+    """The first frame of each image instance, rendered: one part each, or a single image."""
+    instances = list(ordered(instances.filter(has_pixel_data=True)).defer("metadata"))
     if not instances:
-        raise Http404("This series holds no images.")
+        raise Http404("There are no images here.")
+    params, multipart = several_params(request, len(instances))
     first = render(instances[0], 1, params)
+    if not multipart:
+        return image_response(first, params.media_type)
 
     def parts():
         yield params.media_type, [first]
@@ -71,13 +106,25 @@ def rendered_series(request: HttpRequest, user, study_uid: str, series_uid: str)
             try:
                 yield params.media_type, [render(instance, 1, params)]
             except DicomwebError:
-                continue  # an instance that cannot be rendered is left out of the series
+                continue  # an instance that cannot be rendered is left out
 
     boundary = new_boundary()
     return StreamingResponse(
         multipart_stream(parts(), boundary),
         content_type=multipart_content_type(params.media_type, boundary),
     )
+
+
+@dicomweb_route()
+def rendered_series(request: HttpRequest, user, study_uid: str, series_uid: str) -> HttpResponse:
+    series = get_series_for_user(user, study_uid, series_uid)
+    return rendered_many(request, series.instances.all())
+
+
+@dicomweb_route()
+def rendered_study(request: HttpRequest, user, study_uid: str) -> HttpResponse:
+    study = get_study_for_user(user, study_uid)
+    return rendered_many(request, Instance.objects.filter(series__study=study))
 
 
 def representative(instances) -> Instance:

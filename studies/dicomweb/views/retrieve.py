@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
-from functools import partial
 
 from django.http import HttpRequest, HttpResponse
 from django.http.response import Http404
@@ -12,36 +12,149 @@ from teleconsult.responses import StreamingResponse
 
 from ...models import Instance
 from ...permissions import get_instance_for_user, get_series_for_user, get_study_for_user
+from ..byte_ranges import file_range, ranged_response
 from ..errors import DicomwebError
-from ..media_types import DICOM_JSON, accepts_any, accepts_dicom, frame_encoding, parse_accept
+from ..media_types import (
+    DICOM_JSON,
+    EXPLICIT_VR_LITTLE_ENDIAN,
+    FRAME_MEDIA_TYPES,
+    NATIVE_LITTLE_ENDIAN,
+    DicomOffer,
+    FrameEncoding,
+    accepts_any,
+    dicom_offers,
+    frame_encoding,
+    parse_accept,
+    type_matches,
+)
 from ..multipart import file_chunks, multipart_content_type, multipart_stream, new_boundary
+from ..transcode import TranscodeError, encode_frame, frame_targets, instance_targets, syntax_name, transcode_instance
 from ..wado import FrameReader, bulk_value, instance_metadata_json, metadata_rows, parse_frame_list
 from .common import Urls, dicomweb_route, open_stored, ordered
 
+logger = logging.getLogger(__name__)
+
+
+def warning_text(text: str) -> str:
+    """A reason as one line that fits in a Warning header's quoted text."""
+    return " ".join(text.replace('"', "'").split())[:300]
+
+
+def choose_target(offers: list[DicomOffer], stored: str) -> tuple[str, DicomOffer] | None:
+    """The first way the client takes instances that this instance can be given in."""
+    targets = instance_targets(stored)
+    for offer in offers:
+        requested = offer.transfer_syntax
+        if requested == "*":
+            return stored, offer
+        target = requested or EXPLICIT_VR_LITTLE_ENDIAN
+        if target in targets:
+            return target, offer
+    return None
+
+
+class Prepared:
+    """An instance's bytes in a transfer syntax: the stored file, or a transcoded copy made now
+    (raising TranscodeError when it cannot be made)."""
+
+    def __init__(self, instance: Instance, target: str) -> None:
+        self.instance, self.target, self.copy = instance, target, None
+        if target != instance.transfer_syntax_uid:
+            with open_stored(instance) as handle:
+                self.copy = transcode_instance(handle, target)
+
+    def open(self):
+        return self.copy if self.copy is not None else open_stored(self.instance)
+
+    def size(self) -> int:
+        if self.copy is not None:
+            return self.copy.seek(0, 2)
+        with open_stored(self.instance) as handle:
+            return handle.seek(0, 2)
+
+    def close(self) -> None:
+        if self.copy is not None:
+            self.copy.close()
+
 
 def retrieve_response(request: HttpRequest, instances) -> HttpResponse:
-    instances = list(instances.only("pk", "file", "transfer_syntax_uid"))
+    """Instances in the transfer syntax the client asks for (PS3.18 8.7.3.5: Explicit VR Little Endian
+    when it names none, the stored one for ``transfer-syntax=*``), one decoded at a time.
+
+    An instance that cannot be given in any syntax the client takes is left out and named in a
+    Warning header; 406 when none can be given. A transcode that fails once the answer has started
+    leaves its part out (logged)."""
+    instances = list(instances.only("pk", "file", "transfer_syntax_uid", "sop_instance_uid"))
     if not instances:
         raise Http404("Nothing to retrieve.")
-    ranges = parse_accept(request.headers.get("Accept"))
-    if not accepts_dicom(ranges, {i.transfer_syntax_uid for i in instances}):
+    offers = dicom_offers(parse_accept(request.headers.get("Accept")))
+    if not offers:
         raise DicomwebError(
-            'Instances are sent as multipart/related; type="application/dicom" in their stored transfer syntax '
-            "(ask with transfer-syntax=* or leave it out).",
+            'Instances are sent as multipart/related; type="application/dicom" (or application/dicom for '
+            "one instance), with an optional transfer-syntax parameter.",
             status=406,
         )
-    boundary = new_boundary()
-    parts = (
-        (
-            f"application/dicom; transfer-syntax={instance.transfer_syntax_uid}",
-            file_chunks(partial(open_stored, instance)),
+    plan, skipped = [], []
+    for instance in instances:
+        chosen = choose_target(offers, instance.transfer_syntax_uid)
+        if chosen is None:
+            available = ", ".join(instance_targets(instance.transfer_syntax_uid))
+            skipped.append(
+                f"instance {instance.sop_instance_uid} is stored as {syntax_name(instance.transfer_syntax_uid)} "
+                f"and can be sent as {available} (or with transfer-syntax=*)"
+            )
+        else:
+            plan.append((instance, *chosen))
+    # The first part is made before answering, so an instance that cannot be transcoded is a warning
+    # (or the 406) rather than a broken answer.
+    first = None
+    while plan and first is None:
+        instance, target, offer = plan[0]
+        try:
+            first = Prepared(instance, target)
+        except TranscodeError as exc:
+            skipped.append(
+                f"instance {instance.sop_instance_uid} cannot be sent as {syntax_name(target)}: {exc.message}"
+            )
+            plan.pop(0)
+    if first is None:
+        raise DicomwebError(
+            "No instance can be sent in a transfer syntax the client accepts: " + "; ".join(skipped), 406
         )
-        for instance in instances
+    single = len(instances) == 1 and plan[0][2].single_part
+    if single:
+        response = single_instance_response(request, first)
+    else:
+        response = multipart_instances(plan, first)
+    if skipped:
+        response["Warning"] = ", ".join(f'299 teleconsult "{warning_text(text)}"' for text in skipped)
+    return response
+
+
+def multipart_instances(plan, first: Prepared) -> HttpResponse:
+    def parts():
+        for index, (instance, target, _offer) in enumerate(plan):
+            try:
+                prepared = first if index == 0 else Prepared(instance, target)
+            except TranscodeError as exc:
+                logger.warning("WADO-RS: instance %s left out: %s", instance.sop_instance_uid, exc.message)
+                continue
+            yield f"application/dicom; transfer-syntax={target}", file_chunks(prepared.open)
+
+    boundary = new_boundary()
+    body = ClosingIterator(multipart_stream(parts(), boundary), first.close)
+    return StreamingResponse(body, content_type=multipart_content_type("application/dicom", boundary))
+
+
+def single_instance_response(request: HttpRequest, prepared: Prepared) -> HttpResponse:
+    """One instance as a single application/dicom part, with byte ranges (a resumed download)."""
+    response = ranged_response(
+        request,
+        size=prepared.size(),
+        content_type=f"application/dicom; transfer-syntax={prepared.target}",
+        read=lambda start, length: ClosingIterator(file_range(prepared.open, start, length), prepared.close),
     )
-    return StreamingResponse(
-        multipart_stream(parts, boundary),
-        content_type=multipart_content_type("application/dicom", boundary),
-    )
+    return response
 
 
 def retrieve_study(request: HttpRequest, user, study_uid: str) -> HttpResponse:
@@ -120,18 +233,16 @@ def frames(request: HttpRequest, user, study_uid: str, series_uid: str, sop_uid:
     if not instance.has_pixel_data:
         raise Http404("This instance has no pixel data.")
     numbers = parse_frame_list(frame_list, instance.number_of_frames or 1)
-    encoding = frame_encoding(parse_accept(request.headers.get("Accept")), instance.transfer_syntax_uid)
-    if encoding is None:
-        raise DicomwebError(
-            'Frames are sent as multipart/related; type="application/octet-stream" (native) or, with '
-            f"transfer-syntax=* or {instance.transfer_syntax_uid}, in their stored encoding.",
-            status=406,
-        )
+    stored = instance.transfer_syntax_uid
     handle = open_stored(instance)
     try:
-        reader = FrameReader(handle, instance.transfer_syntax_uid)
+        reader = FrameReader(handle, stored)
+        encodable = frame_targets(reader.transfer_syntax, reader.dataset.get("LossyImageCompression"))
+        encoding = frame_encoding(parse_accept(request.headers.get("Accept")), reader.transfer_syntax, encodable)
+        if encoding is None:
+            raise DicomwebError(frames_refusal(reader.transfer_syntax, encodable), status=406)
         # The first frame is read before answering, so a frame that cannot be read is an error status.
-        first = reader.frame(numbers[0], keep_stored=encoding.keep_stored)
+        first = frame_bytes(reader, numbers[0], encoding)
     except BaseException:
         handle.close()
         raise
@@ -140,7 +251,7 @@ def frames(request: HttpRequest, user, study_uid: str, series_uid: str, sop_uid:
     def parts():
         yield content_type, [first]
         for number in numbers[1:]:
-            yield content_type, [reader.frame(number, keep_stored=encoding.keep_stored)]
+            yield content_type, [frame_bytes(reader, number, encoding)]
 
     boundary = new_boundary()
     body = ClosingIterator(multipart_stream(parts(), boundary), handle.close)
@@ -150,11 +261,56 @@ def frames(request: HttpRequest, user, study_uid: str, series_uid: str, sop_uid:
     )
 
 
+def frame_bytes(reader: FrameReader, number: int, encoding: FrameEncoding) -> bytes:
+    """A frame as stored, native, or encoded in the negotiated syntax."""
+    if encoding.keep_stored or encoding.transfer_syntax in NATIVE_LITTLE_ENDIAN:
+        return reader.frame(number, keep_stored=encoding.keep_stored)
+    try:
+        return encode_frame(reader.decoded_array(number), reader.dataset, encoding.transfer_syntax)
+    except TranscodeError as exc:
+        raise DicomwebError(f"Frame {number}: {exc.message}", status=422) from None
+
+
+def frames_refusal(stored: str, encodable) -> str:
+    """What a client can ask frames for, for a 406."""
+    offers = ['multipart/related; type="application/octet-stream" (native, Explicit VR Little Endian)']
+    stored_type = FRAME_MEDIA_TYPES.get(stored)
+    if stored_type:
+        offers.append(f'type="{stored_type}" or application/octet-stream with transfer-syntax=* (stored as {stored})')
+    offers += [
+        f'type="{FRAME_MEDIA_TYPES[ts]}" (encoded as {ts})' for ts in sorted(encodable) if ts in FRAME_MEDIA_TYPES
+    ]
+    return "Frames of this instance are available as " + "; ".join(offers) + "."
+
+
 @dicomweb_route()
 def bulkdata(request: HttpRequest, user, study_uid: str, series_uid: str, sop_uid: str, tag: str) -> HttpResponse:
+    """A bulk data value: multipart/related by default, a single application/octet-stream part (with
+    byte ranges) when the client asks for that."""
     instance = get_instance_for_user(user, study_uid, series_uid, sop_uid)
+    ranges = parse_accept(request.headers.get("Accept"))
     with open_stored(instance) as handle:
         value = bulk_value(handle, tag)
+    if ranges and ranges[0].type == "application/octet-stream":
+        return ranged_response(
+            request,
+            size=len(value),
+            content_type="application/octet-stream",
+            read=lambda start, length: [value[start : start + length]],
+        )
+    if (
+        ranges
+        and not any(
+            type_matches(r.type, "multipart/related") and type_matches(r.part_type, "application/octet-stream")
+            for r in ranges
+        )
+        and not any(r.type == "application/octet-stream" for r in ranges)
+    ):
+        raise DicomwebError(
+            'Bulk data is sent as multipart/related; type="application/octet-stream", or as '
+            "application/octet-stream for a single value.",
+            status=406,
+        )
     boundary = new_boundary()
     body = b"".join(multipart_stream([("application/octet-stream", [value])], boundary))
     return HttpResponse(body, content_type=multipart_content_type("application/octet-stream", boundary))
