@@ -2,10 +2,12 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from .api import annotations, colleagues, consults, export, notifications, questions, room, templates
+from .webhooks import api as webhooks
 
 router = SimpleRouter()
 router.register("consults", consults.ConsultViewSet, basename="api-consult")
 router.register("notifications", notifications.NotificationViewSet, basename="api-notification")
+router.register("webhooks", webhooks.WebhookViewSet, basename="api-webhook")
 
 urlpatterns = [
     path("consults/<int:pk>/messages/", room.ConsultMessagesView.as_view(), name="api-consult-messages"),

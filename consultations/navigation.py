@@ -25,6 +25,7 @@ def nav_items(user) -> list[dict]:
         items.append({"label": "My consults", "url": reverse("consultations:mine"), "key": "consults"})
     if user.is_admin or dashboard.administered_practices(user):
         items.append({"label": "Dashboard", "url": reverse("consultations:dashboard"), "key": "dashboard"})
+        items.append({"label": "Webhooks", "url": reverse("consultations:webhooks"), "key": "webhooks"})
     items.append(
         {
             "label": "Notifications",

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from .views import colleagues, consult, dashboard, notifications, questions, report, request, worklist
+from .webhooks import views as webhooks
 
 app_name = "consultations"
 
@@ -38,4 +39,9 @@ urlpatterns = [
     path("notifications/", notifications.notification_list, name="notifications"),
     path("notifications/<int:pk>/open/", notifications.notification_open, name="notification-open"),
     path("notifications/email/", notifications.email_settings, name="email-settings"),
+    path("webhooks/", webhooks.webhook_list, name="webhooks"),
+    path("webhooks/new/", webhooks.webhook_create, name="webhook-create"),
+    path("webhooks/<int:pk>/", webhooks.webhook_detail, name="webhook"),
+    path("webhooks/<int:pk>/edit/", webhooks.webhook_edit, name="webhook-edit"),
+    path("webhooks/<int:pk>/do/<slug:action>/", webhooks.webhook_action, name="webhook-action"),
 ]

@@ -1,17 +1,43 @@
 """Grants keep copies of their study's sort keys and search text (studies.models.AccessGrant):
 when a study or a patient record is saved with other values, its grants take them again, so a
 search never skips a study it should find. Bulk updates call ``copy_study_keys`` themselves
-(studies.admin.merge_patient)."""
+(studies.admin.merge_patient).
+
+``study_received`` tells higher apps (webhooks) that the ingest stored a new study's first files:
+sent once per study, after the transaction that created it commits, with ``study_pk``. The ingest
+writes studies in bulk, so ``post_save`` never fires for them."""
 
 from __future__ import annotations
 
+import logging
+
+from django.db import transaction
 from django.db.models.signals import post_save
-from django.dispatch import receiver
+from django.dispatch import Signal, receiver
 
 from .models import AccessGrant, Patient, Study
 
 STUDY_COPIED = {"patient", "patient_id", "accession_number", "study_date", "study_time"}
 PATIENT_COPIED = {"name", "patient_id"}
+
+logger = logging.getLogger(__name__)
+
+study_received = Signal()  # sender=Study, study_pk=...
+
+
+def announce_received(study_pks) -> None:
+    """After commit, ``study_received`` for each study the ingest created in this transaction. A
+    receiver that fails is logged: the studies are stored whatever a listener does with the news."""
+    pks = sorted(study_pks)
+    if pks:
+        transaction.on_commit(lambda: _send_received(pks))
+
+
+def _send_received(pks: list[int]) -> None:
+    for pk in pks:
+        for listener, result in study_received.send_robust(sender=Study, study_pk=pk):
+            if isinstance(result, Exception):
+                logger.error("study_received listener %r failed for study %s", listener, pk, exc_info=result)
 
 
 def _touches(update_fields, copied: set[str]) -> bool:

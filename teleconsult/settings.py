@@ -465,3 +465,13 @@ TELECONSULT_DIMSE_TLS_KEY = env_str("TELECONSULT_DIMSE_TLS_KEY") or ""
 TELECONSULT_DIMSE_TLS_CA = env_str("TELECONSULT_DIMSE_TLS_CA") or ""
 if bool(TELECONSULT_DIMSE_TLS_CERT) != bool(TELECONSULT_DIMSE_TLS_KEY):
     raise ImproperlyConfigured("DICOM TLS needs both TELECONSULT_DIMSE_TLS_CERT and TELECONSULT_DIMSE_TLS_KEY")
+
+# Webhooks (consultations/webhooks/, docs/webhooks.md): targets must resolve to public addresses,
+# but for the networks listed here (CIDR, comma-separated, e.g. an on-premises receiver's);
+# http:// is accepted with DEBUG, or to loopback with the second switch (tests). A subscription is
+# paused when this many deliveries in a row fail every try, or deliveries have failed this long.
+TELECONSULT_WEBHOOK_ALLOWED_NETWORKS = env_list("TELECONSULT_WEBHOOK_ALLOWED_NETWORKS", [])
+TELECONSULT_WEBHOOK_ALLOW_HTTP_LOOPBACK = env_bool("TELECONSULT_WEBHOOK_ALLOW_HTTP_LOOPBACK", False)
+TELECONSULT_WEBHOOK_PAUSE_AFTER_FAILURES = env_int("TELECONSULT_WEBHOOK_PAUSE_AFTER_FAILURES", 10)
+TELECONSULT_WEBHOOK_PAUSE_AFTER_HOURS = env_int("TELECONSULT_WEBHOOK_PAUSE_AFTER_HOURS", 24)
+CELERY_IMPORTS = [*CELERY_IMPORTS, "consultations.webhooks.tasks"]

@@ -24,6 +24,7 @@ from .notifications import EMAIL_KINDS, PATIENT_EMAIL_KINDS, Notification, Notif
 from .questions import PatientQuestion
 from .reports import Agreement, Report, ReportTemplate
 from .room import Annotation, ChatMessage, ChatReadMark
+from .webhooks import WebhookAttempt, WebhookDelivery, WebhookEvent, WebhookSubscription
 
 __all__ = [
     "CLOCK_STATES",
@@ -54,5 +55,9 @@ __all__ = [
     "ReportSignedError",
     "ReportTemplate",
     "State",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEvent",
+    "WebhookSubscription",
     "sla_window",
 ]

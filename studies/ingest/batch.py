@@ -18,7 +18,7 @@ from django.db.models import Q
 
 from accounts.practices import default_practice
 
-from .. import storage
+from .. import signals, storage
 from ..models import Instance, Patient, PatientMerge, Series, Study
 from ..permissions import visible_studies
 from . import rows
@@ -208,6 +208,7 @@ class IngestBatch:
             if exc_type is None:
                 self._flush()
                 self._write_counts()
+                signals.announce_received(self._created)
         except BaseException as error:
             atomic.__exit__(type(error), error, error.__traceback__)
             self._abandon()
