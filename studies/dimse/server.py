@@ -224,6 +224,7 @@ class Receiver:
         return answer.as_dataset()
 
     def on_ended(self, event) -> None:
+        _remove_partial_data_set(event.assoc)
         with self._lock:
             sender = self._senders.pop(event.assoc, None)
         if sender is not None:
@@ -232,13 +233,18 @@ class Receiver:
             logger.info("DIMSE: association from %s at %s %s: %s", sender.ae_title, sender.address, how, summary)
 
     def on_connection_closed(self, event) -> None:
-        """Remove the temporary file of a data set whose transfer the connection's end cut short
-        (pynetdicom removes only those it handed to ``on_store``)."""
-        message = getattr(getattr(event.assoc, "dimse", None), "message", None)
-        partial = getattr(message, "_data_set_file", None)
-        if partial is not None:
-            try:
-                partial.close()
-                os.unlink(partial.name)
-            except OSError:
-                pass
+        _remove_partial_data_set(event.assoc)
+
+
+def _remove_partial_data_set(assoc) -> None:
+    """Remove the temporary file of a data set whose transfer was cut short by an abort or the
+    connection's end (pynetdicom removes only those it handed to ``on_store``)."""
+    message = getattr(getattr(assoc, "dimse", None), "message", None)
+    partial = getattr(message, "_data_set_file", None)
+    if partial is not None:
+        logger.info("DIMSE: removing the data set cut short at %s", partial.name)
+        try:
+            partial.close()
+            os.unlink(partial.name)
+        except OSError:
+            pass
