@@ -52,7 +52,9 @@ def add_addendum(consult, specialist, password, capture) -> Report:
     with capture(execute=True):
         reports.start_addendum(consult, by=specialist, reason="The haematoma measures 4 mm, not 6 mm.")
         reports.save_draft(consult, by=specialist, impression="Subdural haematoma of 4 mm.")
-        return reports.sign_report(consult, by=specialist, password=password)
+        # The first version's PDF, filed in the study, adds "Document (PDF)" to its modalities,
+        # which the identity check at signing asks to confirm.
+        return reports.sign_report(consult, by=specialist, password=password, confirm_identity=True)
 
 
 def portal_page(user, study):
