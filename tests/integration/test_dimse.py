@@ -24,6 +24,7 @@ from pynetdicom.sop_class import CTImageStorage, Verification
 from studies.models import DicomNode, Instance, RejectedAssociation, Study
 from studies.nodes import add_node
 from tests.conftest import require_service
+from tests.factories import UserFactory, make_study
 from tests.servers import ServiceProcess, free_port, port_answers, wait_until
 from tests.studies import dicom_factory as f
 
@@ -164,16 +165,20 @@ def test_bad_input_each_c_store_gets_a_refusal_status_naming_the_reason(scp, nod
     del ds.SOPInstanceUID
     f.to_bytes(ds, no_uids)
     good = _study_files(tmp_path / "good", 1, generate_uid())[0]
+    elsewhere = make_study(uploader=UserFactory(role="physician", email="elsewhere@example.com"))
+    forbidden = _study_files(tmp_path / "forbidden", 1, elsewhere.study_instance_uid)[0]
 
     assoc = _associate(scp.port)
     assert assoc.is_established
-    statuses = [assoc.send_c_store(path) for path in (truncated, no_uids, good)]
+    statuses = [assoc.send_c_store(path) for path in (truncated, no_uids, forbidden, good)]
     assoc.release()
 
-    assert [status.Status for status in statuses] == [0xC003, 0xC006, 0x0000]
+    assert [status.Status for status in statuses] == [0xC003, 0xC006, 0xA900, 0x0000]
     assert statuses[0].ErrorComment.startswith("truncated: ")
     assert statuses[1].ErrorComment.startswith("missing_uid: ")
+    assert statuses[2].ErrorComment.startswith("forbidden_study: ")
     assert Instance.objects.count() == 1
+    assert "refused (0xA900)" in scp.log()
 
 
 def test_a_sender_aborting_mid_transfer_leaves_what_was_answered_and_no_partial_file(scp, node, tmp_path):
