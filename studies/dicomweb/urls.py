@@ -1,8 +1,14 @@
-"""DICOMweb (PS3.18) routes, mounted at /dicomweb/."""
+"""DICOMweb (PS3.18) routes, mounted at /dicomweb/.
+
+Each route answers with a trailing slash too (clients that join URLs with one, such as some OHIF
+and Orthanc configurations), and any other path under /dicomweb/ is a JSON 404, never a page.
+"""
 
 from django.urls import path
 
 from . import views
+from .views.common import not_found
+from .views.rendered import rendered_study
 
 app_name = "dicomweb"
 
@@ -10,13 +16,14 @@ STUDY = "studies/<str:study_uid>"
 SERIES = f"{STUDY}/series/<str:series_uid>"
 INSTANCE = f"{SERIES}/instances/<str:sop_uid>"
 
-urlpatterns = [
+ROUTES = [
     path("studies", views.studies_root, name="studies"),
     path("series", views.search_all_series, name="all-series"),
     path("instances", views.search_all_instances, name="all-instances"),
     path(STUDY, views.study_root, name="study"),
     path(f"{STUDY}/metadata", views.study_metadata, name="study-metadata"),
     path(f"{STUDY}/thumbnail", views.study_thumbnail, name="study-thumbnail"),
+    path(f"{STUDY}/rendered", rendered_study, name="study-rendered"),
     path(f"{STUDY}/series", views.search_study_series, name="study-series"),
     path(f"{STUDY}/instances", views.search_study_instances, name="study-instances"),
     path(SERIES, views.retrieve_series, name="series"),
@@ -28,7 +35,17 @@ urlpatterns = [
     path(f"{INSTANCE}/metadata", views.instance_metadata, name="instance-metadata"),
     path(f"{INSTANCE}/rendered", views.rendered_instance, name="instance-rendered"),
     path(f"{INSTANCE}/thumbnail", views.instance_thumbnail, name="instance-thumbnail"),
-    path(f"{INSTANCE}/bulkdata/<str:tag>", views.bulkdata, name="bulkdata"),
+    # A tag, or a path to one inside sequence items (00880200/1/7FE00010: the icon's pixel data).
+    path(f"{INSTANCE}/bulkdata/<path:tag>", views.bulkdata, name="bulkdata"),
     path(f"{INSTANCE}/frames/<str:frame_list>", views.frames, name="frames"),
     path(f"{INSTANCE}/frames/<str:frame_list>/rendered", views.rendered_frame, name="frame-rendered"),
+]
+
+urlpatterns = [
+    # The same routes with a trailing slash, under the same names (the access history and the
+    # STOW-RS body reader go by name); listed first, so that reverse() gives the routes without it.
+    *(path(f"{route.pattern}/", route.callback, name=route.name) for route in ROUTES),
+    *ROUTES,
+    path("", not_found),
+    path("<path:unknown>", not_found),
 ]

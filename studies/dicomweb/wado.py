@@ -8,15 +8,17 @@ import re
 from dataclasses import dataclass
 from typing import BinaryIO
 
+import numpy as np
 from django.db.models import QuerySet, TextField
 from django.db.models.functions import Cast
 from pydicom import dcmread
-from pydicom.encaps import get_frame
-from pydicom.pixels import pixel_array
+from pydicom.encaps import encapsulate, get_frame
+from pydicom.pixels import as_pixel_options, get_decoder, pixel_array
+from pydicom.uid import UID
 
 from ..rendering import NotAnImage, RenderError, load_frame
 from .errors import DicomwebError
-from .media_types import NATIVE_LITTLE_ENDIAN, accepts_any, parse_accept
+from .media_types import NATIVE_LITTLE_ENDIAN, NOT_ENCAPSULATED, accepts_any, parse_accept
 from .qido import parse_int
 
 PIXEL_DATA = "7FE00010"
@@ -83,7 +85,12 @@ def instance_metadata_json(
     if not has_pixel_data:
         return text
     frames = ",".join(str(n) for n in range(1, (number_of_frames or 1) + 1))
-    uri = json.dumps(f"{instance_url}/frames/{frames}")
+    frames_uri = f"{instance_url}/frames/{frames}"
+    if len(PIXEL_ELEMENT_RE.findall(text)) > 1:
+        # Pixel data inside sequence items too (an IconImageSequence's icon): rare, so only these
+        # headers are decoded to tell the instance's own pixel data from the items'.
+        return json.dumps(with_pixel_uris(json.loads(text), frames_uri, f"{instance_url}/bulkdata"))
+    uri = json.dumps(frames_uri)
     text, count = PIXEL_ELEMENT_RE.subn(
         lambda m: f'"{m.group(1)}": {{"vr": "{m.group(2)}", "BulkDataURI": {uri}}}', text, count=1
     )
@@ -91,6 +98,29 @@ def instance_metadata_json(
         return text
     element = f'"{PIXEL_DATA}": {{"vr": "{pixel_data_vr(transfer_syntax, bits_allocated)}", "BulkDataURI": {uri}}}'
     return f"{{{element}}}" if text == "{}" else f"{text[:-1]}, {element}}}"
+
+
+def with_pixel_uris(dataset: dict, frames_uri: str, bulkdata_uri: str) -> dict:
+    """A header whose sequence items hold pixel data: the top-level pixel data points at the
+    instance's frames, each item's (an icon's) at the bulkdata resource by its path
+    (``.../bulkdata/00880200/1/7FE00010``: sequence, item from 1, tag)."""
+
+    def items(node: dict, prefix: str) -> None:
+        for tag, element in node.items():
+            if element.get("vr") != "SQ":
+                continue
+            for number, item in enumerate(element.get("Value") or [], start=1):
+                for inner, value in item.items():
+                    if int(inner, 16) in PIXEL_TAGS and set(value) == {"vr"}:
+                        value["BulkDataURI"] = f"{bulkdata_uri}/{prefix}{tag}/{number}/{inner}"
+                items(item, f"{prefix}{tag}/{number}/")
+
+    items(dataset, "")
+    for tag in PIXEL_TAGS:
+        element = dataset.get(f"{tag:08X}")
+        if element is not None and set(element) == {"vr"}:
+            element["BulkDataURI"] = frames_uri
+    return dataset
 
 
 class FrameReader:
@@ -107,13 +137,11 @@ class FrameReader:
         try:
             self.number_of_frames = max(int(str(self.dataset.get("NumberOfFrames") or 1).strip() or 1), 1)
             self.bits_allocated = int(self.dataset.BitsAllocated)
-            self.frame_length = (
-                int(self.dataset.Rows)
-                * int(self.dataset.Columns)
-                * int(self.dataset.get("SamplesPerPixel") or 1)
-                * self.bits_allocated
-                // 8
-            )
+            samples = int(self.dataset.get("SamplesPerPixel") or 1)
+            photometric = str(self.dataset.get("PhotometricInterpretation") or "").strip().upper()
+            if photometric == "YBR_FULL_422" and self.transfer_syntax in NATIVE_LITTLE_ENDIAN:
+                samples = 2  # natively each pair of pixels is Y Y Cb Cr: two samples a pixel (PS3.3 C.7.6.3.1.2)
+            self.frame_length = int(self.dataset.Rows) * int(self.dataset.Columns) * samples * self.bits_allocated // 8
         except (AttributeError, TypeError, ValueError) as exc:
             raise DicomwebError(f"The stored image header cannot describe its frames: {exc}", status=422) from None
 
@@ -135,22 +163,40 @@ class FrameReader:
         except (ValueError, KeyError, EOFError) as exc:
             raise DicomwebError(f"Frame {number} cannot be read from the stored file: {exc}", status=422) from None
 
+    def decoded_array(self, number: int) -> np.ndarray:
+        """Frame ``number`` decoded (colour as RGB, as pydicom's decoders give it)."""
+        if self.transfer_syntax not in NOT_ENCAPSULATED and self.value_tell is not None:
+            # Only this frame's fragments are read: pixel_array on the file reads all the pixel data.
+            try:
+                options = as_pixel_options(self.dataset, number_of_frames=1)
+                fragment = self.stored(number)
+                return get_decoder(UID(self.transfer_syntax)).as_array(encapsulate([fragment]), **options)[0]
+            except Exception:  # noqa: BLE001 (the whole-file decoders and the repairs below get their turn)
+                pass
+        self.handle.seek(0)
+        try:
+            return pixel_array(self.handle, index=number - 1)
+        except (ValueError, RuntimeError, NotImplementedError, TypeError, AttributeError, KeyError, EOFError):
+            # Deflated and big-endian files, and streams with defects the renderer knows how to repair.
+            try:
+                return load_frame(self.handle, frame=number)[0]
+            except (NotAnImage, RenderError) as exc:
+                raise DicomwebError(f"Frame {number} cannot be decoded: {exc}", status=422) from None
+
     def decoded(self, number: int) -> bytes:
         """Frame ``number`` as native little-endian bytes, decompressing when needed."""
         from pydicom.pixels import pack_bits
 
-        self.handle.seek(0)
-        try:
-            array = pixel_array(self.handle, index=number - 1)
-        except (ValueError, RuntimeError, NotImplementedError, TypeError, AttributeError, KeyError, EOFError):
-            # Deflated and big-endian files, and streams with defects the renderer knows how to repair.
-            try:
-                array, _ds = load_frame(self.handle, frame=number)
-            except (NotAnImage, RenderError) as exc:
-                raise DicomwebError(f"Frame {number} cannot be decoded: {exc}", status=422) from None
+        array = self.decoded_array(number)
         if self.bits_allocated == 1:
             return pack_bits(array)
         return array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+
+    def stored_size(self) -> int | None:
+        """About how many bytes the stored pixel data takes (for a compression ratio)."""
+        if self.value_tell is None:
+            return None
+        return max(self.handle.seek(0, 2) - self.value_tell, 0) or None
 
     def frame(self, number: int, *, keep_stored: bool) -> bytes:
         if keep_stored or self.transfer_syntax in NATIVE_LITTLE_ENDIAN:
@@ -158,18 +204,33 @@ class FrameReader:
         return self.decoded(number)
 
 
+BULK_PATH_RE = re.compile(r"(?:[0-9A-Fa-f]{8}/[1-9][0-9]{0,5}/){0,8}[0-9A-Fa-f]{8}")
+
+
 def bulk_value(handle: BinaryIO, tag_text: str) -> bytes:
-    """The value of a bulk data element of a stored instance: at the top level, else the first one
-    inside a sequence (headers keep nested bulk data out under the same tag)."""
-    if not re.fullmatch(r"[0-9A-Fa-f]{8}", tag_text):
-        raise DicomwebError(f"bulkdata: {tag_text!r} is not a tag (eight hexadecimal digits).")
-    tag = int(tag_text, 16)
-    if tag in PIXEL_TAGS:
+    """The value of a bulk data element of a stored instance: a tag at the top level, else the
+    first one inside a sequence (headers keep nested bulk data out under the same tag); or a path
+    to one inside sequence items, ``00880200/1/7FE00010`` (sequence, item from 1, tag)."""
+    tag_text = tag_text.rstrip("/")
+    if not BULK_PATH_RE.fullmatch(tag_text):
+        raise DicomwebError(
+            f"bulkdata: {tag_text!r} is not a tag (eight hexadecimal digits) or a path to one "
+            "(sequence tag/item number/tag, such as 00880200/1/7FE00010)."
+        )
+    *steps, last = tag_text.split("/")
+    tag = int(last, 16)
+    if tag in PIXEL_TAGS and not steps:
         raise DicomwebError("bulkdata: pixel data is served per frame, under .../frames/{n}.", status=404)
     try:
         dataset = dcmread(handle, defer_size=1024)
+        for sequence, number in zip(steps[::2], steps[1::2], strict=True):
+            found = dataset.get(int(sequence, 16))
+            items = found.value if found is not None and found.VR == "SQ" else []
+            if int(number) > len(items):
+                raise DicomwebError(f"bulkdata: the instance has no item {number} in {sequence.upper()}.", status=404)
+            dataset = items[int(number) - 1]
         element = dataset.get(tag)
-        if element is None:
+        if element is None and not steps:
             element = next((e for e in dataset.iterall() if int(e.tag) == tag), None)
         value = None if element is None else element.value
     except (ValueError, TypeError, KeyError, EOFError, OSError) as exc:
@@ -196,7 +257,7 @@ def parse_frame_list(value: str, number_of_frames: int) -> list[int]:
 
 
 WINDOW_FUNCTIONS = {"linear", "linear_exact", "linear-exact", "sigmoid"}
-RENDERED_TYPES = ("image/jpeg", "image/png")
+RENDERED_TYPES = ("image/jpeg", "image/png", "image/gif")
 
 
 @dataclass(frozen=True)
@@ -213,11 +274,13 @@ def parse_render_params(params, accept_header: str | None) -> RenderParams:
     if requested:
         media_type = accepts_any(parse_accept(requested), *RENDERED_TYPES)
         if media_type is None:
-            raise DicomwebError(f"accept: {requested!r} is not available; use image/jpeg or image/png.", status=406)
+            raise DicomwebError(
+                f"accept: {requested!r} is not available; use image/jpeg, image/png or image/gif.", status=406
+            )
     else:
         media_type = accepts_any(parse_accept(accept_header), *RENDERED_TYPES)
         if media_type is None:
-            raise DicomwebError("Rendered images are available as image/jpeg or image/png.", status=406)
+            raise DicomwebError("Rendered images are available as image/jpeg, image/png or image/gif.", status=406)
     window = None
     if params.get("window") is not None:
         pieces = params["window"].split(",")
