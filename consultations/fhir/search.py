@@ -180,8 +180,9 @@ class Query:
 
 
 def lenient(request) -> bool:
-    prefer = request.META.get("HTTP_PREFER", "")
-    return any(part.strip().replace(" ", "") == "handling=lenient" for part in prefer.split(";"))
+    """``Prefer: handling=lenient`` (among other preferences, separated by commas or semicolons)."""
+    prefer = request.META.get("HTTP_PREFER", "").replace(";", ",")
+    return any(part.replace(" ", "").lower() == "handling=lenient" for part in prefer.split(","))
 
 
 def _number(params, name: str, default: int, low: int) -> int:

@@ -297,7 +297,9 @@ def test_unknown_parameters_are_400_unless_lenient(fhir_client, physician, study
     assert outcome(client.get(f"{FHIR}/Patient", {"_count": "lots"}), 400)["expression"] == ["_count"]
     assert outcome(client.get(f"{FHIR}/ImagingStudy", {"started": "yesterday"}), 400)["expression"] == ["started"]
     assert outcome(client.get(f"{FHIR}/ServiceRequest", {"priority": "asap"}), 400)["expression"] == ["priority"]
-    lenient = fhir(client.get(f"{FHIR}/Patient", {"colour": "blue"}, HTTP_PREFER="handling=lenient"))
+    lenient = fhir(
+        client.get(f"{FHIR}/Patient", {"colour": "blue"}, HTTP_PREFER="return=representation, handling=lenient")
+    )
     assert ids(lenient) == [str(study.patient_id)]
     assert lenient["entry"][-1]["resource"]["issue"][0]["severity"] == "warning"
 
