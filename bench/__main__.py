@@ -1,6 +1,6 @@
 """``make bench``: every benchmark in turn, each printing its figures (and the peer's, where one exists).
 
-    .venv/bin/python -m bench [name ...]     names: ingest thumbnails qido ws_fanout viewer
+    .venv/bin/python -m bench [name ...]     names: ingest thumbnails qido ws_fanout viewer dimse
 
 Each runs in its own process (they configure Django differently) and the run goes on when one fails.
 """
@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-BENCHES = ["ingest", "thumbnails", "qido", "ws_fanout", "viewer"]
+BENCHES = ["ingest", "thumbnails", "qido", "ws_fanout", "viewer", "dimse"]
 
 
 def main(argv: list[str]) -> int:
