@@ -28,6 +28,8 @@ class WebhookSerializer(serializers.ModelSerializer):
     events = serializers.ListField(
         child=serializers.CharField(max_length=40), help_text=f"Any of: {', '.join(WebhookEvent.values)}"
     )
+    # A plain string, so the schema's consult "state" enum keeps its name.
+    state = serializers.CharField(read_only=True, help_text="active, or paused (nothing is sent until resumed)")
     created_by = ConsultPersonSerializer(read_only=True, allow_null=True)
     secret_hint = serializers.CharField(read_only=True)
 
