@@ -36,9 +36,11 @@ def test_the_rendered_study_has_one_part_per_image(physician, study):
     assert all(Image.open(io.BytesIO(data)).format == "JPEG" for _type, data in found)
 
 
-def test_outsider_gets_404_for_the_rendered_study(outsider, study):
+def test_outsider_gets_404_for_the_rendered_study_like_an_unknown_one(physician, outsider, study):
     first, _second = study
+    assert token_client(physician).get(f"/dicomweb/studies/{first.StudyInstanceUID}/rendered").status_code == 200
     assert token_client(outsider).get(f"/dicomweb/studies/{first.StudyInstanceUID}/rendered").status_code == 404
+    assert token_client(physician).get("/dicomweb/studies/1.2.3.4/rendered").status_code == 404
 
 
 def test_a_series_of_several_images_asked_as_one_jpeg_is_406_saying_how_to_ask(physician, study):
@@ -69,7 +71,7 @@ def test_a_series_asked_as_multipart_png_comes_as_png_parts(physician, study):
     assert all(Image.open(io.BytesIO(data)).format == "PNG" for _type, data in found)
 
 
-def test_rendered_images_and_thumbnails_come_as_gif_on_request(physician, study):
+def test_rendered_images_come_as_gif_on_request(physician, study):
     first, _second = study
     base = f"/dicomweb/studies/{first.StudyInstanceUID}/series/{first.SeriesInstanceUID}"
     client = token_client(physician)
