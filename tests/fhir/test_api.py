@@ -8,6 +8,7 @@ import datetime as dt
 import json
 
 import pytest
+from django.db import OperationalError, connection
 from fhir.resources.R4B import get_fhir_model_class
 from rest_framework.test import APIClient
 
@@ -15,6 +16,7 @@ from accounts.models import Licence
 from consultations import actions, reports
 from consultations.models import ConsultRequest, Notification, State
 from studies.models import AccessEvent, Patient
+from teleconsult import database
 from tests.factories import SpecialistFactory, make_study
 from tests.fhir.conftest import FHIR, FHIR_JSON, sign
 
@@ -404,3 +406,15 @@ def test_create_needs_a_json_body_and_a_physician(fhir_client, physician, specia
     colleague = SpecialistFactory(email="reader@example.com", practice=study.practice)
     assert outcome(post(fhir_client(colleague), service_request(study)), 403)["code"] == "forbidden"
     assert not ConsultRequest.objects.exists()
+
+
+def test_dead_database_is_a_503_operation_outcome_with_retry_after(fhir_client, physician, study):
+    def dead_database(execute, sql, params, many, context):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    client = fhir_client(physician)
+    client.raise_request_exception = False
+    with connection.execute_wrapper(dead_database):
+        response = client.get(f"{FHIR}/ImagingStudy")
+    assert outcome(response, 503)["code"] == "transient"
+    assert response["Retry-After"] == str(database.RETRY_AFTER_SECONDS)
