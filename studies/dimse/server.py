@@ -118,8 +118,13 @@ class Receiver:
         """Listen; OSError when the address cannot be bound (the port is taken)."""
         # Received data sets are written to temporary files as they arrive, in a directory of this
         # process's own beside the staging directory: stored by a rename, and removed with anything
-        # an aborted transfer left there when the process ends (or by the sweep, if it is killed).
+        # an aborted transfer left there when the process ends (or, if it is killed, by the next
+        # start of a receiver or a daphne).
         _config.STORE_RECV_CHUNKED_DATASET = True
+        try:
+            storage.remove_abandoned_request_dirs()  # this receiver's earlier life's, if it was killed
+        except OSError:
+            logger.exception("DIMSE: request directories of ended processes could not be removed")
         self._received_dir = storage.request_dir()
         tempfile.tempdir = self._received_dir.__enter__()
         try:
