@@ -7,13 +7,13 @@ from django.conf import settings
 from django.contrib.auth import authenticate
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
-from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import throttle
+from .authentication import EitherSchemeTokenAuthentication
 from .mfa import has_code_mfa, has_mfa, verify_code
 
 
@@ -52,7 +52,7 @@ def _error(field: str, message: str, http_status: int = status.HTTP_400_BAD_REQU
 class TokenView(APIView):
     """Exchange email, password (and a second-factor code when the account has MFA) for an API token.
 
-    ``DELETE`` revokes the token sent in the ``Authorization: Token <key>`` header.
+    ``DELETE`` revokes the token sent in the ``Authorization: Bearer <key>`` (or ``Token <key>``) header.
     """
 
     permission_classes = [AllowAny]
@@ -108,13 +108,14 @@ class TokenView(APIView):
     )
     def delete(self, request):
         """Revoke the token sent in the Authorization header (also one whose user still lacks MFA)."""
-        authenticator = TokenAuthentication()
+        # Either scheme, and no second-factor check: a token must be revocable whatever its user's state.
+        authenticator = EitherSchemeTokenAuthentication()
         try:
             result = authenticator.authenticate(request)
         except exceptions.AuthenticationFailed as exc:
             result, reason = None, str(exc.detail)
         else:
-            reason = "Send the token to revoke in the Authorization header: Token <key>."
+            reason = "Send the token to revoke in the Authorization header: Bearer <key> (or Token <key>)."
         if result is None:
             response = Response({"detail": reason}, status=status.HTTP_401_UNAUTHORIZED)
             response["WWW-Authenticate"] = authenticator.authenticate_header(request)

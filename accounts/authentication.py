@@ -9,16 +9,14 @@ MFA_SETUP_MESSAGE = "Set up two-factor authentication on the Security page befor
 # Both name a portal API token: ``Token`` is DRF's own word, ``Bearer`` (RFC 6750) the one standard
 # clients send (dicomweb-client's --bearer-token, OHIF's and Orthanc's DICOMweb settings).
 SCHEMES = (b"token", b"bearer")
+MAX_KEY_LENGTH = 64
 
 
-class BearerlessTokenAuthentication(TokenAuthentication):
-    """DRF's token scheme, under either name; shared by every entry point (API, DICOMweb, WebSocket).
-
-    (The class keeps the name the settings and other modules import it by, from before ``Bearer``
-    was taken too.) A 401 challenges with ``Bearer``, the scheme clients outside the portal know.
-    A token of a user who must first set up a second factor (the policy may have been switched on
-    after the token was issued) is refused.
-    """
+class EitherSchemeTokenAuthentication(TokenAuthentication):
+    """DRF's token scheme under either name, ``Token`` or ``Bearer``. A 401 challenges with
+    ``Bearer``, the scheme clients outside the portal know. A key that cannot be a token (portal
+    keys are letters and digits) is refused before any query: a NUL byte would otherwise reach the
+    database and fail there."""
 
     keyword = "Bearer"
 
@@ -34,10 +32,20 @@ class BearerlessTokenAuthentication(TokenAuthentication):
             key = auth[1].decode()
         except UnicodeError:
             raise AuthenticationFailed("Invalid token header. Token string should not contain invalid characters.")
+        if not (key.isascii() and key.isalnum()) or len(key) > MAX_KEY_LENGTH:
+            raise AuthenticationFailed("Invalid token.")
         return self.authenticate_credentials(key)
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="api"'
+
+
+class BearerlessTokenAuthentication(EitherSchemeTokenAuthentication):
+    """The portal's API token on every entry point (API, DICOMweb, FHIR, WebSocket). (The class
+    keeps the name the settings and other modules import it by, from before ``Bearer`` was taken
+    too.) A token of a user who must first set up a second factor (the policy may have been
+    switched on after the token was issued) is refused.
+    """
 
     def authenticate_credentials(self, key):
         user, token = super().authenticate_credentials(key)

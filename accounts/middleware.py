@@ -12,7 +12,7 @@ from .mfa import must_set_up_mfa
 # email confirmation, signing out), static files, and the token endpoint (it checks MFA itself).
 ALLOWED_PREFIXES = ("/accounts/", "/static/", "/favicon.ico", "/api/v1/auth/token/")
 # Machine-facing paths answer with JSON instead of a redirect to an HTML page.
-API_PREFIXES = ("/api/", "/dicomweb/")
+API_PREFIXES = ("/api/", "/dicomweb/", "/fhir/")
 # Where the user was going when sent to set up MFA; the recovery-codes page links back to it.
 SESSION_NEXT_KEY = "mfa_setup_next"
 SETUP_MESSAGE = "Set up two-factor authentication on the Security page before using the portal."

@@ -27,6 +27,7 @@ FIELDS = (
     ("modalities", "Modality"),
 )
 LABELS = dict(FIELDS)
+PORTAL_FILED_MODALITIES = ("DOC", "SR", "KO", "PR")
 SEXES = {"F": "Female", "M": "Male", "O": "Other"}
 # Header attributes (DICOM JSON tags) -> the facts they give.
 HEADER_TAGS = {
@@ -72,7 +73,15 @@ def of_study(study: Study) -> dict[str, str]:
 
 def in_headers(study: Study) -> dict[str, str]:
     """The facts the study's most recently stored image carries in its header (those present)."""
-    latest = Instance.objects.filter(series__study=study).order_by("-created_at", "-pk").only("metadata").first()
+    # The latest image the study was sent with: not the objects the portal filed into it itself
+    # (report PDFs, measurement SRs, key image notes), which copy the record's own facts.
+    latest = (
+        Instance.objects.filter(series__study=study)
+        .exclude(series__modality__in=PORTAL_FILED_MODALITIES)
+        .order_by("-created_at", "-pk")
+        .only("metadata")
+        .first()
+    )
     if latest is None:
         return {}
     found = {}
@@ -103,12 +112,19 @@ class Difference:
         return f"{self.label} {self.where}: {self.then or 'none'} → {self.now or 'none'}"
 
 
+# Facts that may change without the study becoming another: the modalities grow when the portal
+# files the signed report's PDF, the measurements' SR or key images into the study.
+GROWS = {"modalities"}
+
+
 def differences(consult) -> list[Difference]:
     """What a signer must look at twice: facts changed since the consult was made, and facts the
     latest image's header gives otherwise than the portal's record."""
     now = of_study(consult.study)
     found = []
     for key, label in FIELDS:
+        if key in GROWS:
+            continue
         if consult.identity and key in consult.identity and consult.identity[key] != now[key]:
             found.append(Difference(label, consult.identity[key], now[key], "since the consult was made"))
     headers = in_headers(consult.study)

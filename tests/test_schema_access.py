@@ -23,7 +23,7 @@ def production_mode():
 def test_schema_is_401_without_credentials_and_read_with_a_token(physician):
     anonymous = Client().get(reverse("api-schema"))
     assert anonymous.status_code == 401
-    assert anonymous["WWW-Authenticate"].startswith("Token")
+    assert anonymous["WWW-Authenticate"].startswith("Bearer")
     assert b"/api/v1/consults/" not in anonymous.content
 
     response = token_client(physician).get(reverse("api-schema"), HTTP_ACCEPT="application/json")

@@ -204,7 +204,21 @@ def test_delete_revokes_only_the_callers_token(api_client, physician, colleague,
 def test_delete_without_token_is_401(api_client, db):
     response = api_client.delete(TOKEN_URL)
     assert response.status_code == 401
-    assert response["WWW-Authenticate"] == "Token"
+    assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_delete_revokes_a_token_sent_as_bearer(api_client, physician, password):
+    token = post_token(api_client, email=physician.email, password=password).json()["token"]
+    assert api_client.delete(TOKEN_URL, HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 204
+    assert api_client.get(ME_URL, HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 401
+
+
+@pytest.mark.parametrize("key", ["abc\x00def", "abc\x00", "a" * 65, "abc%def", "ab;cd"])
+def test_a_key_that_cannot_be_a_token_is_401_without_a_query(api_client, db, key, django_assert_num_queries):
+    for scheme in ("Token", "Bearer"):
+        with django_assert_num_queries(0):
+            response = api_client.get(ME_URL, HTTP_AUTHORIZATION=f"{scheme} {key}")
+        assert response.status_code == 401
 
 
 def test_delete_with_unknown_token_is_401(api_client, db):
