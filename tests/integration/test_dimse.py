@@ -247,3 +247,53 @@ def test_twenty_simultaneous_associations_are_all_stored(scp, node, tmp_path):
     assert study.num_instances == 40
     assert Instance.objects.filter(series__study=study).count() == 40
     assert scp.running
+
+
+def _certificates(folder: Path) -> dict[str, Path]:
+    """A CA, a server pair for 127.0.0.1 and a client pair it issued, and a client pair another CA
+    issued (openssl)."""
+    if shutil.which("openssl") is None:
+        require_service("openssl", "the TLS test makes its certificates with the openssl command")
+    folder.mkdir()
+
+    def run(command: str) -> None:
+        subprocess.run(["openssl", *command.split()], cwd=folder, check=True, capture_output=True, timeout=60)
+
+    for ca in ("ca", "other-ca"):
+        run(f"req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN={ca} -keyout {ca}.key -out {ca}.pem")
+    for name, subject, issuer in (
+        ("server", "127.0.0.1", "ca"),
+        ("client", "ct1", "ca"),
+        ("stranger", "x", "other-ca"),
+    ):
+        run(f"req -newkey rsa:2048 -nodes -subj /CN={subject} -keyout {name}.key -out {name}.csr")
+        run(f"x509 -req -in {name}.csr -CA {issuer}.pem -CAkey {issuer}.key -CAcreateserial -days 2 -out {name}.pem")
+    return {
+        name: folder / name
+        for name in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key", "stranger.pem", "stranger.key")
+    }
+
+
+def test_with_dicom_tls_and_a_ca_only_senders_with_its_client_certificate_get_in(
+    request, postgres, service_environment, dcmtk, node, tmp_path
+):
+    certs = _certificates(tmp_path / "tls")
+    env = service_environment.env(
+        TELECONSULT_DIMSE_TLS_CERT=str(certs["server.pem"]),
+        TELECONSULT_DIMSE_TLS_KEY=str(certs["server.key"]),
+        TELECONSULT_DIMSE_TLS_CA=str(certs["ca.pem"]),
+    )
+    scp = DicomScpProcess(free_port(), env, f"dimse-tls-{free_port()}")
+    request.addfinalizer(scp.stop)
+    scp.start()
+
+    def echo(*tls: str) -> int:
+        argv = ["echoscu", *tls, "-aet", CALLING, "-aec", CALLED, "127.0.0.1", str(scp.port)]
+        return subprocess.run(argv, capture_output=True, timeout=60).returncode
+
+    trust = ("--add-cert-file", str(certs["ca.pem"]))
+    assert echo("--enable-tls", str(certs["client.key"]), str(certs["client.pem"]), *trust) == 0
+    assert echo() != 0  # plain DIMSE
+    assert echo("--anonymous-tls", *trust) != 0  # no client certificate
+    assert echo("--enable-tls", str(certs["stranger.key"]), str(certs["stranger.pem"]), *trust) != 0
+    assert "DICOM TLS receiver" in scp.log()
