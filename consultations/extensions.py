@@ -6,6 +6,7 @@
 - The patient page: the consults on this patient's studies the user may see.
 - Every list of studies that shows actions (the home page's latest studies, the patient page, the
   upload page's results): "Ask for a second opinion".
+- Share links (``studies.sharing.reports``): the study's signed report, for links made with it.
 """
 
 from __future__ import annotations
@@ -17,8 +18,12 @@ from django.urls import reverse
 
 from studies import panels
 from studies.models import Patient, Study
+from studies.sharing.reports import SharedReport, register_report_source
 
+from .models import Report
 from .permissions import care_team_ids, is_offer_only, may_request_consult, visible_consults
+from .release import released
+from .responses import report_pdf_response
 
 ASK_ACTION = "second-opinion"
 
@@ -73,7 +78,25 @@ def patient_consults_panel(request: HttpRequest, patient: Patient) -> dict[str, 
     return {"rows": rows} if rows else None
 
 
+def shared_report(link) -> SharedReport | None:
+    """A share link's report: the study's consult whose report was signed last, with the versions of
+    it the patient may read now (released), newest first."""
+    signed = released(Report.objects.filter(consult__study_id=link.study_id))
+    newest = signed.order_by("-signed_at", "-pk").only("consult_id").first()
+    if newest is None:
+        return None
+    versions = released(Report.objects.filter(consult_id=newest.consult_id)).select_related("signed_by", "consult")
+    versions = list(versions.order_by("-version"))
+    return SharedReport(consult=versions[0].consult, versions=versions)
+
+
+def shared_report_pdf(report: SharedReport):
+    return report_pdf_response(report.consult, list(reversed(report.versions)))
+
+
 def register() -> None:
+    # A share link made with "Include the signed report" carries the study's report.
+    register_report_source(shared_report, shared_report_pdf)
     panels.register_study_panel("consultations", "consultations/_study_consults.html", study_consults_panel, order=10)
     panels.register_patient_panel(
         "consultations", "consultations/_patient_consults.html", patient_consults_panel, order=10
