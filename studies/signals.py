@@ -3,15 +3,15 @@ when a study or a patient record is saved with other values, its grants take the
 search never skips a study it should find. Bulk updates call ``copy_study_keys`` themselves
 (studies.admin.merge_patient).
 
-``study_received`` tells higher apps (webhooks) that the ingest stored a new study's first files:
-sent once per study, after the transaction that created it commits, with ``study_pk``. The ingest
-writes studies in bulk, so ``post_save`` never fires for them."""
+``study_received`` tells higher apps (webhooks) that the ingest stored the first files of new
+studies: sent inside the transaction that created them, with ``study_pks``, so a listener that acts
+on it outside registers ``transaction.on_commit`` itself (and only when it has something to do).
+The ingest writes studies in bulk, so ``post_save`` never fires for them."""
 
 from __future__ import annotations
 
 import logging
 
-from django.db import transaction
 from django.db.models.signals import post_save
 from django.dispatch import Signal, receiver
 
@@ -22,22 +22,18 @@ PATIENT_COPIED = {"name", "patient_id"}
 
 logger = logging.getLogger(__name__)
 
-study_received = Signal()  # sender=Study, study_pk=...
+study_received = Signal()  # sender=Study, study_pks=[...]
 
 
 def announce_received(study_pks) -> None:
-    """After commit, ``study_received`` for each study the ingest created in this transaction. A
-    receiver that fails is logged: the studies are stored whatever a listener does with the news."""
+    """``study_received`` for the studies the ingest created in this transaction. A listener that
+    fails is logged: the studies are stored whatever a listener does with the news."""
     pks = sorted(study_pks)
-    if pks:
-        transaction.on_commit(lambda: _send_received(pks))
-
-
-def _send_received(pks: list[int]) -> None:
-    for pk in pks:
-        for listener, result in study_received.send_robust(sender=Study, study_pk=pk):
-            if isinstance(result, Exception):
-                logger.error("study_received listener %r failed for study %s", listener, pk, exc_info=result)
+    if not pks:
+        return
+    for listener, result in study_received.send_robust(sender=Study, study_pks=pks):
+        if isinstance(result, Exception):
+            logger.error("study_received listener %r failed for studies %s", listener, pks, exc_info=result)
 
 
 def _touches(update_fields, copied: set[str]) -> bool:

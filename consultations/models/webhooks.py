@@ -171,7 +171,7 @@ def _consult_event_recorded(sender, instance: ConsultEvent, created: bool, raw: 
 
 
 @receiver(study_received, dispatch_uid="webhooks-study-received")
-def _study_received(sender, study_pk: int, **kwargs) -> None:
+def _study_received(sender, study_pks: list[int], **kwargs) -> None:
     from ..webhooks import events
 
-    events.study_received(study_pk)
+    events.studies_received(study_pks)

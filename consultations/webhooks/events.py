@@ -13,7 +13,7 @@ change), mapped by ``CONSULT_EVENTS``:
 
 A draft (timeline "created") is the requester's own until submitted, so ``consult.created`` is its
 first submission; sending it out again after a decline is the same consult, not a new one. Studies
-come from ``studies.signals.study_received`` (the ingest stored a new study's first files).
+come from ``studies.signals.study_received`` (the ingest stored new studies' first files).
 
 An event reaches the active subscriptions that ask for it, of the practice the study belongs to
 and the global ones. The work is done after commit, by a task (nothing is sent about a change that
@@ -25,6 +25,7 @@ from __future__ import annotations
 import uuid
 
 from django.db import transaction
+from django.db.models import Q
 
 from studies.models import Study
 
@@ -50,11 +51,16 @@ def consult_event_recorded(event: ConsultEvent) -> None:
     transaction.on_commit(lambda: fan_out_consult_event.delay(event_pk=event.pk))
 
 
-def study_received(study_pk: int) -> None:
-    """After the ingest's commit: queue the fan-out."""
+def studies_received(study_pks: list[int]) -> None:
+    """Inside the ingest's transaction: when a subscription may want to hear of these new studies,
+    queue their fan-out after commit (an ingest nobody listens to queues nothing)."""
+    practices = set(Study.objects.filter(pk__in=study_pks).values_list("practice_id", flat=True))
+    listening = WebhookSubscription.objects.active().filter(Q(practice__isnull=True) | Q(practice__in=practices))
+    if not any(sub.wants(WebhookEvent.STUDY_RECEIVED) for sub in listening.only("events")):
+        return
     from .tasks import fan_out_study
 
-    fan_out_study.delay(study_pk=study_pk)
+    transaction.on_commit(lambda: [fan_out_study.delay(study_pk=pk) for pk in study_pks])
 
 
 def _subscribers(event: str, practice_id: int):
