@@ -80,6 +80,7 @@ def test_the_editor_shows_identity_and_the_signing_form_restates_and_asks_when_c
     for fact in ("1961-05-06", "Female", "ACC-77", "2026-03-04", drafted.study.patient.patient_id):
         assert page.count(fact) >= 2, fact  # in the header and restated in the signing form
     assert "data-identity-changes" not in page and 'name="confirm_identity"' not in page
+    assert "calibrated diagnostic display" in page  # where a reading belongs, said where it is signed
 
     patient = drafted.study.patient
     patient.name = "Other^Person"

@@ -359,6 +359,8 @@ def test_toolbar_invert_fit_reset_and_help(open_viewer, physician, study_uid):
     page.keyboard.press("?")
     assert page.locator("[data-help]").is_visible()
     assert page.locator("[data-shortcuts] dt").count() > 20
+    # The screen's calibration cannot be checked: the help says where primary reads belong.
+    expect(page.locator("[data-display-notice]")).to_contain_text("calibrated diagnostic display")
     page.keyboard.press("Escape")
     assert not page.locator("[data-help]").is_visible()
     assert page.errors == []
