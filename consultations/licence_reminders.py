@@ -20,10 +20,11 @@ from accounts.outbox import send_after_commit
 from accounts.timeformat import format_date
 from teleconsult.links import absolute_url
 
+from .models import Notification
 from .notifications import notify
 
-# Not one of Notification.Kind's consult kinds: a licence has no consult (the column takes any code).
-KIND = "licence_expiring"
+# A licence has no consult: the notification links to the licences page.
+KIND = Notification.Kind.LICENCE_EXPIRING
 
 
 def remind_expiring(on: dt.date | None = None) -> int:

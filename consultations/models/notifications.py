@@ -25,6 +25,8 @@ class Notification(models.Model):
         COLLEAGUE_INVITED = "colleague_invited", "Invited to a consult"
         MESSAGE = "message", "Chat message while away"
         QUESTION_ANSWERED = "question_answered", "Answer to your question"
+        LICENCE_EXPIRING = "licence_expiring", "Licence expiring"
+        WEBHOOK_PAUSED = "webhook_paused", "Webhook paused"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
     kind = models.CharField(max_length=24, choices=Kind.choices)

@@ -23,6 +23,7 @@ from accounts.outbox import send_after_commit
 from teleconsult.links import absolute_url
 
 from .. import notifications
+from ..models import Notification
 from ..models.webhooks import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from . import signing, targets
 from .subscriptions import owners
@@ -31,7 +32,7 @@ CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 10.0
 USER_AGENT = "teleconsult-webhooks/1"
 # The notification kind for a paused subscription (told in the portal and by email).
-PAUSED_KIND = "webhook_paused"
+PAUSED_KIND = Notification.Kind.WEBHOOK_PAUSED
 
 
 class DeliveryFailedError(Exception):
