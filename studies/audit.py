@@ -119,6 +119,23 @@ def record(
     )
 
 
+def record_deletion(request: HttpRequest, *, user, study: Study, obj: str, study_removed: bool) -> AccessEvent:
+    """Append the ``deleted`` event of a study, series or instance (``studies.deletion``). When the
+    whole study went, the event names its patient record, which stays: the study's own column
+    would be empty, and the practice's admins read the history of its records."""
+    return AccessEvent.objects.create(
+        user=user,
+        actor=_actor(user, None),
+        action=Action.DELETED,
+        study=None if study_removed else study,
+        study_uid=study.study_instance_uid,
+        patient=study.patient if study_removed else None,
+        object_id=str(obj)[:128],
+        ip=client_ip(request),
+        user_agent=request.META.get("HTTP_USER_AGENT", "")[:400],
+    )
+
+
 def record_dicomweb(request: HttpRequest, principal, response, kwargs: dict) -> None:
     """Called by every DICOMweb route after it answered: successful reads of one study's data."""
     if response.status_code >= 400 or request.method not in ("GET", "HEAD"):

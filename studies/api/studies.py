@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 from .. import audit
 from ..models import AccessEvent, Patient, Study
 from ..permissions import get_patient_for_user, get_study_for_user, visible_patients, visible_studies
+from .deletion import DELETE_RESPONSES, delete_response
 
 
 class StudySummarySerializer(serializers.ModelSerializer):
@@ -88,10 +89,15 @@ class StudyListView(generics.ListAPIView):
 
 
 class StudyDetailView(APIView):
-    """One study you may see (404 otherwise); an API read, so it is recorded."""
+    """One study you may see (404 otherwise); an API read, so it is recorded. DELETE removes it."""
 
     @extend_schema(responses=StudySummarySerializer)
     def get(self, request, study_uid: str):
         study = get_study_for_user(request.user, study_uid)
         audit.record(request, AccessEvent.Action.API_READ, study, study_uid, user=request.user)
         return Response(StudySummarySerializer(study).data)
+
+    @extend_schema(responses=DELETE_RESPONSES)
+    def delete(self, request, study_uid: str):
+        """Delete the study (studies.deletion: who may, and when it is refused)."""
+        return delete_response(request, study_uid)

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import access, deid, link_requests, photos, studies, uploads
+from . import access, deid, deletion, link_requests, photos, studies, uploads
 
 urlpatterns = [
     path("uploads/", uploads.UploadView.as_view(), name="api-uploads"),
@@ -10,6 +10,16 @@ urlpatterns = [
     path("patients/<int:pk>/", studies.PatientDetailView.as_view(), name="api-patient"),
     path("studies/", studies.StudyListView.as_view(), name="api-studies"),
     path("studies/<str:study_uid>/", studies.StudyDetailView.as_view(), name="api-study"),
+    path(
+        "studies/<str:study_uid>/series/<str:series_uid>/",
+        deletion.SeriesDeleteView.as_view(),
+        name="api-study-series",
+    ),
+    path(
+        "studies/<str:study_uid>/series/<str:series_uid>/instances/<str:sop_uid>/",
+        deletion.InstanceDeleteView.as_view(),
+        name="api-study-instance",
+    ),
     path("patients/<int:pk>/invite/", link_requests.PatientInviteView.as_view(), name="api-patient-invite"),
     path("patients/<int:pk>/link/", link_requests.PatientUnlinkView.as_view(), name="api-patient-unlink"),
     path("link-requests/", link_requests.LinkRequestListView.as_view(), name="api-link-requests"),

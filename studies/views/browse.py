@@ -15,6 +15,7 @@ from ..browse import StudyFilterForm, keys_in_order, search_studies, status_coun
 from ..models import AccessEvent, Instance
 from ..paging import CappedPaginator
 from ..permissions import get_patient_for_user, get_study_for_user, visible_studies
+from .delete import deletion_panel
 
 STUDIES_PER_PAGE = 25
 
@@ -81,6 +82,7 @@ def study_detail(request: HttpRequest, study_uid: str) -> HttpResponse:
         "upload_url": upload_url(request.user),
         "panels": panels.study_panels(request, study),
         "actions": panels.study_actions(request, study),
+        "deletion": deletion_panel(request.user, study),
     }
     return render(request, "studies/study_detail.html", context)
 
