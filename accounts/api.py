@@ -73,32 +73,37 @@ class TokenView(APIView):
         email = serializer.validated_data["email"].lower()
         # Failures count per account and per client address (teleconsult.client_address: the
         # address the trusted proxies saw, never an X-Forwarded-For entry the client wrote).
-        if throttle.is_locked(request, email):
+        # Each try is counted before it is checked (given back when it is right), so simultaneous
+        # guesses cannot check more than the limit.
+        attempt = throttle.take_try(request, email)
+        if attempt is None:
+            minutes = max(1, settings.TELECONSULT_TOKEN_FAILURE_WINDOW // 60)
             return Response(
-                {"detail": "Too many failed attempts. Try again in 15 minutes."},
+                {"detail": f"Too many failed attempts. Try again in {minutes} minutes."},
                 status=status.HTTP_429_TOO_MANY_REQUESTS,
             )
         user = authenticate(request, email=email, password=serializer.validated_data["password"])
         # An account whose address is unconfirmed answers as a wrong password does: the endpoint
         # never confirms that a password is right for an address nobody has proven to own.
         if user is None or not EmailAddress.objects.filter(user=user, email__iexact=user.email, verified=True).exists():
-            throttle.record_failure(request, email)
             return _error("password", WRONG_CREDENTIALS)
         if has_mfa(user) or has_code_mfa(user):
             code = serializer.validated_data.get("code", "")
             if not code:
+                throttle.give_back(attempt)  # the password was right: asking for the code is no failure
                 return _error(
                     "code", 'This account uses two-factor authentication: send "code" (TOTP or recovery code).'
                 )
             if not verify_code(user, code):
-                throttle.record_failure(request, email)
                 return _error("code", "The code is wrong or was already used.")
         elif settings.TELECONSULT_MFA_REQUIRED and user.needs_mfa:
+            throttle.give_back(attempt)
             return _error(
                 "code",
                 "This account must set up two-factor authentication in the browser before using the API.",
                 status.HTTP_403_FORBIDDEN,
             )
+        throttle.give_back(attempt)
         token, _ = Token.objects.get_or_create(user=user)
         return Response({"token": token.key})
 

@@ -31,12 +31,14 @@ def _config() -> dict[str, str]:
     return {ACTION: f"{window}/ip,{window}/key"}
 
 
-def is_locked(request, email: str) -> bool:
-    """Whether this address or this account has used up its failures (nothing is counted)."""
-    usage = ratelimit.consume(request, app=APP, action=ACTION, config=_config(), key=email.lower(), dry_run=True)
-    return usage is None
+def take_try(request, email: str):
+    """Count one try for this address and this account before its password is checked, in one
+    locked step per counter (allauth's cache lock): simultaneous guesses never check more than the
+    limit. None when the limit is used up (nothing to check); else the usage, which ``give_back``
+    returns when the try turns out right."""
+    return ratelimit.consume(request, app=APP, action=ACTION, config=_config(), key=email.lower())
 
 
-def record_failure(request, email: str) -> None:
-    """One more failure for this address and this account."""
-    ratelimit.consume(request, app=APP, action=ACTION, config=_config(), key=email.lower())
+def give_back(usage) -> None:
+    """A right try is not a failure: its count is removed again."""
+    usage.rollback()

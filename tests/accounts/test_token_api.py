@@ -249,3 +249,38 @@ def test_me_for_user_without_name_shows_email(api_client, db, password):
     response = post_token(api_client, email=user.email, password=password)
     me = api_client.get(ME_URL, HTTP_AUTHORIZATION=f"Token {response.json()['token']}")
     assert me.json()["name"] == "nameless@example.com"
+
+
+def test_simultaneous_wrong_passwords_never_check_more_than_the_limit(db, physician, settings, monkeypatch):
+    """Each try is counted before its password is checked: a burst far past the limit checks the
+    limit's worth and answers the rest 429 unchecked."""
+    from django.test import Client
+
+    from accounts import api
+    from tests.concurrency import run_together
+
+    settings.TELECONSULT_TOKEN_FAILURE_LIMIT = 5
+    checked = []
+
+    def counting_authenticate(request, **credentials):
+        checked.append(credentials["password"])
+        return None  # wrong, without touching the database from the threads
+
+    monkeypatch.setattr(api, "authenticate", counting_authenticate)
+
+    def guess(n):
+        return lambda: post_token(Client(), email=physician.email, password=f"guess-{n}").status_code
+
+    answers = run_together([guess(n) for n in range(25)])
+    assert len(checked) <= 5
+    assert answers.count(429) >= 20 and set(answers) <= {400, 429}
+
+
+def test_a_right_password_gives_its_try_back(api_client, physician, password, settings):
+    settings.TELECONSULT_TOKEN_FAILURE_LIMIT = 3
+    for _ in range(2):
+        assert post_token(api_client, email=physician.email, password="wrong").status_code == 400
+    for _ in range(3):  # right ones do not use up the tries
+        assert post_token(api_client, email=physician.email, password=password).status_code == 200
+    assert post_token(api_client, email=physician.email, password="wrong").status_code == 400
+    assert post_token(api_client, email=physician.email, password=password).status_code == 429
