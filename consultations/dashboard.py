@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
+from django.utils.functional import cached_property
 
 from accounts.models import Specialty
 
@@ -201,30 +202,57 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
-@dataclass
 class Dashboard:
-    open: Figure
-    due: list[ConsultRequest]
-    due_table: Figure
-    turnaround: Figure
-    sla: Figure
-    volume: Figure
-    agreement: Figure
+    """The figures of ``consults`` at ``now``, each computed when first read: the live part (open,
+    due) alone reads only open consults, a CSV download only its own figure."""
 
-    def figures(self) -> dict[str, Figure]:
-        return {f.key: f for f in (self.open, self.due_table, self.turnaround, self.sla, self.volume, self.agreement)}
+    def __init__(self, consults: QuerySet, now: dt.datetime | None = None) -> None:
+        self.consults = consults
+        self.now = now or timezone.now()
+        self.weeks = week_starts(self.now)
+
+    @cached_property
+    def open(self) -> Figure:
+        return open_now(self.consults)
+
+    @cached_property
+    def due(self) -> list[ConsultRequest]:
+        return due_now(self.consults, self.now)
+
+    @cached_property
+    def due_table(self) -> Figure:
+        return due_figure(self.due, self.now)
+
+    @cached_property
+    def turnaround(self) -> Figure:
+        return turnaround(self.consults, self.weeks)
+
+    @cached_property
+    def sla(self) -> Figure:
+        return sla_compliance(self.consults, self.weeks)
+
+    @cached_property
+    def volume(self) -> Figure:
+        return volume_by_specialty(self.consults, self.weeks)
+
+    @cached_property
+    def agreement(self) -> Figure:
+        return agreement(self.consults, self.weeks)
+
+    FIGURES = {
+        "open": "open",
+        "due": "due_table",
+        "turnaround": "turnaround",
+        "sla": "sla",
+        "volume": "volume",
+        "agreement": "agreement",
+    }
+
+    def figure(self, key: str) -> Figure | None:
+        """One figure by its key (as CSV downloads name it), computing only that one."""
+        name = self.FIGURES.get(key)
+        return getattr(self, name) if name else None
 
 
 def build(consults: QuerySet, now: dt.datetime | None = None) -> Dashboard:
-    now = now or timezone.now()
-    weeks = week_starts(now)
-    due = due_now(consults, now)
-    return Dashboard(
-        open=open_now(consults),
-        due=due,
-        due_table=due_figure(due, now),
-        turnaround=turnaround(consults, weeks),
-        sla=sla_compliance(consults, weeks),
-        volume=volume_by_specialty(consults, weeks),
-        agreement=agreement(consults, weeks),
-    )
+    return Dashboard(consults, now)

@@ -10,7 +10,6 @@ and how they are exported (``events_csv_response``, for the access-history page)
 
 from __future__ import annotations
 
-import csv
 import hashlib
 
 from django.conf import settings
@@ -20,6 +19,7 @@ from django.http import HttpRequest
 
 from teleconsult.client_address import client_address
 from teleconsult.responses import StreamingResponse
+from teleconsult.spreadsheets import csv_line
 
 from .models import AccessEvent, ShareLink, Study
 
@@ -178,20 +178,13 @@ def visible_events(user):
     return events.filter(rule)
 
 
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
 EVENTS_PER_QUERY = 2000
 CSV_FIELDS = ["at", "actor", "action", "study_uid", "object_id", "ip", "user_agent", "share_link_id", "user_id"]
 
 
 def events_csv_response(events, filename: str = "access-events.csv") -> StreamingResponse:
-    writer = csv.writer(_Echo())
-
     def rows():
-        yield writer.writerow(CSV_FIELDS)
+        yield csv_line(CSV_FIELDS)
         # A page of rows at a time, each page after the last row of the one before (by time, then
         # key): no database cursor stays open between the response's batches
         # (teleconsult.responses hands the connection back to the pool between them, for a
@@ -202,7 +195,7 @@ def events_csv_response(events, filename: str = "access-events.csv") -> Streamin
             following = ordered if last is None else ordered.filter(Q(at__gt=last.at) | Q(at=last.at, pk__gt=last.pk))
             page = list(following[:EVENTS_PER_QUERY])
             for event in page:
-                yield writer.writerow([_csv_safe(getattr(event, name)) for name in CSV_FIELDS])
+                yield csv_line(getattr(event, name) for name in CSV_FIELDS)
             if len(page) < EVENTS_PER_QUERY:
                 return
             last = page[-1]
@@ -210,9 +203,3 @@ def events_csv_response(events, filename: str = "access-events.csv") -> Streamin
     response = StreamingResponse(rows(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
-
-
-def _csv_safe(value) -> str:
-    """Text that a spreadsheet would run as a formula is quoted with a leading apostrophe."""
-    text = "" if value is None else (value.isoformat() if hasattr(value, "isoformat") else str(value))
-    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
+
+from teleconsult.spreadsheets import csv_line
 
 from .. import charts, dashboard
 
@@ -22,18 +23,17 @@ def service_dashboard(request: HttpRequest) -> HttpResponse:
         raise Http404("No such page.")
     board = dashboard.build(consults)
     if wanted := request.GET.get("csv"):
-        figure = board.figures().get(wanted)
+        figure = board.figure(wanted)
         if figure is None:
-            names = ", ".join(sorted(board.figures()))
+            names = ", ".join(sorted(board.FIGURES))
             return HttpResponse(
                 f"No figure named {wanted!r}; there are: {names}.", status=400, content_type="text/plain"
             )
         return csv_response(figure.csv_rows(), f"{figure.key}-{dt.date.today().isoformat()}.csv")
+    if request.GET.get("part") == "now":
+        return render(request, "consultations/_dashboard_now.html", {"board": board})
     context = {"board": board, "charts": chart_context(board), "title": "Service dashboard"}
-    template = (
-        "consultations/_dashboard_now.html" if request.GET.get("part") == "now" else "consultations/dashboard.html"
-    )
-    return render(request, template, context)
+    return render(request, "consultations/dashboard.html", context)
 
 
 def chart_context(board: dashboard.Dashboard) -> dict:
@@ -61,14 +61,8 @@ def chart_context(board: dashboard.Dashboard) -> dict:
     }
 
 
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
 def csv_response(rows: list[list], filename: str) -> HttpResponse:
-    writer = csv.writer(_Echo())
-    body = "".join(writer.writerow(["" if cell is None else cell for cell in row]) for row in rows)
-    response = HttpResponse(body, content_type="text/csv; charset=utf-8")
+    """A figure as CSV, its cells safe to open in a spreadsheet (teleconsult.spreadsheets)."""
+    response = HttpResponse("".join(csv_line(row) for row in rows), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response

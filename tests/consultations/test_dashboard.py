@@ -179,3 +179,24 @@ def test_the_live_part_comes_alone_and_the_page_draws_charts(figures, admin_user
 def test_chart_labels_are_escaped():
     svg = str(charts.bars([("<script>x</script>", 3)], title="t<"))
     assert "<script>" not in svg and "&lt;script&gt;" in svg and "t&lt;" in svg
+
+
+def test_the_live_part_and_a_csv_compute_only_their_own_figures(figures, admin_user, monkeypatch):
+    def not_needed(*args, **kwargs):
+        raise AssertionError("a weekly figure was computed for the live part or another figure's CSV")
+
+    for name in ("turnaround", "sla_compliance", "volume_by_specialty", "agreement"):
+        monkeypatch.setattr(dashboard, name, not_needed)
+    client = signed_in(admin_user)
+    assert client.get(reverse("consultations:dashboard"), {"part": "now"}).status_code == 200
+    assert client.get(reverse("consultations:dashboard"), {"csv": "open"}).status_code == 200
+    assert client.get(reverse("consultations:dashboard"), {"csv": "due"}).status_code == 200
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_defused(figures, admin_user, specialist):
+    specialist.name = '=HYPERLINK("http://x")'
+    specialist.save(update_fields=["name"])
+    ConsultRequest.objects.filter(state=State.ACCEPTED).update(assignee=specialist, due_at=timezone.now())
+    body = signed_in(admin_user).get(reverse("consultations:dashboard"), {"csv": "due"}).content.decode()
+    rows = list(csv.reader(io.StringIO(body)))
+    assert any(row[-1] == '\'=HYPERLINK("http://x")' for row in rows[1:]), rows
