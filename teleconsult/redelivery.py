@@ -9,7 +9,8 @@ had in hand waited for beat's safety net although a restarted worker could do th
 So each worker holds a named connection to Redis for as long as it lives, its lease (Redis drops it
 the moment the process dies, with the sockets the kernel closes), and notes its lease beside each
 message it takes. When a worker starts, and every ``RESCUE_INTERVAL`` seconds after, it puts back
-the messages whose taker's lease is gone. It does so under the lock kombu takes to put messages
+the messages whose taker's lease has been gone for ``CONFIRM_SECONDS`` (missing in two rounds). It
+does so under the lock kombu takes to put messages
 back itself, so two workers never put one message back twice. A message with no taker noted (taken
 by a worker of an older release, or by one killed between taking it and noting it) is left to the
 visibility timeout, as is everything when the broker is not Redis or refuses CLIENT commands.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 
 import redis
@@ -32,6 +34,10 @@ from kombu.transport.redis import Mutex, MutexHeld
 logger = logging.getLogger(__name__)
 
 RESCUE_INTERVAL = 10.0
+# A taker is dead once its lease has been missing this long: a live worker names its connection
+# again at least every RESCUE_INTERVAL (after a Redis restart or a network cut every lease is gone
+# for a moment), so one missing lease alone never puts a live worker's tasks back.
+CONFIRM_SECONDS = RESCUE_INTERVAL * 1.5
 # Beside kombu's ``unacked`` hash (delivery tag -> message): delivery tag -> the taker's lease name.
 TAKERS_KEY = "unacked_taker"
 LEASE_PREFIX = "celery-worker:"
@@ -53,6 +59,7 @@ class Keeper:
         self.unacked_key = prefix + channel.unacked_key
         self.mutex_key = prefix + channel.unacked_mutex_key
         self.lease: redis.Redis | None = None
+        self.missing_since: dict[str, float] = {}  # taker -> when its lease was first seen missing
 
     def take_lease(self) -> None:
         """Hold one connection of the broker's pool, named after this worker, until the process ends."""
@@ -90,7 +97,11 @@ class Keeper:
         takers = {tag.decode(): taker.decode() for tag, taker in self.client.hgetall(self.takers_key).items()}
         held = {tag.decode() for tag in self.client.hkeys(self.unacked_key)}
         alive = {client.get("name") for client in self.client.client_list(_type="normal")}
-        orphans = [tag for tag, taker in takers.items() if tag in held and taker not in alive]
+        now = time.monotonic()
+        missing = {taker for tag, taker in takers.items() if tag in held and taker not in alive}
+        self.missing_since = {taker: self.missing_since.get(taker, now) for taker in missing}
+        dead = {taker for taker, since in self.missing_since.items() if now - since >= CONFIRM_SECONDS}
+        orphans = [tag for tag, taker in takers.items() if tag in held and taker in dead]
         for tag in orphans:
             self.channel.qos.restore_by_tag(tag)
         done = [tag for tag in takers if tag not in held]

@@ -182,7 +182,7 @@ def test_only_messages_whose_takers_lease_is_gone_are_put_back(redis_url):
     import redis
     from kombu import Connection
 
-    from teleconsult.redelivery import LEASE_PREFIX, TAKERS_KEY, Keeper
+    from teleconsult.redelivery import CONFIRM_SECONDS, LEASE_PREFIX, TAKERS_KEY, Keeper
     from tests.servers import unique_prefix, wait_until
 
     prefix = f"{unique_prefix('redelivery')}:"
@@ -205,6 +205,10 @@ def test_only_messages_whose_takers_lease_is_gone_are_put_back(redis_url):
             dead.lease.connection.disconnect()
             wait_until(lambda: dead.name not in {c["name"] for c in broker.client_list()}, message="lease dropped")
 
+            # One round sees the lease missing; only a later one, CONFIRM_SECONDS on, puts back.
+            assert starting.rescue() == 0
+            assert broker.llen(f"{prefix}renders") == 0
+            starting.missing_since = {name: since - CONFIRM_SECONDS for name, since in starting.missing_since.items()}
             assert starting.rescue() == 1
 
             assert broker.llen(f"{prefix}renders") == 1
@@ -217,6 +221,14 @@ def test_only_messages_whose_takers_lease_is_gone_are_put_back(redis_url):
             assert broker.hgetall(f"{prefix}{TAKERS_KEY}") == {taken[0].delivery_tag.encode(): alive.name.encode()}
             assert starting.rescue() == 0
             assert broker.llen(f"{prefix}renders") == 0
+            # A live worker whose lease is gone for a moment (Redis restarted) is not taken for dead.
+            alive.lease.connection.disconnect()
+            wait_until(lambda: alive.name not in {c["name"] for c in broker.client_list()}, message="lease dropped")
+            assert starting.rescue() == 0
+            alive.take_lease()  # its next round names its connection again
+            starting.missing_since = {name: since - CONFIRM_SECONDS for name, since in starting.missing_since.items()}
+            assert starting.rescue() == 0
+            assert taken[0].delivery_tag.encode() in broker.hkeys(f"{prefix}unacked")
             for keeper in (alive, starting):
                 keeper.lease.connection.disconnect()
     finally:
