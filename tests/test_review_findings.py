@@ -50,12 +50,6 @@ def test_a_range_bound_of_thousands_of_digits_is_416(physician, bulk_instance): 
 # -- webhooks: server-side request forgery ----------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="consultations/webhooks/targets.py:60 _refusal checks is_global but not is_reserved: on Python "
-    "3.11 NAT64 (64:ff9b::/96), IPv4-compatible (::a.b.c.d) and 6to4 (2002::/16) addresses embedding "
-    "private or loopback IPv4 pass as public",
-)
 @pytest.mark.parametrize(
     "url",
     [
