@@ -1,8 +1,14 @@
-"""API token authentication: ``Authorization: Token <key>`` or ``Authorization: Bearer <key>``."""
+"""API token authentication: ``Authorization: Token <key>`` or ``Authorization: Bearer <key>``.
+
+Two kinds of bearer token, told apart by shape: the portal's own API keys (letters and digits) are
+checked here first; a JWT (it has dots) is an identity provider's access token and goes next to
+``accounts.oidc_tokens`` (docs/identity-providers.md).
+"""
 
 from rest_framework.authentication import TokenAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
 
+from . import oidc_tokens
 from .mfa import must_set_up_mfa
 
 MFA_SETUP_MESSAGE = "Set up two-factor authentication on the Security page before using the API."
@@ -32,6 +38,8 @@ class EitherSchemeTokenAuthentication(TokenAuthentication):
             key = auth[1].decode()
         except UnicodeError:
             raise AuthenticationFailed("Invalid token header. Token string should not contain invalid characters.")
+        if oidc_tokens.looks_like_jwt(key):
+            return None  # not a portal key: an identity provider's token, for the next class
         if not (key.isascii() and key.isalnum()) or len(key) > MAX_KEY_LENGTH:
             raise AuthenticationFailed("Invalid token.")
         return self.authenticate_credentials(key)
@@ -45,7 +53,18 @@ class BearerlessTokenAuthentication(EitherSchemeTokenAuthentication):
     keeps the name the settings and other modules import it by, from before ``Bearer`` was taken
     too.) A token of a user who must first set up a second factor (the policy may have been
     switched on after the token was issued) is refused.
+
+    After the portal's own keys, and only for a JWT-shaped token, it asks the identity providers'
+    class (``oidc_tokens.ProviderTokenAuthentication``), so every entry point that authenticates
+    with this class (the REST API and FHIR through the settings, DICOMweb and WebSockets directly)
+    accepts both.
     """
+
+    def authenticate(self, request):
+        authenticated = super().authenticate(request)
+        if authenticated is None:
+            authenticated = oidc_tokens.ProviderTokenAuthentication().authenticate(request)
+        return authenticated
 
     def authenticate_credentials(self, key):
         user, token = super().authenticate_credentials(key)

@@ -28,7 +28,8 @@ class RequireMFAMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        required = must_set_up_mfa(getattr(request, "user", None))
+        # The provider's second factor counts for the session it signed in (accounts.mfa).
+        required = must_set_up_mfa(getattr(request, "user", None), getattr(request, "session", None))
         request.mfa_setup_required = required
         path = request.path
         if not required or path.startswith(ALLOWED_PREFIXES):

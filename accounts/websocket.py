@@ -3,7 +3,8 @@
 A handshake that carries ``Authorization`` is authenticated by that header alone, as the REST API
 does: an unknown, revoked or malformed token makes it anonymous (refused by the consumer with
 4403), never a fallback to whatever session cookie came along. ``Token <key>`` and
-``Bearer <key>`` both name a portal API token. Without the header, the session cookie decides.
+``Bearer <key>`` both name a portal API token, or, when the key is a JWT, an access token of a
+configured identity provider (accounts.oidc_tokens). Without the header, the session cookie decides.
 
 Either way ``scope["credential"]`` records what the socket was opened with, so that revoking it
 closes the socket (accounts.revocation).
@@ -18,14 +19,22 @@ from channels.db import database_sync_to_async
 from django.contrib.auth.models import AnonymousUser
 from rest_framework.exceptions import AuthenticationFailed
 
+from teleconsult.errors import PortalError
+
+from . import oidc_tokens
 from .authentication import BearerlessTokenAuthentication
 from .mfa import must_set_up_mfa
 from .revocation import SESSION, TOKEN, Credential
 
+# The credential kind of a socket opened with a provider's access token. Deactivating or deleting
+# the account closes it; a password change (which such a token does not depend on) closes it too,
+# since accounts.revocation rechecks only portal tokens and sessions.
+PROVIDER_TOKEN = "provider-token"
+
 SCHEMES = {b"token", b"bearer"}
-# RFC 7235 token68, and far longer than any key we issue: anything else is refused unread.
+# RFC 7235 token68; portal keys are at most 64 characters, a provider's JWT a few kilobytes.
 TOKEN_KEY = re.compile(rb"[A-Za-z0-9._~+/-]+=*")
-MAX_KEY_LENGTH = 256
+MAX_KEY_LENGTH = oidc_tokens.MAX_TOKEN_LENGTH
 
 
 def token_key(values: list[bytes]) -> str | None:
@@ -43,10 +52,14 @@ def token_key(values: list[bytes]) -> str | None:
 
 @database_sync_to_async
 def user_for_token(key: str):
-    """The token's user, refused as the REST API refuses it (unknown, inactive, MFA not set up)."""
+    """The token's user, refused as the REST API refuses it (unknown, inactive, MFA not set up;
+    for a provider's JWT: forged, expired, another audience or issuer, provider unreachable)."""
     try:
-        user, _ = BearerlessTokenAuthentication().authenticate_credentials(key)
-    except AuthenticationFailed:
+        if oidc_tokens.looks_like_jwt(key):
+            user, _ = oidc_tokens.authenticate_token(key)
+        else:
+            user, _ = BearerlessTokenAuthentication().authenticate_credentials(key)
+    except (AuthenticationFailed, PortalError):
         return None
     return user
 
@@ -62,7 +75,8 @@ class _SessionCredential:
         session_key = getattr(scope.get("session"), "session_key", None)
         signed_in = user is not None and user.is_authenticated and bool(session_key)
         # Someone who must first set up a second factor joins no room, by session or by token.
-        if signed_in and not await database_sync_to_async(must_set_up_mfa)(user):
+        session = scope.get("session")
+        if signed_in and not await database_sync_to_async(must_set_up_mfa)(user, session):
             scope["credential"] = Credential(SESSION, session_key)
         else:
             scope["user"], scope["credential"] = AnonymousUser(), None
@@ -85,5 +99,5 @@ class TokenOrSessionAuthMiddleware:
         user = await user_for_token(key) if key else None
         if user is not None:
             scope["user"] = user
-            scope["credential"] = Credential(TOKEN, key)
+            scope["credential"] = Credential(PROVIDER_TOKEN if oidc_tokens.looks_like_jwt(key) else TOKEN, key)
         return await self.inner(scope, receive, send)

@@ -28,7 +28,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]):
         error = database.unavailable(exc, f"API {getattr(request, 'path', '')}")
         return database.retry_after(Response(error.as_json(), status=error.status))
     if isinstance(exc, PortalError):
-        return Response(exc.as_json(), status=exc.status)
+        # A refusal may name headers of its own (Retry-After of an unreachable identity provider).
+        return Response(exc.as_json(), status=exc.status, headers=getattr(exc, "headers", None))
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(response.data, dict) and "detail" not in response.data:
         fields = ", ".join(str(key) for key in response.data)

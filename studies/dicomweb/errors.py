@@ -45,4 +45,8 @@ def exception_response(exc: PortalError | Http404) -> HttpResponse:
     """The answer to an error a DICOMweb route raised: any PortalError, or a 404."""
     if isinstance(exc, Http404):
         return error_response(str(exc) or "Not found.", 404)
-    return error_response(exc.message, exc.status)
+    response = error_response(exc.message, exc.status)
+    # A refusal may name headers of its own (Retry-After of an unreachable identity provider).
+    for name, value in (getattr(exc, "headers", None) or {}).items():
+        response[name] = value
+    return response
