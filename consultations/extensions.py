@@ -16,10 +16,11 @@ from typing import Any
 from django.http import HttpRequest
 from django.urls import reverse
 
-from studies import panels
+from studies import panels, priors
 from studies.models import Patient, Study
 from studies.sharing.reports import SharedReport, register_report_source
 
+from . import priors as consult_priors
 from .models import Report
 from .permissions import care_team_ids, is_offer_only, may_request_consult, visible_consults
 from .release import released
@@ -102,3 +103,5 @@ def register() -> None:
         "consultations", "consultations/_patient_consults.html", patient_consults_panel, order=10
     )
     panels.register_study_action(ASK_ACTION, ask_for_second_opinion, order=10)
+    # The consult page's "Priors from PACS" pulls studies for the consult's care team.
+    priors.register_target("consult", consult_priors.consult_target)

@@ -43,7 +43,7 @@ def release(report_pk: int) -> bool:
     """Release one signed version that is due, once: tell the patient, file the PDF in the study.
     Under the row's lock, and a version released already is left alone, so two beat runs (or a
     retry) tell the patient once. Returns whether this call released it."""
-    from . import tasks  # tasks builds on this module
+    from . import results_back, tasks  # tasks builds on this module
     from .notifications import report_ready
 
     with transaction.atomic():
@@ -60,6 +60,7 @@ def release(report_pk: int) -> bool:
         Report.objects.filter(pk=report.pk).update(released_at=report.released_at)
         report_ready(report)
         transaction.on_commit(lambda: tasks.store_report_pdf.delay(report_pk=report.pk))
+        results_back.after_release(report)  # and to the PACS the study came from, when it wants results
     return True
 
 

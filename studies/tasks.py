@@ -1,12 +1,13 @@
-"""Background work on stored images: thumbnails, a safety net for lost render messages, and the
-daily sweep of stored files no row refers to."""
+"""Background work on stored images: thumbnails, a safety net for lost render messages, the
+daily sweep of stored files no row refers to, priors pulled from DICOM nodes and results sent back."""
 
 from __future__ import annotations
 
 import logging
+import random
 from datetime import timedelta
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -83,3 +84,45 @@ def sweep_files() -> int:
     beat); how many. Safe to run twice, or on two workers at once."""
     grace = timedelta(hours=settings.TELECONSULT_SWEEP_GRACE_HOURS)
     return sweep.sweep_unreferenced_files(grace=grace).removed
+
+
+# -- priors and results back (studies.priors, studies.sending) ------------------------------------
+
+
+@shared_task
+def retrieve_prior(*, retrieval_pk: int) -> str:
+    """Pull one prior study from its node (C-MOVE, C-GET or WADO-RS); its final status."""
+    from studies import priors
+
+    return priors.run(retrieval_pk)
+
+
+# A result sent back is tried this many times, the waits growing from
+# TELECONSULT_RESULTS_RETRY_SECONDS and capped at 30 minutes (half the broker's visibility timeout).
+SEND_TRIES = 8
+SEND_BACKOFF_MAX_SECONDS = 30 * 60
+
+
+class _RecordLastFailure(Task):
+    def apply(self, *args, throw=None, **kwargs):
+        # Run in-process (no broker), each eager retry comes through apply(): the last failure is
+        # recorded on the row, never raised into the change that queued the send.
+        return super().apply(*args, throw=False, **kwargs)
+
+
+def send_countdown(number: int) -> float:
+    """Seconds before try ``number + 1``: exponential, with full jitter, within the cap."""
+    ceiling = min(settings.TELECONSULT_RESULTS_RETRY_SECONDS * 2 ** (number - 1), SEND_BACKOFF_MAX_SECONDS)
+    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - spreading retries, not a secret
+
+
+@shared_task(bind=True, base=_RecordLastFailure, max_retries=SEND_TRIES - 1)
+def send_result(self, *, send_pk: int) -> str:
+    """C-STORE one result (a report PDF, a measurement SR) to the node its study came from."""
+    from studies import sending
+
+    number = self.request.retries + 1
+    try:
+        return sending.attempt(send_pk, number=number, last=number >= SEND_TRIES)
+    except sending.SendFailedError as exc:
+        raise self.retry(exc=exc, countdown=send_countdown(number)) from None
