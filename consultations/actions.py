@@ -40,7 +40,7 @@ from .models import (
     PatientQuestion,
     State,
 )
-from .notifications import message_posted, notify, question_answered
+from .notifications import amendment_text, message_posted, notify, question_answered
 
 Kind = Notification.Kind
 
@@ -212,7 +212,7 @@ def report_signed(consult: ConsultRequest, report) -> None:
     (``consultations.release``: the patient is told, the PDF filed in the study, then)."""
     if report.is_addendum:
         kind, title = Kind.ADDENDUM, f"Addendum to the report on consult #{consult.pk}"
-        body = f"Reason: {report.addendum_reason}"
+        body = amendment_text(report)
     else:
         kind, title, body = Kind.REPORT_SIGNED, f"The report on consult #{consult.pk} is signed", ""
     if report.release_at > timezone.now() and _patient_accounts(consult):

@@ -31,7 +31,7 @@ from accounts.outbox import send_after_commit
 from teleconsult.links import absolute_url
 from teleconsult.mail import queue_email
 
-from . import room
+from . import room, versions
 from .groups import notifications_group
 from .models import (
     EMAIL_KINDS,
@@ -169,6 +169,28 @@ def mark_read(user, ids: list[int] | None = None) -> int:
     if count:
         transaction.on_commit(lambda: push_unread(user))
     return count
+
+
+# --- The care team: what an amendment changed ---------------------------------------------------
+
+
+def _in_words(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def amendment_text(report: Report) -> str:
+    """What the referring side is told of a signed amendment: why, and which sections (findings,
+    impression, recommendations) changed since the version it amends. Never the patient's: what
+    they are told carries no clinical content (``report_ready``)."""
+    previous = versions.previous_signed(report)
+    lines = [f"Reason: {report.addendum_reason}" if report.addendum_reason else "No reason was given."]
+    if previous is not None:
+        changed = versions.changed_sections(previous, report)
+        if changed:
+            lines.append(f"Changed since version {previous.version}: {_in_words(changed)}.")
+        else:
+            lines.append(f"The findings, impression and recommendations are as in version {previous.version}.")
+    return "\n".join(lines)
 
 
 # --- The patient: their result, and answers to their questions ---------------------------------

@@ -1,5 +1,6 @@
 """The signed report as a PDF (reportlab): every signed version, newest first, with its hash, the
-signer's credentials and the consult's key images."""
+signer's credentials and the consult's key images. An amended report says so under its title; each
+version says what it amends or what superseded it (consultations.versions)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from xml.sax.saxutils import escape
 
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
-from reportlab.lib.styles import getSampleStyleSheet
+from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.platypus import Image, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
@@ -17,7 +18,7 @@ from accounts.timeformat import format_instant
 from studies.rendering import encode, render_frame
 from studies.vocabulary import modalities_in_words
 
-from . import identity
+from . import identity, versions
 from .models import ConsultRequest, Report
 from .reports import Evidence, evidence_for
 
@@ -65,10 +66,11 @@ def key_images_table(consult: ConsultRequest, width: float, body) -> Table | Non
     return table
 
 
-def render_report_pdf(consult: ConsultRequest, versions: list[Report]) -> bytes:
-    """``versions``: the signed versions to print (the caller picks what the reader may see)."""
+def render_report_pdf(consult: ConsultRequest, versions_to_print: list[Report]) -> bytes:
+    """``versions_to_print``: the signed versions to print (the caller picks what the reader may see)."""
     styles = getSampleStyleSheet()
     body, heading, small = styles["BodyText"], styles["Heading3"], styles["Italic"]
+    warning = ParagraphStyle("Version", parent=body, textColor=colors.HexColor("#b3261e"), fontName="Helvetica-Bold")
     buffer = io.BytesIO()
     doc = SimpleDocTemplate(
         buffer,
@@ -85,6 +87,17 @@ def render_report_pdf(consult: ConsultRequest, versions: list[Report]) -> bytes:
     story = [
         Paragraph(f"Second-opinion report - consult #{consult.pk}", styles["Title"]),
     ]
+    labelled = sorted(versions.labelled(versions_to_print), key=lambda r: r.version, reverse=True)
+    current = labelled[0] if labelled else None
+    if current is not None and current.is_addendum:
+        story += [
+            _para(
+                f"AMENDED REPORT. {versions.amended_text(current)} The current version comes first; "
+                "earlier versions follow, each marked as superseded.",
+                warning,
+            ),
+            Spacer(1, 2 * mm),
+        ]
     # Whose images, which study: the same facts as the report editor and the signing form.
     facts = [[label, value] for label, value in identity.rows(identity.of_study(study))]
     facts += [
@@ -107,11 +120,16 @@ def render_report_pdf(consult: ConsultRequest, versions: list[Report]) -> bytes:
     story += [table, Spacer(1, 4 * mm), Paragraph("Clinical question", heading), _para(consult.question, body)]
     if consult.clinical_history:
         story += [Paragraph("Clinical history", heading), _para(consult.clinical_history, body)]
-    for report in sorted(versions, key=lambda r: r.version, reverse=True):
-        label = "Report" if report.version == 1 else f"Addendum (version {report.version})"
+    for report in labelled:
+        label = "Report (version 1)" if report.version == 1 else f"Amended report: Addendum (version {report.version})"
+        if report.successor is not None:
+            label += " - superseded"
         story += [Spacer(1, 4 * mm), Paragraph(label, styles["Heading2"])]
-        if report.addendum_reason:
-            story += [Paragraph("Reason for the addendum", heading), _para(report.addendum_reason, body)]
+        if report.successor is not None:
+            note = f"{versions.superseded_text(report)}: read that version; this one is kept as signed."
+            story += [_para(note, warning)]
+        if report.is_addendum:
+            story += [_para(versions.amended_text(report), body)]
         story += [
             Paragraph("Findings", heading),
             _para(report.findings, body),

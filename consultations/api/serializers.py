@@ -3,6 +3,8 @@ notifications and templates, and the refusal body every endpoint documents."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
@@ -12,7 +14,7 @@ from accounts.models import Role, Specialty, User, validate_jurisdiction
 from studies.models import Study
 from studies.permissions import visible_studies
 
-from .. import permissions
+from .. import permissions, versions
 from ..models import (
     Agreement,
     ConsultAttachment,
@@ -37,7 +39,6 @@ class ConsultStudySerializer(serializers.Serializer):
     study_date = serializers.DateField(allow_null=True)
     modalities = serializers.ListField(source="modality_list", child=serializers.CharField())
     patient_name = serializers.CharField(source="patient.display_name")
-
 
 class ConsultAttachmentSerializer(serializers.ModelSerializer):
     url = serializers.SerializerMethodField()
@@ -222,14 +223,31 @@ class ConsultEventSerializer(serializers.ModelSerializer):
         fields = ["id", "kind", "kind_label", "actor", "at", "message", "data"]
 
 
+class ReportVersionListSerializer(serializers.ListSerializer):
+    """Versions listed together (what one reader may read) name each other: an older one the
+    version that superseded it (consultations.versions.labelled)."""
+
+    def to_representation(self, data):
+        return super().to_representation(versions.labelled(data.all() if hasattr(data, "all") else data))
+
+
 class ConsultReportSerializer(serializers.ModelSerializer):
     author = ConsultPersonSerializer()
     signed_by = ConsultPersonSerializer(allow_null=True)
     signed = serializers.BooleanField(source="is_signed")
     template = serializers.CharField(source="template.name", allow_null=True, default=None)
+    amended = serializers.BooleanField(
+        source="is_addendum", help_text="This version amends an earlier one (addendum_reason says why)"
+    )
+    supersedes = serializers.SerializerMethodField(help_text="The version this one replaces (null for version 1)")
+    superseded_by = serializers.SerializerMethodField(
+        help_text="The signed version that replaced this one, among those you may read (null: this is the current one)"
+    )
+    superseded_at = serializers.SerializerMethodField(help_text="When that version was signed")
 
     class Meta:
         model = Report
+        list_serializer_class = ReportVersionListSerializer
         fields = [
             "id",
             "version",
@@ -239,6 +257,10 @@ class ConsultReportSerializer(serializers.ModelSerializer):
             "agreement",
             "patient_summary",
             "addendum_reason",
+            "amended",
+            "supersedes",
+            "superseded_by",
+            "superseded_at",
             "template",
             "author",
             "signed",
@@ -250,6 +272,17 @@ class ConsultReportSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         extra_kwargs = {"release_at": {"help_text": "When the patient may read this signed version"}}
+
+    def get_supersedes(self, obj: Report) -> int | None:
+        return versions.supersedes(obj)
+
+    def get_superseded_by(self, obj: Report) -> int | None:
+        successor = getattr(obj, "successor", None)  # set when listed with the newer versions
+        return successor.version if successor is not None else None
+
+    def get_superseded_at(self, obj: Report) -> datetime | None:
+        successor = getattr(obj, "successor", None)
+        return successor.signed_at if successor is not None else None
 
 
 class ConsultReportDraftSerializer(serializers.Serializer):

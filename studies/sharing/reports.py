@@ -27,6 +27,14 @@ class SharedReport:
     consult: object  # the consult whose report it is
     versions: list  # its signed versions the patient may read now, newest first
 
+    def __post_init__(self) -> None:
+        # Each version names the one that superseded it (the next newer here: versions are newest
+        # first), for the page's "Superseded by version N on <date>"; the latest names none.
+        for newer, older in zip(self.versions, self.versions[1:], strict=False):
+            older.successor = newer
+        if self.versions:
+            self.versions[0].successor = None
+
     @property
     def latest(self):
         return self.versions[0]
