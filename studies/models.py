@@ -129,6 +129,9 @@ class Study(models.Model):
     modalities = models.CharField(max_length=128, blank=True, help_text="ModalitiesInStudy, backslash-separated")
     num_series = models.PositiveIntegerField(default=0)
     num_instances = models.PositiveIntegerField(default=0)
+    identities = models.PositiveSmallIntegerField(
+        default=1, help_text="How many patients the images name (studies.identity); more than 1 is flagged"
+    )
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="uploaded_studies"
     )
@@ -162,6 +165,11 @@ class Study(models.Model):
     @property
     def modality_list(self) -> list[str]:
         return [m for m in self.modalities.split("\\") if m]
+
+    @property
+    def mixed_identity(self) -> bool:
+        """The images name more than one patient: shown wherever the study is, confirmed at signing."""
+        return self.identities > 1
 
 
 class Series(models.Model):
@@ -552,6 +560,7 @@ class AccessEvent(models.Model):
         LINK_ACCEPTED = "link_accepted", "Accepted the link to a record"
         LINK_DECLINED = "link_declined", "Declined the link to a record"
         UNLINKED = "unlinked", "Unlinked a portal account"
+        DELETED = "deleted", "Deleted images"
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
     user = models.ForeignKey(
@@ -613,6 +622,20 @@ class DicomNode(models.Model):
     )
     enabled = models.BooleanField(default=True)
     send_results = models.BooleanField(default=False, help_text="Send signed results back to the node")
+
+    class Kind(models.TextChoices):
+        DIMSE = "dimse", "DICOM (DIMSE)"
+        DICOMWEB = "dicomweb", "DICOMweb server"
+
+    class Retrieve(models.TextChoices):
+        MOVE = "move", "C-MOVE to the portal's receiver"
+        GET = "get", "C-GET on the query's association"
+
+    # How priors are searched and pulled (studies.priors): DIMSE C-FIND and C-MOVE/C-GET at
+    # host:port, or QIDO-RS and WADO-RS at ``dicomweb_url``.
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.DIMSE)
+    retrieve_with = models.CharField(max_length=4, choices=Retrieve.choices, default=Retrieve.MOVE)
+    dicomweb_url = models.URLField("DICOMweb URL", max_length=500, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -695,3 +718,146 @@ class NamedShare(EmailInvitation):
     @property
     def source(self) -> str:
         return f"named-share:{self.pk}"
+
+
+# -- priors pulled from nodes, and results sent back (studies.priors, studies.sending) ------------
+
+
+class PriorRetrieval(models.Model):
+    """One study pulled from a DICOM node for a clinician, with its progress.
+
+    Filed under ``practice`` as ``requested_by``'s upload, whatever the node's own practice: the
+    receiver consults the running retrievals of the calling node by StudyInstanceUID when C-MOVE
+    sub-operations arrive (``studies.priors.filing_for``). Once in, ``grant_user_ids`` get access
+    for ``grant_reason``/``grant_source`` (a consult's care team). Progress is the C-MOVE/C-GET
+    sub-operation counts (instances for WADO-RS), written as the answers arrive."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Retrieving"
+        DONE = "done", "Retrieved"
+        PARTIAL = "partial", "Retrieved in part"
+        FAILED = "failed", "Failed"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+    node = models.ForeignKey(DicomNode, on_delete=models.CASCADE, related_name="retrievals")
+    practice = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="+")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    target = models.CharField(max_length=64, help_text="What it was pulled for, e.g. consult:12 or patient:5")
+    study_instance_uid = models.CharField("StudyInstanceUID", max_length=64)
+    description = models.CharField(max_length=256, blank=True, help_text="What the search said of it")
+    grant_user_ids = models.JSONField(default=list, blank=True)
+    grant_reason = models.CharField(max_length=20, blank=True)
+    grant_source = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    remaining = models.PositiveIntegerField(null=True, blank=True)
+    completed = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    warning = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    study = models.ForeignKey(Study, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [
+            models.Index(fields=["node", "study_instance_uid", "status"], name="prior_node_study_status"),
+            models.Index(fields=["target", "-created_at"], name="prior_target_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.study_instance_uid} from {self.node_id}: {self.status}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    @property
+    def percent(self) -> int:
+        """How far along, 0 to 100; 100 once finished, whatever the outcome."""
+        if not self.is_active:
+            return 100
+        done = self.completed + self.failed + self.warning
+        total = done + (self.remaining or 0)
+        return int(done * 100 / total) if total else 0
+
+    def mark_running(self) -> None:
+        self.status, self.started_at = self.Status.RUNNING, timezone.now()
+        self.save(update_fields=["status", "started_at"])
+
+    def record_progress(self, *, remaining=None, completed=None, failed=None, warning=None) -> None:
+        """Counts from a pending C-MOVE/C-GET answer (or a WADO-RS instance); unset ones are kept."""
+        for name, value in (
+            ("remaining", remaining),
+            ("completed", completed),
+            ("failed", failed),
+            ("warning", warning),
+        ):
+            if value is not None:
+                setattr(self, name, int(value))
+        self.save(update_fields=["remaining", "completed", "failed", "warning"])
+
+    def finish(self, *, study=None, error: str = "") -> None:
+        if error and not self.completed and not self.warning:
+            self.status = self.Status.FAILED
+        elif error or self.failed:
+            self.status = self.Status.PARTIAL
+        else:
+            self.status = self.Status.DONE
+        self.study, self.error, self.finished_at, self.remaining = study, error, timezone.now(), 0
+        self.save(update_fields=["status", "study", "error", "finished_at", "remaining"])
+
+
+class NodeStudy(models.Model):
+    """A study that came from a node (sent to the receiver, or pulled from it): where its results go back."""
+
+    node = models.ForeignKey(DicomNode, on_delete=models.CASCADE, related_name="studies_received")
+    study_instance_uid = models.CharField("StudyInstanceUID", max_length=64, db_index=True)
+    first_at = models.DateTimeField(default=timezone.now)
+    last_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-last_at", "-pk"]
+        constraints = [models.UniqueConstraint(fields=["node", "study_instance_uid"], name="node_study_once")]
+
+    def __str__(self) -> str:
+        return f"{self.study_instance_uid} from {self.node_id}"
+
+
+class ResultSend(models.Model):
+    """One object the portal made (a signed report's PDF, a measurement SR) sent to a node with
+    C-STORE by a Celery task, retried with back-off; its state is shown on the consult page."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Sending"
+        RETRYING = "retrying", "Failed, retrying"
+        SENT = "sent", "Sent to PACS"
+        FAILED = "failed", "Failed"
+
+    node = models.ForeignKey(DicomNode, on_delete=models.CASCADE, related_name="sends")
+    study_instance_uid = models.CharField("StudyInstanceUID", max_length=64)
+    sop_instance_uid = models.CharField("SOPInstanceUID", max_length=64)
+    label = models.CharField(max_length=128, help_text="What it is, in words: Report PDF (version 1)")
+    source = models.CharField(max_length=64, db_index=True, help_text="What it belongs to, e.g. consult:12")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        constraints = [models.UniqueConstraint(fields=["node", "sop_instance_uid"], name="result_send_node_instance")]
+
+    def __str__(self) -> str:
+        return f"{self.label} to {self.node_id}: {self.status}"
+
+    def mark(self, status: str, error: str = "") -> None:
+        self.status, self.error, self.updated_at = status, error, timezone.now()
+        if status == self.Status.SENT:
+            self.sent_at = self.updated_at
+        self.save(update_fields=["status", "error", "updated_at", "sent_at", "attempts"])
