@@ -34,11 +34,6 @@ def on_postgres(postgres):
 # -- byte ranges ------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="studies/dicomweb/byte_ranges.py:44 int() of a Range bound over 4300 digits raises a plain "
-    "ValueError that ranged_response does not catch: 500 instead of 416",
-)
 def test_a_range_bound_of_thousands_of_digits_is_416(physician, bulk_instance):  # noqa: F811
     _ds, url = bulk_instance
     client = token_client(physician)

@@ -17,7 +17,16 @@ from teleconsult.responses import StreamingResponse
 
 from .errors import error_response
 
-RANGE_RE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
+RANGE_RE = re.compile(r"^\s*([0-9]*)\s*-\s*([0-9]*)\s*$")
+# A position of more digits than this is past the end of anything served (2**63 has 19 digits); it
+# is read as "beyond the end" rather than converted, as int() refuses strings of thousands of digits.
+MAX_DIGITS = 19
+BEYOND_THE_END = 10**MAX_DIGITS
+
+
+def _position(digits: str) -> int:
+    digits = digits.lstrip("0") or "0"
+    return BEYOND_THE_END if len(digits) > MAX_DIGITS else int(digits)
 
 
 class UnsatisfiableRangeError(ValueError):
@@ -35,19 +44,29 @@ def requested_range(header: str | None, if_range: str | None, size: int) -> tupl
         return None
     match = RANGE_RE.match(spec)
     if match is None or match.group(1) == match.group(2) == "":
-        raise UnsatisfiableRangeError(f"Range: {header!r} is not a byte range such as bytes=0-1023 or bytes=1024-.")
+        raise UnsatisfiableRangeError(
+            f"Range: {_shown(header)} is not a byte range such as bytes=0-1023 or bytes=1024-."
+        )
+    # RFC 9110 14.1.2: a last position past the end, or a suffix longer than the answer, means up to
+    # the end; a first position past the end is unsatisfiable (416).
     first, last = match.group(1), match.group(2)
     if first == "":  # the last N bytes
-        if int(last) == 0:
+        suffix = _position(last)
+        if suffix == 0:
             raise UnsatisfiableRangeError("Range: a suffix range of 0 bytes selects nothing.")
-        return max(size - int(last), 0), size - 1
-    start = int(first)
-    end = min(int(last), size - 1) if last else size - 1
-    if last and int(last) < start:
-        raise UnsatisfiableRangeError(f"Range: {header!r} ends before it starts.")
+        return max(size - suffix, 0), size - 1
+    start = _position(first)
+    end = min(_position(last), size - 1) if last else size - 1
+    if last and _position(last) < start:
+        raise UnsatisfiableRangeError(f"Range: {_shown(header)} ends before it starts.")
     if start >= size:
-        raise UnsatisfiableRangeError(f"Range: {header!r} starts past the end of the {size} bytes.")
+        raise UnsatisfiableRangeError(f"Range: {_shown(header)} starts past the end of the {size} bytes.")
     return start, end
+
+
+def _shown(header: str) -> str:
+    """The header as quoted in a refusal, cut short: it can be thousands of characters long."""
+    return repr(header) if len(header) <= 80 else repr(header[:77] + "...")
 
 
 def ranged_response(

@@ -7,6 +7,11 @@ pydicom's decoders and written in the asked syntax: native, or one of the encode
 to run per request. The result goes to a temporary file, so a frame that cannot be decoded leaves
 the whole instance out rather than sending half of it, and memory stays at about one frame.
 
+Before anything is decoded, the size is checked: a frame over the renderer's pixel limit
+(``MAX_FRAME_PIXELS``) or decoded pixel data over ``TELECONSULT_MAX_DECODED_BYTES`` leaves the
+instance out (a Warning, or a 406 when it is the only one), as does native pixel data that would
+not fit one element's 32-bit length. Such an instance is still sent as stored.
+
 Lossy stored data is never relabelled as lossless: its decompressed copy says
 LossyImageCompression "01" and keeps the stored method and ratio (PS3.3 C.7.6.1.1.5).
 """
@@ -20,6 +25,7 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 import numpy as np
+from django.conf import settings
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.filewriter import dcmwrite
@@ -36,6 +42,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
+from ..rendering import MAX_FRAME_PIXELS
 from .errors import DicomwebError
 from .media_types import EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, NOT_ENCAPSULATED
 from .wado import FrameReader
@@ -73,6 +80,8 @@ FLOAT_VRS = {0x7FE00008: b"OF", 0x7FE00009: b"OD"}
 ITEM, SEQUENCE_END = 0xE000, 0xE0DD
 # Transcoded instances up to this size stay in memory; larger ones go to a temporary file.
 SPOOL_SIZE = 1 << 20
+# The largest value length an explicit VR element can say (0xFFFFFFFF means "undefined").
+MAX_ELEMENT_LENGTH = 0xFFFFFFFE
 
 
 class TranscodeError(DicomwebError):
@@ -245,6 +254,53 @@ def decoded_frames(reader: FrameReader) -> Iterator[np.ndarray]:
             raise TranscodeError(exc.message) from None
 
 
+def native_length(reader: FrameReader) -> int:
+    """Bytes of the instance's pixel data written native (1-bit frames packed together)."""
+    pixels = reader.number_of_frames * reader.rows * reader.columns * reader.samples
+    return (pixels + 7) // 8 if reader.bits_allocated == 1 else pixels * reader.bits_allocated // 8
+
+
+def decoded_size_refusal(*, rows: int, columns: int, frames: int, samples: int, bits_allocated: int) -> str | None:
+    """Why pixel data of this shape is too large to decode for a client, or None."""
+    if rows * columns > MAX_FRAME_PIXELS:
+        return (
+            f"its frames are {columns} x {rows} pixels, over the limit of {MAX_FRAME_PIXELS:,} pixels a frame; "
+            "ask for it as stored (transfer-syntax=*)"
+        )
+    limit = settings.TELECONSULT_MAX_DECODED_BYTES
+    decoded = frames * rows * columns * samples * max(bits_allocated, 8) // 8
+    if decoded > limit:
+        return (
+            f"its decoded pixel data would be {decoded:,} bytes ({frames} frames of {columns} x {rows}), "
+            f"over the limit of {limit:,}; ask for it as stored (transfer-syntax=*)"
+        )
+    return None
+
+
+def needs_decoding(stored: str, target: str) -> bool:
+    """Whether sending an instance stored in ``stored`` as ``target`` decodes its pixel data
+    (Implicit to Explicit VR Little Endian only copies it)."""
+    return target != stored and not (stored == IMPLICIT_VR_LITTLE_ENDIAN and target == EXPLICIT_VR_LITTLE_ENDIAN)
+
+
+def require_transcodable(reader: FrameReader, target: str) -> None:
+    """Refuse, before decoding anything, an instance too large to decode or to write in ``target``."""
+    why = decoded_size_refusal(
+        rows=reader.rows,
+        columns=reader.columns,
+        frames=reader.number_of_frames,
+        samples=reader.samples,
+        bits_allocated=reader.bits_allocated,
+    )
+    if why is not None:
+        raise TranscodeError(why)
+    if target == EXPLICIT_VR_LITTLE_ENDIAN and native_length(reader) > MAX_ELEMENT_LENGTH:
+        raise TranscodeError(
+            f"its native pixel data would be {native_length(reader):,} bytes, more than one DICOM element "
+            "can hold (4 GiB); ask for it as stored (transfer-syntax=*)"
+        )
+
+
 def _write_decoded(header: Dataset, handle: BinaryIO, stored: str, target: str, out: BinaryIO) -> None:
     """Decode frame after frame and write them native or encoded, after the adjusted header."""
     try:
@@ -252,6 +308,7 @@ def _write_decoded(header: Dataset, handle: BinaryIO, stored: str, target: str, 
         reader = FrameReader(handle, stored)
     except DicomwebError as exc:
         raise TranscodeError(exc.message) from None
+    require_transcodable(reader, target)
     if is_lossy(stored, header.get("LossyImageCompression")):
         mark_lossy(header, stored, reader)
     samples = int(header.get("SamplesPerPixel") or 1)
@@ -273,16 +330,16 @@ def _write_native_frames(reader: FrameReader, out: BinaryIO) -> None:
     vr = b"OB" if reader.bits_allocated <= 8 else b"OW"
     start = out.tell()
     out.write(_element_header(0x7FE00010, vr, 0))
-    if reader.bits_allocated == 1:  # frames share bytes at their edges: packed together
-        data = pack_bits(np.stack(list(decoded_frames(reader))))
-        out.write(data)
-        length = len(data)
+    if reader.bits_allocated == 1:
+        length = _write_packed_frames(reader, out)
     else:
         length = 0
         for array in decoded_frames(reader):
             data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
             out.write(data)
             length += len(data)
+    if length > MAX_ELEMENT_LENGTH:  # decoded frames larger than their header said
+        raise TranscodeError(f"its native pixel data is {length:,} bytes, more than one DICOM element can hold")
     if length % 2:
         out.write(b"\0")
         length += 1
@@ -290,6 +347,25 @@ def _write_native_frames(reader: FrameReader, out: BinaryIO) -> None:
     out.seek(start + 8)
     out.write(struct.pack("<I", length))
     out.seek(end)
+
+
+def _write_packed_frames(reader: FrameReader, out: BinaryIO) -> int:
+    """1-bit frames packed one after the other, a frame in memory at a time: a frame whose pixel
+    count is not a multiple of 8 shares its last byte with the next, so its last bits wait for it."""
+    length = 0
+    carry = np.empty(0, dtype=np.uint8)
+    for array in decoded_frames(reader):
+        bits = np.concatenate([carry, array.ravel().astype(np.uint8, copy=False)])
+        whole = len(bits) - len(bits) % 8
+        data = pack_bits(bits[:whole], pad=False)
+        carry = bits[whole:]
+        out.write(data)
+        length += len(data)
+    if len(carry):
+        data = pack_bits(carry, pad=False)
+        out.write(data)
+        length += len(data)
+    return length
 
 
 def mark_lossy(header: Dataset, stored: str, reader: FrameReader) -> None:

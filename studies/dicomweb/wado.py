@@ -4,6 +4,7 @@ one at a time from the stored file, bulk data values, and the parameters of rend
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -16,10 +17,12 @@ from pydicom.encaps import encapsulate, get_frame
 from pydicom.pixels import as_pixel_options, get_decoder, pixel_array
 from pydicom.uid import UID
 
-from ..rendering import NotAnImage, RenderError, load_frame
+from ..rendering import MAX_FRAME_PIXELS, NotAnImage, RenderError, load_frame
 from .errors import DicomwebError
 from .media_types import NATIVE_LITTLE_ENDIAN, NOT_ENCAPSULATED, accepts_any, parse_accept
 from .qido import parse_int
+
+logger = logging.getLogger(__name__)
 
 PIXEL_DATA = "7FE00010"
 
@@ -137,11 +140,12 @@ class FrameReader:
         try:
             self.number_of_frames = max(int(str(self.dataset.get("NumberOfFrames") or 1).strip() or 1), 1)
             self.bits_allocated = int(self.dataset.BitsAllocated)
-            samples = int(self.dataset.get("SamplesPerPixel") or 1)
+            self.rows, self.columns = int(self.dataset.Rows), int(self.dataset.Columns)
+            self.samples = samples = int(self.dataset.get("SamplesPerPixel") or 1)
             photometric = str(self.dataset.get("PhotometricInterpretation") or "").strip().upper()
             if photometric == "YBR_FULL_422" and self.transfer_syntax in NATIVE_LITTLE_ENDIAN:
                 samples = 2  # natively each pair of pixels is Y Y Cb Cr: two samples a pixel (PS3.3 C.7.6.3.1.2)
-            self.frame_length = int(self.dataset.Rows) * int(self.dataset.Columns) * samples * self.bits_allocated // 8
+            self.frame_length = self.rows * self.columns * samples * self.bits_allocated // 8
         except (AttributeError, TypeError, ValueError) as exc:
             raise DicomwebError(f"The stored image header cannot describe its frames: {exc}", status=422) from None
 
@@ -163,16 +167,45 @@ class FrameReader:
         except (ValueError, KeyError, EOFError) as exc:
             raise DicomwebError(f"Frame {number} cannot be read from the stored file: {exc}", status=422) from None
 
+    @property
+    def decoded_frame_bytes(self) -> int:
+        """Memory one decoded frame takes: pydicom gives colour as three samples a pixel, and 1-bit
+        data as a byte a pixel."""
+        return self.rows * self.columns * self.samples * max(self.bits_allocated, 8) // 8
+
+    def require_decodable(self, number: int) -> None:
+        """Refuse, before decoding anything, a frame larger than the renderer would decode."""
+        if self.rows * self.columns > MAX_FRAME_PIXELS:
+            raise DicomwebError(
+                f"Frame {number} is too large to decode here: {self.columns} x {self.rows} pixels, over the "
+                f"limit of {MAX_FRAME_PIXELS:,} pixels a frame. Ask for it as stored (transfer-syntax=*).",
+                status=422,
+            )
+
     def decoded_array(self, number: int) -> np.ndarray:
         """Frame ``number`` decoded (colour as RGB, as pydicom's decoders give it)."""
+        self.require_decodable(number)
+        try:
+            return self._decoded_array(number)
+        except MemoryError:
+            # Never retried another way: the whole-file decoders below would need more memory still.
+            raise DicomwebError(
+                f"Frame {number} cannot be decoded here: not enough memory ({self.decoded_frame_bytes:,} bytes "
+                "decoded). Ask for it as stored (transfer-syntax=*).",
+                status=422,
+            ) from None
+
+    def _decoded_array(self, number: int) -> np.ndarray:
         if self.transfer_syntax not in NOT_ENCAPSULATED and self.value_tell is not None:
             # Only this frame's fragments are read: pixel_array on the file reads all the pixel data.
             try:
                 options = as_pixel_options(self.dataset, number_of_frames=1)
                 fragment = self.stored(number)
                 return get_decoder(UID(self.transfer_syntax)).as_array(encapsulate([fragment]), **options)[0]
+            except MemoryError:
+                raise
             except Exception:  # noqa: BLE001 (the whole-file decoders and the repairs below get their turn)
-                pass
+                logger.debug("Frame %s: decoding its fragments failed; trying the whole file", number, exc_info=True)
         self.handle.seek(0)
         try:
             return pixel_array(self.handle, index=number - 1)

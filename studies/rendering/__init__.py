@@ -17,7 +17,7 @@ a path or file object, so a 1 GB multi-frame object never sits whole in memory.
 
 from .encode import encode
 from .errors import NotAnImage, RenderError
-from .frames import load_frame
+from .frames import MAX_FRAME_PIXELS, load_frame
 from .picture import fit_within, render_frame
 from .pixels import has_pixels, is_decoder_panic, middle_frame, number_of_frames, read_header
 from .thumbnails import (
@@ -32,6 +32,7 @@ from .thumbnails import (
 from .windowing import Window
 
 __all__ = [
+    "MAX_FRAME_PIXELS",
     "THUMBNAIL_QUALITY",
     "THUMBNAIL_SIZE",
     "THUMBNAIL_VIEWPORT",

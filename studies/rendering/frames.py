@@ -18,8 +18,9 @@ from .pixels import Source, decode_pixels, has_pixels, number_of_frames, read_he
 
 logger = logging.getLogger(__name__)
 
-# Frames larger than this many pixels are refused before anything is decoded (about 8000 x 8000).
-_MAX_FRAME_PIXELS = 64 * 1024 * 1024
+# Frames larger than this many pixels are refused before anything is decoded (about 8000 x 8000):
+# rendering here, and decoding for DICOMweb transcoding (studies/dicomweb/wado.py).
+MAX_FRAME_PIXELS = 64 * 1024 * 1024
 
 
 def load_frame(source: Source, *, frame: int = 1) -> tuple[np.ndarray, Dataset]:
@@ -57,7 +58,7 @@ def decode_frame(ds: Dataset, source: Source, frame: int, fit: tuple[int, int] |
     for keyword in ("Rows", "Columns"):
         if not ds.get(keyword):
             raise RenderError(f"{keyword} is missing or zero")
-    if int(ds.Rows) * int(ds.Columns) > _MAX_FRAME_PIXELS:
+    if int(ds.Rows) * int(ds.Columns) > MAX_FRAME_PIXELS:
         raise RenderError(f"The frame is too large to render: {ds.Columns} x {ds.Rows} pixels")
     if fit is not None and transfer_syntax_of(ds) in _J2K_SYNTAXES:
         arr = _decode_j2k_reduced(ds, source, frame, fit)

@@ -28,7 +28,16 @@ from ..media_types import (
     type_matches,
 )
 from ..multipart import file_chunks, multipart_content_type, multipart_stream, new_boundary
-from ..transcode import TranscodeError, encode_frame, frame_targets, instance_targets, syntax_name, transcode_instance
+from ..transcode import (
+    TranscodeError,
+    decoded_size_refusal,
+    encode_frame,
+    frame_targets,
+    instance_targets,
+    needs_decoding,
+    syntax_name,
+    transcode_instance,
+)
 from ..wado import FrameReader, bulk_value, instance_metadata_json, metadata_rows, parse_frame_list
 from .common import Urls, dicomweb_route, open_stored, ordered
 
@@ -84,7 +93,7 @@ def retrieve_response(request: HttpRequest, instances) -> HttpResponse:
     An instance that cannot be given in any syntax the client takes is left out and named in a
     Warning header; 406 when none can be given. A transcode that fails once the answer has started
     leaves its part out (logged)."""
-    instances = list(instances.only("pk", "file", "transfer_syntax_uid", "sop_instance_uid"))
+    instances = list(instances.only("pk", "file", "transfer_syntax_uid", "sop_instance_uid", *SHAPE_FIELDS))
     if not instances:
         raise Http404("Nothing to retrieve.")
     offers = dicom_offers(parse_accept(request.headers.get("Accept")))
@@ -103,6 +112,10 @@ def retrieve_response(request: HttpRequest, instances) -> HttpResponse:
                 f"instance {instance.sop_instance_uid} is stored as {syntax_name(instance.transfer_syntax_uid)} "
                 f"and can be sent as {available} (or with transfer-syntax=*)"
             )
+        elif (too_large := size_refusal(instance, chosen[0])) is not None:
+            # Known from the database before answering, so it is named in the Warning header.
+            target = syntax_name(chosen[0])
+            skipped.append(f"instance {instance.sop_instance_uid} cannot be sent as {target}: {too_large}")
         else:
             plan.append((instance, *chosen))
     # The first part is made before answering, so an instance that cannot be transcoded is a warning
@@ -131,6 +144,24 @@ def retrieve_response(request: HttpRequest, instances) -> HttpResponse:
     return response
 
 
+SHAPE_FIELDS = ("has_pixel_data", "rows", "columns", "number_of_frames", "bits_allocated", "photometric_interpretation")
+
+
+def size_refusal(instance: Instance, target: str) -> str | None:
+    """Why the instance is too large to be decoded for ``target``, judged by its indexed header
+    (the transcoder checks the stored header again)."""
+    if not instance.has_pixel_data or not needs_decoding(instance.transfer_syntax_uid, target):
+        return None
+    photometric = (instance.photometric_interpretation or "").upper()
+    return decoded_size_refusal(
+        rows=instance.rows or 0,
+        columns=instance.columns or 0,
+        frames=instance.number_of_frames or 1,
+        samples=3 if photometric.startswith(("RGB", "YBR", "HSV")) else 1,
+        bits_allocated=instance.bits_allocated or 16,
+    )
+
+
 def multipart_instances(plan, first: Prepared) -> HttpResponse:
     def parts():
         for index, (instance, target, _offer) in enumerate(plan):
@@ -154,6 +185,8 @@ def single_instance_response(request: HttpRequest, prepared: Prepared) -> HttpRe
         content_type=f"application/dicom; transfer-syntax={prepared.target}",
         read=lambda start, length: ClosingIterator(file_range(prepared.open, start, length), prepared.close),
     )
+    if not response.streaming:  # a 416: nothing was read, so no response closes the transcoded copy
+        prepared.close()
     return response
 
 
