@@ -35,6 +35,13 @@ class AccountAdapter(DefaultAccountAdapter):
                     return False
         return super().is_reauthentication_required(app=app, **kwargs)
 
+    def get_login_stages(self) -> list[str]:
+        """allauth's sign-in steps, with the second-factor step that honours an identity provider's
+        own second factor (accounts/social_adapter.py)."""
+        from .social_adapter import login_stages
+
+        return login_stages(super().get_login_stages())
+
     def get_client_ip(self, request) -> str:
         """The address allauth's rate limits count by (sign-in, sign-up, the token endpoint's failures):
         the portal's one answer (teleconsult.client_address), never an X-Forwarded-For entry a client

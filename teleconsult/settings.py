@@ -13,6 +13,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from accounts.oidc import provider_origins, providers_from_environment, socialaccount_apps
 from teleconsult.client_address import trusted_proxies
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -93,6 +94,9 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "allauth.mfa",
+    # Signing in with the hospital's identity providers (OpenID Connect; accounts/oidc.py).
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
     "accounts",
     "studies",
     "consultations",
@@ -236,6 +240,22 @@ MFA_TOTP_ISSUER = "teleconsult"
 MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = DEBUG
 TELECONSULT_MFA_REQUIRED = env_bool("TELECONSULT_MFA_REQUIRED", not DEBUG)
 
+# Identity providers (OpenID Connect): TELECONSULT_OIDC_PROVIDERS=hospital,clinic and, per provider,
+# TELECONSULT_OIDC_<NAME>_ISSUER, _CLIENT_ID, _CLIENT_SECRET_FILE, _PRACTICE, _ROLE, _EMAIL_DOMAINS,
+# _NAME, _AUDIENCE (docs/identity-providers.md). Checked here: a bad value stops start-up.
+TELECONSULT_OIDC_PROVIDERS = providers_from_environment(debug=DEBUG)
+SOCIALACCOUNT_ADAPTER = "accounts.social_adapter.SocialAccountAdapter"
+SOCIALACCOUNT_PROVIDERS = {"openid_connect": {"APPS": socialaccount_apps(TELECONSULT_OIDC_PROVIDERS)}}
+# An account is found by the address the provider verified (within its email domains), and
+# connected to that provider from then on; sign-up from a provider needs no form.
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = True
+SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = True
+SOCIALACCOUNT_AUTO_SIGNUP = True
+SOCIALACCOUNT_EMAIL_REQUIRED = True
+SOCIALACCOUNT_LOGIN_ON_GET = False
+SOCIALACCOUNT_STORE_TOKENS = False
+SOCIALACCOUNT_ONLY = False
+
 # Email: console in development, SMTP from the environment otherwise.
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL") or "teleconsult <noreply@localhost>"
 EMAIL_HOST = env_str("EMAIL_HOST") or ""
@@ -338,6 +358,8 @@ CONTENT_SECURITY_POLICY = {
         "worker-src": ["'self'", "blob:"],
     }
 }
+# The identity providers' buttons post to the portal, which sends the browser on to the provider.
+CONTENT_SECURITY_POLICY["DIRECTIVES"]["form-action"] += provider_origins(TELECONSULT_OIDC_PROVIDERS)
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
@@ -350,6 +372,12 @@ if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
     if env_bool("TELECONSULT_BEHIND_PROXY", False):
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# DICOMweb transcoding (studies/dicomweb/transcode.py): an instance whose decoded pixel data would
+# be larger than this is not transcoded (it is still sent as stored, with transfer-syntax=*).
+TELECONSULT_MAX_DECODED_BYTES = env_int("TELECONSULT_MAX_DECODED_BYTES", 2 * 1024**3)
+if TELECONSULT_MAX_DECODED_BYTES < 1:
+    raise ImproperlyConfigured("TELECONSULT_MAX_DECODED_BYTES must be a positive number of bytes")
 
 # CORS for external DICOMweb viewers: off unless origins are given.
 CORS_ALLOWED_ORIGINS = env_list("TELECONSULT_CORS_ORIGINS")
@@ -465,6 +493,13 @@ TELECONSULT_DIMSE_TLS_KEY = env_str("TELECONSULT_DIMSE_TLS_KEY") or ""
 TELECONSULT_DIMSE_TLS_CA = env_str("TELECONSULT_DIMSE_TLS_CA") or ""
 if bool(TELECONSULT_DIMSE_TLS_CERT) != bool(TELECONSULT_DIMSE_TLS_KEY):
     raise ImproperlyConfigured("DICOM TLS needs both TELECONSULT_DIMSE_TLS_CERT and TELECONSULT_DIMSE_TLS_KEY")
+# Results sent back to a node (studies/sending.py): the first wait before a failed C-STORE is tried
+# again, doubling for each try (8 tries, each wait capped at 30 minutes, below the visibility timeout).
+TELECONSULT_RESULTS_RETRY_SECONDS = env_int("TELECONSULT_RESULTS_RETRY_SECONDS", 30)
+if not 1 <= TELECONSULT_RESULTS_RETRY_SECONDS <= 30 * 60:
+    raise ImproperlyConfigured(
+        f"TELECONSULT_RESULTS_RETRY_SECONDS must be from 1 to 1800, not {TELECONSULT_RESULTS_RETRY_SECONDS}"
+    )
 
 # Webhooks (consultations/webhooks/, docs/webhooks.md): targets must resolve to public addresses,
 # but for the networks listed here (CIDR, comma-separated, e.g. an on-premises receiver's);
@@ -472,6 +507,12 @@ if bool(TELECONSULT_DIMSE_TLS_CERT) != bool(TELECONSULT_DIMSE_TLS_KEY):
 # paused when this many deliveries in a row fail every try, or deliveries have failed this long.
 TELECONSULT_WEBHOOK_ALLOWED_NETWORKS = env_list("TELECONSULT_WEBHOOK_ALLOWED_NETWORKS", [])
 TELECONSULT_WEBHOOK_ALLOW_HTTP_LOOPBACK = env_bool("TELECONSULT_WEBHOOK_ALLOW_HTTP_LOOPBACK", False)
+# Seconds a webhook host's name may take to resolve when its URL is checked (getaddrinfo has no limit).
+TELECONSULT_WEBHOOK_DNS_TIMEOUT = env_int("TELECONSULT_WEBHOOK_DNS_TIMEOUT", 5)
+if not 1 <= TELECONSULT_WEBHOOK_DNS_TIMEOUT <= 60:
+    raise ImproperlyConfigured(
+        f"TELECONSULT_WEBHOOK_DNS_TIMEOUT must be from 1 to 60 seconds, not {TELECONSULT_WEBHOOK_DNS_TIMEOUT}"
+    )
 TELECONSULT_WEBHOOK_PAUSE_AFTER_FAILURES = env_int("TELECONSULT_WEBHOOK_PAUSE_AFTER_FAILURES", 10)
 TELECONSULT_WEBHOOK_PAUSE_AFTER_HOURS = env_int("TELECONSULT_WEBHOOK_PAUSE_AFTER_HOURS", 24)
 CELERY_IMPORTS = [*CELERY_IMPORTS, "consultations.webhooks.tasks"]

@@ -88,16 +88,21 @@ class KeyServer:
         )
 
     def provider(self, **fields) -> Provider:
-        values = {
-            "name": "hospital",
-            "label": "General Hospital",
-            "issuer": self.issuer,
-            "client_id": "portal-client",
-            "client_secret": "secret",
-            "practice": "General Hospital",
-            "role": "physician",
-            "email_domains": ("example.com",),
-            "audiences": ("portal-client",),
-        }
-        values.update(fields)
-        return Provider(**values)
+        return make_provider(**{"issuer": self.issuer, **fields})
+
+
+def make_provider(**fields) -> Provider:
+    """A provider as the settings would read it: "hospital", for addresses at example.com."""
+    values = {
+        "name": "hospital",
+        "label": "General Hospital",
+        "issuer": "https://sso.hospital.example",
+        "client_id": "portal-client",
+        "client_secret": "secret",
+        "practice": "General Hospital",
+        "role": "physician",
+        "email_domains": ("example.com",),
+        "audiences": ("portal-client",),
+    }
+    values.update(fields)
+    return Provider(**values)
