@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from studies import identity as study_identity
 from studies.models import Instance, Study
 from studies.vocabulary import modalities_in_words
 
@@ -112,14 +113,17 @@ class Difference:
         return f"{self.label} {self.where}: {self.then or 'none'} → {self.now or 'none'}"
 
 
+MORE_THAN_ONE = "More than one patient"
+
 # Facts that may change without the study becoming another: the modalities grow when the portal
 # files the signed report's PDF, the measurements' SR or key images into the study.
 GROWS = {"modalities"}
 
 
 def differences(consult) -> list[Difference]:
-    """What a signer must look at twice: facts changed since the consult was made, and facts the
-    latest image's header gives otherwise than the portal's record."""
+    """What a signer must look at twice: facts changed since the consult was made, facts the
+    latest image's header gives otherwise than the portal's record, and images that name more than
+    one patient (``Study.identities``, counted by ``studies.identity``)."""
     now = of_study(consult.study)
     found = []
     for key, label in FIELDS:
@@ -132,6 +136,11 @@ def differences(consult) -> list[Difference]:
         held = now[key].split(" (")[0] if key == "patient_id" else now[key]
         if value and held and _same(key, value) != _same(key, held):
             found.append(Difference(LABELS[key], held, value, "in the images"))
+    if consult.study.mixed_identity:
+        record = f"{now['name']} ({now['patient_id']})" if now["patient_id"] else now["name"]
+        found.append(
+            Difference(MORE_THAN_ONE, record, study_identity.patients_of(consult.study).describe(), "in the images")
+        )
     return found
 
 

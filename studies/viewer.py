@@ -13,6 +13,7 @@ from urllib.parse import quote
 from django.db.models import Count, Q
 from django.utils.safestring import mark_safe
 
+from . import identity
 from .models import Study
 
 # Characters that could end the <script type="application/json"> element or open markup.
@@ -149,7 +150,9 @@ def viewer_context(
     ``dicomweb_root`` lets a page serve the images from elsewhere (e.g. a share link's own
     DICOMweb prefix); the browser appends /studies/... to it. ``drawing_note`` says, in place of
     the drawing tools, why they are off. A study without images gets ``has_images`` False and
-    ``no_images`` (a sentence), and the template shows the sentence instead of the viewer."""
+    ``no_images`` (a sentence), and the template shows the sentence instead of the viewer. A study
+    whose images name more than one patient gets ``identity_warning``, a banner over the image
+    (whose names only for clinicians: ``studies.identity.shows_names_to``)."""
     series = image_series(study)
     first = first_image(study, series_uid) if series else None
     return {
@@ -163,4 +166,5 @@ def viewer_context(
         "no_images": "" if series else no_images_sentence(study),
         "first_image_json": _dumps(first) if first else "",
         "preload_urls": preload_urls(study, first, dicomweb_root.rstrip("/")),
+        "identity_warning": identity.warning(study, names=identity.shows_names_to(user)),
     }

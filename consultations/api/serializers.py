@@ -39,6 +39,11 @@ class ConsultStudySerializer(serializers.Serializer):
     study_date = serializers.DateField(allow_null=True)
     modalities = serializers.ListField(source="modality_list", child=serializers.CharField())
     patient_name = serializers.CharField(source="patient.display_name")
+    identities = serializers.IntegerField(
+        help_text="How many patients the study's images name; more than 1: check whose images they are "
+        "(signing then needs confirm_identity)"
+    )
+
 
 class ConsultAttachmentSerializer(serializers.ModelSerializer):
     url = serializers.SerializerMethodField()

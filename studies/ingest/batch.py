@@ -18,7 +18,7 @@ from django.db.models import Q
 
 from accounts.practices import default_practice
 
-from .. import signals, storage
+from .. import identity, signals, storage
 from ..models import Instance, Patient, PatientMerge, Series, Study
 from ..permissions import visible_studies
 from . import rows
@@ -208,6 +208,9 @@ class IngestBatch:
             if exc_type is None:
                 self._flush()
                 self._write_counts()
+                # Names may still differ under one PatientID: recounted for the studies written to,
+                # in one query, while they are locked.
+                identity.refresh(self._study_added)
                 signals.announce_received(self._created)
         except BaseException as error:
             atomic.__exit__(type(error), error, error.__traceback__)

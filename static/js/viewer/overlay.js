@@ -16,6 +16,7 @@ export class Overlay {
       this.corners[name] = root.querySelector(`[data-overlay="${name}"]`);
     }
     this.lossyBadge = root.querySelector("[data-lossy-badge]");
+    this.identityBadge = root.querySelector("[data-identity-badge]");
     this.bar = root.querySelector("[data-scale-bar]");
     this.barLabel = root.querySelector("[data-scale-label]");
     this.last = {};
@@ -31,6 +32,15 @@ export class Overlay {
     this.lossyBadge.hidden = !lossy;
     this.lossyBadge.textContent = text;
     this.root.dataset.lossyPixels = lossy ? "true" : "false";
+  }
+
+  /** The mark over the image when the study's images name more than one patient (the page's
+   * data-identity-warning, from studies.viewer.viewer_context): shown on every image, never dismissed. */
+  setIdentityWarning(text) {
+    if (!this.identityBadge) return;
+    this.identityBadge.hidden = !text;
+    this.identityBadge.textContent = text || "";
+    this.root.dataset.mixedIdentity = text ? "true" : "false";
   }
 
   setLines(name, lines) {

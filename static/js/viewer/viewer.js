@@ -167,6 +167,7 @@ export class Viewer {
     this.imageCanvas = document.createElement("canvas");
     this.imageCtx = this.imageCanvas.getContext("2d", { willReadFrequently: false });
     this.overlay = new Overlay(root);
+    this.overlay.setIdentityWarning(root.dataset.identityWarning || "");
     this.tools = new ToolLayer(this.toolHost());
     this.bindControls();
     bindInput(this, this.canvas, root.querySelector("[data-viewport]") || root);
