@@ -1,0 +1,79 @@
+"""Priors in a browser: on the consult page a clinician searches the practice's DICOM node (a
+pynetdicom archive on loopback, pulled from with C-GET), ticks the prior, retrieves it, watches the
+retrieval finish and opens the study; the panel fits a phone, with no console error."""
+
+from __future__ import annotations
+
+import pytest
+from pydicom.uid import generate_uid
+
+from consultations import actions
+from studies.models import DicomNode, Study
+from studies.nodes import add_node
+from tests.dimse_peer import Archive
+from tests.e2e.conftest import login
+from tests.e2e.journeys import PHONE, assert_fits, in_own_thread, watch_console
+from tests.factories import ConsultFactory, make_study
+from tests.studies import dicom_factory as f
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def archive():
+    peer = Archive("WARDPACS").start()
+    yield peer
+    peer.stop()
+
+
+def test_clinician_finds_and_pulls_a_prior_from_the_consult_page(browser_context, live_user, archive):
+    physician = live_user(email="priors-e2e@example.com")
+    practice = physician.memberships.get().practice
+    specialist = live_user("specialist", email="priors-e2e-reader@example.com")
+    owner = live_user(email="priors-e2e-pacs@example.com", practice=practice)
+    study = make_study(uploader=physician)
+    consult = ConsultFactory(requester=physician, study=study)
+    in_own_thread(lambda: actions.submit_consult(consult, by=physician))
+    in_own_thread(lambda: actions.accept_consult(consult, by=specialist))
+    node = add_node(ae_title=archive.ae_title, host="127.0.0.1", port=archive.port, owner=owner)
+    DicomNode.objects.filter(pk=node.pk).update(retrieve_with=DicomNode.Retrieve.GET)
+    prior_uid, series_uid = generate_uid(), generate_uid()
+    for number in (1, 2):
+        archive.datasets.append(
+            f.dataset(
+                PatientID=study.patient.patient_id,
+                StudyInstanceUID=prior_uid,
+                SeriesInstanceUID=series_uid,
+                StudyDate="20200115",
+                StudyDescription="MR knee 2020",
+                Modality="MR",
+                InstanceNumber=number,
+            )
+        )
+
+    page = browser_context().new_page()
+    problems = watch_console(page)
+    login(page, physician)
+    page.goto(f"/consults/{consult.pk}/")
+    panel = page.locator("[data-priors]")
+    assert panel.locator("input[name=patient_id]").input_value() == study.patient.patient_id
+    panel.get_by_role("button", name="Search").click()
+    panel.locator("[data-priors-results] tbody tr", has_text="MR knee 2020").wait_for()
+    assert "1 study on WARDPACS" in panel.locator("[data-priors-message]").inner_text()
+    panel.get_by_label("Retrieve MR knee 2020 2020-01-15").check()
+    panel.get_by_role("button", name="Retrieve selected").click()
+    done = panel.locator("[data-retrieval][data-status=done]", has_text="MR knee 2020")
+    done.wait_for()
+    assert done.locator("progress").get_attribute("value") == "100"
+    done.get_by_role("link", name="Open").click()
+    page.wait_for_url(f"**/studies/{prior_uid}/")
+    prior = Study.objects.get(study_instance_uid=prior_uid)
+    assert prior.practice == study.practice and prior.num_instances == 2
+
+    phone = browser_context(**PHONE).new_page()
+    problems += watch_console(phone)
+    login(phone, physician)
+    phone.goto(f"/consults/{consult.pk}/")
+    phone.locator("[data-priors]").wait_for()
+    assert_fits(phone)
+    assert problems == []
