@@ -15,7 +15,8 @@ correction deletes what was wrong and sends it again (docs/dicomweb-conformance.
   ``studies.sweep`` reads file fields, so ``studies`` names no model of a higher app.
 - **What goes**: the rows, at once and in one transaction (series, instances, access grants,
   share links). A series or study left without instances goes with its last one, so that the
-  corrected images can be sent again under another patient. The access history keeps every
+  corrected images can be sent again under another patient. What stays has its counts,
+  ModalitiesInStudy and identities (``studies.identity``) recounted. The access history keeps every
   event (their study column is emptied when the study row goes; the UID stays) and gains a
   ``deleted`` event, which names the patient record when the whole study went, so that the
   practice's admins still read it.
@@ -39,7 +40,7 @@ from django.http import Http404, HttpRequest
 from accounts.practices import may_manage
 from teleconsult.errors import PortalError
 
-from . import audit
+from . import audit, identity
 from .models import Instance, Series, Study
 from .permissions import ShareAccess, get_study_for_user
 
@@ -173,6 +174,8 @@ def _remove(study: Study, series: Series | None, instances, *, whole: bool) -> D
         num_series=F("num_series") - int(emptied),
         modalities="\\".join(modalities)[:128],
     )
+    # Deleting the image that named another patient is how a mixed study is corrected.
+    identity.refresh([study.pk])
     return Deleted(uid, int(emptied), count, study_removed=False)
 
 

@@ -210,6 +210,18 @@ def test_deleting_an_instance_keeps_its_series_and_the_last_one_takes_series_and
     assert [e.patient is not None for e in deleted_events()] == [True, False, False]  # newest first
 
 
+def test_deleting_the_image_that_names_another_patient_clears_the_mixed_identity_flag(uploader):
+    first = make_dataset()
+    other = make_dataset(StudyInstanceUID=first.StudyInstanceUID, PatientName="Roe^Richard")
+    for ds in (first, other):
+        store(uploader, to_bytes(ds))
+    assert Study.objects.get().identities == 2
+
+    assert delete(uploader, url(other, "instance")).status_code == 204
+
+    assert Study.objects.get().identities == 1
+
+
 # -- consults -------------------------------------------------------------------------------------
 
 
