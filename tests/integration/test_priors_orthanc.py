@@ -219,3 +219,35 @@ def test_signed_report_pdf_arrives_in_orthanc_and_a_send_while_it_is_down_is_ret
     wait_for(lambda: pacs.has_instance(pdf_uid), f"the retried PDF in Orthanc\n{worker.log_tail()}")
     sent = ResultSend.objects.get(sop_instance_uid=pdf_uid)
     assert sent.status == "sent" and sent.attempts >= 2
+
+
+def test_a_dicomweb_node_is_searched_with_qido_and_pulled_with_wado(
+    pacs, team, django_capture_on_commit_callbacks, settings
+):
+    """Orthanc's DICOMweb plugin as the node: QIDO-RS to search, WADO-RS instance by instance."""
+    from bench.orthanc import PLUGIN_DIR
+    from studies import priors
+    from tests.conftest import require_service
+
+    if not (PLUGIN_DIR / "libOrthancDicomWeb.so").exists():
+        require_service("Orthanc's DICOMweb plugin", "apt-get install orthanc-dicomweb")
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    physician, practice, pacs_owner, _specialist = team
+    node = add_node(ae_title="WEBPACS", host="127.0.0.1", port=pacs.dicom_port, owner=pacs_owner)
+    DicomNode.objects.filter(pk=node.pk).update(kind=DicomNode.Kind.DICOMWEB, dicomweb_url=f"{pacs.url}/dicom-web/")
+    node.refresh_from_db()
+    prior_uid = generate_uid()
+    for data in ct_files("MRN-WEB", prior_uid, count=2, StudyDate="20210203"):
+        pacs.store(data)
+    target = priors.Target(kind="patient", pk=0, label="test", practice=practice)
+
+    [found] = priors.search(node, priors.clean_query({"patient_id": "MRN-WEB", "date_from": "2021-01-01"}))
+    assert (found.study_instance_uid, found.instances) == (prior_uid, 2)
+    with pytest.raises(priors.NothingFoundError):
+        priors.search(node, priors.clean_query({"patient_id": "MRN-NONE"}))
+    with django_capture_on_commit_callbacks(execute=True):
+        [row] = priors.start_retrievals(target, node, [prior_uid], by=physician)
+    row.refresh_from_db()
+    assert (row.status, row.completed, row.percent) == ("done", 2, 100), row.error
+    prior = Study.objects.get(study_instance_uid=prior_uid)
+    assert (prior.practice, prior.uploaded_by, prior.num_instances) == (practice, physician, 2)

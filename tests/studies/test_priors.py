@@ -383,3 +383,37 @@ def test_priors_panel_shows_on_the_consult_page_to_the_requester_only(client, ph
     assert "Priors from PACS" in client.get(url).content.decode()
     client.force_login(patient_user)
     assert "Priors from PACS" not in client.get(url).content.decode()
+
+
+# -- the node's options -------------------------------------------------------------------------
+
+
+def test_set_dicom_node_turns_results_on_and_chooses_how_priors_come(node):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("set_dicom_node", node.ae_title, "--send-results", "on", "--retrieve", "get", stdout=out)
+    node.refresh_from_db()
+    assert (node.send_results, node.retrieve_with) == (True, "get")
+    assert "results sent back on" in out.getvalue()
+    call_command("set_dicom_node", str(node.pk), "--dicomweb-url", "https://pacs.example.org/dicom-web", stdout=out)
+    node.refresh_from_db()
+    assert (node.kind, node.dicomweb_url) == ("dicomweb", "https://pacs.example.org/dicom-web")
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["NOSUCHNODE", "--send-results", "on"], "No DICOM node with AE title"),
+        (["999999", "--retrieve", "get"], "No DICOM node number 999999"),
+        (["HOSPITALPACS", "--dicomweb-url", "ftp://x"], r"is not an http\(s\) URL"),
+        (["HOSPITALPACS"], "Nothing to change"),
+    ],
+)
+def test_set_dicom_node_refuses_with_the_reason(node, args, words):
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match=words):
+        call_command("set_dicom_node", *args)
