@@ -119,3 +119,33 @@ def test_report_page_fits_a_phone_before_and_after_signing(browser_context, ches
     assert "Dr Reader, Neuroradiology, General radiology; licensed in US, DE" in text
     assert sum(len(p.images) for p in pdf.pages) == 1
     assert page.errors == []
+
+
+def test_signing_after_the_study_was_corrected_asks_to_confirm_whose_images(browser_context, chest_consult):
+    """The patient's record changed after the consult was made: the signing form restates whose
+    images, lists what changed, and signs only once the signer ticks the confirmation."""
+    from consultations.models import Report
+
+    consult, specialist = chest_consult
+    patient = consult.study.patient
+    patient.name = "Corrected^Name"
+    patient.save()
+    page = open_editor(browser_context, specialist, consult, DESK)
+    page.fill("textarea[name=impression]", "No acute finding.")
+    changes = page.locator("[data-identity-changes]")
+    expect(changes).to_be_visible()
+    expect(changes).to_contain_text("Corrected Name")
+    expect(page.locator("[data-sign-form] [data-identity]")).to_contain_text("Corrected Name")
+    shoot(page, "report-sign-identity-changed-1366x850")
+
+    page.fill("input[name=password]", PASSWORD)
+    page.get_by_role("button", name="Sign the report").click()
+    expect(page.get_by_text("Check whose images these are before signing")).to_be_visible()
+    assert not Report.objects.filter(consult=consult, signed_at__isnull=False).exists()
+
+    page.fill("input[name=password]", PASSWORD)
+    page.get_by_label("I have checked that this report belongs to this patient and study").check()
+    page.get_by_role("button", name="Sign the report").click()
+    page.wait_for_url(re.compile(rf"/consults/{consult.pk}/$"))
+    assert Report.objects.filter(consult=consult, signed_at__isnull=False).exists()
+    assert [e for e in page.errors if "409" not in e] == []
