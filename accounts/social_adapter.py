@@ -18,6 +18,7 @@ from the environment by accounts/oidc.py).
 
 from __future__ import annotations
 
+import logging
 import unicodedata
 
 from allauth.core.exceptions import ImmediateHttpResponse
@@ -31,6 +32,8 @@ from . import oidc
 from .mfa import remember_provider_mfa
 from .models import NAME_REFUSED_CATEGORIES, Membership, Organization, PhysicianProfile, Role, SpecialistProfile
 from .specialists import Action, record
+
+log = logging.getLogger(__name__)
 
 
 def claims_of(sociallogin) -> dict:
@@ -71,6 +74,16 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
     def is_open_for_signup(self, request, sociallogin) -> bool:
         """A configured provider signs new clinicians up even though nobody typed a sign-up form."""
         return provider_of(sociallogin) is not None
+
+    def on_authentication_error(self, request, provider, error=None, exception=None, extra_context=None):
+        """The person sees allauth's "could not sign you in" page; the operator gets the reason."""
+        log.warning(
+            "Sign-in with identity provider %s failed: %s %s",
+            getattr(getattr(provider, "app", None), "provider_id", provider),
+            error,
+            repr(exception) if exception else "",
+        )
+        return super().on_authentication_error(request, provider, error, exception, extra_context)
 
     def pre_social_login(self, request, sociallogin) -> None:
         """Every sign-in from a provider must vouch for an address of its own domains."""
