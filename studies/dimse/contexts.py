@@ -4,6 +4,8 @@ Every storage SOP class pynetdicom knows (``AllStoragePresentationContexts``), e
 transfer syntax whose pixel data pydicom can read with the codecs installed here (native, deflate,
 JPEG, JPEG-LS, JPEG 2000, HTJ2K, RLE): what the portal stores it can render. Syntaxes without a
 decoder (MPEG, HEVC, JPIP, ST 2110) are not offered, so a sender converts or reports them.
+Study Root and Patient Root C-FIND (``find.py``) with the two native syntaxes: an identifier has
+no pixel data.
 """
 
 from __future__ import annotations
@@ -15,10 +17,16 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 from pynetdicom import AllStoragePresentationContexts
-from pynetdicom.sop_class import Verification
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelFind,
+    Verification,
+)
 
 # Offered first: what every sender has.
 _FIRST = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+STUDY_ROOT_FIND = str(StudyRootQueryRetrieveInformationModelFind)
+PATIENT_ROOT_FIND = str(PatientRootQueryRetrieveInformationModelFind)
 
 
 def readable_transfer_syntaxes() -> list[str]:
@@ -39,8 +47,10 @@ def storage_sop_classes() -> list[str]:
 
 
 def add_supported_contexts(ae) -> None:
-    """Offer Verification and every storage SOP class, with every readable transfer syntax."""
+    """Offer Verification, C-FIND, and every storage SOP class with every readable transfer syntax."""
     syntaxes = readable_transfer_syntaxes()
     ae.add_supported_context(Verification, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+    for find_model in (STUDY_ROOT_FIND, PATIENT_ROOT_FIND):
+        ae.add_supported_context(find_model, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
     for sop_class in storage_sop_classes():
         ae.add_supported_context(sop_class, syntaxes)

@@ -1,4 +1,4 @@
-"""The receiver: a pynetdicom application entity answering C-ECHO and C-STORE for known senders.
+"""The receiver: a pynetdicom application entity answering C-ECHO, C-STORE and C-FIND for known senders.
 
 Each association runs in a thread of its own (pynetdicom's threaded server); every handler below
 runs in that thread, so each one hands its database connection back when it is done (Django's
@@ -13,6 +13,8 @@ connections are per thread, and a thread of a finished association never comes b
 - C-STORE: pynetdicom writes the data set to a temporary file as it arrives (memory stays at a
   PDU whatever the size of the instance), and ``studies.ingest.dimse.store_received`` ingests it
   as the node owner's upload to the node's practice; the status says what happened.
+- C-FIND (Study Root, Patient Root; STUDY level): ``find.answer`` searches the node's practice's
+  studies with the portal's QIDO-RS matching, one pending answer per match.
 """
 
 from __future__ import annotations
@@ -27,10 +29,13 @@ import weakref
 from dataclasses import dataclass, field
 
 from django.db import DatabaseError, close_old_connections, connections
+from pydicom import dcmread
+from pydicom.errors import InvalidDicomError
 from pynetdicom import AE, _config, evt
 
-from .. import nodes, storage
+from .. import nodes, priors, storage
 from ..ingest import dimse as ingest_dimse
+from . import find
 from .contexts import add_supported_contexts
 
 logger = logging.getLogger("studies.dimse")
@@ -54,6 +59,11 @@ class Sender:
     owner: object
     practice: object
     counts: dict[str, int] = field(default_factory=dict)
+    # Studies being pulled from this node (C-MOVE) when the association began: StudyInstanceUID ->
+    # (uploader, practice) they are filed under instead of the node's owner and practice.
+    retrievals: dict[str, tuple] = field(default_factory=dict)
+    # Studies this association brought, remembered as coming from the node (results go back there).
+    studies: set[str] = field(default_factory=set)
 
 
 def ssl_context(cert: str, key: str, ca: str = "") -> ssl.SSLContext:
@@ -109,6 +119,7 @@ class Receiver:
             (evt.EVT_REQUESTED, self.on_requested),
             (evt.EVT_C_ECHO, self.on_echo),
             (evt.EVT_C_STORE, self.on_store),
+            (evt.EVT_C_FIND, self.on_find),
             (evt.EVT_RELEASED, self.on_ended),
             (evt.EVT_ABORTED, self.on_ended),
             (evt.EVT_CONN_CLOSE, self.on_connection_closed),
@@ -174,6 +185,8 @@ class Receiver:
             verdict = nodes.sender_for(calling, address)
             if verdict.reason:
                 nodes.record_rejection(calling_ae=calling, called_ae=called, address=address, verdict=verdict)
+            else:
+                retrievals = priors.filing_for(verdict.node.pk)
         except DatabaseError:
             logger.exception("DIMSE: association from %r at %s refused for now: database unavailable", calling, address)
             self._reject(assoc, REJECT_TRY_LATER)
@@ -188,7 +201,9 @@ class Receiver:
             return
         node = verdict.node
         with self._lock:
-            self._senders[assoc] = Sender(node.pk, node.ae_title, address, node.owner, node.practice)
+            self._senders[assoc] = Sender(
+                node.pk, node.ae_title, address, node.owner, node.practice, retrievals=retrievals
+            )
         logger.info("DIMSE: association from %s at %s accepted (node %s)", calling.strip(), address, node.pk)
 
     @staticmethod
@@ -212,9 +227,14 @@ class Receiver:
         filename = f"{sender.ae_title}/{sop_instance or 'instance'}"
         close_old_connections()
         try:
+            user, practice = self._filed_as(sender, event.dataset_path)
             answer = ingest_dimse.store_received(
-                os.fspath(event.dataset_path), filename=filename, user=sender.owner, practice=sender.practice
+                os.fspath(event.dataset_path), filename=filename, user=user, practice=practice
             )
+            study_uid = answer.result.study_instance_uid if answer.result else ""
+            if answer.status in (ingest_dimse.SUCCESS, ingest_dimse.COERCED) and study_uid not in sender.studies:
+                priors.note_origin(sender.node_pk, study_uid)
+                sender.studies.add(study_uid)
         except DatabaseError:
             logger.exception("DIMSE: %s from %s not stored: database unavailable", sop_instance, sender.ae_title)
             answer = ingest_dimse.Answer(ingest_dimse.UNAVAILABLE, "database unavailable: send it again later")
@@ -227,6 +247,27 @@ class Receiver:
                 "DIMSE: %s from %s refused (0x%04X): %s", sop_instance, sender.ae_title, answer.status, answer.comment
             )
         return answer.as_dataset()
+
+    @staticmethod
+    def _filed_as(sender: Sender, path) -> tuple:
+        """Whose upload to which practice: a prior being pulled is filed for whoever asked for it,
+        whatever the node's own owner and practice; anything else as the node's."""
+        if sender.retrievals:
+            try:
+                header = dcmread(path, stop_before_pixels=True, specific_tags=["StudyInstanceUID"])
+            except (InvalidDicomError, OSError, ValueError, EOFError, TypeError, AttributeError):
+                return sender.owner, sender.practice  # ingest refuses it with the reason
+            found = sender.retrievals.get(str(header.get("StudyInstanceUID", "") or ""))
+            if found is not None:
+                return found
+        return sender.owner, sender.practice
+
+    def on_find(self, event):
+        with self._lock:
+            sender = self._senders.get(event.assoc)
+        if sender is None:  # not reachable: associations are accepted only with a sender
+            return iter([(find.status_dataset(0xA900, "association not accepted"), None)])
+        return find.answer(event, practice_id=sender.practice.pk, calling=sender.ae_title)
 
     def on_ended(self, event) -> None:
         _remove_partial_data_set(event.assoc)
