@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from teleconsult.errors import PortalError
 
-from .models import Licence, Role, SpecialistEvent, User, validate_jurisdiction
+from .models import Licence, Role, SpecialistEvent, User, validate_free_text, validate_jurisdiction
 from .specialists import record
 
 Action = SpecialistEvent.Action
@@ -271,6 +271,10 @@ def reject_licence(licence: Licence, *, by: User, reason: object) -> Licence:
     reason = " ".join(str(reason or "").split())
     if not reason:
         raise LicenceInputError("reason", "Say why the licence is rejected: the specialist reads it.")
+    try:
+        validate_free_text(reason)
+    except ValidationError as exc:
+        raise LicenceInputError("reason", exc.messages[0]) from None
     licence = Licence.objects.select_for_update().get(pk=licence.pk)
     licence.status = Licence.Status.REJECTED
     licence.reviewed_at, licence.reviewed_by, licence.rejection_reason = timezone.now(), by, reason[:500]

@@ -54,6 +54,29 @@ def validate_person_name(value: str) -> None:
         )
 
 
+# Free text typed by a person (a reason, a question, an answer) keeps its line breaks and tabs, but
+# no other control character (NUL above all: PostgreSQL refuses it in text) and no lone surrogate
+# (a JSON "\ud800", which no database can store as UTF-8).
+FREE_TEXT_ALLOWED_CONTROLS = frozenset("\n\r\t")
+
+
+def validate_free_text(value: str) -> None:
+    """Free text may span lines but holds no control characters beyond line breaks and tabs."""
+    bad = sorted(
+        {
+            f"U+{ord(ch):04X}"
+            for ch in value
+            if (unicodedata.category(ch) == "Cc" and ch not in FREE_TEXT_ALLOWED_CONTROLS)
+            or unicodedata.category(ch) == "Cs"
+        }
+    )
+    if bad:
+        raise ValidationError(
+            f"The text cannot contain control characters other than line breaks and tabs (found {', '.join(bad)}).",
+            code="control_characters",
+        )
+
+
 class UserManager(BaseUserManager):
     use_in_migrations = True
 

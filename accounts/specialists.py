@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import Http404
@@ -18,7 +19,7 @@ from django.utils import timezone
 
 from teleconsult.errors import PortalError
 
-from .models import Licence, Role, SpecialistEvent, SpecialistProfile, User
+from .models import Licence, Role, SpecialistEvent, SpecialistProfile, User, validate_free_text
 
 Action = SpecialistEvent.Action
 
@@ -80,6 +81,10 @@ def suspend(specialist: User, *, by: User, reason: object) -> SpecialistProfile:
     reason = " ".join(str(reason or "").split())
     if not reason:
         raise PortalError("Say why the specialist is suspended.", code="reason_required", reason=["Give a reason."])
+    try:
+        validate_free_text(reason)
+    except ValidationError as exc:
+        raise PortalError(exc.messages[0], code="reason_invalid", reason=exc.messages) from None
     profile = _profile(specialist)
     if profile.is_suspended:
         raise SpecialistError(f"{specialist.display_name} is already suspended.")

@@ -9,6 +9,10 @@ reads it. The patient reads ``PatientQuestion`` rows only, never the chat.
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
+
+from accounts.models import validate_free_text
+
 from .errors import FieldError, IllegalTransitionError, NotAllowedError
 from .models import ConsultRequest, PatientQuestion
 from .release import released
@@ -36,6 +40,10 @@ def clean_text(text: object) -> str:
         raise QuestionInputError("Write something first: the text is empty.")
     if len(text) > MAX_TEXT:
         raise QuestionInputError(f"The text is {len(text)} characters long; the limit is {MAX_TEXT:,}.")
+    try:
+        validate_free_text(text)
+    except ValidationError as exc:
+        raise QuestionInputError(exc.messages[0]) from None
     return text
 
 

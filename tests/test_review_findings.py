@@ -80,22 +80,12 @@ def test_dashboard_csv_cells_never_start_a_formula():
 # -- NUL bytes reaching PostgreSQL ------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="consultations/questions.py:30 clean_text lets NUL through; PostgreSQL refuses it: 500 on "
-    "POST /api/v1/consults/{id}/questions/",
-)
 def test_a_question_with_a_nul_byte_is_400_through_the_api(on_postgres, signed, patient_user, auth_client):  # noqa: F811
     api = auth_client(patient_user)
     api.raise_request_exception = False
     assert api.post(f"{API}/{signed.pk}/questions/", {"text": NUL}, format="json").status_code == 400
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="consultations/questions.py:30 clean_text lets NUL through: 500 on the portal's question form "
-    "and on the care team's answer form",
-)
 def test_a_question_or_answer_with_a_nul_byte_is_refused_on_the_pages(on_postgres, signed, patient_user, specialist):  # noqa: F811
     from consultations.models import PatientQuestion
 
@@ -110,12 +100,6 @@ def test_a_question_or_answer_with_a_nul_byte_is_refused_on_the_pages(on_postgre
     assert asked.status_code < 500 and answered.status_code < 500
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="consultations/fhir/search.py: string and token search values keep NUL (PostgreSQL refuses "
-    "them: 500), a Patient/<5000 digits> reference raises ValueError (500), and an _offset past "
-    "bigint is sent to the database (500)",
-)
 @pytest.mark.parametrize(
     "query",
     [

@@ -7,12 +7,16 @@ parameter "all of", as FHIR says. A value a handler cannot read is a 400 naming 
 
 ``read_query`` checks the whole query first: a parameter the type does not support is a 400 (FHIR's
 strict handling, the default), or is left out when the client sent ``Prefer: handling=lenient``.
+Every value is checked there too, before any reaches the database: control characters (NUL, which
+PostgreSQL refuses in text) and lone surrogates, ids and paging numbers past the database's
+integers, are a 400 naming the parameter.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +34,8 @@ MAX_COUNT = 100
 # Parameters of the search itself rather than of the resources.
 CONTROL = frozenset({"_count", "_offset", "_include", "_format", "_pretty"})
 DATE_PREFIXES = ("eq", "ne", "lt", "le", "gt", "ge")
+# The largest whole number the database takes as an id or an OFFSET (a 64-bit integer).
+MAX_DB_INTEGER = 2**63 - 1
 PARTIAL_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
 
 
@@ -50,10 +56,15 @@ def ids(field_name: str, *, numeric: bool = True) -> Handler:
     def handle(qs: QuerySet, value: str) -> QuerySet:
         wanted = any_of(value)
         if numeric:
-            wanted = [int(v) for v in wanted if v.isdigit()]
+            wanted = [int(v) for v in wanted if is_number(v)]
         return qs.filter(**{f"{field_name}__in": wanted})
 
+    handle.numeric_ids = numeric
     return handle
+
+
+def is_number(text: str) -> bool:
+    return text.isascii() and text.isdigit()
 
 
 def token(match: Callable[[str | None, str], Q], name: str) -> Handler:
@@ -92,10 +103,11 @@ def reference(field_name: str, target: str, name: str) -> Handler:
             kind, _, key = part.rstrip("/").rpartition("/")
             if kind and kind.rsplit("/", 1)[-1] != target:
                 raise InvalidError(f"{name}: {part!r} is not a reference to a {target}.", expression=[name])
-            if key.isdigit():
+            if is_number(key):
                 wanted.append(int(key))
         return qs.filter(**{f"{field_name}__in": wanted})
 
+    handle.numeric_ids = True
     return handle
 
 
@@ -185,13 +197,44 @@ def lenient(request) -> bool:
     return any(part.replace(" ", "").lower() == "handling=lenient" for part in prefer.split(","))
 
 
+def shown(value: str) -> str:
+    """A value as quoted in a refusal, cut short: it may be thousands of characters long."""
+    return repr(value if len(value) <= 60 else value[:57] + "...")
+
+
+def _too_big(digits: str) -> bool:
+    # Compared by length first: int() refuses strings of more than 4300 digits.
+    return len(digits.lstrip("0")) > len(str(MAX_DB_INTEGER)) or int(digits) > MAX_DB_INTEGER
+
+
 def _number(params, name: str, default: int, low: int) -> int:
     raw = params.get(name, "").strip()
     if not raw:
         return default
-    if not raw.isdigit() or int(raw) < low:
-        raise InvalidError(f"{name}: {raw!r} is not a whole number of at least {low}.", expression=[name])
+    if not is_number(raw) or _too_big(raw) or int(raw) < low:
+        raise InvalidError(
+            f"{name}: {shown(raw)} is not a whole number from {low} to {MAX_DB_INTEGER}.", expression=[name]
+        )
     return int(raw)
+
+
+def check_value(name: str, value: str, handler: Handler | None) -> None:
+    """A 400 naming the parameter for a value no search could use: one with a control character or
+    a lone surrogate (text the database cannot hold), or an id past the database's integers."""
+    bad = next((ch for ch in value if unicodedata.category(ch) in ("Cc", "Cs")), None)
+    if bad is not None:
+        raise InvalidError(
+            f"{name}: the value contains a control character (U+{ord(bad):04X}); search values are plain text.",
+            expression=[name],
+        )
+    if getattr(handler, "numeric_ids", False):
+        for part in any_of(value):
+            key = part.rstrip("/").rpartition("/")[2]
+            if is_number(key) and _too_big(key):
+                raise InvalidError(
+                    f"{name}: {shown(part)} names no resource: ids are whole numbers up to {MAX_DB_INTEGER}.",
+                    expression=[name],
+                )
 
 
 def read_query(request, parameters: dict[str, Handler], includes: dict[str, object], resource_type: str) -> Query:
@@ -207,6 +250,9 @@ def read_query(request, parameters: dict[str, Handler], includes: dict[str, obje
             issue="not-supported",
         )
     query.ignored = unknown
+    for name in [*parameters, *CONTROL]:
+        for value in params.getlist(name):
+            check_value(name, value, parameters.get(name))
     for name in parameters:
         query.filters += [(name, value) for value in params.getlist(name) if value.strip()]
     query.count = min(_number(params, "_count", DEFAULT_COUNT, 1), MAX_COUNT)
