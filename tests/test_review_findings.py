@@ -1,8 +1,8 @@
-"""Defects found in review, each shown by a test that fails on the current code.
-
-Every test is ``xfail(strict=True)`` with the defect as its reason, so the suite stays green until
-the defect is fixed; the fix then turns the test into an unexpected pass, which fails the run and
-says to drop the marker. Tests that reach PostgreSQL's refusal of NUL bytes skip without it.
+"""Defects found in review, each shown by a test that failed on the code before its fix: a Range bound
+of thousands of digits, webhook addresses that carry a private IPv4 address, formulas in the
+dashboard's CSV cells, NUL bytes in patients' questions and in FHIR search values. A new finding is
+added as ``xfail(strict=True)`` with the defect as its reason; its fix drops the marker. Tests that
+reach PostgreSQL's refusal of NUL bytes skip without it.
 """
 
 from __future__ import annotations
@@ -65,11 +65,6 @@ def test_a_webhook_to_an_address_embedding_a_private_ipv4_is_refused(settings, u
 # -- CSV formula injection --------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="consultations/views/dashboard.py csv_response writes cells as they are: a specialist named "
-    "'=HYPERLINK(...)' (allowed by validate_person_name) becomes a formula in the 'due' CSV",
-)
 def test_dashboard_csv_cells_never_start_a_formula():
     from consultations.views.dashboard import csv_response
 
