@@ -15,9 +15,11 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.cache import cache
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.http import Http404
 
+from accounts.models import validate_free_text
 from teleconsult.errors import PortalError
 
 from .groups import consult_group
@@ -82,6 +84,10 @@ def clean_text(text: object) -> str:
         raise _bad("bad_field", "text", "text is empty.")
     if len(text) > MAX_TEXT:
         raise _bad("too_long", "text", f"text is {len(text)} characters; the limit is {MAX_TEXT}.")
+    try:
+        validate_free_text(text)
+    except ValidationError as exc:
+        raise _bad("bad_field", "text", exc.messages[0]) from None
     return text
 
 

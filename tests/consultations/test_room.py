@@ -193,6 +193,8 @@ BAD_FRAMES = [
     ({"type": "chat.message", "text": "x" * 5001}, "too_long"),
     ({"type": "chat.message", "text": "   "}, "bad_field"),
     ({"type": "chat.message", "text": 42}, "bad_field"),
+    ({"type": "chat.message", "text": "before\x00after"}, "bad_field"),
+    ({"type": "chat.message", "text": "bell\x07"}, "bad_field"),
     ({"type": "chat.message", "text": "hi", "client_id": "x" * 65}, "bad_field"),
     ({"type": "chat.read"}, "missing_field"),
     ({"type": "chat.read", "up_to_id": "seven"}, "bad_field"),
