@@ -83,7 +83,10 @@ def test_allauth_apps_and_the_sign_in_origins_follow_the_providers(environ):
         ({"TELECONSULT_OIDC_HOSPITAL_ISSUER": "http://sso.hospital.example"}, "must use https"),
         ({"TELECONSULT_OIDC_HOSPITAL_CLIENT_ID": ""}, "TELECONSULT_OIDC_HOSPITAL_CLIENT_ID must be set"),
         ({"TELECONSULT_OIDC_HOSPITAL_CLIENT_SECRET_FILE": "/nonexistent/secret"}, "cannot read '/nonexistent/secret'"),
-        ({"TELECONSULT_OIDC_HOSPITAL_CLIENT_SECRET_FILE": ""}, "TELECONSULT_OIDC_HOSPITAL_CLIENT_SECRET_FILE must name"),
+        (
+            {"TELECONSULT_OIDC_HOSPITAL_CLIENT_SECRET_FILE": ""},
+            "TELECONSULT_OIDC_HOSPITAL_CLIENT_SECRET_FILE must name",
+        ),
         ({"TELECONSULT_OIDC_HOSPITAL_PRACTICE": ""}, "TELECONSULT_OIDC_HOSPITAL_PRACTICE must be set"),
         ({"TELECONSULT_OIDC_HOSPITAL_ROLE": "admin"}, "ROLE must be one of physician, specialist, not 'admin'"),
         ({"TELECONSULT_OIDC_HOSPITAL_EMAIL_DOMAINS": ""}, "EMAIL_DOMAINS must be set"),
@@ -143,7 +146,9 @@ def hospital(environ):
 
 
 def test_a_verified_address_of_an_allowed_domain_is_accepted(hospital):
-    assert verified_email(hospital, {"email": " Ann@Hospital.Example ", "email_verified": True}) == "ann@hospital.example"
+    assert (
+        verified_email(hospital, {"email": " Ann@Hospital.Example ", "email_verified": True}) == "ann@hospital.example"
+    )
     assert verified_email(hospital, {"email": "bo@radiology.hospital.example", "email_verified": "true"})
 
 
