@@ -199,7 +199,8 @@ def test_signed_report_pdf_arrives_in_orthanc_and_a_send_while_it_is_down_is_ret
     report = sign(server, first, specialist, password)
     pdf_uid = dicom_export.report_pdf_uids(report)[1]
     wait_for(lambda: pacs.has_instance(pdf_uid), f"the report PDF in Orthanc\n{worker.log_tail()}")
-    assert ResultSend.objects.get(sop_instance_uid=pdf_uid).status == "sent"
+    # Orthanc has it once the C-STORE is answered; the row is marked a moment later.
+    wait_for(lambda: ResultSend.objects.filter(sop_instance_uid=pdf_uid, status="sent").exists(), "marked sent")
     session = page_session(server, physician)
     page = session.get(server.url + reverse("consultations:detail", args=[first.pk]), timeout=30).text
     assert "Sent to PACS" in page
@@ -217,8 +218,10 @@ def test_signed_report_pdf_arrives_in_orthanc_and_a_send_while_it_is_down_is_ret
 
     pacs.start()
     wait_for(lambda: pacs.has_instance(pdf_uid), f"the retried PDF in Orthanc\n{worker.log_tail()}")
-    sent = ResultSend.objects.get(sop_instance_uid=pdf_uid)
-    assert sent.status == "sent" and sent.attempts >= 2
+    sent = wait_for(
+        lambda: ResultSend.objects.filter(sop_instance_uid=pdf_uid, status="sent").first(), "the retry marked sent"
+    )
+    assert sent.attempts >= 2
 
 
 def test_a_dicomweb_node_is_searched_with_qido_and_pulled_with_wado(
