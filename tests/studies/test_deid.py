@@ -274,7 +274,14 @@ def _zip(response) -> zipfile.ZipFile:
 def study(physician):
     study_uid = generate_uid()
     _store(physician, StudyInstanceUID=study_uid, PatientName="Secret^Patient", PatientID="SECRET-7")
-    _store(physician, StudyInstanceUID=study_uid, BurnedInAnnotation="YES", InstanceNumber=2)
+    _store(
+        physician,
+        StudyInstanceUID=study_uid,
+        PatientName="Secret^Patient",
+        PatientID="SECRET-7",
+        BurnedInAnnotation="YES",
+        InstanceNumber=2,
+    )
     return Study.objects.get(study_instance_uid=study_uid)
 
 
