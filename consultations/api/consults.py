@@ -122,19 +122,7 @@ class ConsultViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         """Request a consult on a study (submitted at once unless ``submit`` is false)."""
         serializer = ConsultCreateSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        consult = actions.create_consult(
-            by=request.user,
-            study=data["study_uid"],
-            submit=data["submit"],
-            question=data["question"],
-            priority=data["priority"],
-            specialty=data.get("specialty", ""),
-            target_specialist=data.get("specialist_id"),
-            clinical_history=data.get("clinical_history", ""),
-            outside_report=data.get("outside_report", ""),
-            jurisdiction=data["jurisdiction"],
-        )
+        consult = serializer.save(by=request.user)
         return self._answer(consult, status.HTTP_201_CREATED)
 
     @extend_schema(responses=ConsultEventSerializer(many=True))

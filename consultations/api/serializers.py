@@ -14,7 +14,7 @@ from accounts.models import Role, Specialty, User, validate_jurisdiction
 from studies.models import Study
 from studies.permissions import visible_studies
 
-from .. import permissions, versions
+from .. import actions, permissions, versions
 from ..models import (
     Agreement,
     ConsultAttachment,
@@ -201,6 +201,23 @@ class ConsultCreateSerializer(serializers.Serializer):
                 {"specialist_id": [f"{specialist.display_name} is not licensed in {data['jurisdiction']}."]}
             )
         return data
+
+    def create(self, validated_data: dict):
+        """``save(by=user)``: the consult, requested through the one writer (consultations.actions),
+        whichever way in (the REST API, FHIR's ServiceRequest)."""
+        data = validated_data
+        return actions.create_consult(
+            by=data["by"],
+            study=data["study_uid"],
+            submit=data["submit"],
+            question=data["question"],
+            priority=data["priority"],
+            specialty=data.get("specialty", ""),
+            target_specialist=data.get("specialist_id"),
+            clinical_history=data.get("clinical_history", ""),
+            outside_report=data.get("outside_report", ""),
+            jurisdiction=data["jurisdiction"],
+        )
 
 
 class ConsultReasonSerializer(serializers.Serializer):

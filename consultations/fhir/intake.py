@@ -30,7 +30,6 @@ from pydantic import ValidationError as ModelError
 
 from accounts.models import Specialty
 
-from .. import actions
 from ..api.serializers import ConsultCreateSerializer
 from ..models import ConsultRequest, Priority
 from . import links as codes
@@ -222,17 +221,5 @@ def create(request, body: object) -> ConsultRequest:
             " ".join(f"{element}: {message}" for element, message in problems),
             expression=[element for element, _ in problems],
         )
-    data = serializer.validated_data
-    _check_people(resource, data["study_uid"], request.user)
-    return actions.create_consult(
-        by=request.user,
-        study=data["study_uid"],
-        submit=data["submit"],
-        question=data["question"],
-        priority=data["priority"],
-        specialty=data.get("specialty", ""),
-        target_specialist=data.get("specialist_id"),
-        clinical_history=data.get("clinical_history", ""),
-        outside_report=data.get("outside_report", ""),
-        jurisdiction=data["jurisdiction"],
-    )
+    _check_people(resource, serializer.validated_data["study_uid"], request.user)
+    return serializer.save(by=request.user)
