@@ -19,9 +19,12 @@ from tests.servers import ServiceProcess, free_port
 
 
 class OrthancPacs(ServiceProcess):
-    """Orthanc answering DICOM as ``ae_title`` on ``dicom_port``; ``modalities``: name -> (AE, host, port)."""
+    """Orthanc answering DICOM as ``ae_title`` on ``dicom_port``; ``modalities``: name -> (AE, host, port);
+    ``dicomweb_servers``: name -> its ``DicomWeb.Servers`` entry (the portal as a DICOMweb server)."""
 
-    def __init__(self, directory: Path, label: str, *, ae_title: str = "ORTHANCPACS", modalities=None) -> None:
+    def __init__(
+        self, directory: Path, label: str, *, ae_title: str = "ORTHANCPACS", modalities=None, dicomweb_servers=None
+    ) -> None:
         self.port = free_port()
         self.dicom_port = free_port()
         self.ae_title = ae_title
@@ -40,6 +43,7 @@ class OrthancPacs(ServiceProcess):
             "AuthenticationEnabled": False,
             "DicomModalities": {name: list(entry) for name, entry in (modalities or {}).items()},
             "Plugins": [str(p) for p in sorted(PLUGIN_DIR.glob("*.so"))] if PLUGIN_DIR.exists() else [],
+            "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "Servers": dict(dicomweb_servers or {})},
         }
         path = directory / "orthanc.json"
         path.write_text(json.dumps(config))

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 import requests
@@ -24,7 +22,7 @@ from rest_framework.authtoken.models import Token
 from bench.orthanc import PLUGIN_DIR, binary
 from studies.models import Instance, Study
 from tests.conftest import require_service
-from tests.servers import ServiceProcess, free_port
+from tests.orthanc import OrthancPacs
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -33,60 +31,15 @@ CORPUS = ("CT_small.dcm", "MR_small_RLE.dcm", "JPEG2000.dcm")
 SERVER = "portal"
 
 
-class OrthancProcess(ServiceProcess):
-    """Orthanc on loopback ports with its own storage and configuration, the portal among its DICOMweb servers."""
-
-    def __init__(self, directory: Path, portal_url: str, token: str, label: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = {
-            "Name": "interop",
-            "StorageDirectory": str(directory / "storage"),
-            "IndexDirectory": str(directory / "index"),
-            "HttpPort": self.port,
-            "DicomPort": free_port(),
-            "DicomServerEnabled": False,
-            "RemoteAccessAllowed": False,
-            "AuthenticationEnabled": False,
-            "Plugins": [str(p) for p in sorted(PLUGIN_DIR.glob("*.so"))],
-            "DicomWeb": {
-                "Enable": True,
-                "Root": "/dicom-web/",
-                "Servers": {
-                    SERVER: {"Url": f"{portal_url}/dicomweb/", "HttpHeaders": {"Authorization": f"Bearer {token}"}}
-                },
-            },
-        }
-        path = directory / "orthanc.json"
-        path.write_text(json.dumps(config))
-        super().__init__([binary(), str(path)], {}, label)
-
-    def is_ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/system", timeout=2):
-                return True
-        except OSError:
-            return False
-
-    def call(self, method: str, path: str, body=None, *, raw: bytes | None = None):
-        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method)
-        try:
-            with urllib.request.urlopen(request, timeout=120) as answer:
-                content = answer.read()
-        except urllib.error.HTTPError as exc:
-            raise AssertionError(f"Orthanc {method} {path}: {exc.code} {exc.read()[:2000]!r}") from None
-        return json.loads(content) if content.strip() else None
-
-
 @pytest.fixture
 def orthanc_factory(request, tmp_path):
     if binary() is None or not (PLUGIN_DIR / "libOrthancDicomWeb.so").exists():
         require_service("Orthanc", "apt-get install orthanc orthanc-dicomweb orthanc-gdcm")
     started = []
 
-    def start(portal_url: str, token: str) -> OrthancProcess:
-        orthanc = OrthancProcess(tmp_path, portal_url, token, label=f"orthanc-{request.node.name[:40]}")
+    def start(portal_url: str, token: str) -> OrthancPacs:
+        portal = {"Url": f"{portal_url}/dicomweb/", "HttpHeaders": {"Authorization": f"Bearer {token}"}}
+        orthanc = OrthancPacs(tmp_path, f"orthanc-{request.node.name[:40]}", dicomweb_servers={SERVER: portal})
         started.append(orthanc)
         return orthanc.start()
 
