@@ -264,7 +264,7 @@ def test_admin_history_names_patient_study_and_actor_in_words_and_filters_by_pat
     page = client.get(reverse("studies:access-history")).content.decode()
     patient = study.patient
     assert "Rita Referrer" in page and "(physician)" in page
-    assert "<td data-label=\"What\">Opened the study page" in page
+    assert '<td data-label="What">Opened the study page' in page
     assert patient.display_name in page and f"ID {patient.patient_id}" in page
     assert "Chest CT" in page and "CT, Document (PDF)" in page
     found = client.get(reverse("studies:access-history"), {"patient": patient.patient_id}).content.decode()
