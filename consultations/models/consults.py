@@ -231,13 +231,14 @@ class ConsultRequest(models.Model):
                 self.refresh_from_db(fields=["state", "assignee"])
                 self._raise_taken_or_illegal(by)
             self.state, self.assignee, self.accepted_at = State.ACCEPTED, by, now
-            grant_access(
-                user=by,
-                study=self.study,
-                reason=AccessGrant.Reason.CONSULT,
-                granted_by=self.requester,
-                source=str(self.pk),
-            )
+            for study in self.shared_studies():
+                grant_access(
+                    user=by,
+                    study=study,
+                    reason=AccessGrant.Reason.CONSULT,
+                    granted_by=self.requester,
+                    source=str(self.pk),
+                )
             self.record_event(ConsultEvent.Kind.ACCEPTED, by, f"Accepted by {by.display_name}.")
 
     def _raise_taken_or_illegal(self, by) -> None:
@@ -327,9 +328,10 @@ class ConsultRequest(models.Model):
             consult=self, user=user, removed_at=None, defaults={"added_by": by}
         )
         if created:
-            grant_access(
-                user=user, study=self.study, reason=AccessGrant.Reason.CONSULT, granted_by=by, source=str(self.pk)
-            )
+            for study in self.shared_studies():
+                grant_access(
+                    user=user, study=study, reason=AccessGrant.Reason.CONSULT, granted_by=by, source=str(self.pk)
+                )
             self.record_event(ConsultEvent.Kind.PARTICIPANT_ADDED, by, f"{user.display_name} added.", user_id=user.pk)
         return participant
 
@@ -341,18 +343,25 @@ class ConsultRequest(models.Model):
         self.end_access(by=by, user=user)
         self.record_event(ConsultEvent.Kind.PARTICIPANT_REMOVED, by, f"{user.display_name} removed.", user_id=user.pk)
 
+    def shared_studies(self) -> list[Study]:
+        """The studies this consult shows its care team: its own, and the priors pulled for it
+        (whose grants name the consult as their source, studies.priors)."""
+        priors = Study.objects.filter(
+            grants__in=AccessGrant.objects.active().filter(reason=AccessGrant.Reason.CONSULT, source=str(self.pk))
+        ).exclude(pk=self.study_id)
+        return [self.study, *priors.distinct()]
+
     def end_access(self, *, by, user=None) -> int:
-        """Revoke the study access this consult gave: one person's, or everyone's (a cancel).
-        Always through ``studies.permissions.revoke_access``, the one way grants end."""
-        holders = AccessGrant.objects.active().filter(
-            study=self.study, reason=AccessGrant.Reason.CONSULT, source=str(self.pk)
-        )
+        """Revoke the study access this consult gave, on its study and on the priors pulled for it:
+        one person's, or everyone's (a cancel). Always through ``studies.permissions.revoke_access``,
+        the one way grants end."""
+        holders = AccessGrant.objects.active().filter(reason=AccessGrant.Reason.CONSULT, source=str(self.pk))
         if user is not None:
             holders = holders.filter(user=user)
-        users = {grant.user for grant in holders.select_related("user")}
+        pairs = {(grant.user, grant.study) for grant in holders.select_related("user", "study")}
         return sum(
-            revoke_access(user=u, study=self.study, reason=AccessGrant.Reason.CONSULT, source=str(self.pk), by=by)
-            for u in users
+            revoke_access(user=u, study=s, reason=AccessGrant.Reason.CONSULT, source=str(self.pk), by=by)
+            for u, s in pairs
         )
 
     # -- SLA steps (taken by consultations.actions under the sla module's row lock) ----------------
