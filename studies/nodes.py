@@ -116,6 +116,16 @@ def set_enabled(node: DicomNode, enabled: bool) -> None:
     node.save(update_fields=["enabled"])
 
 
+def set_calling(node: DicomNode, *, send_results: bool, retrieve_with: str) -> None:
+    """How the portal calls the node: send signed results back to it, and pull priors by C-MOVE or
+    C-GET. (A DICOMweb URL, which makes the portal fetch from an address, is set by an operator
+    only: ``set_dicom_node``.)"""
+    if retrieve_with not in DicomNode.Retrieve.values:
+        raise NodeError(f"Pull priors with one of: {', '.join(DicomNode.Retrieve.values)}.")
+    node.send_results, node.retrieve_with = send_results, retrieve_with
+    node.save(update_fields=["send_results", "retrieve_with"])
+
+
 def nodes_for(user):
     """The nodes ``user`` manages: every one for administrators, their practices' for practice admins."""
     if user.is_admin:

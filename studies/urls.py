@@ -95,6 +95,7 @@ urlpatterns = [
     path("dicom-nodes/add/", nodes.add_node, name="add-node"),
     path("dicom-nodes/<int:pk>/edit/", nodes.change_node, name="change-node"),
     path("dicom-nodes/<int:pk>/delete/", nodes.delete_node, name="delete-node"),
+    path("dicom-nodes/<int:pk>/settings/", nodes.node_settings, name="node-settings"),
     path("priors/<slug:kind>/<int:pk>/search/", priors.search, name="priors-search"),
     path("priors/<slug:kind>/<int:pk>/retrieve/", priors.retrieve, name="priors-retrieve"),
     path("priors/<slug:kind>/<int:pk>/retrievals.json", priors.retrievals, name="priors-retrievals"),

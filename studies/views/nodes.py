@@ -97,6 +97,22 @@ def change_node(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
+def node_settings(request: HttpRequest, pk: int) -> HttpResponse:
+    """Send signed results back to the node, and how priors are pulled from it."""
+    node = nodes.get_node_to_manage(request.user, pk)
+    on_refusal(request, reverse("studies:nodes"))
+    nodes.set_calling(
+        node, send_results=request.POST.get("send_results") == "1", retrieve_with=request.POST.get("retrieve_with", "")
+    )
+    sent = "sent back to it" if node.send_results else "not sent back"
+    messages.success(
+        request, f"DICOM node {node.ae_title}: signed results {sent}, priors pulled by C-{node.retrieve_with.upper()}."
+    )
+    return redirect("studies:nodes")
+
+
+@login_required
+@require_POST
 def delete_node(request: HttpRequest, pk: int) -> HttpResponse:
     node = nodes.get_node_to_manage(request.user, pk)
     label = str(node)

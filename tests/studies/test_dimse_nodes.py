@@ -248,6 +248,25 @@ def test_outsider_practice_admin_gets_404_on_another_practices_node(client, node
     assert node.enabled
 
 
+def test_practice_admin_sets_results_back_and_how_priors_are_pulled_on_the_page(client, physician, node, other_admin):
+    client.force_login(physician)
+    page = client.get(reverse("studies:nodes")).content.decode()
+    assert 'name="send_results"' in page and 'name="retrieve_with"' in page
+    url = reverse("studies:node-settings", args=[node.pk])
+    client.post(url, {"send_results": "1", "retrieve_with": "get"})
+    node.refresh_from_db()
+    assert (node.send_results, node.retrieve_with) == (True, "get")
+    refused = client.post(url, {"retrieve_with": "ftp"}, follow=True)
+    assert "Pull priors with one of: move, get." in refused.content.decode()
+    node.refresh_from_db()
+    assert (node.send_results, node.retrieve_with) == (True, "get")
+    # Another practice's admin: a 404, and nothing changes.
+    client.force_login(other_admin)
+    assert client.post(url, {"retrieve_with": "move"}).status_code == 404
+    node.refresh_from_db()
+    assert node.retrieve_with == "get"
+
+
 def test_practice_admin_adds_disables_enables_and_deletes_a_node(client, physician, practice):
     client.force_login(physician)
 
