@@ -77,3 +77,65 @@ def test_clinician_finds_and_pulls_a_prior_from_the_consult_page(browser_context
     phone.locator("[data-priors]").wait_for()
     assert_fits(phone)
     assert problems == []
+
+
+@pytest.fixture
+def orthanc(request, tmp_path):
+    """Debian's Orthanc as the hospital PACS, the portal (its AE title) allowed to C-GET from it."""
+    from django.conf import settings
+
+    from tests.orthanc import OrthancPacs, require_orthanc
+
+    require_orthanc()
+    modalities = {"portal": (settings.TELECONSULT_AE_TITLE, "127.0.0.1", 11112)}
+    pacs = OrthancPacs(tmp_path / "orthanc", f"priors-e2e-{request.node.name[:30]}", modalities=modalities)
+    pacs.start()
+    yield pacs
+    pacs.stop()
+
+
+def test_clinician_finds_and_pulls_a_prior_from_orthanc_in_the_browser(browser_context, live_user, orthanc):
+    """The same journey against a real PACS: Orthanc holds the prior, the portal C-FINDs and C-GETs it."""
+    physician = live_user(email="priors-orthanc@example.com")
+    practice = physician.memberships.get().practice
+    specialist = live_user("specialist", email="priors-orthanc-reader@example.com")
+    owner = live_user(email="priors-orthanc-pacs@example.com", practice=practice)
+    study = make_study(uploader=physician)
+    consult = ConsultFactory(requester=physician, study=study)
+    in_own_thread(lambda: actions.submit_consult(consult, by=physician))
+    in_own_thread(lambda: actions.accept_consult(consult, by=specialist))
+    node = add_node(ae_title=orthanc.ae_title, host="127.0.0.1", port=orthanc.dicom_port, owner=owner)
+    DicomNode.objects.filter(pk=node.pk).update(retrieve_with=DicomNode.Retrieve.GET)
+    prior_uid, series_uid = generate_uid(), generate_uid()
+    for number in (1, 2):
+        orthanc.store(
+            f.to_bytes(
+                f.dataset(
+                    PatientID=study.patient.patient_id,
+                    StudyInstanceUID=prior_uid,
+                    SeriesInstanceUID=series_uid,
+                    StudyDate="20190310",
+                    StudyDescription="CT chest 2019",
+                    Modality="CT",
+                    InstanceNumber=number,
+                )
+            )
+        )
+
+    page = browser_context().new_page()
+    problems = watch_console(page)
+    login(page, physician)
+    page.goto(f"/consults/{consult.pk}/")
+    panel = page.locator("[data-priors]")
+    panel.get_by_role("button", name="Search").click()
+    panel.locator("[data-priors-results] tbody tr", has_text="CT chest 2019").wait_for()
+    panel.get_by_label("Retrieve CT chest 2019 2019-03-10").check()
+    panel.get_by_role("button", name="Retrieve selected").click()
+    done = panel.locator("[data-retrieval][data-status=done]", has_text="CT chest 2019")
+    done.wait_for(timeout=60_000)
+    done.get_by_role("link", name="Open").click()
+    page.wait_for_url(f"**/studies/{prior_uid}/")
+    prior = Study.objects.get(study_instance_uid=prior_uid)
+    assert prior.practice == study.practice and prior.num_instances == 2
+    assert Study.objects.visible_to(specialist).filter(pk=prior.pk).exists()  # the care team sees it
+    assert problems == []
