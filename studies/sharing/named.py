@@ -193,7 +193,13 @@ def claim_for(user) -> int:
     claimed = 0
     for pk in list(NamedShare.pending_for(user).values_list("pk", flat=True)):
         with transaction.atomic():
-            share = NamedShare.pending().select_for_update().filter(pk=pk).select_related("study", "shared_by").first()
+            share = (
+                NamedShare.pending()
+                .select_for_update(of=("self",))
+                .filter(pk=pk)
+                .select_related("study", "shared_by")
+                .first()
+            )
             if share is None:
                 continue  # claimed, withdrawn or lapsed meanwhile
             _grant(share, user)
@@ -235,7 +241,7 @@ def get_share_for_user(user, study: Study, pk) -> NamedShare:
 def revoke(share: NamedShare, *, by) -> None:
     """End a granted share: its grant is revoked at once."""
     with transaction.atomic():
-        locked = NamedShare.objects.select_for_update().select_related("grant").get(pk=share.pk)
+        locked = NamedShare.objects.select_for_update(of=("self",)).select_related("grant").get(pk=share.pk)
         if locked.accepted_at is None:
             raise NamedShareError("This invitation was not accepted: withdraw it instead.", field="detail")
         if locked.grant is not None:
