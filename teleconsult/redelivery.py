@@ -9,8 +9,9 @@ had in hand waited for beat's safety net although a restarted worker could do th
 So each worker holds a named connection to Redis for as long as it lives, its lease (Redis drops it
 the moment the process dies, with the sockets the kernel closes), and notes its lease beside each
 message it takes. When a worker starts, and every ``RESCUE_INTERVAL`` seconds after, it puts back
-the messages whose taker's lease has been gone for ``CONFIRM_SECONDS`` (missing in two rounds). It
-does so under the lock kombu takes to put messages
+the messages whose taker's lease is gone: at start-up at once (a restarted worker after a crash),
+later only once it has been gone for ``CONFIRM_SECONDS`` (missing in two rounds). It does so under
+the lock kombu takes to put messages
 back itself, so two workers never put one message back twice. A message with no taker noted (taken
 by a worker of an older release, or by one killed between taking it and noting it) is left to the
 visibility timeout, as is everything when the broker is not Redis or refuses CLIENT commands.
@@ -79,19 +80,20 @@ class Keeper:
     def note(self, delivery_tag: str) -> None:
         self.client.hset(self.takers_key, delivery_tag, self.name)
 
-    def rescue(self) -> int:
-        """Put back the messages whose taker is dead; returns how many."""
+    def rescue(self, *, confirm: bool = True) -> int:
+        """Put back the messages whose taker is dead; returns how many. ``confirm=False`` (a worker
+        starting, the usual moment after a crash) takes a missing lease for a dead taker at once."""
         try:
             self.take_lease()
             with Mutex(self.client, self.mutex_key, self.channel.unacked_mutex_expire):
-                return self._rescue()
+                return self._rescue(confirm=confirm)
         except MutexHeld:
             return 0  # kombu or another worker is putting messages back: the next round comes soon
         except redis.RedisError as exc:
             logger.warning("Could not look for messages of dead workers: %s", exc)
             return 0
 
-    def _rescue(self) -> int:
+    def _rescue(self, *, confirm: bool = True) -> int:
         # Takers first: a message noted then was in ``unacked`` already, so one missing from the
         # hash read next was acknowledged (or put back), and its note can go.
         takers = {tag.decode(): taker.decode() for tag, taker in self.client.hgetall(self.takers_key).items()}
@@ -100,7 +102,8 @@ class Keeper:
         now = time.monotonic()
         missing = {taker for tag, taker in takers.items() if tag in held and taker not in alive}
         self.missing_since = {taker: self.missing_since.get(taker, now) for taker in missing}
-        dead = {taker for taker, since in self.missing_since.items() if now - since >= CONFIRM_SECONDS}
+        wait = CONFIRM_SECONDS if confirm else 0.0
+        dead = {taker for taker, since in self.missing_since.items() if now - since >= wait}
         orphans = [tag for tag, taker in takers.items() if tag in held and taker in dead]
         for tag in orphans:
             self.channel.qos.restore_by_tag(tag)
@@ -134,7 +137,7 @@ class Redelivery(bootsteps.StartStopStep):
             logger.warning("No worker lease (%s): messages of a killed worker wait for the visibility timeout", exc)
             return
         _keeper = keeper
-        keeper.rescue()
+        keeper.rescue(confirm=False)
         self.timer = c.timer.call_repeatedly(RESCUE_INTERVAL, keeper.rescue)
 
     def stop(self, c) -> None:

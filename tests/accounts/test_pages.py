@@ -118,7 +118,7 @@ def test_mfa_authenticate_stage_page_is_clean(client, mfa_physician, password):
     page = assert_clean_page(response)
     # No passkey on this account, so no passkey button or script.
     assert 'data-webauthn="get"' not in response.content.decode()
-    assert page.script_srcs == ["/static/js/timezone.js"]  # only the one every page has
+    assert page.script_srcs == ["/static/js/timezone.js", "/static/js/header.js"]  # only those every page has
 
 
 def test_mfa_code_completes_sign_in(client, mfa_physician, password):

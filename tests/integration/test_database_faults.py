@@ -26,7 +26,7 @@ KILL = (
     " WHERE datname = current_database() AND pid <> pg_backend_pid()"
 )
 KILL_EVERY = 1.5
-KILLING_SECONDS = 20.0
+KILLING_SECONDS = 12.0
 CLIENTS = 3
 REQUESTS_AFTER = 40
 

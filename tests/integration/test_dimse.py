@@ -211,7 +211,9 @@ def test_a_sender_aborting_mid_transfer_leaves_what_was_answered_and_no_partial_
 
     wait_until(lambda: not partial_files(), message="the partial data set removed")
     assert Instance.objects.filter(series__study__study_instance_uid=study_uid).count() == 2
-    assert _associate(scp.port).send_c_echo().Status == 0x0000  # still serving
+    still = _associate(scp.port)
+    assert still.send_c_echo().Status == 0x0000  # still serving
+    still.release()  # an association left open would hold the receiver's shutdown to its timeout
     assert "aborted" in scp.log()
 
 
