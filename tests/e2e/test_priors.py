@@ -26,30 +26,44 @@ def archive():
     peer.stop()
 
 
-def test_clinician_finds_and_pulls_a_prior_from_the_consult_page(browser_context, live_user, archive):
-    physician = live_user(email="priors-e2e@example.com")
+def accepted_consult_with_node(live_user, name: str, ae_title: str, port: int):
+    """A physician's consult accepted by a specialist, and a node of the physician's practice at
+    ``ae_title``/``port`` that priors are pulled from by C-GET: (physician, specialist, study, consult)."""
+    physician = live_user(email=f"{name}@example.com")
     practice = physician.memberships.get().practice
-    specialist = live_user("specialist", email="priors-e2e-reader@example.com")
-    owner = live_user(email="priors-e2e-pacs@example.com", practice=practice)
+    specialist = live_user("specialist", email=f"{name}-reader@example.com")
+    owner = live_user(email=f"{name}-pacs@example.com", practice=practice)
     study = make_study(uploader=physician)
     consult = ConsultFactory(requester=physician, study=study)
     in_own_thread(lambda: actions.submit_consult(consult, by=physician))
     in_own_thread(lambda: actions.accept_consult(consult, by=specialist))
-    node = add_node(ae_title=archive.ae_title, host="127.0.0.1", port=archive.port, owner=owner)
+    node = add_node(ae_title=ae_title, host="127.0.0.1", port=port, owner=owner)
     DicomNode.objects.filter(pk=node.pk).update(retrieve_with=DicomNode.Retrieve.GET)
+    return physician, specialist, study, consult
+
+
+def prior_datasets(patient_id: str, **attrs) -> tuple[str, list]:
+    """Two images of one prior study of the patient: (its StudyInstanceUID, the datasets)."""
     prior_uid, series_uid = generate_uid(), generate_uid()
-    for number in (1, 2):
-        archive.datasets.append(
-            f.dataset(
-                PatientID=study.patient.patient_id,
-                StudyInstanceUID=prior_uid,
-                SeriesInstanceUID=series_uid,
-                StudyDate="20200115",
-                StudyDescription="MR knee 2020",
-                Modality="MR",
-                InstanceNumber=number,
-            )
+    datasets = [
+        f.dataset(
+            PatientID=patient_id,
+            StudyInstanceUID=prior_uid,
+            SeriesInstanceUID=series_uid,
+            InstanceNumber=number,
+            **attrs,
         )
+        for number in (1, 2)
+    ]
+    return prior_uid, datasets
+
+
+def test_clinician_finds_and_pulls_a_prior_from_the_consult_page(browser_context, live_user, archive):
+    physician, _, study, consult = accepted_consult_with_node(live_user, "priors-e2e", archive.ae_title, archive.port)
+    prior_uid, datasets = prior_datasets(
+        study.patient.patient_id, StudyDate="20200115", StudyDescription="MR knee 2020", Modality="MR"
+    )
+    archive.datasets.extend(datasets)
 
     page = browser_context().new_page()
     problems = watch_console(page)
@@ -96,31 +110,14 @@ def orthanc(request, tmp_path):
 
 def test_clinician_finds_and_pulls_a_prior_from_orthanc_in_the_browser(browser_context, live_user, orthanc):
     """The same journey against a real PACS: Orthanc holds the prior, the portal C-FINDs and C-GETs it."""
-    physician = live_user(email="priors-orthanc@example.com")
-    practice = physician.memberships.get().practice
-    specialist = live_user("specialist", email="priors-orthanc-reader@example.com")
-    owner = live_user(email="priors-orthanc-pacs@example.com", practice=practice)
-    study = make_study(uploader=physician)
-    consult = ConsultFactory(requester=physician, study=study)
-    in_own_thread(lambda: actions.submit_consult(consult, by=physician))
-    in_own_thread(lambda: actions.accept_consult(consult, by=specialist))
-    node = add_node(ae_title=orthanc.ae_title, host="127.0.0.1", port=orthanc.dicom_port, owner=owner)
-    DicomNode.objects.filter(pk=node.pk).update(retrieve_with=DicomNode.Retrieve.GET)
-    prior_uid, series_uid = generate_uid(), generate_uid()
-    for number in (1, 2):
-        orthanc.store(
-            f.to_bytes(
-                f.dataset(
-                    PatientID=study.patient.patient_id,
-                    StudyInstanceUID=prior_uid,
-                    SeriesInstanceUID=series_uid,
-                    StudyDate="20190310",
-                    StudyDescription="CT chest 2019",
-                    Modality="CT",
-                    InstanceNumber=number,
-                )
-            )
-        )
+    physician, specialist, study, consult = accepted_consult_with_node(
+        live_user, "priors-orthanc", orthanc.ae_title, orthanc.dicom_port
+    )
+    prior_uid, datasets = prior_datasets(
+        study.patient.patient_id, StudyDate="20190310", StudyDescription="CT chest 2019", Modality="CT"
+    )
+    for dataset in datasets:
+        orthanc.store(f.to_bytes(dataset))
 
     page = browser_context().new_page()
     problems = watch_console(page)
