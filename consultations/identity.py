@@ -28,7 +28,6 @@ FIELDS = (
     ("modalities", "Modality"),
 )
 LABELS = dict(FIELDS)
-PORTAL_FILED_MODALITIES = ("DOC", "SR", "KO", "PR")
 SEXES = {"F": "Female", "M": "Male", "O": "Other"}
 # Header attributes (DICOM JSON tags) -> the facts they give.
 HEADER_TAGS = {
@@ -49,12 +48,6 @@ def _da(text: str) -> str:
     """A DICOM DA (20260107) as an ISO date; other text as it is."""
     text = (text or "").strip()
     return f"{text[:4]}-{text[4:6]}-{text[6:8]}" if len(text) == 8 and text.isdigit() else text
-
-
-def _person(value) -> str:
-    if isinstance(value, dict):
-        value = value.get("Alphabetic", "")
-    return " ".join(part for part in str(value or "").split("=")[0].replace("^", " ").split())
 
 
 def of_study(study: Study) -> dict[str, str]:
@@ -78,7 +71,7 @@ def in_headers(study: Study) -> dict[str, str]:
     # (report PDFs, measurement SRs, key image notes), which copy the record's own facts.
     latest = (
         Instance.objects.filter(series__study=study)
-        .exclude(series__modality__in=PORTAL_FILED_MODALITIES)
+        .exclude(series__modality__in=study_identity.PORTAL_FILED_MODALITIES)
         .order_by("-created_at", "-pk")
         .only("metadata")
         .first()
@@ -92,7 +85,7 @@ def in_headers(study: Study) -> dict[str, str]:
             continue
         value = values[0]
         if key == "name":
-            found[key] = _person(value)
+            found[key] = study_identity.person_words(value)
         elif key in ("birth_date", "study_date"):
             found[key] = _da(str(value))
         elif key == "sex":
