@@ -74,11 +74,27 @@ def on_canvas(page, x: float, y: float) -> tuple[float, float]:
     return box["x"] + sx, box["y"] + sy
 
 
+def settled_on_canvas(page, *points: tuple[float, float]) -> list[tuple[float, float]]:
+    """The page coordinates of ``points`` once the viewer's layout has stopped moving: a menu
+    closing or a strip of thumbnails arriving resizes the canvas, which refits the image, so
+    coordinates read a frame earlier can miss by a few percent."""
+    previous = None
+    for _ in range(50):
+        current = [on_canvas(page, *point) for point in points]
+        if current == previous:
+            return current
+        previous = current
+        page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
+        page.wait_for_timeout(50)
+    raise AssertionError(f"the viewer's layout never settled: {points} kept moving")
+
+
 def drag(page, start: tuple[float, float], end: tuple[float, float]) -> None:
-    """A mouse drag between two image pixels."""
-    page.mouse.move(*on_canvas(page, *start))
+    """A mouse drag between two image pixels, with both ends read from a settled layout."""
+    first, last = settled_on_canvas(page, start, end)
+    page.mouse.move(*first)
     page.mouse.down()
-    page.mouse.move(*on_canvas(page, *end), steps=6)
+    page.mouse.move(*last, steps=6)
     page.mouse.up()
 
 

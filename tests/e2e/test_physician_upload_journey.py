@@ -134,6 +134,8 @@ def test_the_drop_zone_opens_the_file_picker_from_the_keyboard(key, browser_cont
     page = browser_context(**PHONE).new_page()
     login(page, physician)
     page.get_by_role("link", name="Upload images").first.click()
+    # Loaded, so upload.js listens for the key: a key pressed earlier would reach nothing.
+    page.wait_for_url("**/studies/upload/", wait_until="load")
     drop = page.get_by_role("button", name="Choose files to upload, or drop them here")
     # The key must reach the file input as a click (what opens the picker); the picker itself is
     # the browser's, and headless Chromium does not always report it.
