@@ -177,6 +177,16 @@ def verify(token: str) -> tuple[oidc.Provider, dict]:
     return provider, claims
 
 
+def expires_at(token: str) -> float | None:
+    """When an access token that was verified earlier stops being accepted (its ``exp`` and the
+    leeway), read without checking the signature again; None when it cannot be read."""
+    try:
+        exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
+    except jwt.InvalidTokenError:
+        return None
+    return float(exp) + LEEWAY_SECONDS if isinstance(exp, (int, float)) and not isinstance(exp, bool) else None
+
+
 def account_for(provider: oidc.Provider, claims: dict):
     """The active account the token speaks for, never a new one."""
     from allauth.socialaccount.models import SocialAccount

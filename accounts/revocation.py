@@ -12,8 +12,12 @@ committed:
 - an account deactivated or deleted: the user's group, and every socket of that person closes;
 - a password changed: the user's group with ``recheck``, and each socket checks its credential
   again (``still_valid``, the same check a new handshake makes): sessions signed in with the old
-  password end as they do for pages, while API tokens, which a password change does not revoke,
-  stay.
+  password end as they do for pages, while API tokens and identity providers' access tokens, which
+  a password change does not revoke, stay.
+
+Credentials also age out with no change to announce it: a provider's token at its ``exp``, a
+session left idle past its expiry. ``Lifetime`` and the consumers' ``ClosesWhenCredentialAgesOut``
+close those sockets before they carry another frame.
 
 A revoked socket closes with ``REVOKED`` (docs/realtime.md). Group names carry a hash of the
 token or session key, never the key itself: they travel through Redis.
@@ -23,11 +27,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from dataclasses import dataclass
+from datetime import timedelta
 from importlib import import_module
 from types import SimpleNamespace
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import get_user
@@ -35,9 +42,13 @@ from django.contrib.auth.signals import user_logged_out
 from django.contrib.sessions.models import Session
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_save
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import AuthenticationFailed
 
+from teleconsult.errors import PortalError
+
+from . import oidc_tokens
 from .authentication import BearerlessTokenAuthentication
 from .mfa import must_set_up_mfa
 
@@ -51,6 +62,8 @@ EVENT = "auth.revoke"
 
 TOKEN = "token"
 SESSION = "session"
+# A socket opened with a configured identity provider's access token (a JWT, accounts.oidc_tokens).
+PROVIDER_TOKEN = "provider-token"
 
 
 @dataclass(frozen=True)
@@ -109,6 +122,11 @@ def still_valid(scope: dict) -> bool:
         current = get_user(SimpleNamespace(session=store))
         if not current.is_authenticated or must_set_up_mfa(current):
             return False
+    elif credential.kind == PROVIDER_TOKEN:
+        try:
+            current, _ = oidc_tokens.authenticate_token(credential.key)
+        except (AuthenticationFailed, PortalError):
+            return False
     else:
         return False
     return current.pk == user.pk
@@ -117,6 +135,97 @@ def still_valid(scope: dict) -> bool:
 def should_close(event: dict, scope: dict) -> bool:
     """For a consumer's ``auth_revoke`` handler (sync: it may read the database)."""
     return not event.get("recheck") or not still_valid(scope)
+
+
+# --- Ageing out ----------------------------------------------------------------------------------
+
+
+class Lifetime:
+    """When a socket's credential stops working by itself, which no signal announces: a provider's
+    access token at its ``exp``, a session once it has been idle past its expiry date. Portal API
+    tokens last until deleted (a signal closes their sockets).
+
+    ``due`` is a clock read made before each frame or event; only when it says so does ``renew``
+    ask the database. A session is moved on by the socket's own traffic from the person, as a page
+    request moves it on (``SESSION_SAVE_EVERY_REQUEST``): someone chatting for an hour without
+    loading a page stays signed in, while a socket left open in an idle tab ends with its session.
+    Sessions that age out while their socket is silent are deleted by the beat task
+    ``accounts.tasks.end_expired_sessions``, and the deletion closes the socket (``session_deleted``).
+    """
+
+    def __init__(self, scope: dict) -> None:
+        credential = scope.get("credential")
+        self.kind = credential.kind if credential is not None else None
+        self.key = credential.key if credential is not None else None
+        self.until: float | None = None
+
+    def start(self) -> None:
+        """At connect, once the credential was checked (database)."""
+        self.until = self._stored_until()
+
+    def due(self, *, active: bool = False) -> bool:
+        """Must ``renew`` run before this frame or event? ``active``: a frame from the person, which
+        moves a session on once it is within its last stretch."""
+        if self.until is None:
+            return False
+        now = time.time()
+        return now >= self.until or (active and self.kind == SESSION and now >= self.until - session_margin())
+
+    def renew(self, *, active: bool = False) -> bool:
+        """False when the credential has aged out; otherwise ``until`` moves on (database)."""
+        until = self._extend_session() if active and self.kind == SESSION else self._stored_until()
+        if until is None or until <= time.time():
+            return False
+        self.until = until
+        return True
+
+    def _stored_until(self) -> float | None:
+        if self.kind == PROVIDER_TOKEN:
+            return oidc_tokens.expires_at(self.key)
+        if self.kind == SESSION:
+            expiry = Session.objects.filter(session_key=self.key).values_list("expire_date", flat=True).first()
+            return expiry.timestamp() if expiry is not None else 0.0
+        return None
+
+    def _extend_session(self) -> float | None:
+        # The portal's sessions all live SESSION_COOKIE_AGE from their last use (no "remember me").
+        now = timezone.now()
+        expiry = now + timedelta(seconds=settings.SESSION_COOKIE_AGE)
+        moved = Session.objects.filter(session_key=self.key, expire_date__gt=now).update(expire_date=expiry)
+        return expiry.timestamp() if moved else None
+
+
+def session_margin() -> float:
+    """How long before its expiry a session with traffic on its socket is moved on."""
+    return min(120.0, settings.SESSION_COOKIE_AGE / 4)
+
+
+class ClosesWhenCredentialAgesOut:
+    """A WebSocket consumer mixin: before a frame or event is handled, a credential that has aged
+    out (``Lifetime``) closes the socket with ``REVOKED`` and the message is dropped. The consumer
+    sets ``self.lifetime`` (started) once its handshake's checks have passed."""
+
+    lifetime: Lifetime | None = None
+    revoked = False
+
+    async def dispatch(self, message) -> None:
+        lifetime = self.lifetime
+        if lifetime is not None and message["type"] != "websocket.disconnect":
+            active = message["type"] == "websocket.receive"
+            if lifetime.due(active=active) and not await self._still_alive(lifetime, active):
+                self.lifetime, self.revoked = None, True
+                close = {"type": "websocket.close", "code": REVOKED}
+                # A sync consumer's base_send is wrapped for its worker threads: call it from one.
+                await (sync_to_async(self.base_send)(close) if self._sync else self.base_send(close))
+                return
+        await super().dispatch(message)
+
+    async def _still_alive(self, lifetime: Lifetime, active: bool) -> bool:
+        try:
+            return await database_sync_to_async(lifetime.renew)(active=active)
+        except Exception:  # a database hiccup does not end a live session; the next frame asks again
+            log.exception("Could not check whether a socket's %s has aged out", lifetime.kind)
+            return True
 
 
 # --- Sending --------------------------------------------------------------------------------------

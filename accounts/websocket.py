@@ -24,12 +24,7 @@ from teleconsult.errors import PortalError
 from . import oidc_tokens
 from .authentication import BearerlessTokenAuthentication
 from .mfa import must_set_up_mfa
-from .revocation import SESSION, TOKEN, Credential
-
-# The credential kind of a socket opened with a provider's access token. Deactivating or deleting
-# the account closes it; a password change (which such a token does not depend on) closes it too,
-# since accounts.revocation rechecks only portal tokens and sessions.
-PROVIDER_TOKEN = "provider-token"
+from .revocation import PROVIDER_TOKEN, SESSION, TOKEN, Credential
 
 SCHEMES = {b"token", b"bearer"}
 # RFC 7235 token68; portal keys are at most 64 characters, a provider's JWT a few kilobytes.

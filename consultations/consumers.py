@@ -19,14 +19,13 @@ FORBIDDEN = 4403
 MAX_FRAME_BYTES = 4 * 1024
 
 
-class NotificationsConsumer(JsonWebsocketConsumer):
+class NotificationsConsumer(revocation.ClosesWhenCredentialAgesOut, JsonWebsocketConsumer):
     """Server -> client frames: ``notification.unread {unread}`` on join and after reads,
     ``notification {notification, unread}`` for each new one, ``worklist.changed {change, consult,
     message}`` when a consult the user may see changes (consultations.worklist_events), ``error
     {code, message}`` for a frame it cannot use. Client -> server: ``notification.read {ids?}``
-    marks some (or all) read. Closed with 4401 when its token, session or account is revoked."""
-
-    revoked = False
+    marks some (or all) read. Closed with 4401 when its token, session or account is revoked, or
+    its credential ages out."""
 
     def connect(self) -> None:
         user = self.scope.get("user")
@@ -45,6 +44,9 @@ class NotificationsConsumer(JsonWebsocketConsumer):
             self.close(code=revocation.REVOKED)
             return
         self.user = user
+        lifetime = revocation.Lifetime(self.scope)
+        lifetime.start()
+        self.lifetime = lifetime
         self.send_json({"type": "notification.unread", "unread": notifications.unread_count(user)})
 
     def auth_revoke(self, event: dict) -> None:

@@ -47,9 +47,8 @@ class RateLimit:
         return True
 
 
-class ConsultRoomConsumer(AsyncWebsocketConsumer):
+class ConsultRoomConsumer(revocation.ClosesWhenCredentialAgesOut, AsyncWebsocketConsumer):
     consult = None
-    revoked = False
 
     async def connect(self) -> None:
         # Accept first so that a refusal reaches the client as close code 4403, not a bare HTTP 403.
@@ -73,6 +72,9 @@ class ConsultRoomConsumer(AsyncWebsocketConsumer):
             self.consult = None
             await self.close(code=revocation.REVOKED)
             return
+        lifetime = revocation.Lifetime(self.scope)
+        await database_sync_to_async(lifetime.start)()
+        self.lifetime = lifetime
         self.user = user
         self.me = room.author_payload(user)
         self.group = consult_group(self.consult.pk)

@@ -321,6 +321,8 @@ CELERY_BEAT_SCHEDULE: dict = {}
 CELERY_IMPORTS = ["teleconsult.mail"]
 # Safety net for thumbnails whose render message was lost: queue what waits too long.
 CELERY_BEAT_SCHEDULE["render-pending-thumbnails"] = {"task": "studies.tasks.render_pending", "schedule": 300.0}
+# Expired sessions are deleted every minute, which also closes the WebSockets opened with them.
+CELERY_BEAT_SCHEDULE["end-expired-sessions"] = {"task": "accounts.tasks.end_expired_sessions", "schedule": 60.0}
 
 LANGUAGE_CODE = "en"
 TIME_ZONE = "UTC"
