@@ -211,14 +211,23 @@ class ClosesWhenCredentialAgesOut:
     async def dispatch(self, message) -> None:
         lifetime = self.lifetime
         if lifetime is not None and message["type"] != "websocket.disconnect":
-            active = message["type"] == "websocket.receive"
-            if lifetime.due(active=active) and not await self._still_alive(lifetime, active):
-                self.lifetime, self.revoked = None, True
-                close = {"type": "websocket.close", "code": REVOKED}
-                # A sync consumer's base_send is wrapped for its worker threads: call it from one.
-                await (sync_to_async(self.base_send)(close) if self._sync else self.base_send(close))
-                return
+            received = message["type"] == "websocket.receive"
+            if lifetime.due(active=received):
+                active = received and self.moves_session_on(message)
+                if not await self._still_alive(lifetime, active):
+                    await self._close_aged_out()
+                    return
         await super().dispatch(message)
+
+    async def _close_aged_out(self) -> None:
+        self.lifetime, self.revoked = None, True
+        close = {"type": "websocket.close", "code": REVOKED}
+        # A sync consumer's base_send is wrapped for its worker threads: call it from one.
+        await (sync_to_async(self.base_send)(close) if self._sync else self.base_send(close))
+
+    def moves_session_on(self, message: dict) -> bool:
+        """Is this frame from the client the person's doing (not one their page sends by itself)?"""
+        return True
 
     async def _still_alive(self, lifetime: Lifetime, active: bool) -> bool:
         try:

@@ -107,6 +107,15 @@ class ConsultRoomConsumer(revocation.ClosesWhenCredentialAgesOut, AsyncWebsocket
         await sync_to_async(room.presence().leave)(self.consult.pk, self.channel_name)
         await self._broadcast_presence()
 
+    def moves_session_on(self, message: dict) -> bool:
+        """Everything the person sends moves their session on, except read marks, which a visible
+        tab sends by itself as a colleague's messages arrive."""
+        try:
+            frame = json.loads(message.get("text") or "")
+        except ValueError:
+            return True
+        return not (isinstance(frame, dict) and frame.get("type") == "chat.read")
+
     async def auth_revoke(self, event: dict) -> None:
         """The token, session or account this socket was opened with was revoked: close at once,
         and handle no frame that was already on its way."""

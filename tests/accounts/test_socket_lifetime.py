@@ -175,14 +175,14 @@ def test_a_session_left_idle_past_its_expiry_closes_its_socket_at_the_next_event
 def test_a_session_whose_person_keeps_using_the_socket_is_moved_on_and_stays(settings, physician):
     """A page request moves a session on; so does the person's own traffic on the socket, once the
     session is within its last stretch (a quarter of its age here)."""
-    settings.SESSION_COOKIE_AGE = 2
+    settings.SESSION_COOKIE_AGE = 3
     key, cookie = signed_in(physician)
     consult = ConsultFactory(study=make_study(uploader=physician), requester=physician)
     first_expiry = expire_date(key)
 
     async def scenario():
         chat = await opened(f"/ws/consults/{consult.pk}/", [ORIGIN, cookie])
-        for _ in range(8):  # 4 s of typing: well past the session's first expiry
+        for _ in range(10):  # 5 s of typing: well past the session's first expiry
             await chat.send_to(text_data=json.dumps({"type": "typing"}))
             assert await next_output(chat, timeout=0.5) is None
         await chat.send_to(text_data=json.dumps({"type": "chat.message", "text": "still here"}))
@@ -228,3 +228,23 @@ def test_the_beat_task_works_in_batches_and_is_scheduled(physician):
     assert end_expired_sessions(batch=3) == 7
     assert Session.objects.count() == 0
     assert settings.CELERY_BEAT_SCHEDULE["end-expired-sessions"]["task"] == "accounts.tasks.end_expired_sessions"
+
+
+def test_read_marks_a_page_sends_by_itself_do_not_keep_an_idle_session_alive(settings, physician):
+    settings.SESSION_COOKIE_AGE = 2
+    key, cookie = signed_in(physician)
+    consult = ConsultFactory(study=make_study(uploader=physician), requester=physician)
+    first_expiry = expire_date(key)
+
+    async def scenario():
+        chat = await opened(f"/ws/consults/{consult.pk}/", [ORIGIN, cookie])
+        for _ in range(6):
+            await chat.send_to(text_data=json.dumps({"type": "chat.read", "up_to_id": 1}))
+            while (output := await next_output(chat, timeout=0.5)) is not None:
+                if output["type"] == "websocket.close":
+                    return output
+                assert json.loads(output["text"])["type"] == "error"  # no such message: answered, not ended
+        return None
+
+    assert async_to_sync(scenario)() == {"type": "websocket.close", "code": REVOKED}
+    assert expire_date(key) == first_expiry
