@@ -11,6 +11,9 @@ and how they are exported (``events_csv_response``, for the access-history page)
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from django.conf import settings
 from django.core.cache import cache
@@ -88,6 +91,32 @@ def request_user(request: HttpRequest):
     return None
 
 
+_batch: ContextVar[list[AccessEvent] | None] = ContextVar("audit_batch", default=None)
+
+
+@contextmanager
+def batched() -> Iterator[None]:
+    """Events appended inside the block are written together, in one INSERT, when it ends (a FHIR
+    search page records every resource it serves: one query, not one per entry)."""
+    events: list[AccessEvent] = []
+    token = _batch.set(events)
+    try:
+        yield
+    finally:
+        _batch.reset(token)
+    AccessEvent.objects.bulk_create(events)
+
+
+def append(event: AccessEvent) -> AccessEvent:
+    """Write ``event`` now, or with its batch (``batched``)."""
+    events = _batch.get()
+    if events is None:
+        event.save()
+    else:
+        events.append(event)
+    return event
+
+
 def record(
     request: HttpRequest,
     action: str,
@@ -106,16 +135,18 @@ def record(
         key = _summary_key(user, share, study.study_instance_uid, action)
         if not cache.add(key, 1, timeout=summary_seconds()):
             return None
-    return AccessEvent.objects.create(
-        user=user,
-        share_link=share,
-        actor=_actor(user, share),
-        action=action,
-        study=study,
-        study_uid=study.study_instance_uid,
-        object_id=str(obj)[:128],
-        ip=client_ip(request),
-        user_agent=request.META.get("HTTP_USER_AGENT", "")[:400],
+    return append(
+        AccessEvent(
+            user=user,
+            share_link=share,
+            actor=_actor(user, share),
+            action=action,
+            study=study,
+            study_uid=study.study_instance_uid,
+            object_id=str(obj)[:128],
+            ip=client_ip(request),
+            user_agent=request.META.get("HTTP_USER_AGENT", "")[:400],
+        )
     )
 
 
@@ -123,16 +154,18 @@ def record_deletion(request: HttpRequest, *, user, study: Study, obj: str, study
     """Append the ``deleted`` event of a study, series or instance (``studies.deletion``). When the
     whole study went, the event names its patient record, which stays: the study's own column
     would be empty, and the practice's admins read the history of its records."""
-    return AccessEvent.objects.create(
-        user=user,
-        actor=_actor(user, None),
-        action=Action.DELETED,
-        study=None if study_removed else study,
-        study_uid=study.study_instance_uid,
-        patient=study.patient if study_removed else None,
-        object_id=str(obj)[:128],
-        ip=client_ip(request),
-        user_agent=request.META.get("HTTP_USER_AGENT", "")[:400],
+    return append(
+        AccessEvent(
+            user=user,
+            actor=_actor(user, None),
+            action=Action.DELETED,
+            study=None if study_removed else study,
+            study_uid=study.study_instance_uid,
+            patient=study.patient if study_removed else None,
+            object_id=str(obj)[:128],
+            ip=client_ip(request),
+            user_agent=request.META.get("HTTP_USER_AGENT", "")[:400],
+        )
     )
 
 

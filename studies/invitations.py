@@ -28,6 +28,7 @@ from teleconsult.client_address import client_address
 from teleconsult.errors import PortalError
 from teleconsult.links import absolute_url
 
+from . import audit
 from .models import AccessEvent, Patient, PatientInvitation
 
 
@@ -67,15 +68,17 @@ def may_invite(user, patient: Patient) -> bool:
 
 
 def record_event(request, action: str, patient: Patient, *, user, obj: str = "") -> None:
-    AccessEvent.objects.create(
-        user=user,
-        actor=user.email if user is not None else "",
-        action=action,
-        patient=patient,
-        study_uid="",
-        object_id=str(obj)[:128],
-        ip=client_address(request) if request is not None else None,
-        user_agent=request.META.get("HTTP_USER_AGENT", "")[:400] if request is not None else "",
+    audit.append(
+        AccessEvent(
+            user=user,
+            actor=user.email if user is not None else "",
+            action=action,
+            patient=patient,
+            study_uid="",
+            object_id=str(obj)[:128],
+            ip=client_address(request) if request is not None else None,
+            user_agent=request.META.get("HTTP_USER_AGENT", "")[:400] if request is not None else "",
+        )
     )
 
 

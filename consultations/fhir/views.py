@@ -15,6 +15,8 @@ from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from studies import audit
+
 from . import bundles, capability, errors, intake, media, registry, search
 from .links import Links
 from .registry import TYPES, ResourceType
@@ -84,9 +86,10 @@ class TypeView(FhirView):
                     if (other_kind, other.pk) not in seen:
                         seen.add((other_kind, other.pk))
                         included.append((TYPES[other_kind], other))
-        for served_kind, row in [(kind, row) for row in rows] + included:
-            if served_kind.record is not None:
-                served_kind.record(request, row)
+        with audit.batched():
+            for served_kind, row in [(kind, row) for row in rows] + included:
+                if served_kind.record is not None:
+                    served_kind.record(request, row)
         warnings = [
             {"severity": "warning", "code": "not-supported", "diagnostics": f"Ignored: {name}."}
             for name in query.ignored

@@ -270,6 +270,22 @@ def test_every_resource_served_is_recorded_in_the_access_history(fhir_client, ph
     assert events[0].study == study and events[3].patient_id == study.patient_id
 
 
+def test_a_search_page_records_every_entry_in_one_insert(fhir_client, physician, study, django_assert_max_num_queries):
+    """The access history gets one event per resource served, written together: a page of 40
+    patients costs the same few queries as a page of 2."""
+    for n in range(40):
+        Patient.objects.create(practice=study.practice, patient_id=f"BQ{n}", name=f"Batch^{n}")
+    client = fhir_client(physician)
+    fhir(client.get(f"{FHIR}/Patient", {"_count": 2}))  # token and session lookups warmed
+    with django_assert_max_num_queries(12) as small:
+        assert len(ids(fhir(client.get(f"{FHIR}/Patient", {"_count": 2})))) == 2
+    with django_assert_max_num_queries(len(small)) as large:
+        assert len(ids(fhir(client.get(f"{FHIR}/Patient", {"_count": 40})))) == 40
+    read = AccessEvent.objects.filter(user=physician, object_id__startswith="fhir:Patient/")
+    assert read.count() == 2 + 2 + 40
+    assert len(large) == len(small)
+
+
 # -- search --------------------------------------------------------------------------------------
 
 
