@@ -127,3 +127,18 @@ def test_a_measurement_is_saved_survives_a_reload_and_appears_live_for_the_follo
     points = reader.evaluate(f"{VIEWER}.getAnnotations()[0].geometry.points")
     assert points == saved.geometry["points"]
     assert reader.errors == [] and doctor.errors == []
+
+
+def test_signing_out_in_another_tab_says_signed_out_in_the_room(browser_context, accepted_consult):
+    """The room's socket closes with 4401 when its session ends; the reconnect is refused, and the
+    room says the person was signed out, not that they are no longer part of the consult."""
+    consult, physician, _ = accepted_consult
+    doctor = open_consult(browser_context, physician, consult)
+    other_tab = doctor.context.new_page()
+    other_tab.goto("/")
+    other_tab.get_by_role("button", name="Sign out").click()
+    other_tab.wait_for_url("**/accounts/login/**")
+
+    expect(doctor.locator("[data-room-state]")).to_have_text("Signed out: sign in again to go on")
+    expect(doctor.locator("[data-room-input]")).to_be_disabled()
+    assert doctor.errors == []

@@ -6,7 +6,7 @@
 // client_id; the server stores a client_id once, so nothing is duplicated and nothing is lost.
 //
 // Events (room.addEventListener(type, e => e.detail)):
-//   "state"    {state: "connecting"|"open"|"reconnecting"|"refused"|"closed", attempt, delay}
+//   "state"    {state: "connecting"|"open"|"reconnecting"|"refused"|"signed-out"|"closed", attempt, delay}
 //   "frame"    every server frame, as parsed JSON (chat.message, chat.history, presence, ...)
 //   "outbox"   {pending: [{client_id, text}]}
 
@@ -83,8 +83,12 @@ export class RoomClient extends EventTarget {
     socket.onclose = (event) => {
       if (this.socket !== socket) return;
       this.socket = null;
+      // 4401: the credential was revoked or aged out. If the reconnect is then refused, the
+      // person was signed out (not removed from the consult): say so.
+      const afterRevoked = this.revoked;
+      this.revoked = event.code === 4401;
       if (event.code === 4403) {
-        this.setState("refused");
+        this.setState(afterRevoked ? "signed-out" : "refused");
         return;
       }
       if (this.stopped) {
@@ -108,6 +112,7 @@ export class RoomClient extends EventTarget {
   }
 
   receive(data) {
+    this.revoked = false; // a frame: this connection was let in
     let frame;
     try {
       frame = JSON.parse(data);

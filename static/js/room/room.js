@@ -71,6 +71,7 @@ const STATE_LABELS = {
   open: "Live",
   reconnecting: "Reconnecting…",
   refused: "You are not part of this consult's room",
+  "signed-out": "Signed out: sign in again to go on",
   closed: "Offline",
 };
 
@@ -258,7 +259,7 @@ export class ConsultRoom {
     const el = this.q("state");
     el.textContent = state === "reconnecting" && delay ? `Reconnecting in ${Math.ceil(delay / 1000)} s…` : STATE_LABELS[state];
     el.dataset.state = state;
-    this.q("input").disabled = state === "refused";
+    this.q("input").disabled = state === "refused" || state === "signed-out";
   }
 
   renderMessages(scrollToEnd) {
