@@ -10,6 +10,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
+# Test processes side by side (pytest-xdist; each with its own test database, files and Redis key
+# prefix, tests/settings.py): one per core; TEST_PROCESSES=0 runs the suite in this one process.
+TEST_PROCESSES ?= $(shell nproc 2>/dev/null || echo 2)
 
 .PHONY: run test test-unit bench lint format install install-dev serve clean
 
@@ -57,10 +60,10 @@ format: install-dev
 
 test: install-dev lint
 	DEBUG=1 $(BIN)/python manage.py makemigrations --check --dry-run
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile $(PYTEST_ARGS)
 
 test-unit: install-dev
-	$(BIN)/python -m pytest -m "not integration and not e2e" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile -m "not integration and not e2e" $(PYTEST_ARGS)
 
 bench: install-dev
 	$(BIN)/python -m bench

@@ -6,6 +6,16 @@ os.environ.setdefault("DEBUG", "1")
 os.environ.setdefault("TELECONSULT_MFA_REQUIRED", "0")
 os.environ.setdefault("TELECONSULT_DATA_DIR", os.path.join(os.path.dirname(__file__), "..", "var", "test"))
 
+# `make test` runs the suite in parallel processes (pytest-xdist, "gw0", "gw1", ...). Each has its own
+# test database (pytest-django adds the worker's name), and here its own files and Redis key prefix,
+# which the daphne and Celery processes it starts inherit: no worker sees another's rows, files,
+# queued tasks, channel groups or counters.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if WORKER and not os.environ.get("TELECONSULT_TEST_WORKER_ISOLATED"):
+    os.environ["TELECONSULT_TEST_WORKER_ISOLATED"] = WORKER
+    os.environ["TELECONSULT_DATA_DIR"] = os.path.join(os.environ["TELECONSULT_DATA_DIR"], WORKER)
+    os.environ["TELECONSULT_REDIS_PREFIX"] = f"{os.environ.get('TELECONSULT_REDIS_PREFIX') or 'teleconsult'}-{WORKER}"
+
 from teleconsult.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
