@@ -20,6 +20,25 @@ PASSWORD = "correct-horse-battery-staple"
 os.environ.setdefault("TMPDIR", tempfile.gettempdir())
 
 
+def _seed_after_flush(sender, using="default", **kwargs) -> None:
+    if sender.label == "consultations":
+        from consultations.demo import ensure_report_templates
+
+        ensure_report_templates()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _seeded_rows_outlive_flushes():
+    """Rows the migrations seed (the standard report templates) are back after each flush of a
+    transactional test (Django's flush sends post_migrate), whatever order a test process runs the
+    tests in: a later test on the same database finds them as on a freshly migrated one."""
+    from django.db.models.signals import post_migrate
+
+    post_migrate.connect(_seed_after_flush, dispatch_uid="tests.seed_after_flush")
+    yield
+    post_migrate.disconnect(dispatch_uid="tests.seed_after_flush")
+
+
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     """Counters kept in the cache (sign-in and signing lockouts, rate limits, summaries) start

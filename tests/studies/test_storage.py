@@ -163,7 +163,7 @@ def test_importing_storage_reads_no_mount_table():
     assert done.stdout.strip() == "[]"
 
 
-def test_the_server_moves_its_temporary_files_off_a_real_tmpfs(settings, tmp_path):
+def test_the_server_moves_its_temporary_files_off_a_real_tmpfs(settings):
     """The server's start-up (``teleconsult.serve.start``, as ``python -m teleconsult.serve`` runs
     it before daphne) in a process whose temporary directory is a real tmpfs (mounted in a mount
     namespace of its own) and whose environment names none."""
@@ -172,8 +172,8 @@ def test_the_server_moves_its_temporary_files_off_a_real_tmpfs(settings, tmp_pat
         pytest.skip("needs root and unshare(1) to mount a tmpfs in a namespace of its own")
     if storage.file_system_type(str(settings.DATA_DIR)) in storage.MEMORY_FILE_SYSTEMS:
         pytest.skip(f"the data directory {settings.DATA_DIR} is itself in memory")
-    in_memory = tmp_path / "in-memory"
-    in_memory.mkdir()
+    # A short path: the forkserver's socket goes in it, and a socket's path has at most 107 bytes.
+    in_memory = tempfile.mkdtemp(prefix="mem-")
     data_dir = tempfile.mkdtemp(prefix="tmpfs-test-", dir=settings.DATA_DIR)
     script = (
         f"import tempfile; tempfile.tempdir = {str(in_memory)!r}; "  # the system's, as gettempdir() found it
@@ -209,3 +209,4 @@ def test_the_server_moves_its_temporary_files_off_a_real_tmpfs(settings, tmp_pat
         assert os.listdir(own) == []  # the body's file had no name and went with the process
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
+        shutil.rmtree(in_memory, ignore_errors=True)
