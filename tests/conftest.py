@@ -40,6 +40,16 @@ def _seeded_rows_outlive_flushes():
 
 
 @pytest.fixture(autouse=True)
+def _not_inside_a_worker():
+    """Celery keeps a process-wide flag, set when a worker's pool is built in the process (as tests
+    of the worker's start-up do), after which ``result.get()`` refuses to run; every test starts
+    outside a worker, whichever tests its process ran before."""
+    from celery._state import _set_task_join_will_block
+
+    _set_task_join_will_block(False)
+
+
+@pytest.fixture(autouse=True)
 def _fresh_cache():
     """Counters kept in the cache (sign-in and signing lockouts, rate limits, summaries) start
     empty in every test: primary keys repeat from test to test, and so would their counts."""
