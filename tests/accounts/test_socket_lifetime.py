@@ -106,6 +106,15 @@ def expire_date(key: str) -> float:
     return Session.objects.get(session_key=key).expire_date.timestamp()
 
 
+def room_session(settings, physician, idle_seconds: int):
+    """A session of ``idle_seconds`` for the physician, a consult of theirs, and the session's
+    first expiry: ``(key, cookie, consult, first_expiry)``."""
+    settings.SESSION_COOKIE_AGE = idle_seconds
+    key, cookie = signed_in(physician)
+    consult = ConsultFactory(study=make_study(uploader=physician), requester=physician)
+    return key, cookie, consult, expire_date(key)
+
+
 # --- Identity providers' tokens ---------------------------------------------------------------------
 
 
@@ -175,10 +184,7 @@ def test_a_session_left_idle_past_its_expiry_closes_its_socket_at_the_next_event
 def test_a_session_whose_person_keeps_using_the_socket_is_moved_on_and_stays(settings, physician):
     """A page request moves a session on; so does the person's own traffic on the socket, once the
     session is within its last stretch (a quarter of its age here)."""
-    settings.SESSION_COOKIE_AGE = 3
-    key, cookie = signed_in(physician)
-    consult = ConsultFactory(study=make_study(uploader=physician), requester=physician)
-    first_expiry = expire_date(key)
+    key, cookie, consult, first_expiry = room_session(settings, physician, idle_seconds=3)
 
     async def scenario():
         chat = await opened(f"/ws/consults/{consult.pk}/", [ORIGIN, cookie])
@@ -231,10 +237,7 @@ def test_the_beat_task_works_in_batches_and_is_scheduled(physician):
 
 
 def test_read_marks_a_page_sends_by_itself_do_not_keep_an_idle_session_alive(settings, physician):
-    settings.SESSION_COOKIE_AGE = 2
-    key, cookie = signed_in(physician)
-    consult = ConsultFactory(study=make_study(uploader=physician), requester=physician)
-    first_expiry = expire_date(key)
+    key, cookie, consult, first_expiry = room_session(settings, physician, idle_seconds=2)
 
     async def scenario():
         chat = await opened(f"/ws/consults/{consult.pk}/", [ORIGIN, cookie])
