@@ -30,6 +30,7 @@ def end_expired_sessions(batch: int = 500, most: int = 20_000) -> int:
         if not keys:
             break
         with transaction.atomic():
-            Session.objects.filter(session_key__in=keys, expire_date__lt=timezone.now()).delete()
-        ended += len(keys)
+            # A session moved on since it was read (its socket in use) is no longer expired: kept.
+            deleted, _ = Session.objects.filter(session_key__in=keys, expire_date__lt=timezone.now()).delete()
+        ended += deleted
     return ended

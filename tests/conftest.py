@@ -20,7 +20,7 @@ PASSWORD = "correct-horse-battery-staple"
 os.environ.setdefault("TMPDIR", tempfile.gettempdir())
 
 
-def _seed_after_flush(sender, using="default", **kwargs) -> None:
+def _seed_after_flush(sender, **kwargs) -> None:
     if sender.label == "consultations":
         from consultations.demo import ensure_report_templates
 
@@ -41,9 +41,10 @@ def _seeded_rows_outlive_flushes():
 
 @pytest.fixture(autouse=True)
 def _not_inside_a_worker():
-    """Celery keeps a process-wide flag, set when a worker's pool is built in the process (as tests
-    of the worker's start-up do), after which ``result.get()`` refuses to run; every test starts
-    outside a worker, whichever tests its process ran before."""
+    """Celery keeps a process-wide "inside a task" flag: an eager task sets it while it runs and
+    puts back the value it found, so eager tasks run from several threads at once (race tests,
+    in-process servers) can leave it set, after which ``result.get()`` refuses to run. Every test
+    starts with it cleared, whichever tests its process ran before."""
     from celery._state import _set_task_join_will_block
 
     _set_task_join_will_block(False)
